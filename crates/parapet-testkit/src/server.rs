@@ -1,0 +1,217 @@
+//! One `redis-server` process.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::resp;
+
+const MISSING: &str = "redis-server was not found on PATH: run `scripts/test`, which installs it \
+                       (apt-get install redis-server), or install it yourself";
+
+/// A real `redis-server` on a free loopback port, stopped on drop.
+#[derive(Debug)]
+pub struct RedisServer {
+    port: u16,
+    extra: Vec<String>,
+    dir: tempfile::TempDir,
+    watchdog: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts a standalone server. Panics (with how to fix it) if `redis-server` is missing.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra `redis-server` arguments (`--cluster-enabled yes`, …).
+    pub fn start_with(extra: &[&str]) -> Self {
+        ensure_installed();
+        for _attempt in 0..20 {
+            let port = free_port();
+            let mut server = Self {
+                port,
+                extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+                dir: tempfile::tempdir().expect("temp dir for redis-server"),
+                watchdog: None,
+            };
+            if server.launch() {
+                return server;
+            }
+        }
+        panic!("could not start redis-server on a free port after 20 attempts");
+    }
+
+    /// The port the server listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Sends one command and returns the reply as text (see the crate docs).
+    pub fn command(&self, args: &[&str]) -> String {
+        resp::command(self.port, args)
+            .unwrap_or_else(|e| panic!("redis command {args:?} on port {}: {e}", self.port))
+    }
+
+    /// How many times a command ran, from `INFO commandstats` (`evalsha`, `eval`, …).
+    pub fn command_calls(&self, name: &str) -> u64 {
+        let info = self.command(&["INFO", "commandstats"]);
+        let prefix = format!("cmdstat_{}:calls=", name.to_ascii_lowercase());
+        info.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |n| n.parse().expect("calls is a number"))
+    }
+
+    /// Kills the server with SIGKILL, as a crash would, and waits until the port is closed.
+    pub fn kill(&mut self) {
+        self.signal("KILL");
+        if let Some(mut watchdog) = self.watchdog.take() {
+            let _ = watchdog.wait();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while resp::command(self.port, &["PING"]).is_ok() {
+            assert!(Instant::now() < deadline, "redis-server did not die");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the server again on the same port, empty, with an empty script cache.
+    pub fn restart(&mut self) {
+        if self.watchdog.is_some() {
+            self.kill();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.launch() {
+            assert!(
+                Instant::now() < deadline,
+                "could not restart redis-server on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open and nothing is answered.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn pid_file(&self) -> PathBuf {
+        self.dir.path().join("redis.pid")
+    }
+
+    fn signal(&self, signal: &str) {
+        let Ok(pid) = std::fs::read_to_string(self.pid_file()) else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.trim())
+            .status();
+    }
+
+    /// Runs redis-server under a watchdog shell that kills it when this process exits,
+    /// then waits for PING. Returns false if it did not come up (port taken, …).
+    fn launch(&mut self) -> bool {
+        let _ = std::fs::remove_file(self.pid_file());
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        let mut args: Vec<String> = [
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            &dir,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+            "--daemonize",
+            "no",
+            "--logfile",
+            &format!("{dir}/redis.log"),
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        args.extend(self.extra.iter().cloned());
+        let script = format!(
+            "redis-server \"$@\" & r=$!; echo $r > '{pid}'; \
+             while kill -0 {parent} 2>/dev/null && kill -0 $r 2>/dev/null; do sleep 0.2; done; \
+             kill -9 $r 2>/dev/null",
+            pid = self.pid_file().display(),
+            parent = std::process::id(),
+        );
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg("sh")
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sh for redis-server");
+        self.watchdog = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if resp::command(self.port, &["PING"]).is_ok_and(|r| r == "+PONG") {
+                return true;
+            }
+            if let Some(watchdog) = self.watchdog.as_mut()
+                && watchdog.try_wait().ok().flatten().is_some()
+            {
+                self.watchdog = None;
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.signal("CONT");
+        self.signal("KILL");
+        if let Some(mut watchdog) = self.watchdog.take() {
+            let _ = watchdog.kill();
+            let _ = watchdog.wait();
+        }
+    }
+}
+
+fn ensure_installed() {
+    let found = Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(found, "{MISSING}");
+}
+
+/// A port that is free now, and whose cluster bus port (+10000) is free too.
+fn free_port() -> u16 {
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let port = listener.local_addr().expect("local addr").port();
+        if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
