@@ -14,6 +14,12 @@ pub trait Clock: Debug + Send + Sync + 'static {
     fn now_micros(&self) -> u64;
 }
 
+impl<C: Clock + ?Sized> Clock for Arc<C> {
+    fn now_micros(&self) -> u64 {
+        (**self).now_micros()
+    }
+}
+
 /// The real monotonic clock ([`Instant`]), counted from the first use in this process.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;

@@ -46,7 +46,10 @@ mod tests {
     #[test]
     fn messages_are_lowercase_and_kinds_stable() {
         let e = StoreError::Timeout(Duration::from_millis(25));
-        assert_eq!(e.to_string(), "store call did not finish within its 25ms deadline");
+        assert_eq!(
+            e.to_string(),
+            "store call did not finish within its 25ms deadline"
+        );
         assert_eq!(e.kind(), "timeout");
         let e = StoreError::UnexpectedReply("array of 3 integers");
         assert!(e.to_string().starts_with("unexpected reply"));

@@ -123,7 +123,10 @@ impl RedisHandle {
             }
             Connection::Pool(pool) => {
                 self.deadline(async move {
-                    let mut conn = pool.get().await.map_err(|e| StoreError::Pool(Box::new(e)))?;
+                    let mut conn = pool
+                        .get()
+                        .await
+                        .map_err(|e| StoreError::Pool(Box::new(e)))?;
                     Ok(invocation.invoke_async(&mut conn).await?)
                 })
                 .await
@@ -146,7 +149,10 @@ impl RedisHandle {
             }
             Connection::Pool(pool) => {
                 self.deadline(async move {
-                    let mut conn = pool.get().await.map_err(|e| StoreError::Pool(Box::new(e)))?;
+                    let mut conn = pool
+                        .get()
+                        .await
+                        .map_err(|e| StoreError::Pool(Box::new(e)))?;
                     Ok(cmd.query_async(&mut conn).await?)
                 })
                 .await
@@ -184,7 +190,9 @@ impl RedisBuilder {
     /// Cluster connection must reach a seed node now, to learn the slot map.
     pub async fn build(self) -> Result<RedisHandle, StoreError> {
         if self.timeout.is_zero() {
-            return Err(StoreError::InvalidConfig("timeout must be above zero".into()));
+            return Err(StoreError::InvalidConfig(
+                "timeout must be above zero".into(),
+            ));
         }
         let connection = if self.cluster {
             if self.pool_size.is_some() {

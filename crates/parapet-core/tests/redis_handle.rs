@@ -15,7 +15,11 @@ async fn ping(handle: &RedisHandle) -> Result<String, StoreError> {
 async fn multiplexed_and_pool_answer() {
     let server = RedisServer::start();
     let multiplexed = RedisHandle::builder(server.url()).build().await.unwrap();
-    let pool = RedisHandle::builder(server.url()).pool(4).build().await.unwrap();
+    let pool = RedisHandle::builder(server.url())
+        .pool(4)
+        .build()
+        .await
+        .unwrap();
     assert_eq!(ping(&multiplexed).await.unwrap(), "PONG");
     assert_eq!(ping(&pool).await.unwrap(), "PONG");
 }
@@ -46,7 +50,10 @@ async fn a_paused_server_costs_one_deadline_not_more() {
     let err = ping(&handle).await.unwrap_err();
     let took = started.elapsed();
     server.resume();
-    assert!(matches!(err, StoreError::Timeout(_) | StoreError::Redis(_)), "{err:?}");
+    assert!(
+        matches!(err, StoreError::Timeout(_) | StoreError::Redis(_)),
+        "{err:?}"
+    );
     assert!(took < Duration::from_millis(500), "took {took:?}");
 }
 
@@ -67,7 +74,10 @@ async fn a_restarted_server_is_used_again() {
         if ping(&handle).await.is_ok() {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(2), "no recovery after 2 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "no recovery after 2 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -76,7 +86,8 @@ async fn a_restarted_server_is_used_again() {
 async fn cluster_routes_scripts_by_hash_tag() {
     let cluster = RedisCluster::start();
     let handle = RedisHandle::cluster(cluster.urls()).build().await.unwrap();
-    let script = Script::new("redis.call('SET', KEYS[1], ARGV[1]); return redis.call('GET', KEYS[2])");
+    let script =
+        Script::new("redis.call('SET', KEYS[1], ARGV[1]); return redis.call('GET', KEYS[2])");
     for i in 0..30 {
         let tag = format!("{{user{i}}}");
         let mut invocation = script.prepare_invoke();
@@ -99,7 +110,10 @@ async fn cluster_routes_scripts_by_hash_tag() {
 #[tokio::test]
 async fn invalid_configuration_is_an_error() {
     let err = RedisHandle::builder("not a url").build().await.unwrap_err();
-    assert!(matches!(err, StoreError::Redis(_) | StoreError::InvalidConfig(_)));
+    assert!(matches!(
+        err,
+        StoreError::Redis(_) | StoreError::InvalidConfig(_)
+    ));
     let err = RedisHandle::builder("redis://127.0.0.1:1")
         .timeout(Duration::ZERO)
         .build()

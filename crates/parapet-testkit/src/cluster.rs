@@ -36,7 +36,8 @@ impl RedisCluster {
             assert_eq!(reply, "+OK", "CLUSTER ADDSLOTSRANGE");
         }
         for other in &nodes[1..] {
-            let reply = nodes[0].command(&["CLUSTER", "MEET", "127.0.0.1", &other.port().to_string()]);
+            let reply =
+                nodes[0].command(&["CLUSTER", "MEET", "127.0.0.1", &other.port().to_string()]);
             assert_eq!(reply, "+OK", "CLUSTER MEET");
         }
         let cluster = Self { nodes };
@@ -69,7 +70,10 @@ impl RedisCluster {
             if ready {
                 return;
             }
-            assert!(Instant::now() < deadline, "cluster did not reach cluster_state:ok");
+            assert!(
+                Instant::now() < deadline,
+                "cluster did not reach cluster_state:ok"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -14,16 +14,25 @@ fn standalone_kill_restart_pause() {
     assert!(std::net::TcpStream::connect(("127.0.0.1", server.port())).is_err());
 
     server.restart();
-    assert_eq!(server.command(&["GET", "k"]), "(nil)", "a restart starts empty");
+    assert_eq!(
+        server.command(&["GET", "k"]),
+        "(nil)",
+        "a restart starts empty"
+    );
 
     server.pause();
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port())).unwrap();
-    stream.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     use std::io::{Read, Write};
     stream.write_all(b"*1\r\n$4\r\nPING\r\n").unwrap();
     let started = Instant::now();
     let mut buf = [0u8; 16];
-    assert!(stream.read(&mut buf).is_err(), "a paused server must not answer");
+    assert!(
+        stream.read(&mut buf).is_err(),
+        "a paused server must not answer"
+    );
     assert!(started.elapsed() >= Duration::from_millis(250));
     server.resume();
     assert_eq!(server.command(&["PING"]), "+PONG");

@@ -1,0 +1,263 @@
+//! Configuration of a [`RateLimitLayer`].
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::Response;
+use parapet_core::{Clock, OnStoreError, SystemClock};
+
+use crate::breaker::Breaker;
+use crate::deny_cache::DenyCache;
+use crate::key::{KeyExtractor, PeerIp};
+use crate::limiter::{CostFn, Inner, RejectionFn, Resolver};
+use crate::store::{MemoryStore, RateLimitStore};
+use crate::{
+    HeaderStyle, MissingKey, Policy, PolicySet, Quota, RateLimitError, RateLimitLayer, RateLimiter,
+    Rejection, RequestHead, Subject,
+};
+
+/// Default capacity of the in-process store (entries).
+const DEFAULT_MEMORY_CAPACITY: usize = 100_000;
+/// Default capacity of the local deny cache (entries).
+const DEFAULT_DENY_CACHE: usize = 10_000;
+
+/// Builds a [`RateLimitLayer`]; every setting has a documented default, and
+/// [`build`](Self::build) checks them all.
+pub struct RateLimitLayerBuilder {
+    policies: Vec<(String, Quota)>,
+    policy_set: Option<PolicySet>,
+    resolver: Option<Resolver>,
+    key: Option<Box<dyn KeyExtractor>>,
+    store: Option<Arc<dyn RateLimitStore>>,
+    cost: Option<CostFn>,
+    header_style: HeaderStyle,
+    on_store_error: OnStoreError,
+    missing_key: MissingKey,
+    allow_list: HashSet<Subject>,
+    deny_cache: usize,
+    memory_capacity: usize,
+    rejection_response: Option<RejectionFn>,
+    clock: Arc<dyn Clock>,
+}
+
+impl RateLimitLayerBuilder {
+    pub(crate) fn new() -> Self {
+        Self {
+            policies: Vec::new(),
+            policy_set: None,
+            resolver: None,
+            key: None,
+            store: None,
+            cost: None,
+            header_style: HeaderStyle::default(),
+            on_store_error: OnStoreError::default(),
+            missing_key: MissingKey::default(),
+            allow_list: HashSet::new(),
+            deny_cache: DEFAULT_DENY_CACHE,
+            memory_capacity: DEFAULT_MEMORY_CAPACITY,
+            rejection_response: None,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Adds a policy charged on every request (checked at [`build`](Self::build)). Several
+    /// policies are charged all or nothing.
+    #[must_use]
+    pub fn policy(mut self, name: impl Into<String>, quota: Quota) -> Self {
+        self.policies.push((name.into(), quota));
+        self
+    }
+
+    /// Charges this set on every request (instead of [`policy`](Self::policy)).
+    #[must_use]
+    pub fn policies(mut self, set: PolicySet) -> Self {
+        self.policy_set = Some(set);
+        self
+    }
+
+    /// Chooses the policies per request (method, path, extensions); `None` lets the request
+    /// through unlimited. Replaces [`policy`](Self::policy) and [`policies`](Self::policies).
+    ///
+    /// ```
+    /// use parapet_ratelimit::{Policy, PolicySet, Quota, RateLimitLayer};
+    ///
+    /// let login = PolicySet::from(Policy::new("login", Quota::per_minute(5))?);
+    /// let api = PolicySet::from(Policy::new("api", Quota::per_minute(600))?);
+    /// let layer = RateLimitLayer::builder()
+    ///     .resolver(move |head| match head.uri.path() {
+    ///         "/health" => None,
+    ///         "/login" => Some(login.clone()),
+    ///         _ => Some(api.clone()),
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), parapet_ratelimit::RateLimitError>(())
+    /// ```
+    #[must_use]
+    pub fn resolver<F>(mut self, resolver: F) -> Self
+    where
+        F: Fn(&RequestHead<'_>) -> Option<PolicySet> + Send + Sync + 'static,
+    {
+        self.resolver = Some(Box::new(resolver));
+        self
+    }
+
+    /// Who a request is charged to (default [`PeerIp`]: the TCP peer, IPv6 folded to /56).
+    /// Behind a proxy, use [`ClientIp`](crate::key::ClientIp).
+    #[must_use]
+    pub fn key(mut self, key: impl KeyExtractor) -> Self {
+        self.key = Some(Box::new(key));
+        self
+    }
+
+    /// Where state lives (default: a [`MemoryStore`] of
+    /// [`memory_capacity`](Self::memory_capacity) entries). Use a
+    /// [`RedisStore`](crate::RedisStore) to share limits across instances.
+    #[must_use]
+    pub fn store(mut self, store: impl RateLimitStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// How many units a request costs (default 1). A cost of 0 lets the request through
+    /// uncounted; a cost above a policy's burst is refused with `429` and no `Retry-After`.
+    #[must_use]
+    pub fn cost<F>(mut self, cost: F) -> Self
+    where
+        F: Fn(&RequestHead<'_>) -> u32 + Send + Sync + 'static,
+    {
+        self.cost = Some(Box::new(cost));
+        self
+    }
+
+    /// Which rate-limit header fields responses carry (default [`HeaderStyle::Ietf`]).
+    #[must_use]
+    pub fn headers(mut self, style: HeaderStyle) -> Self {
+        self.header_style = style;
+        self
+    }
+
+    /// What to do when the store fails or misses its deadline (default
+    /// [`OnStoreError::FailOpen`]: admit, warn, count). `Fallback` decides with an
+    /// in-process store of the same policies until the store answers again (each instance
+    /// then admits up to the full quota).
+    #[must_use]
+    pub fn on_store_error(mut self, policy: OnStoreError) -> Self {
+        self.on_store_error = policy;
+        self
+    }
+
+    /// What to do with a request without a key (default [`MissingKey::Reject`]: `400`).
+    #[must_use]
+    pub fn missing_key(mut self, missing_key: MissingKey) -> Self {
+        self.missing_key = missing_key;
+        self
+    }
+
+    /// A key that is never limited (a monitoring probe, an internal caller). For a list
+    /// shared and changed at run time, use [`RateLimiter::allow`].
+    #[must_use]
+    pub fn allow_key(mut self, subject: Subject) -> Self {
+        self.allow_list.insert(subject);
+        self
+    }
+
+    /// Capacity of the local deny cache in entries (default 10,000; 0 turns it off). It only
+    /// serves remote stores.
+    #[must_use]
+    pub fn deny_cache(mut self, capacity: usize) -> Self {
+        self.deny_cache = capacity;
+        self
+    }
+
+    /// Capacity of the in-process store (the default store and the `Fallback` one), in
+    /// entries (default 100,000; about 2–4 MiB).
+    #[must_use]
+    pub fn memory_capacity(mut self, capacity: usize) -> Self {
+        self.memory_capacity = capacity;
+        self
+    }
+
+    /// Builds refusal responses yourself (default [`Rejection::default_response`]).
+    /// `Retry-After` and the rate-limit fields are added to what it returns.
+    #[must_use]
+    pub fn rejection_response<F>(mut self, build: F) -> Self
+    where
+        F: Fn(&Rejection) -> Response<Bytes> + Send + Sync + 'static,
+    {
+        self.rejection_response = Some(Box::new(build));
+        self
+    }
+
+    /// The clock of the in-process store and the deny cache (default: the system's
+    /// monotonic clock; tests use a `ManualClock`).
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Checks the configuration and builds the layer.
+    pub fn build(self) -> Result<RateLimitLayer, RateLimitError> {
+        if self.memory_capacity == 0 {
+            return Err(RateLimitError::InvalidConfig(
+                "memory capacity must be above zero",
+            ));
+        }
+        let resolver: Resolver = match (self.resolver, self.policy_set, self.policies.is_empty()) {
+            (Some(resolver), None, true) => resolver,
+            (Some(_), _, _) => {
+                return Err(RateLimitError::InvalidConfig(
+                    "use either a resolver or fixed policies, not both",
+                ));
+            }
+            (None, Some(set), true) => Box::new(move |_| Some(set.clone())),
+            (None, Some(_), false) => {
+                return Err(RateLimitError::InvalidConfig(
+                    "use either .policies(set) or .policy(name, quota), not both",
+                ));
+            }
+            (None, None, true) => return Err(RateLimitError::NoPolicy),
+            (None, None, false) => {
+                let policies = self
+                    .policies
+                    .into_iter()
+                    .map(|(name, quota)| Policy::new(name, quota))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let set = PolicySet::new(policies)?;
+                Box::new(move |_| Some(set.clone()))
+            }
+        };
+        let memory = || MemoryStore::with_clock(self.memory_capacity, self.clock.clone());
+        let store = self.store.unwrap_or_else(|| Arc::new(memory()));
+        let remote = store.is_remote();
+        let inner = Inner {
+            fallback: (self.on_store_error == OnStoreError::Fallback).then(memory),
+            deny_cache: (remote && self.deny_cache > 0).then(|| DenyCache::new(self.deny_cache)),
+            store,
+            key: self.key.unwrap_or_else(|| Box::new(PeerIp::new())),
+            resolver,
+            cost: self.cost,
+            header_style: self.header_style,
+            on_store_error: self.on_store_error,
+            missing_key: self.missing_key,
+            allow_list: self.allow_list,
+            breaker: Breaker::default(),
+            rejection_response: self.rejection_response,
+            clock: self.clock,
+        };
+        Ok(RateLimitLayer::new(RateLimiter::new(inner)))
+    }
+}
+
+impl fmt::Debug for RateLimitLayerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitLayerBuilder")
+            .field("policies", &self.policies)
+            .field("store", &self.store)
+            .field("header_style", &self.header_style)
+            .field("on_store_error", &self.on_store_error)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,206 @@
+//! GCRA (the generic cell rate algorithm, ITU-T I.371 "virtual scheduling") in integer
+//! microseconds: the one decision function of the memory backend, mirrored line for line by
+//! the Redis script (`store/gcra.lua`), and checked against it by property tests.
+//!
+//! State per (subject, policy) is one number, the theoretical arrival time `tat`: when the
+//! subject's backlog will have drained. With `T` the emission interval and `B` the burst, a
+//! request of cost `n` at `now` is admitted iff `max(tat, now) + n·T − now ≤ B·T`; then
+//! `tat` becomes `max(tat, now) + n·T`. A refusal writes nothing, so a client hammering a
+//! closed door does not push its own reopening back.
+
+use std::time::Duration;
+
+use crate::PolicyState;
+
+/// A policy's parameters: emission interval `T` in µs and burst `B`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limit {
+    pub(crate) interval: i64,
+    pub(crate) burst: i64,
+}
+
+impl Limit {
+    fn tolerance(self) -> i64 {
+        self.interval * self.burst
+    }
+}
+
+/// The outcome of charging `cost` to a set of policies at `now`, all or nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Evaluation {
+    pub(crate) allowed: bool,
+    /// µs until the request would be admitted (0 when allowed).
+    pub(crate) retry_after: i64,
+    pub(crate) states: Vec<PolicyState>,
+    /// When allowed and cost > 0: the new `tat` of each policy, and how long (µs) it matters.
+    pub(crate) writes: Vec<(i64, i64)>,
+}
+
+/// Charges `cost` cells to every policy at `now`, given each policy's stored `tat`.
+pub(crate) fn evaluate(
+    now: i64,
+    stored: &[Option<i64>],
+    limits: &[Limit],
+    cost: i64,
+) -> Evaluation {
+    debug_assert_eq!(stored.len(), limits.len());
+    let mut retry_after = 0;
+    let mut steps = Vec::with_capacity(limits.len());
+    for (stored, limit) in stored.iter().zip(limits) {
+        let tat = stored.map_or(now, |t| t.max(now));
+        let new_tat = tat + cost * limit.interval;
+        let over = new_tat - now - limit.tolerance();
+        retry_after = retry_after.max(over);
+        steps.push((tat, new_tat, over));
+    }
+    let allowed = retry_after <= 0;
+    let mut states = Vec::with_capacity(limits.len());
+    let mut writes = Vec::new();
+    for ((tat, new_tat, over), limit) in steps.into_iter().zip(limits) {
+        // Report the state after this request if it is admitted, before it otherwise.
+        let after = if allowed { new_tat } else { tat };
+        states.push(PolicyState {
+            remaining: remaining(now, after, *limit),
+            reset_after: micros(after - now),
+            retry_after: (over > 0).then(|| micros(over)),
+        });
+        if allowed && cost > 0 {
+            writes.push((new_tat, new_tat - now));
+        }
+    }
+    Evaluation {
+        allowed,
+        retry_after: retry_after.max(0),
+        states,
+        writes,
+    }
+}
+
+/// Whole cells still available: `floor((B·T − (tat − now)) / T)`.
+fn remaining(now: i64, tat: i64, limit: Limit) -> u64 {
+    let free = limit.tolerance() - (tat - now);
+    u64::try_from(free.div_euclid(limit.interval)).unwrap_or(0)
+}
+
+fn micros(us: i64) -> Duration {
+    Duration::from_micros(u64::try_from(us).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MINUTE_100: Limit = Limit {
+        interval: 600_000,
+        burst: 100,
+    };
+
+    #[test]
+    fn a_full_burst_then_one_every_interval() {
+        let mut tat = None;
+        for i in 0..100 {
+            let e = evaluate(0, &[tat], &[MINUTE_100], 1);
+            assert!(e.allowed, "request {i}");
+            assert_eq!(e.states[0].remaining, 99 - i);
+            tat = Some(e.writes[0].0);
+        }
+        let e = evaluate(0, &[tat], &[MINUTE_100], 1);
+        assert!(!e.allowed);
+        assert_eq!(e.retry_after, 600_000);
+        assert!(e.writes.is_empty(), "a refusal writes nothing");
+        assert!(!evaluate(599_999, &[tat], &[MINUTE_100], 1).allowed);
+        assert!(evaluate(600_000, &[tat], &[MINUTE_100], 1).allowed);
+    }
+
+    #[test]
+    fn several_policies_are_all_or_nothing() {
+        let strict = Limit {
+            interval: 1_000_000,
+            burst: 1,
+        };
+        let loose = MINUTE_100;
+        let first = evaluate(0, &[None, None], &[loose, strict], 1);
+        assert!(first.allowed);
+        let tats: Vec<_> = first.writes.iter().map(|w| Some(w.0)).collect();
+        let second = evaluate(0, &tats, &[loose, strict], 1);
+        assert!(!second.allowed);
+        assert!(second.writes.is_empty());
+        assert_eq!(
+            second.states[0].remaining, 99,
+            "the loose policy was not charged"
+        );
+        assert_eq!(second.states[0].retry_after, None);
+        assert_eq!(second.states[1].retry_after, Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn peek_charges_nothing() {
+        let e = evaluate(5, &[Some(600_005)], &[MINUTE_100], 0);
+        assert!(e.allowed);
+        assert!(e.writes.is_empty());
+        assert_eq!(e.states[0].remaining, 99);
+    }
+
+    fn limit() -> impl Strategy<Value = Limit> {
+        (1i64..5_000_000, 1i64..50).prop_map(|(interval, burst)| Limit { interval, burst })
+    }
+
+    proptest! {
+        /// In any window of length t, admitted cost <= B + t/T (the GCRA bound).
+        #[test]
+        fn admitted_never_exceeds_burst_plus_elapsed(
+            limit in limit(),
+            gaps in prop::collection::vec((0i64..3_000_000, 1i64..4), 1..200),
+        ) {
+            let mut tat = None;
+            let mut now = 0;
+            let mut admitted: Vec<(i64, i64)> = Vec::new();
+            for (gap, cost) in gaps {
+                now += gap;
+                let cost = cost.min(limit.burst);
+                let e = evaluate(now, &[tat], &[limit], cost);
+                if e.allowed {
+                    tat = Some(e.writes[0].0);
+                    admitted.push((now, cost));
+                }
+            }
+            for (i, &(start, _)) in admitted.iter().enumerate() {
+                let mut total = 0;
+                for &(at, cost) in &admitted[i..] {
+                    total += cost;
+                    let elapsed = at - start;
+                    prop_assert!(
+                        total * limit.interval <= limit.burst * limit.interval + elapsed,
+                        "admitted {total} in {elapsed}us with T={} B={}", limit.interval, limit.burst
+                    );
+                }
+            }
+        }
+
+        /// A refused client that waits exactly retry_after is admitted.
+        #[test]
+        fn waiting_retry_after_admits(
+            limit in limit(),
+            gaps in prop::collection::vec(0i64..1_000_000, 1..100),
+            cost in 1i64..4,
+        ) {
+            let cost = cost.min(limit.burst);
+            let mut tat = None;
+            let mut now = 0;
+            for gap in gaps {
+                now += gap;
+                let e = evaluate(now, &[tat], &[limit], cost);
+                if e.allowed {
+                    tat = Some(e.writes[0].0);
+                } else {
+                    prop_assert!(e.retry_after > 0);
+                    let later = evaluate(now + e.retry_after, &[tat], &[limit], cost);
+                    prop_assert!(later.allowed);
+                    let earlier = evaluate(now + e.retry_after - 1, &[tat], &[limit], cost);
+                    prop_assert!(!earlier.allowed, "retry_after is the earliest time");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! One key for every request.
+
+use super::KeyExtractor;
+use crate::{RequestHead, Subject};
+
+/// Every request shares one key: a limit on the whole route, whoever calls it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Global;
+
+impl KeyExtractor for Global {
+    fn extract(&self, _head: &RequestHead<'_>) -> Option<Subject> {
+        Some(Subject::new("global", []))
+    }
+}

@@ -1,0 +1,27 @@
+//! A key with a fallback.
+
+use super::KeyExtractor;
+use crate::{RequestHead, Subject};
+
+/// The first key, or the second when the first is absent. Built by [`KeyExtractor::or`].
+///
+/// The two never collide: a user id `"1.2.3.4"` and the IP 1.2.3.4 are different subjects.
+#[derive(Debug, Clone)]
+pub struct Or<A, B> {
+    first: A,
+    second: B,
+}
+
+impl<A, B> Or<A, B> {
+    pub(crate) fn new(first: A, second: B) -> Self {
+        Self { first, second }
+    }
+}
+
+impl<A: KeyExtractor, B: KeyExtractor> KeyExtractor for Or<A, B> {
+    fn extract(&self, head: &RequestHead<'_>) -> Option<Subject> {
+        self.first
+            .extract(head)
+            .or_else(|| self.second.extract(head))
+    }
+}

@@ -1,0 +1,421 @@
+//! The shared engine behind the layer, and the programmatic API.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Response;
+use parapet_core::{Clock, OnStoreError, StoreError};
+
+use crate::breaker::Breaker;
+use crate::deny_cache::DenyCache;
+use crate::key::KeyExtractor;
+use crate::store::{MemoryStore, RateLimitStore, StoreCall};
+use crate::{
+    Decision, HeaderStyle, MissingKey, Outcome, PolicySet, PolicyState, RateLimitError, Rejection,
+    RejectionKind, RequestHead, Subject, headers, metrics,
+};
+
+pub(crate) type Resolver = Box<dyn Fn(&RequestHead<'_>) -> Option<PolicySet> + Send + Sync>;
+pub(crate) type CostFn = Box<dyn Fn(&RequestHead<'_>) -> u32 + Send + Sync>;
+pub(crate) type RejectionFn = Box<dyn Fn(&Rejection) -> Response<Bytes> + Send + Sync>;
+
+/// A configured rate limiter: what a [`RateLimitLayer`](crate::RateLimitLayer) runs, and
+/// the handle for reading, resetting, banning and allow-listing keys at run time.
+///
+/// Cheap to clone (an `Arc`). Get it from [`RateLimitLayer::limiter`](crate::RateLimitLayer::limiter).
+///
+/// ```
+/// # async fn run() -> Result<(), parapet_ratelimit::RateLimitError> {
+/// use std::time::Duration;
+/// use parapet_ratelimit::{RateLimitLayer, Quota, Subject, PolicySet, Policy, Outcome};
+///
+/// let minute = PolicySet::from(Policy::new("minute", Quota::per_minute(100))?);
+/// let layer = RateLimitLayer::builder().policies(minute.clone()).build()?;
+/// let limiter = layer.limiter();
+/// let abuser = Subject::ip("192.0.2.66".parse().unwrap());
+///
+/// limiter.ban(&abuser, Duration::from_secs(600)).await?;
+/// assert_eq!(limiter.state(&abuser, &minute).await?.outcome, Outcome::Banned);
+/// limiter.unban(&abuser).await?;
+/// assert_eq!(limiter.state(&abuser, &minute).await?.states[0].remaining, 100);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RateLimiter {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn RateLimitStore>,
+    pub(crate) fallback: Option<MemoryStore>,
+    pub(crate) key: Box<dyn KeyExtractor>,
+    pub(crate) resolver: Resolver,
+    pub(crate) cost: Option<CostFn>,
+    pub(crate) header_style: HeaderStyle,
+    pub(crate) on_store_error: OnStoreError,
+    pub(crate) missing_key: MissingKey,
+    pub(crate) allow_list: HashSet<Subject>,
+    pub(crate) deny_cache: Option<DenyCache>,
+    pub(crate) breaker: Breaker,
+    pub(crate) rejection_response: Option<RejectionFn>,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+/// What to do with a request.
+pub(crate) enum Verdict {
+    /// Call the inner service; add these rate-limit fields to its response.
+    Admit(Option<Charged>),
+    /// Answer with this response.
+    Refuse(Response<Bytes>),
+}
+
+/// The state to report on an admitted request's response.
+pub(crate) struct Charged {
+    pub(crate) set: PolicySet,
+    pub(crate) states: Vec<PolicyState>,
+}
+
+/// A store call under way.
+pub(crate) struct Pending {
+    pub(crate) call: StoreCall<Decision>,
+    subject: Subject,
+    set: PolicySet,
+    cost: u32,
+    started: Instant,
+}
+
+pub(crate) enum Begin {
+    Done(Verdict),
+    Wait(Pending),
+}
+
+impl RateLimiter {
+    pub(crate) fn new(inner: Inner) -> Self {
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    pub(crate) fn header_style(&self) -> HeaderStyle {
+        self.inner.header_style
+    }
+
+    fn now(&self) -> i64 {
+        i64::try_from(self.inner.clock.now_micros()).unwrap_or(i64::MAX)
+    }
+
+    /// Everything that can be decided without waiting: resolver, key, allow list, cost,
+    /// local deny cache, breaker, and in-process stores.
+    pub(crate) fn begin(&self, head: &RequestHead<'_>) -> Begin {
+        let inner = &*self.inner;
+        let Some(set) = (inner.resolver)(head) else {
+            return Begin::Done(Verdict::Admit(None));
+        };
+        let Some(subject) = inner.key.extract(head) else {
+            return Begin::Done(match inner.missing_key {
+                MissingKey::Reject => {
+                    metrics::decision_without_policy("missing_key");
+                    Verdict::Refuse(self.refuse(RejectionKind::MissingKey, None, Vec::new(), None))
+                }
+                MissingKey::Skip => {
+                    metrics::decision_without_policy("skipped");
+                    Verdict::Admit(None)
+                }
+            });
+        };
+        if inner.allow_list.contains(&subject) {
+            metrics::decision_without_policy("allow_listed");
+            return Begin::Done(Verdict::Admit(None));
+        }
+        let cost = inner.cost.as_ref().map_or(1, |cost| cost(head));
+        if cost == 0 {
+            return Begin::Done(Verdict::Admit(None));
+        }
+        let (min_burst, _) = set.min_burst();
+        if cost > min_burst {
+            metrics::decision_without_policy("cost_exceeds_burst");
+            return Begin::Done(Verdict::Refuse(self.refuse(
+                RejectionKind::CostExceedsBurst,
+                None,
+                Vec::new(),
+                None,
+            )));
+        }
+        let now = self.now();
+        if let Some(cache) = &inner.deny_cache
+            && let Some(left) = cache.lookup(&subject, &set, cost, now)
+        {
+            metrics::local_denial();
+            metrics::decision_without_policy("limited");
+            let retry_after = Duration::from_micros(u64::try_from(left).unwrap_or(0));
+            return Begin::Done(Verdict::Refuse(self.refuse(
+                RejectionKind::Limited,
+                Some(retry_after),
+                Vec::new(),
+                Some((&set, &[])),
+            )));
+        }
+        if inner.store.is_remote() && inner.breaker.is_open(now) {
+            return Begin::Done(self.store_failed("circuit_open", None, &subject, &set, cost));
+        }
+        let started = Instant::now();
+        match inner.store.check(&subject, &set, cost).now_or_later() {
+            Ok(result) => Begin::Done(self.decided(result, &subject, &set, cost, started)),
+            Err(call) => Begin::Wait(Pending {
+                call,
+                subject,
+                set,
+                cost,
+                started,
+            }),
+        }
+    }
+
+    /// Turns a finished store call into a verdict.
+    pub(crate) fn finish(
+        &self,
+        pending: &Pending,
+        result: Result<Decision, StoreError>,
+    ) -> Verdict {
+        self.decided(
+            result,
+            &pending.subject,
+            &pending.set,
+            pending.cost,
+            pending.started,
+        )
+    }
+
+    fn decided(
+        &self,
+        result: Result<Decision, StoreError>,
+        subject: &Subject,
+        set: &PolicySet,
+        cost: u32,
+        started: Instant,
+    ) -> Verdict {
+        let remote = self.inner.store.is_remote();
+        if remote {
+            metrics::store_latency(started.elapsed());
+        }
+        match result {
+            Ok(decision) => {
+                if remote {
+                    self.inner.breaker.success();
+                }
+                self.verdict(decision, subject, set, cost)
+            }
+            Err(error) => self.store_failed(error.kind(), Some(&error), subject, set, cost),
+        }
+    }
+
+    fn verdict(
+        &self,
+        decision: Decision,
+        subject: &Subject,
+        set: &PolicySet,
+        cost: u32,
+    ) -> Verdict {
+        let Decision {
+            outcome,
+            retry_after,
+            states,
+        } = decision;
+        match outcome {
+            Outcome::Allowed => {
+                for policy in set.policies() {
+                    metrics::decision(&policy.shared_name(), "allowed");
+                }
+                Verdict::Admit(
+                    (self.inner.header_style != HeaderStyle::None).then(|| Charged {
+                        set: set.clone(),
+                        states,
+                    }),
+                )
+            }
+            Outcome::AllowListed => {
+                metrics::decision_without_policy("allow_listed");
+                Verdict::Admit(None)
+            }
+            Outcome::Limited | Outcome::Banned => {
+                let banned = outcome == Outcome::Banned;
+                let retry_after = retry_after.unwrap_or(Duration::from_secs(1));
+                if let Some(cache) = &self.inner.deny_cache {
+                    cache.insert(subject, set, cost, self.now(), retry_after, banned);
+                }
+                let violated: Vec<String> = if banned {
+                    metrics::decision_without_policy("banned");
+                    Vec::new()
+                } else {
+                    set.policies()
+                        .iter()
+                        .zip(&states)
+                        .filter(|(_, s)| s.retry_after.is_some())
+                        .map(|(p, _)| {
+                            metrics::decision(&p.shared_name(), "limited");
+                            p.name().to_owned()
+                        })
+                        .collect()
+                };
+                let kind = if banned {
+                    RejectionKind::Banned
+                } else {
+                    RejectionKind::Limited
+                };
+                Verdict::Refuse(self.refuse(
+                    kind,
+                    Some(retry_after),
+                    violated,
+                    Some((set, &states)),
+                ))
+            }
+        }
+    }
+
+    fn store_failed(
+        &self,
+        kind: &'static str,
+        error: Option<&StoreError>,
+        subject: &Subject,
+        set: &PolicySet,
+        cost: u32,
+    ) -> Verdict {
+        let inner = &*self.inner;
+        let action = inner.on_store_error.label();
+        metrics::store_error(kind, action);
+        if let Some(error) = error {
+            inner.breaker.failure(self.now());
+            tracing::warn!(error = %error, kind, action, "rate-limit store call failed");
+        }
+        match (inner.on_store_error, &inner.fallback) {
+            (OnStoreError::Fallback, Some(fallback)) => {
+                let decision = fallback.decide(subject, set, cost);
+                self.verdict(decision, subject, set, cost)
+            }
+            (OnStoreError::FailClosed, _) => {
+                metrics::decision_without_policy("fail_closed");
+                Verdict::Refuse(self.refuse(
+                    RejectionKind::StoreUnavailable,
+                    Some(Duration::from_secs(1)),
+                    Vec::new(),
+                    None,
+                ))
+            }
+            _ => {
+                metrics::decision_without_policy("fail_open");
+                Verdict::Admit(None)
+            }
+        }
+    }
+
+    fn refuse(
+        &self,
+        kind: RejectionKind,
+        retry_after: Option<Duration>,
+        violated_policies: Vec<String>,
+        report: Option<(&PolicySet, &[PolicyState])>,
+    ) -> Response<Bytes> {
+        let rejection = Rejection {
+            kind,
+            retry_after,
+            violated_policies,
+        };
+        let mut response = match &self.inner.rejection_response {
+            Some(build) => build(&rejection),
+            None => rejection.default_response(),
+        };
+        let fields = response.headers_mut();
+        if let Some(retry_after) = retry_after {
+            headers::insert_retry_after(fields, retry_after);
+        }
+        if let Some((set, states)) = report {
+            if self.inner.header_style.ietf() {
+                fields.insert(headers::RATELIMIT_POLICY, set.ietf_policy_header().clone());
+            }
+            headers::insert(fields, self.inner.header_style, set, states);
+        }
+        response
+    }
+
+    /// Charges `cost` to `policies` for `subject` in the store and returns the decision.
+    /// Store errors are returned, not handled by the `OnStoreError` policy.
+    pub async fn check(
+        &self,
+        subject: &Subject,
+        policies: &PolicySet,
+        cost: u32,
+    ) -> Result<Decision, RateLimitError> {
+        Ok(self.inner.store.check(subject, policies, cost).await?)
+    }
+
+    /// The state of `subject` under `policies`, without charging anything.
+    pub async fn state(
+        &self,
+        subject: &Subject,
+        policies: &PolicySet,
+    ) -> Result<Decision, RateLimitError> {
+        self.check(subject, policies, 0).await
+    }
+
+    /// Forgets `subject`'s state under `policies` (here and, with Redis, on every instance;
+    /// other instances may keep refusing from their deny cache until their entry ends).
+    pub async fn reset(
+        &self,
+        subject: &Subject,
+        policies: &PolicySet,
+    ) -> Result<(), RateLimitError> {
+        self.inner.store.reset(subject, policies).await?;
+        self.clear_deny_cache();
+        Ok(())
+    }
+
+    /// Refuses every request of `subject` for `duration`, on every instance sharing the store.
+    pub async fn ban(&self, subject: &Subject, duration: Duration) -> Result<(), RateLimitError> {
+        Ok(self.inner.store.ban(subject, duration).await?)
+    }
+
+    /// Lifts a ban (other instances notice within one second).
+    pub async fn unban(&self, subject: &Subject) -> Result<(), RateLimitError> {
+        self.inner.store.unban(subject).await?;
+        self.clear_deny_cache();
+        Ok(())
+    }
+
+    /// Lets every request of `subject` through, uncounted, for `duration`, on every instance
+    /// sharing the store. (For a fixed list, see the builder's `allow_key`.)
+    pub async fn allow(&self, subject: &Subject, duration: Duration) -> Result<(), RateLimitError> {
+        self.inner.store.allow(subject, duration).await?;
+        self.clear_deny_cache();
+        Ok(())
+    }
+
+    /// Takes `subject` off the shared allow list.
+    pub async fn unallow(&self, subject: &Subject) -> Result<(), RateLimitError> {
+        Ok(self.inner.store.unallow(subject).await?)
+    }
+
+    /// The subject the layer's key extractor finds in a request head.
+    pub fn subject(&self, head: &RequestHead<'_>) -> Option<Subject> {
+        self.inner.key.extract(head)
+    }
+
+    fn clear_deny_cache(&self) {
+        if let Some(cache) = &self.inner.deny_cache {
+            cache.clear();
+        }
+    }
+}
+
+impl fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("store", &self.inner.store)
+            .field("header_style", &self.inner.header_style)
+            .field("on_store_error", &self.inner.on_store_error)
+            .field("missing_key", &self.inner.missing_key)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,125 @@
+//! A named quota.
+
+use std::fmt;
+use std::sync::Arc;
+
+use parapet_core::is_key_word;
+use sha2::{Digest, Sha256};
+
+use crate::gcra::Limit;
+use crate::{Quota, RateLimitError};
+
+/// Ten years: the largest span a quota may cover. It keeps every microsecond value the
+/// Redis script computes below 2^53, where Lua numbers stay exact integers.
+const MAX_TOLERANCE_MICROS: u64 = 10 * 365 * 86_400 * 1_000_000;
+
+/// A quota with a name, such as `"minute"` → 100 per minute.
+///
+/// The name appears in the `RateLimit` headers, in metrics and in store keys. A policy's
+/// stored state is keyed by its name *and* its quota, so changing a quota starts afresh
+/// rather than reinterpreting old state.
+///
+/// ```
+/// use parapet_ratelimit::{Policy, Quota};
+///
+/// let minute = Policy::new("minute", Quota::per_minute(100))?;
+/// assert_eq!(minute.name(), "minute");
+/// assert!(Policy::new("bad name", Quota::per_minute(1)).is_err());
+/// assert!(Policy::new("zero", Quota::per_minute(0)).is_err());
+/// # Ok::<(), parapet_ratelimit::RateLimitError>(())
+/// ```
+#[derive(Clone)]
+pub struct Policy(Arc<Inner>);
+
+struct Inner {
+    name: Arc<str>,
+    quota: Quota,
+    limit: Limit,
+    key_suffix: String,
+    id: u64,
+}
+
+impl Policy {
+    /// A policy named `name` (1 to 64 characters of `A-Z a-z 0-9 _ - .`).
+    pub fn new(name: impl Into<String>, quota: Quota) -> Result<Self, RateLimitError> {
+        let name: String = name.into();
+        if !is_key_word(&name) {
+            return Err(RateLimitError::InvalidPolicyName);
+        }
+        let interval = match quota.interval_micros() {
+            Some(interval) if quota.burst_size() > 0 && !quota.period().is_zero() => interval,
+            _ => return Err(RateLimitError::ZeroQuota { policy: name }),
+        };
+        let out_of_range = |reason| RateLimitError::QuotaOutOfRange {
+            policy: name.clone(),
+            reason,
+        };
+        if interval == 0 {
+            return Err(out_of_range("more than one request per microsecond"));
+        }
+        let tolerance = interval.checked_mul(u64::from(quota.burst_size()));
+        if tolerance.is_none_or(|t| t > MAX_TOLERANCE_MICROS) {
+            return Err(out_of_range("burst times interval exceeds ten years"));
+        }
+        let limit = Limit {
+            interval: i64::try_from(interval).map_err(|_| out_of_range("interval"))?,
+            burst: i64::from(quota.burst_size()),
+        };
+        let key_suffix = format!("{name}.{interval}x{}", quota.burst_size());
+        let digest = Sha256::digest(key_suffix.as_bytes());
+        let mut id = [0; 8];
+        id.copy_from_slice(&digest[..8]);
+        Ok(Self(Arc::new(Inner {
+            name: name.into(),
+            quota,
+            limit,
+            key_suffix,
+            id: u64::from_le_bytes(id),
+        })))
+    }
+
+    /// The policy's name.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// The policy's quota.
+    pub fn quota(&self) -> Quota {
+        self.0.quota
+    }
+
+    pub(crate) fn shared_name(&self) -> Arc<str> {
+        self.0.name.clone()
+    }
+
+    pub(crate) fn limit(&self) -> Limit {
+        self.0.limit
+    }
+
+    /// `name.intervalxburst`: the last part of the policy's store key.
+    pub(crate) fn key_suffix(&self) -> &str {
+        &self.0.key_suffix
+    }
+
+    /// A stable 64-bit id of name and quota, for in-process tables.
+    pub(crate) fn id(&self) -> u64 {
+        self.0.id
+    }
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policy")
+            .field("name", &self.name())
+            .field("quota", &self.0.quota)
+            .finish()
+    }
+}
+
+impl PartialEq for Policy {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key_suffix == other.0.key_suffix
+    }
+}
+
+impl Eq for Policy {}

@@ -1,0 +1,95 @@
+//! How many requests per how long.
+
+use std::time::Duration;
+
+/// A rate (`rate` requests per `period`) and a burst (how many may arrive at once).
+///
+/// The burst defaults to the rate: `Quota::per_minute(100)` admits 100 requests at once,
+/// then one every 600 ms. A smaller burst smooths traffic (`.burst(10)`: at most 10 at once).
+///
+/// Requests are spaced by the emission interval `period / rate`, rounded *up* to the
+/// microsecond, so a quota never admits more than it says.
+///
+/// ```
+/// use std::time::Duration;
+/// use parapet_ratelimit::Quota;
+///
+/// let api = Quota::per_minute(100);
+/// let uploads = Quota::new(10, Duration::from_secs(3600)).burst(2);
+/// assert_eq!(api.emission_interval(), Duration::from_millis(600));
+/// assert_eq!(uploads.burst_size(), 2);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    rate: u32,
+    period: Duration,
+    burst: Option<u32>,
+}
+
+impl Quota {
+    /// `rate` requests per `period`, burst = `rate`.
+    pub const fn new(rate: u32, period: Duration) -> Self {
+        Self {
+            rate,
+            period,
+            burst: None,
+        }
+    }
+
+    /// `rate` requests per second.
+    pub const fn per_second(rate: u32) -> Self {
+        Self::new(rate, Duration::from_secs(1))
+    }
+
+    /// `rate` requests per minute.
+    pub const fn per_minute(rate: u32) -> Self {
+        Self::new(rate, Duration::from_secs(60))
+    }
+
+    /// `rate` requests per hour.
+    pub const fn per_hour(rate: u32) -> Self {
+        Self::new(rate, Duration::from_secs(3600))
+    }
+
+    /// `rate` requests per day.
+    pub const fn per_day(rate: u32) -> Self {
+        Self::new(rate, Duration::from_secs(86_400))
+    }
+
+    /// How many requests may arrive at once (default: the rate).
+    #[must_use]
+    pub const fn burst(mut self, burst: u32) -> Self {
+        self.burst = Some(burst);
+        self
+    }
+
+    /// The rate: requests per [`period`](Self::period).
+    pub const fn rate(&self) -> u32 {
+        self.rate
+    }
+
+    /// The period the rate is counted over.
+    pub const fn period(&self) -> Duration {
+        self.period
+    }
+
+    /// The burst size.
+    pub const fn burst_size(&self) -> u32 {
+        match self.burst {
+            Some(burst) => burst,
+            None => self.rate,
+        }
+    }
+
+    /// The spacing between requests at the sustained rate, rounded up to the microsecond.
+    pub fn emission_interval(&self) -> Duration {
+        Duration::from_micros(self.interval_micros().unwrap_or(0))
+    }
+
+    /// `ceil(period / rate)` in microseconds; `None` for a zero rate.
+    pub(crate) fn interval_micros(&self) -> Option<u64> {
+        let period = u64::try_from(self.period.as_micros()).ok()?;
+        let rate = u64::from(self.rate);
+        (rate > 0).then(|| period.div_ceil(rate))
+    }
+}

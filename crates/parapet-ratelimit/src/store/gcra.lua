@@ -1,0 +1,76 @@
+-- parapet rate limit: GCRA over every policy of a request, all or nothing, in one call.
+-- Mirrors src/gcra.rs line for line; property tests check that both decide alike.
+--
+-- KEYS[1]  the subject's allow entry    KEYS[2]  the subject's ban entry
+-- KEYS[3..] one tat key per policy (all keys share the subject's {hash tag})
+-- ARGV[1]  cost (0 = read only)         ARGV[2]  '' (use Redis TIME) or a test clock's now
+-- ARGV[3..] per policy: interval (us), burst
+--
+-- Reply: {status, retry_after_us, then per policy: remaining, reset_after_us, over_us}
+-- status 0 allowed, 1 limited, 2 banned (retry_after = ban's remaining), 3 allow-listed.
+--
+-- Time comes from the server (TIME), never the caller, so instances with skewed clocks
+-- agree. Numbers stay below 2^53 (policies span at most ten years), so Lua doubles are exact.
+if redis.replicate_commands then redis.replicate_commands() end
+
+local now
+if ARGV[2] ~= '' then
+  now = tonumber(ARGV[2])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return {3, 0}
+end
+local ban = redis.call('PTTL', KEYS[2])
+if ban > 0 then
+  return {2, ban * 1000}
+end
+
+local function floordiv(a, b)
+  local q = math.floor(a / b)
+  if q * b > a then
+    q = q - 1
+  elseif (q + 1) * b <= a then
+    q = q + 1
+  end
+  return q
+end
+
+local cost = tonumber(ARGV[1])
+local n = #KEYS - 2
+local retry = 0
+local tats, news, overs = {}, {}, {}
+for i = 1, n do
+  local interval = tonumber(ARGV[1 + 2 * i])
+  local burst = tonumber(ARGV[2 + 2 * i])
+  local tat = now
+  local stored = redis.call('GET', KEYS[2 + i])
+  if stored then
+    local s = tonumber(stored)
+    if s > now then tat = s end
+  end
+  local new_tat = tat + cost * interval
+  local over = new_tat - now - interval * burst
+  if over > retry then retry = over end
+  tats[i], news[i], overs[i] = tat, new_tat, over
+end
+
+local allowed = retry <= 0
+local reply = {allowed and 0 or 1, retry}
+for i = 1, n do
+  local interval = tonumber(ARGV[1 + 2 * i])
+  local burst = tonumber(ARGV[2 + 2 * i])
+  local after = tats[i]
+  if allowed then after = news[i] end
+  if allowed and cost > 0 then
+    -- The key lives exactly as long as it differs from no key: ceil((tat - now) / 1ms).
+    redis.call('SET', KEYS[2 + i], news[i], 'PX', floordiv(news[i] - now + 999, 1000))
+  end
+  reply[#reply + 1] = floordiv(interval * burst - (after - now), interval)
+  reply[#reply + 1] = after - now
+  reply[#reply + 1] = overs[i]
+end
+return reply
