@@ -54,7 +54,7 @@ impl Policy {
             policy: name.clone(),
             reason,
         };
-        if interval == 0 {
+        if quota.period().as_micros() < u128::from(quota.rate()) {
             return Err(out_of_range("more than one request per microsecond"));
         }
         let tolerance = interval.checked_mul(u64::from(quota.burst_size()));

@@ -1,7 +1,7 @@
 -- parapet rate limit: GCRA over every policy of a request, all or nothing, in one call.
 -- Mirrors src/gcra.rs line for line; property tests check that both decide alike.
 --
--- KEYS[1]  the subject's allow entry    KEYS[2]  the subject's ban entry
+-- KEYS[1]  the subject's allow entry    KEYS[2]  the subject's ban entry (each holds its end, us)
 -- KEYS[3..] one tat key per policy (all keys share the subject's {hash tag})
 -- ARGV[1]  cost (0 = read only)         ARGV[2]  '' (use Redis TIME) or a test clock's now
 -- ARGV[3..] per policy: interval (us), burst
@@ -21,12 +21,13 @@ else
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 
-if redis.call('EXISTS', KEYS[1]) == 1 then
+local allow = redis.call('GET', KEYS[1])
+if allow and tonumber(allow) > now then
   return {3, 0}
 end
-local ban = redis.call('PTTL', KEYS[2])
-if ban > 0 then
-  return {2, ban * 1000}
+local ban = redis.call('GET', KEYS[2])
+if ban and tonumber(ban) > now then
+  return {2, tonumber(ban) - now}
 end
 
 local function floordiv(a, b)

@@ -11,6 +11,7 @@ use super::{RateLimitStore, StoreCall};
 use crate::{Decision, Outcome, PolicySet, PolicyState, Subject};
 
 static GCRA: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("gcra.lua")));
+static MARK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("mark.lua")));
 
 /// The key kind of every rate-limit key: `{prefix}:rl:{tag}:…`.
 const KIND: &str = "rl";
@@ -91,32 +92,26 @@ impl RedisStore {
         StoreCall::boxed(call)
     }
 
-    fn set_or_delete(
-        &self,
-        subject: &Subject,
-        suffix: &str,
-        duration: Option<Duration>,
-    ) -> StoreCall<()> {
+    /// Marks `subject` as banned or allow-listed (`suffix`) for `duration`, or unmarks it.
+    fn mark(&self, subject: &Subject, suffix: &str, duration: Option<Duration>) -> StoreCall<()> {
         let key = self.key(&subject.hash_tag(), suffix);
         let redis = self.redis.clone();
-        self.run(async move {
-            let cmd = match duration {
-                Some(duration) => {
-                    let mut cmd = redis::cmd("SET");
-                    let ms = u64::try_from(duration.as_millis())
-                        .unwrap_or(u64::MAX)
-                        .max(1);
-                    cmd.arg(&key).arg(1).arg("PX").arg(ms);
-                    cmd
-                }
-                None => {
-                    let mut cmd = redis::cmd("DEL");
-                    cmd.arg(&key);
-                    cmd
-                }
-            };
-            redis.query::<()>(&cmd).await
-        })
+        let Some(duration) = duration else {
+            let mut cmd = redis::cmd("DEL");
+            cmd.arg(key);
+            return self.run(async move { redis.query::<()>(&cmd).await });
+        };
+        let mut invocation = MARK.prepare_invoke();
+        // At least 1 µs; at most ten years, so the end stays an exact Lua integer.
+        let micros = u64::try_from(duration.as_micros())
+            .unwrap_or(u64::MAX)
+            .clamp(1, 315_360_000_000_000);
+        invocation.key(key).arg(micros);
+        match &self.clock {
+            Some(clock) => invocation.arg(clock.now_micros()),
+            None => invocation.arg(""),
+        };
+        self.run(async move { redis.eval::<()>(&invocation).await })
     }
 }
 
@@ -158,19 +153,19 @@ impl RateLimitStore for RedisStore {
     }
 
     fn ban(&self, subject: &Subject, duration: Duration) -> StoreCall<()> {
-        self.set_or_delete(subject, "ban", Some(duration))
+        self.mark(subject, "ban", Some(duration))
     }
 
     fn unban(&self, subject: &Subject) -> StoreCall<()> {
-        self.set_or_delete(subject, "ban", None)
+        self.mark(subject, "ban", None)
     }
 
     fn allow(&self, subject: &Subject, duration: Duration) -> StoreCall<()> {
-        self.set_or_delete(subject, "allow", Some(duration))
+        self.mark(subject, "allow", Some(duration))
     }
 
     fn unallow(&self, subject: &Subject) -> StoreCall<()> {
-        self.set_or_delete(subject, "allow", None)
+        self.mark(subject, "allow", None)
     }
 
     fn is_remote(&self) -> bool {

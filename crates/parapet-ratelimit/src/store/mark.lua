@@ -1,0 +1,16 @@
+-- parapet rate limit: mark a subject as banned or allow-listed until now + duration.
+-- The entry holds its end in microseconds of the same clock gcra.lua reads, and expires
+-- with it (PX, rounded up), so bans and allow entries end exactly when decisions say so.
+--
+-- KEYS[1]  the entry    ARGV[1]  duration (us)    ARGV[2]  '' (Redis TIME) or a test clock's now
+if redis.replicate_commands then redis.replicate_commands() end
+local now
+if ARGV[2] ~= '' then
+  now = tonumber(ARGV[2])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local duration = tonumber(ARGV[1])
+redis.call('SET', KEYS[1], now + duration, 'PX', math.floor((duration + 999) / 1000))
+return 1

@@ -1,0 +1,57 @@
+//! Shared helpers of the integration tests.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use parapet_core::RedisHandle;
+use parapet_ratelimit::{Policy, PolicySet, Quota, RateLimit, RateLimitLayer, ResponseBody};
+use tower::{Layer, Service, ServiceExt, service_fn};
+
+pub type Hello = tower::util::ServiceFn<
+    fn(Request<()>) -> std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>,
+>;
+
+fn hello(_: Request<()>) -> std::future::Ready<Result<Response<Full<Bytes>>, Infallible>> {
+    std::future::ready(Ok(Response::new(Full::new(Bytes::from_static(b"hello")))))
+}
+
+/// The layer over a hello-world service.
+pub fn service(layer: &RateLimitLayer) -> RateLimit<Hello> {
+    layer.layer(service_fn(hello as fn(_) -> _))
+}
+
+/// A request from `ip`.
+pub fn request_from(ip: &str) -> Request<()> {
+    let mut request = Request::new(());
+    let addr: SocketAddr = format!("{ip}:40000")
+        .parse()
+        .unwrap_or_else(|_| format!("[{ip}]:40000").parse().unwrap());
+    request.extensions_mut().insert(addr);
+    request
+}
+
+/// Sends one request.
+pub async fn send(
+    service: &mut RateLimit<Hello>,
+    request: Request<()>,
+) -> Response<ResponseBody<Full<Bytes>>> {
+    service.ready().await.unwrap().call(request).await.unwrap()
+}
+
+/// Collects a body.
+pub async fn body(response: Response<ResponseBody<Full<Bytes>>>) -> String {
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+pub fn set(policies: &[(&str, Quota)]) -> PolicySet {
+    PolicySet::new(policies.iter().map(|(n, q)| Policy::new(*n, *q).unwrap())).unwrap()
+}
+
+pub async fn redis(url: String) -> RedisHandle {
+    RedisHandle::builder(url).build().await.unwrap()
+}
