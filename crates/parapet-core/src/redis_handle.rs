@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, FromRedisValue, ScriptInvocation};
+use redis::{Cmd, ErrorKind, FromRedisValue, ScriptInvocation, ServerErrorKind};
 
 use crate::StoreError;
 
@@ -105,31 +105,41 @@ impl RedisHandle {
 
     /// Runs a script (`EVALSHA`, loading it on `NOSCRIPT`) within the deadline.
     ///
+    /// A script cache flushed again between the load and the retry (`SCRIPT FLUSH` in a
+    /// loop, a failover) is survived too: the load-and-retry is repeated up to three times.
     /// On Cluster, every key of the invocation must share one hash tag.
     pub async fn eval<T: FromRedisValue>(
         &self,
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
+        self.deadline(async move {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match self.eval_once(invocation).await {
+                    Err(StoreError::Redis(e))
+                        if attempt < 3
+                            && e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {}
+                    other => return other,
+                }
+            }
+        })
+        .await
+    }
+
+    async fn eval_once<T: FromRedisValue>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
         match &self.connection {
-            Connection::Multiplexed(conn) => {
-                let mut conn = conn.clone();
-                self.deadline(async move { Ok(invocation.invoke_async(&mut conn).await?) })
-                    .await
-            }
-            Connection::Cluster(conn) => {
-                let mut conn = conn.clone();
-                self.deadline(async move { Ok(invocation.invoke_async(&mut conn).await?) })
-                    .await
-            }
+            Connection::Multiplexed(conn) => Ok(invocation.invoke_async(&mut conn.clone()).await?),
+            Connection::Cluster(conn) => Ok(invocation.invoke_async(&mut conn.clone()).await?),
             Connection::Pool(pool) => {
-                self.deadline(async move {
-                    let mut conn = pool
-                        .get()
-                        .await
-                        .map_err(|e| StoreError::Pool(Box::new(e)))?;
-                    Ok(invocation.invoke_async(&mut conn).await?)
-                })
-                .await
+                let mut conn = pool
+                    .get()
+                    .await
+                    .map_err(|e| StoreError::Pool(Box::new(e)))?;
+                Ok(invocation.invoke_async(&mut conn).await?)
             }
         }
     }

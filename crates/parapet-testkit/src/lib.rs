@@ -21,3 +21,10 @@ mod server;
 
 pub use cluster::RedisCluster;
 pub use server::RedisServer;
+
+/// Sends one command to the server on `port` (127.0.0.1) and returns the reply as text;
+/// for threads that do not own the [`RedisServer`].
+pub fn command(port: u16, args: &[&str]) -> String {
+    resp::command(port, args)
+        .unwrap_or_else(|e| panic!("redis command {args:?} on port {port}: {e}"))
+}

@@ -119,6 +119,7 @@ impl RedisServer {
         let _ = Command::new("kill")
             .arg(format!("-{signal}"))
             .arg(pid.trim())
+            .stderr(Stdio::null())
             .status();
     }
 

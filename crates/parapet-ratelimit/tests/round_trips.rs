@@ -1,0 +1,83 @@
+//! Round trips, counted by Redis itself (`INFO commandstats`): one script call per decision
+//! the local deny cache does not answer, whatever the number of policies, and none for
+//! those it answers.
+
+mod common;
+
+use http::StatusCode;
+use parapet_core::RedisHandle;
+use parapet_ratelimit::{Quota, RateLimitLayer, RedisStore};
+use parapet_testkit::RedisServer;
+
+use common::{request_from, send, service};
+
+async fn layer(server: &RedisServer, deny_cache: usize) -> RateLimitLayer {
+    let handle = RedisHandle::builder(server.url()).build().await.unwrap();
+    RateLimitLayer::builder()
+        .policy("second", Quota::per_second(5))
+        .policy("minute", Quota::per_minute(100))
+        .policy("hour", Quota::per_hour(1000))
+        .store(RedisStore::new(handle))
+        .deny_cache(deny_cache)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn one_evalsha_per_decision_and_none_for_cached_refusals() {
+    let server = RedisServer::start();
+    let mut svc = service(&layer(&server, 10_000).await);
+    // Warm up: the first call loads the script.
+    send(&mut svc, request_from("198.51.100.1")).await;
+    let evalsha = server.command_calls("evalsha");
+    let eval = server.command_calls("eval");
+
+    let mut statuses = Vec::new();
+    for _ in 0..25 {
+        statuses.push(send(&mut svc, request_from("192.0.2.1")).await.status());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 5);
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+            .count(),
+        20
+    );
+    // 5 admitted + 1 refused by Redis; the 19 refusals after it were answered locally.
+    assert_eq!(server.command_calls("evalsha") - evalsha, 6);
+    assert_eq!(server.command_calls("eval"), eval, "no EVAL after warm-up");
+}
+
+#[tokio::test]
+async fn without_deny_cache_every_decision_is_one_evalsha() {
+    let server = RedisServer::start();
+    let mut svc = service(&layer(&server, 0).await);
+    send(&mut svc, request_from("198.51.100.1")).await;
+    let evalsha = server.command_calls("evalsha");
+    for _ in 0..25 {
+        send(&mut svc, request_from("192.0.2.1")).await;
+    }
+    assert_eq!(server.command_calls("evalsha") - evalsha, 25);
+}
+
+#[tokio::test]
+async fn script_flush_costs_one_reload_and_no_error() {
+    let server = RedisServer::start();
+    let mut svc = service(&layer(&server, 0).await);
+    send(&mut svc, request_from("198.51.100.1")).await;
+    server.command(&["SCRIPT", "FLUSH"]);
+    let response = send(&mut svc, request_from("192.0.2.1")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["ratelimit"],
+        "\"second\";r=4;t=1, \"minute\";r=99;t=1, \"hour\";r=999;t=4"
+    );
+    let evalsha = server.command_calls("evalsha");
+    send(&mut svc, request_from("192.0.2.1")).await;
+    assert_eq!(
+        server.command_calls("evalsha") - evalsha,
+        1,
+        "back to one call per decision"
+    );
+}
