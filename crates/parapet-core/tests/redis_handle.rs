@@ -1,5 +1,6 @@
 //! The Redis handle against real servers: every connection kind works, every call has a
 //! deadline, and a restarted server is used again without help.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,6 @@
 //! One suite, every store: the in-process store, Redis standalone and Redis Cluster must
 //! behave the same for the operations of `RateLimitStore`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod common;
 

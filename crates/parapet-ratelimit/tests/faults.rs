@@ -1,6 +1,7 @@
 //! Faults: Redis killed, frozen, restarted, its script cache flushed — under load. Every
 //! request is answered within its deadline with the configured `OnStoreError` policy, and
 //! the Redis path comes back by itself.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod common;
 

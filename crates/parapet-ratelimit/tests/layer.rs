@@ -1,4 +1,5 @@
 //! The layer over a plain tower service: statuses, headers, bodies and configuration.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod common;
 

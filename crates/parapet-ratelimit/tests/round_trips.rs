@@ -1,6 +1,7 @@
 //! Round trips, counted by Redis itself (`INFO commandstats`): one script call per decision
 //! the local deny cache does not answer, whatever the number of policies, and none for
 //! those it answers.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod common;
 

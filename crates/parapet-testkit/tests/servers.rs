@@ -1,4 +1,5 @@
 //! The kit's own checks: real processes come up, die, come back and freeze on demand.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::time::{Duration, Instant};
 

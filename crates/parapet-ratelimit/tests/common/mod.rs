@@ -1,5 +1,5 @@
 //! Shared helpers of the integration tests.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)] // test helpers fail loudly
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
