@@ -1,1 +1,23 @@
-//! parapet
+//! parapet: tower middleware for services that run on one instance or many.
+//!
+//! | module | what | status |
+//! |---|---|---|
+//! | [`ratelimit`] (feature `ratelimit`, default) | rate-limit layer: GCRA, several policies per request, memory or Redis | available |
+//! | `cache` | response-cache layer (RFC 9111) | planned |
+//! | `session` | session layer and extractor | planned |
+//! | `jwt` | JWT layer with a revocation store | planned |
+//!
+//! [`core`] holds what they share: the Redis handle, store errors, the on-store-error policy.
+//!
+//! ```
+//! use parapet::ratelimit::{Quota, RateLimitLayer};
+//!
+//! let layer = RateLimitLayer::builder()
+//!     .policy("minute", Quota::per_minute(100))
+//!     .build()?;
+//! # Ok::<(), parapet::ratelimit::RateLimitError>(())
+//! ```
+
+pub use parapet_core as core;
+#[cfg(feature = "ratelimit")]
+pub use parapet_ratelimit as ratelimit;

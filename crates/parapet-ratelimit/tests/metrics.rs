@@ -18,7 +18,13 @@ type Recorded = Vec<(metrics_util::CompositeKey, DebugValue)>;
 
 /// Everything recorded so far (a snapshot drains the recorder: take it once).
 fn recorded(recorder: &DebuggingRecorder) -> Recorded {
-    recorder.snapshotter().snapshot().into_vec().into_iter().map(|(k, _, _, v)| (k, v)).collect()
+    recorder
+        .snapshotter()
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(k, _, _, v)| (k, v))
+        .collect()
 }
 
 /// Sum of a metric's values (histograms: sample count) whose labels include all of `labels`.
@@ -27,7 +33,9 @@ fn counter(recorded: &Recorded, name: &str, labels: &[(&str, &str)]) -> u64 {
         .iter()
         .filter(|(key, _)| key.key().name() == name)
         .filter(|(key, _)| {
-            labels.iter().all(|(k, v)| key.key().labels().any(|l| l.key() == *k && l.value() == *v))
+            labels
+                .iter()
+                .all(|(k, v)| key.key().labels().any(|l| l.key() == *k && l.value() == *v))
         })
         .map(|(_, value)| match value {
             DebugValue::Counter(n) => *n,
@@ -38,7 +46,10 @@ fn counter(recorded: &Recorded, name: &str, labels: &[(&str, &str)]) -> u64 {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 #[test]
@@ -46,7 +57,10 @@ fn decisions_by_policy_and_outcome() {
     let recorder = DebuggingRecorder::new();
     metrics::with_local_recorder(&recorder, || {
         runtime().block_on(async {
-            let layer = RateLimitLayer::builder().policy("minute", Quota::per_minute(2)).build().unwrap();
+            let layer = RateLimitLayer::builder()
+                .policy("minute", Quota::per_minute(2))
+                .build()
+                .unwrap();
             let mut svc = service(&layer);
             for _ in 0..3 {
                 send(&mut svc, request_from("192.0.2.1")).await;
@@ -56,9 +70,26 @@ fn decisions_by_policy_and_outcome() {
     });
     let d = names::DECISIONS;
     let recorder = recorded(&recorder);
-    assert_eq!(counter(&recorder, d, &[("policy", "minute"), ("outcome", "allowed")]), 2);
-    assert_eq!(counter(&recorder, d, &[("policy", "minute"), ("outcome", "limited")]), 1);
-    assert_eq!(counter(&recorder, d, &[("policy", "*"), ("outcome", "missing_key")]), 1);
+    assert_eq!(
+        counter(
+            &recorder,
+            d,
+            &[("policy", "minute"), ("outcome", "allowed")]
+        ),
+        2
+    );
+    assert_eq!(
+        counter(
+            &recorder,
+            d,
+            &[("policy", "minute"), ("outcome", "limited")]
+        ),
+        1
+    );
+    assert_eq!(
+        counter(&recorder, d, &[("policy", "*"), ("outcome", "missing_key")]),
+        1
+    );
 }
 
 #[test]
@@ -85,8 +116,22 @@ fn local_denials_store_errors_and_latency() {
         });
     });
     let recorder = recorded(&recorder);
-    assert_eq!(counter(&recorder, names::LOCAL_DENIALS, &[]), 2, "refusals 3 and 4 answered locally");
-    assert_eq!(counter(&recorder, names::STORE_ERRORS, &[("action", "fail_open")]), 2);
-    assert_eq!(counter(&recorder, names::DECISIONS, &[("outcome", "fail_open")]), 2);
-    assert_eq!(counter(&recorder, names::STORE_SECONDS, &[]), 4, "one latency sample per store call");
+    assert_eq!(
+        counter(&recorder, names::LOCAL_DENIALS, &[]),
+        2,
+        "refusals 3 and 4 answered locally"
+    );
+    assert_eq!(
+        counter(&recorder, names::STORE_ERRORS, &[("action", "fail_open")]),
+        2
+    );
+    assert_eq!(
+        counter(&recorder, names::DECISIONS, &[("outcome", "fail_open")]),
+        2
+    );
+    assert_eq!(
+        counter(&recorder, names::STORE_SECONDS, &[]),
+        4,
+        "one latency sample per store call"
+    );
 }
