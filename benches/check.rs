@@ -1,2 +1,62 @@
-//! placeholder
-fn main() {}
+//! Criterion benches of one in-memory rate-limit decision, with governor's keyed check (the
+//! engine of tower_governor) measured in the same run as the baseline.
+//!
+//! `cargo bench --bench check`
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a bench fails loudly
+
+use std::hint::black_box;
+use std::num::NonZeroU32;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use governor::{Quota as GovernorQuota, RateLimiter};
+use parapet::ratelimit::{MemoryStore, Policy, PolicySet, Quota, RateLimitStore, Subject};
+
+fn set(policies: &[(&str, Quota)]) -> PolicySet {
+    PolicySet::new(policies.iter().map(|(n, q)| Policy::new(*n, *q).unwrap())).unwrap()
+}
+
+fn decide(store: &MemoryStore, subject: &Subject, policies: &PolicySet) -> bool {
+    store.check(subject, policies, 1).now_or_later().unwrap().unwrap().outcome.is_admitted()
+}
+
+fn memory(c: &mut Criterion) {
+    let mut group = c.benchmark_group("in_memory_check");
+    let generous = set(&[("second", Quota::per_second(1_000_000))]);
+    let three = set(&[
+        ("second", Quota::per_second(1_000_000)),
+        ("minute", Quota::per_minute(60_000_000)),
+        ("hour", Quota::per_hour(3_600_000_000)),
+    ]);
+    let store = MemoryStore::new(200_000);
+    let one = Subject::ip("192.0.2.1".parse().unwrap());
+    group.bench_function("parapet/one_key", |b| b.iter(|| black_box(decide(&store, &one, &generous))));
+    group.bench_function("parapet/one_key_3_policies", |b| b.iter(|| black_box(decide(&store, &one, &three))));
+    let many: Vec<Subject> = (0..100_000u32).map(|i| Subject::ip(std::net::Ipv4Addr::from(i).into())).collect();
+    let mut i = 0;
+    group.bench_function("parapet/100k_keys", |b| {
+        b.iter(|| {
+            i = (i + 1) % many.len();
+            black_box(decide(&store, &many[i], &generous))
+        })
+    });
+    let refused = set(&[("hour", Quota::per_hour(1))]);
+    decide(&store, &one, &refused);
+    group.bench_function("parapet/refused", |b| b.iter(|| black_box(decide(&store, &one, &refused))));
+
+    let quota = GovernorQuota::per_second(NonZeroU32::new(1_000_000).unwrap());
+    let governor = RateLimiter::<std::net::IpAddr, _, _>::keyed(quota);
+    let ip: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+    group.bench_function("governor/one_key", |b| b.iter(|| black_box(governor.check_key(&ip).is_ok())));
+    let ips: Vec<std::net::IpAddr> = (0..100_000u32).map(|i| std::net::Ipv4Addr::from(i).into()).collect();
+    let mut j = 0;
+    group.bench_function("governor/100k_keys", |b| {
+        b.iter(|| {
+            j = (j + 1) % ips.len();
+            black_box(governor.check_key(&ips[j]).is_ok())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, memory);
+criterion_main!(benches);

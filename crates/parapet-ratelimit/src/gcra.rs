@@ -32,9 +32,26 @@ pub(crate) struct Evaluation {
     /// µs until the request would be admitted (0 when allowed).
     pub(crate) retry_after: i64,
     pub(crate) states: Vec<PolicyState>,
-    /// When allowed and cost > 0: the new `tat` of each policy, and how long (µs) it matters.
-    pub(crate) writes: Vec<(i64, i64)>,
+    /// The new `tat` of each policy (the first `states.len()` entries), to be stored when
+    /// [`must_write`](Self::must_write).
+    pub(crate) new_tats: [i64; MAX_POLICIES],
 }
+
+impl Evaluation {
+    /// True when the decision charged something: admitted with a cost above zero.
+    pub(crate) fn must_write(&self, cost: i64) -> bool {
+        self.allowed && cost > 0
+    }
+
+    /// The tats to store, in policy order (empty unless [`must_write`](Self::must_write)).
+    #[cfg(test)]
+    fn writes(&self, cost: i64) -> &[i64] {
+        if self.must_write(cost) { &self.new_tats[..self.states.len()] } else { &[] }
+    }
+}
+
+/// Most policies one evaluation handles (`PolicySet` enforces it).
+pub(crate) const MAX_POLICIES: usize = 16;
 
 /// Charges `cost` cells to every policy at `now`, given each policy's stored `tat`.
 pub(crate) fn evaluate(
@@ -43,36 +60,37 @@ pub(crate) fn evaluate(
     limits: &[Limit],
     cost: i64,
 ) -> Evaluation {
-    debug_assert_eq!(stored.len(), limits.len());
+    debug_assert!(stored.len() == limits.len() && limits.len() <= MAX_POLICIES);
     let mut retry_after = 0;
-    let mut steps = Vec::with_capacity(limits.len());
-    for (stored, limit) in stored.iter().zip(limits) {
+    let mut tats = [0; MAX_POLICIES];
+    let mut new_tats = [0; MAX_POLICIES];
+    let mut overs = [0; MAX_POLICIES];
+    for (i, (stored, limit)) in stored.iter().zip(limits).enumerate() {
         let tat = stored.map_or(now, |t| t.max(now));
         let new_tat = tat + cost * limit.interval;
         let over = new_tat - now - limit.tolerance();
         retry_after = retry_after.max(over);
-        steps.push((tat, new_tat, over));
+        (tats[i], new_tats[i], overs[i]) = (tat, new_tat, over);
     }
     let allowed = retry_after <= 0;
-    let mut states = Vec::with_capacity(limits.len());
-    let mut writes = Vec::new();
-    for ((tat, new_tat, over), limit) in steps.into_iter().zip(limits) {
-        // Report the state after this request if it is admitted, before it otherwise.
-        let after = if allowed { new_tat } else { tat };
-        states.push(PolicyState {
-            remaining: remaining(now, after, *limit),
-            reset_after: micros(after - now),
-            retry_after: (over > 0).then(|| micros(over)),
-        });
-        if allowed && cost > 0 {
-            writes.push((new_tat, new_tat - now));
-        }
-    }
+    let states = limits
+        .iter()
+        .enumerate()
+        .map(|(i, limit)| {
+            // Report the state after this request if it is admitted, before it otherwise.
+            let after = if allowed { new_tats[i] } else { tats[i] };
+            PolicyState {
+                remaining: remaining(now, after, *limit),
+                reset_after: micros(after - now),
+                retry_after: (overs[i] > 0).then(|| micros(overs[i])),
+            }
+        })
+        .collect();
     Evaluation {
         allowed,
         retry_after: retry_after.max(0),
         states,
-        writes,
+        new_tats,
     }
 }
 
@@ -103,12 +121,12 @@ mod tests {
             let e = evaluate(0, &[tat], &[MINUTE_100], 1);
             assert!(e.allowed, "request {i}");
             assert_eq!(e.states[0].remaining, 99 - i);
-            tat = Some(e.writes[0].0);
+            tat = Some(e.writes(1)[0]);
         }
         let e = evaluate(0, &[tat], &[MINUTE_100], 1);
         assert!(!e.allowed);
         assert_eq!(e.retry_after, 600_000);
-        assert!(e.writes.is_empty(), "a refusal writes nothing");
+        assert!(e.writes(1).is_empty(), "a refusal writes nothing");
         assert!(!evaluate(599_999, &[tat], &[MINUTE_100], 1).allowed);
         assert!(evaluate(600_000, &[tat], &[MINUTE_100], 1).allowed);
     }
@@ -122,10 +140,10 @@ mod tests {
         let loose = MINUTE_100;
         let first = evaluate(0, &[None, None], &[loose, strict], 1);
         assert!(first.allowed);
-        let tats: Vec<_> = first.writes.iter().map(|w| Some(w.0)).collect();
+        let tats: Vec<_> = first.writes(1).iter().map(|&w| Some(w)).collect();
         let second = evaluate(0, &tats, &[loose, strict], 1);
         assert!(!second.allowed);
-        assert!(second.writes.is_empty());
+        assert!(second.writes(1).is_empty());
         assert_eq!(
             second.states[0].remaining, 99,
             "the loose policy was not charged"
@@ -138,7 +156,7 @@ mod tests {
     fn peek_charges_nothing() {
         let e = evaluate(5, &[Some(600_005)], &[MINUTE_100], 0);
         assert!(e.allowed);
-        assert!(e.writes.is_empty());
+        assert!(e.writes(0).is_empty());
         assert_eq!(e.states[0].remaining, 99);
     }
 
@@ -161,7 +179,7 @@ mod tests {
                 let cost = cost.min(limit.burst);
                 let e = evaluate(now, &[tat], &[limit], cost);
                 if e.allowed {
-                    tat = Some(e.writes[0].0);
+                    tat = Some(e.writes(cost)[0]);
                     admitted.push((now, cost));
                 }
             }
@@ -192,7 +210,7 @@ mod tests {
                 now += gap;
                 let e = evaluate(now, &[tat], &[limit], cost);
                 if e.allowed {
-                    tat = Some(e.writes[0].0);
+                    tat = Some(e.writes(cost)[0]);
                 } else {
                     prop_assert!(e.retry_after > 0);
                     let later = evaluate(now + e.retry_after, &[tat], &[limit], cost);

@@ -8,7 +8,7 @@ use http::HeaderValue;
 use crate::{Policy, RateLimitError};
 
 /// At most this many policies in one set: each is one key in the one script call.
-const MAX_POLICIES: usize = 16;
+const MAX_POLICIES: usize = crate::gcra::MAX_POLICIES;
 
 /// One or more policies charged together: a request is admitted only if every policy admits
 /// it, and then every policy is charged; a refusal charges none.

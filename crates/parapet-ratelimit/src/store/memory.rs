@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parapet_core::{Clock, SystemClock};
@@ -32,6 +33,8 @@ const ALLOW: u64 = 0x616c_6c6f_7700_0002;
 pub struct MemoryStore {
     table: Arc<Table>,
     clock: Arc<dyn Clock>,
+    /// Set once any ban or allow entry was written: until then decisions skip looking.
+    marked: Arc<AtomicBool>,
 }
 
 impl MemoryStore {
@@ -45,6 +48,7 @@ impl MemoryStore {
         Self {
             table: Arc::new(Table::new(capacity)),
             clock: Arc::new(clock),
+            marked: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -82,11 +86,13 @@ impl MemoryStore {
         let now = self.now();
         let h = self.table.hash(subject.as_bytes());
         let mut shard = self.table.shard(h);
-        if shard.get(entry_key(h, ALLOW), now).is_some() {
-            return Decision::allow_listed();
-        }
-        if let Some(until) = shard.get(entry_key(h, BAN), now) {
-            return Decision::banned(micros(until - now));
+        if self.marked.load(Ordering::Relaxed) {
+            if shard.get(entry_key(h, ALLOW), now).is_some() {
+                return Decision::allow_listed();
+            }
+            if let Some(until) = shard.get(entry_key(h, BAN), now) {
+                return Decision::banned(micros(until - now));
+            }
         }
         let set = policies.policies();
         let mut stored = [None; 16];
@@ -100,8 +106,10 @@ impl MemoryStore {
         }
         let n = set.len();
         let evaluation = gcra::evaluate(now, &stored[..n], &limits[..n], i64::from(cost));
-        for (policy, (tat, _)) in set.iter().zip(&evaluation.writes) {
-            shard.insert(entry_key(h, policy.id()), *tat, now);
+        if evaluation.must_write(i64::from(cost)) {
+            for (policy, tat) in set.iter().zip(evaluation.new_tats) {
+                shard.insert(entry_key(h, policy.id()), tat, now);
+            }
         }
         drop(shard);
         Decision {
@@ -116,6 +124,7 @@ impl MemoryStore {
     }
 
     fn set_until(&self, subject: &Subject, id: u64, duration: Duration) {
+        self.marked.store(true, Ordering::Relaxed);
         let now = self.now();
         let until = now.saturating_add(i64::try_from(duration.as_micros()).unwrap_or(i64::MAX));
         let h = self.table.hash(subject.as_bytes());
