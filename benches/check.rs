@@ -16,7 +16,13 @@ fn set(policies: &[(&str, Quota)]) -> PolicySet {
 }
 
 fn decide(store: &MemoryStore, subject: &Subject, policies: &PolicySet) -> bool {
-    store.check(subject, policies, 1).now_or_later().unwrap().unwrap().outcome.is_admitted()
+    store
+        .check(subject, policies, 1)
+        .now_or_later()
+        .unwrap()
+        .unwrap()
+        .outcome
+        .is_admitted()
 }
 
 fn memory(c: &mut Criterion) {
@@ -29,9 +35,15 @@ fn memory(c: &mut Criterion) {
     ]);
     let store = MemoryStore::new(200_000);
     let one = Subject::ip("192.0.2.1".parse().unwrap());
-    group.bench_function("parapet/one_key", |b| b.iter(|| black_box(decide(&store, &one, &generous))));
-    group.bench_function("parapet/one_key_3_policies", |b| b.iter(|| black_box(decide(&store, &one, &three))));
-    let many: Vec<Subject> = (0..100_000u32).map(|i| Subject::ip(std::net::Ipv4Addr::from(i).into())).collect();
+    group.bench_function("parapet/one_key", |b| {
+        b.iter(|| black_box(decide(&store, &one, &generous)))
+    });
+    group.bench_function("parapet/one_key_3_policies", |b| {
+        b.iter(|| black_box(decide(&store, &one, &three)))
+    });
+    let many: Vec<Subject> = (0..100_000u32)
+        .map(|i| Subject::ip(std::net::Ipv4Addr::from(i).into()))
+        .collect();
     let mut i = 0;
     group.bench_function("parapet/100k_keys", |b| {
         b.iter(|| {
@@ -41,13 +53,19 @@ fn memory(c: &mut Criterion) {
     });
     let refused = set(&[("hour", Quota::per_hour(1))]);
     decide(&store, &one, &refused);
-    group.bench_function("parapet/refused", |b| b.iter(|| black_box(decide(&store, &one, &refused))));
+    group.bench_function("parapet/refused", |b| {
+        b.iter(|| black_box(decide(&store, &one, &refused)))
+    });
 
     let quota = GovernorQuota::per_second(NonZeroU32::new(1_000_000).unwrap());
     let governor = RateLimiter::<std::net::IpAddr, _, _>::keyed(quota);
     let ip: std::net::IpAddr = "192.0.2.1".parse().unwrap();
-    group.bench_function("governor/one_key", |b| b.iter(|| black_box(governor.check_key(&ip).is_ok())));
-    let ips: Vec<std::net::IpAddr> = (0..100_000u32).map(|i| std::net::Ipv4Addr::from(i).into()).collect();
+    group.bench_function("governor/one_key", |b| {
+        b.iter(|| black_box(governor.check_key(&ip).is_ok()))
+    });
+    let ips: Vec<std::net::IpAddr> = (0..100_000u32)
+        .map(|i| std::net::Ipv4Addr::from(i).into())
+        .collect();
     let mut j = 0;
     group.bench_function("governor/100k_keys", |b| {
         b.iter(|| {
@@ -58,5 +76,63 @@ fn memory(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, memory);
+/// Polls a future that is ready at once (in-memory decisions and a synchronous handler).
+fn now<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => panic!("not ready at once"),
+    }
+}
+
+fn layer(c: &mut Criterion) {
+    use http::{Request, Response};
+    use parapet::ratelimit::{HeaderStyle, RateLimitLayer};
+    use tower::{Layer, Service, service_fn};
+
+    let mut group = c.benchmark_group("layer_call");
+    let handler = service_fn(|_req: Request<()>| async {
+        Ok::<_, std::convert::Infallible>(Response::new("hello"))
+    });
+    let request = || {
+        let mut request = Request::new(());
+        request
+            .extensions_mut()
+            .insert("192.0.2.1:4000".parse::<std::net::SocketAddr>().unwrap());
+        request
+    };
+    let mut bare = handler;
+    group.bench_function("no_limiter", |b| {
+        b.iter(|| black_box(now(bare.call(request())).unwrap()))
+    });
+    for (name, style, quota) in [
+        (
+            "allowed_ietf_headers",
+            HeaderStyle::Ietf,
+            Quota::per_second(1_000_000),
+        ),
+        (
+            "allowed_no_headers",
+            HeaderStyle::None,
+            Quota::per_second(1_000_000),
+        ),
+        ("denied", HeaderStyle::Ietf, Quota::per_hour(1).burst(1)),
+    ] {
+        let layer = RateLimitLayer::builder()
+            .policy("bench", quota)
+            .headers(style)
+            .build()
+            .unwrap();
+        let mut service = layer.layer(handler);
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(now(service.call(request())).unwrap()))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, memory, layer);
 criterion_main!(benches);

@@ -1,2 +1,442 @@
-//! placeholder
-fn main() {}
+//! The load harness: one axum hello-world app, served in this process, loaded over loopback
+//! by keep-alive HTTP/1.1 connections, with and without rate limiters.
+//!
+//! Every variant runs between two runs of the no-limiter baseline and is quoted as a ratio to
+//! their mean; rounds repeat the sequence and the median ratio is reported, so that the
+//! drifts of a shared 2-core machine cancel out as far as they can. For Redis variants, Redis's own `INFO commandstats`
+//! gives the script calls per request.
+//!
+//! `cargo bench --bench load` (env: `LOAD_SECS` per run, default 2; `LOAD_ROUNDS`, default 5;
+//! `LOAD_CONNS`, default 32; `LOAD_ONLY`, a substring of the variants to run besides the
+//! baseline). The table goes to stdout and `target/load-report.md`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a bench fails loudly
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::get;
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use parapet::core::RedisHandle;
+use parapet::ratelimit::{HeaderStyle, Quota, RateLimitLayer, RedisStore};
+use parapet_testkit::RedisServer;
+use tower_governor::GovernorLayer;
+use tower_governor::governor::GovernorConfigBuilder;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Path {
+    Baseline,
+    Allowed,
+    Denied,
+}
+
+struct Variant {
+    name: String,
+    path: Path,
+    addr: SocketAddr,
+    redis: bool,
+}
+
+fn hello() -> Router {
+    Router::new().route("/", get(|| async { "hello, world" }))
+}
+
+/// A handler that answers what parapet's deny path answers (same status, fields and body),
+/// to tell the cost of the response from the cost of the limiter.
+fn reference_429() -> Router {
+    use parapet::ratelimit::{Rejection, RejectionKind};
+    Router::new().route(
+        "/",
+        get(|| async {
+            let rejection = Rejection {
+                kind: RejectionKind::Limited,
+                retry_after: Some(Duration::from_secs(3600)),
+                violated_policies: vec!["bench".to_owned()],
+            };
+            let mut response = rejection.default_response().map(axum::body::Body::from);
+            response
+                .headers_mut()
+                .insert("retry-after", http::HeaderValue::from_static("3600"));
+            response
+        }),
+    )
+}
+
+fn governor(path: Path, headers: bool) -> Router {
+    let mut builder = GovernorConfigBuilder::default();
+    match path {
+        // One token per microsecond, a million at once: never limits.
+        Path::Allowed => builder.per_nanosecond(1_000).burst_size(1_000_000),
+        // One per hour.
+        _ => builder.period(Duration::from_secs(3600)).burst_size(1),
+    };
+    if headers {
+        hello().layer(GovernorLayer::new(builder.use_headers().finish().unwrap()))
+    } else {
+        hello().layer(GovernorLayer::new(builder.finish().unwrap()))
+    }
+}
+
+fn quota(path: Path) -> Quota {
+    match path {
+        Path::Allowed => Quota::per_second(1_000_000),
+        _ => Quota::per_hour(1).burst(1),
+    }
+}
+
+fn parapet_memory(path: Path, style: HeaderStyle) -> Router {
+    let layer = RateLimitLayer::builder()
+        .policy("bench", quota(path))
+        .headers(style)
+        .key(parapet::ratelimit::key::PeerIp::from_extension::<
+            axum::extract::ConnectInfo<SocketAddr>,
+        >())
+        .build()
+        .unwrap();
+    hello().layer(layer)
+}
+
+fn parapet_redis(path: Path, redis: RedisHandle, deny_cache: bool) -> Router {
+    let layer = RateLimitLayer::builder()
+        .policy("bench", quota(path))
+        .key(parapet::ratelimit::key::PeerIp::from_extension::<
+            axum::extract::ConnectInfo<SocketAddr>,
+        >())
+        .store(RedisStore::new(redis).timeout(Duration::from_secs(1)))
+        .deny_cache(if deny_cache { 10_000 } else { 0 })
+        .build()
+        .unwrap();
+    hello().layer(layer)
+}
+
+async fn serve(app: Router) -> SocketAddr {
+    use axum::serve::ListenerExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // As a production server would: no Nagle delay on small responses.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    addr
+}
+
+#[derive(Default)]
+struct Counts {
+    ok: AtomicU64,
+    limited: AtomicU64,
+    other: AtomicU64,
+}
+
+/// Keep-alive connections sending GET / back to back until `run` is over.
+async fn load(addr: SocketAddr, conns: u64, run: Duration) -> (u64, u64, u64) {
+    let counts = Arc::new(Counts::default());
+    let deadline = Instant::now() + run;
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let counts = counts.clone();
+        tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .unwrap();
+            tokio::spawn(connection);
+            while Instant::now() < deadline {
+                sender.ready().await.unwrap();
+                let request = Request::get("/")
+                    .header("host", "bench")
+                    .body(Empty::<Bytes>::new())
+                    .unwrap();
+                let response = sender.send_request(request).await.unwrap();
+                let status = response.status().as_u16();
+                response.into_body().collect().await.unwrap();
+                let counter = match status {
+                    200 => &counts.ok,
+                    429 => &counts.limited,
+                    _ => &counts.other,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    (
+        counts.ok.load(Ordering::Relaxed),
+        counts.limited.load(Ordering::Relaxed),
+        counts.other.load(Ordering::Relaxed),
+    )
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+fn main() {
+    let secs = env("LOAD_SECS", 2);
+    let rounds = env("LOAD_ROUNDS", 5) as usize;
+    let conns = env("LOAD_CONNS", 32);
+    let run = Duration::from_secs(secs);
+    let redis_server = RedisServer::start();
+
+    // The servers get a runtime of their own, as they would in production.
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = redis_server.url();
+    let variants: Vec<Variant> = server_rt.block_on(async {
+        let multiplexed = RedisHandle::builder(url.clone()).build().await.unwrap();
+        let pool = RedisHandle::builder(url.clone())
+            .pool(16)
+            .build()
+            .await
+            .unwrap();
+        let mut v = Vec::new();
+        async fn add(name: &str, path: Path, app: Router, redis: bool) -> Variant {
+            Variant {
+                name: name.to_owned(),
+                path,
+                addr: serve(app).await,
+                redis,
+            }
+        }
+        v.push(add("baseline (no limiter)", Path::Baseline, hello(), false).await);
+        v.push(
+            add(
+                "reference: handler returning parapet's 429",
+                Path::Baseline,
+                reference_429(),
+                false,
+            )
+            .await,
+        );
+        v.push(
+            add(
+                "tower_governor, allowed",
+                Path::Allowed,
+                governor(Path::Allowed, false),
+                false,
+            )
+            .await,
+        );
+        v.push(
+            add(
+                "parapet memory, allowed",
+                Path::Allowed,
+                parapet_memory(Path::Allowed, HeaderStyle::None),
+                false,
+            )
+            .await,
+        );
+        v.push(
+            add(
+                "tower_governor + x-ratelimit headers, allowed",
+                Path::Allowed,
+                governor(Path::Allowed, true),
+                false,
+            )
+            .await,
+        );
+        v.push(
+            add(
+                "parapet memory + IETF fields, allowed",
+                Path::Allowed,
+                parapet_memory(Path::Allowed, HeaderStyle::Ietf),
+                false,
+            )
+            .await,
+        );
+        v.push(
+            add(
+                "parapet redis multiplexed, allowed",
+                Path::Allowed,
+                parapet_redis(Path::Allowed, multiplexed.clone(), true),
+                true,
+            )
+            .await,
+        );
+        v.push(
+            add(
+                "parapet redis pool, allowed",
+                Path::Allowed,
+                parapet_redis(Path::Allowed, pool.clone(), true),
+                true,
+            )
+            .await,
+        );
+        v.push(
+            add(
+                "tower_governor, denied",
+                Path::Denied,
+                governor(Path::Denied, false),
+                false,
+            )
+            .await,
+        );
+        v.push(
+            add(
+                "parapet memory, denied",
+                Path::Denied,
+                parapet_memory(Path::Denied, HeaderStyle::None),
+                false,
+            )
+            .await,
+        );
+        v.push(
+            add(
+                "parapet redis, denied (deny cache)",
+                Path::Denied,
+                parapet_redis(Path::Denied, multiplexed.clone(), true),
+                true,
+            )
+            .await,
+        );
+        v.push(
+            add(
+                "parapet redis, denied (no deny cache)",
+                Path::Denied,
+                parapet_redis(Path::Denied, multiplexed, false),
+                true,
+            )
+            .await,
+        );
+        v
+    });
+
+    // LOAD_ONLY=substring keeps the baseline and the variants whose name contains it.
+    let only = std::env::var("LOAD_ONLY").unwrap_or_default();
+    let variants: Vec<Variant> = variants
+        .into_iter()
+        .enumerate()
+        .filter(|(i, v)| *i == 0 || v.name.contains(&only))
+        .map(|(_, v)| v)
+        .collect();
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // Warm-up: connections, script load, JIT-free but caches and allocators.
+    for variant in &variants {
+        client_rt.block_on(load(variant.addr, conns, Duration::from_millis(300)));
+    }
+    // Paired runs: each variant runs between two baseline runs, and its ratio is to their
+    // mean, so slow drifts of the machine cancel out; rounds repeat the whole sequence.
+    let baseline = variants[0].addr;
+    let mut rps: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    let mut ratios: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    let mut limited_share: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    let mut calls_per_request: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    let mut redis_cpu: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    let per_sec = |(ok, limited, _): (u64, u64, u64)| (ok + limited) as f64 / run.as_secs_f64();
+    for round in 0..rounds {
+        let mut before = per_sec(client_rt.block_on(load(baseline, conns, run)));
+        rps.entry(0).or_default().push(before);
+        ratios.entry(0).or_default().push(1.0);
+        limited_share.entry(0).or_default().push(0.0);
+        for (i, variant) in variants.iter().enumerate().skip(1) {
+            let evalsha = redis_server.command_calls("evalsha");
+            let cpu = redis_server.cpu_seconds();
+            let (ok, limited, other) = client_rt.block_on(load(variant.addr, conns, run));
+            let calls = redis_server.command_calls("evalsha") - evalsha;
+            let cpu = redis_server.cpu_seconds() - cpu;
+            let after = per_sec(client_rt.block_on(load(baseline, conns, run)));
+            assert_eq!(other, 0, "{}: unexpected statuses", variant.name);
+            let total = ok + limited;
+            let this = total as f64 / run.as_secs_f64();
+            rps.entry(i).or_default().push(this);
+            ratios
+                .entry(i)
+                .or_default()
+                .push(this / ((before + after) / 2.0));
+            limited_share
+                .entry(i)
+                .or_default()
+                .push(limited as f64 / total as f64);
+            if variant.redis {
+                calls_per_request
+                    .entry(i)
+                    .or_default()
+                    .push(calls as f64 / total as f64);
+                redis_cpu
+                    .entry(i)
+                    .or_default()
+                    .push(cpu * 1e6 / total as f64);
+            }
+            match variant.path {
+                Path::Allowed => {
+                    assert_eq!(limited, 0, "{}: the allowed path refused", variant.name)
+                }
+                Path::Denied => assert!(ok <= 1, "{}: the denied path admitted {ok}", variant.name),
+                Path::Baseline => {}
+            }
+            rps.entry(0).or_default().push(after);
+            before = after;
+        }
+        eprintln!("round {}/{rounds} done", round + 1);
+    }
+
+    let mut report = String::from(
+        "| variant | req/s (median) | × baseline (median of paired ratios) | min–max ratio | 429 share | script calls / request | Redis CPU µs / request |\n|---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for (i, variant) in variants.iter().enumerate() {
+        let r = &ratios[&i];
+        let (lo, hi) = r
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        let calls = calls_per_request
+            .get(&i)
+            .map_or("–".to_owned(), |c| format!("{:.3}", median(c.clone())));
+        let cpu = redis_cpu
+            .get(&i)
+            .map_or("–".to_owned(), |c| format!("{:.1}", median(c.clone())));
+        report.push_str(&format!(
+            "| {} | {:.0} | {:.3} | {:.3}–{:.3} | {:.1}% | {} | {} |\n",
+            variant.name,
+            median(rps[&i].clone()),
+            median(r.clone()),
+            lo,
+            hi,
+            100.0 * median(limited_share[&i].clone()),
+            calls,
+            cpu
+        ));
+    }
+    let header = format!(
+        "{rounds} rounds × {secs} s per variant, {conns} keep-alive connections, client and server in one process (2 worker threads each) on {} cores\n\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!("\n{header}{report}");
+    let _ = std::fs::write("target/load-report.md", format!("{header}{report}"));
+}

@@ -41,6 +41,7 @@ pub async fn layer(redis_url: Option<&str>) -> Result<RateLimitLayer, Box<dyn Er
         Quota::per_minute(100),
     )?);
     let mut builder = RateLimitLayer::builder()
+        .headers(parapet::ratelimit::HeaderStyle::Ietf)
         .resolver(move |head| (head.uri.path() == "/api/products").then(|| products.clone()));
     if let Some(url) = redis_url {
         builder = builder.store(RedisStore::new(RedisHandle::builder(url).build().await?));

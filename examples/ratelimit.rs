@@ -18,12 +18,14 @@ use axum::extract::ConnectInfo;
 use axum::routing::get;
 use parapet::core::RedisHandle;
 use parapet::ratelimit::key::PeerIp;
-use parapet::ratelimit::{Quota, RateLimitLayer, RedisStore};
+use parapet::ratelimit::{HeaderStyle, Quota, RateLimitLayer, RedisStore};
 
 /// The app: in-memory limits without `redis_url`, shared Redis limits with it.
 pub async fn app(redis_url: Option<&str>) -> Result<Router, Box<dyn Error>> {
     let mut limit = RateLimitLayer::builder()
         .policy("minute", Quota::per_minute(100))
+        // RateLimit-Policy / RateLimit fields on every response (off by default).
+        .headers(HeaderStyle::Ietf)
         // Clients connect directly here. Behind a load balancer, use
         // `ClientIp::trusted_proxies(["10.0.0.0/8"])?.peer(...)` instead.
         .key(PeerIp::from_extension::<ConnectInfo<SocketAddr>>());

@@ -21,3 +21,8 @@
 pub use parapet_core as core;
 #[cfg(feature = "ratelimit")]
 pub use parapet_ratelimit as ratelimit;
+
+/// The README's examples, compiled and run as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -131,7 +131,8 @@ impl RateLimitLayerBuilder {
         self
     }
 
-    /// Which rate-limit header fields responses carry (default [`HeaderStyle::Ietf`]).
+    /// Which rate-limit header fields responses carry (default [`HeaderStyle::None`]: only
+    /// `Retry-After` on refusals).
     #[must_use]
     pub fn headers(mut self, style: HeaderStyle) -> Self {
         self.header_style = style;

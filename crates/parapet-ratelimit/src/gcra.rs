@@ -46,7 +46,11 @@ impl Evaluation {
     /// The tats to store, in policy order (empty unless [`must_write`](Self::must_write)).
     #[cfg(test)]
     fn writes(&self, cost: i64) -> &[i64] {
-        if self.must_write(cost) { &self.new_tats[..self.states.len()] } else { &[] }
+        if self.must_write(cost) {
+            &self.new_tats[..self.states.len()]
+        } else {
+            &[]
+        }
     }
 }
 

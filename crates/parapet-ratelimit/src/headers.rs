@@ -7,9 +7,11 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
-use sfv::{KeyRef, ListSerializer, StringRef};
+use sfv::{ItemSerializer, KeyRef, ListSerializer, StringRef};
+use std::fmt::Write;
 
 use crate::{HeaderStyle, Policy, PolicySet, PolicyState};
 
@@ -24,6 +26,15 @@ pub(crate) const X_RESET: HeaderName = HeaderName::from_static("x-ratelimit-rese
 pub(crate) fn ceil_seconds(d: Duration, at_least_one: bool) -> u64 {
     let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
     if at_least_one { secs.max(1) } else { secs }
+}
+
+/// A policy's name as an sf-string item (`"minute"`), rendered once when its set is built.
+pub(crate) fn name_item(policy: &Policy) -> String {
+    match StringRef::from_str(policy.name()) {
+        Ok(name) => ItemSerializer::new().bare_item(name).finish(),
+        // Unreachable: names are validated to [A-Za-z0-9_.-].
+        Err(_) => String::from("\"\""),
+    }
 }
 
 /// `RateLimit-Policy` for a set, rendered once when the set is built.
@@ -57,20 +68,24 @@ pub(crate) fn insert(
     if states.is_empty() {
         return;
     }
+    headers.reserve(if style.legacy() { 5 } else { 2 });
     if style.ietf() {
         headers.insert(RATELIMIT_POLICY, set.ietf_policy_header().clone());
-        let mut list = ListSerializer::new();
-        for (policy, state) in set.policies().iter().zip(states) {
-            if let Ok(name) = StringRef::from_str(policy.name()) {
-                list.bare_item(name)
-                    .parameter(KeyRef::constant("r"), clamp_integer(state.remaining))
-                    .parameter(
-                        KeyRef::constant("t"),
-                        clamp_integer(ceil_seconds(state.reset_after, false)),
-                    );
-            }
+        // On every response, so no general serializer here: each policy's name item was
+        // serialized by sfv when the set was built; what is added are sf-integers (digits).
+        let mut value = String::with_capacity(32 * states.len());
+        for (i, (item, state)) in set.ietf_name_items().iter().zip(states).enumerate() {
+            let t = ceil_seconds(state.reset_after, false);
+            // Writing to a String cannot fail.
+            let _ = write!(
+                value,
+                "{}{item};r={};t={}",
+                if i > 0 { ", " } else { "" },
+                clamp_integer(state.remaining),
+                clamp_integer(t)
+            );
         }
-        if let Some(Ok(value)) = list.finish().map(|s| HeaderValue::from_str(&s)) {
+        if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
             headers.insert(RATELIMIT, value);
         }
     }

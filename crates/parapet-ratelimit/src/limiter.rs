@@ -84,7 +84,8 @@ pub(crate) struct Pending {
     subject: Subject,
     set: PolicySet,
     cost: u32,
-    started: Instant,
+    /// When the remote call began (for the latency histogram).
+    started: Option<Instant>,
 }
 
 pub(crate) enum Begin {
@@ -126,7 +127,7 @@ impl RateLimiter {
                 }
             });
         };
-        if inner.allow_list.contains(&subject) {
+        if !inner.allow_list.is_empty() && inner.allow_list.contains(&subject) {
             metrics::decision_without_policy("allow_listed");
             return Begin::Done(Verdict::Admit(None));
         }
@@ -144,24 +145,28 @@ impl RateLimiter {
                 None,
             )));
         }
-        let now = self.now();
-        if let Some(cache) = &inner.deny_cache
-            && let Some(left) = cache.lookup(&subject, &set, cost, now)
-        {
-            metrics::local_denial();
-            metrics::decision_without_policy("limited");
-            let retry_after = Duration::from_micros(u64::try_from(left).unwrap_or(0));
-            return Begin::Done(Verdict::Refuse(self.refuse(
-                RejectionKind::Limited,
-                Some(retry_after),
-                Vec::new(),
-                Some((&set, &[])),
-            )));
+        let remote = inner.store.is_remote();
+        if remote {
+            // Only remote stores need this instance's clock: the deny cache and the breaker.
+            let now = self.now();
+            if let Some(cache) = &inner.deny_cache
+                && let Some(left) = cache.lookup(&subject, &set, cost, now)
+            {
+                metrics::local_denial();
+                metrics::decision_without_policy("limited");
+                let retry_after = Duration::from_micros(u64::try_from(left).unwrap_or(0));
+                return Begin::Done(Verdict::Refuse(self.refuse(
+                    RejectionKind::Limited,
+                    Some(retry_after),
+                    Vec::new(),
+                    Some((&set, &[])),
+                )));
+            }
+            if inner.breaker.is_open(now) {
+                return Begin::Done(self.store_failed("circuit_open", None, &subject, &set, cost));
+            }
         }
-        if inner.store.is_remote() && inner.breaker.is_open(now) {
-            return Begin::Done(self.store_failed("circuit_open", None, &subject, &set, cost));
-        }
-        let started = Instant::now();
+        let started = remote.then(Instant::now);
         match inner.store.check(&subject, &set, cost).now_or_later() {
             Ok(result) => Begin::Done(self.decided(result, &subject, &set, cost, started)),
             Err(call) => Begin::Wait(Pending {
@@ -195,10 +200,10 @@ impl RateLimiter {
         subject: &Subject,
         set: &PolicySet,
         cost: u32,
-        started: Instant,
+        started: Option<Instant>,
     ) -> Verdict {
         let remote = self.inner.store.is_remote();
-        if remote {
+        if let Some(started) = started {
             metrics::store_latency(started.elapsed());
         }
         match result {

@@ -33,6 +33,7 @@ struct Inner {
     id: u64,
     min_burst: (u32, usize),
     ietf_policy_header: HeaderValue,
+    ietf_name_items: Box<[String]>,
 }
 
 impl PolicySet {
@@ -66,11 +67,13 @@ impl PolicySet {
             .min()
             .unwrap_or((u32::MAX, 0));
         let ietf_policy_header = crate::headers::policy_header(&policies);
+        let ietf_name_items = policies.iter().map(crate::headers::name_item).collect();
         Ok(Self(Arc::new(Inner {
             policies,
             id,
             min_burst,
             ietf_policy_header,
+            ietf_name_items,
         })))
     }
 
@@ -92,6 +95,11 @@ impl PolicySet {
     /// The `RateLimit-Policy` field value, rendered once.
     pub(crate) fn ietf_policy_header(&self) -> &HeaderValue {
         &self.0.ietf_policy_header
+    }
+
+    /// Each policy's name as a serialized sf-string item, in order.
+    pub(crate) fn ietf_name_items(&self) -> &[String] {
+        &self.0.ietf_name_items
     }
 }
 

@@ -1,5 +1,6 @@
 //! A refusal, and the default response for it.
 
+use std::fmt::Write;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -49,47 +50,35 @@ impl Rejection {
     }
 
     /// The default response: a small `application/problem+json` body (RFC 9457), such as
-    /// `{"type":"https://iana.org/assignments/http-problem-types#quota-exceeded",
-    /// "title":"too many requests","status":429,"retry_after":3,"violated_policies":["minute"]}`.
+    /// `{"title":"too many requests","status":429,"retry_after":3,"violated_policies":["minute"]}`.
     ///
-    /// The `quota-exceeded` type is the one draft-ietf-httpapi-ratelimit-headers §5 defines.
-    /// `Retry-After` and the rate-limit fields are added by the layer, also to custom
-    /// responses.
+    /// The problem `type` is left out, which means `about:blank` (RFC 9457 §4.2.1): the
+    /// status says it all, and every byte counts on a path that answers floods. To name
+    /// draft-ietf-httpapi-ratelimit-headers' `quota-exceeded` type, build the response
+    /// yourself. `Retry-After` and the rate-limit fields are added by the layer, also to
+    /// custom responses.
     pub fn default_response(&self) -> Response<Bytes> {
         let status = self.status();
         let mut body = String::with_capacity(160);
         body.push('{');
-        let (kind_type, title) = match self.kind {
-            RejectionKind::Limited => (
-                Some("https://iana.org/assignments/http-problem-types#quota-exceeded"),
-                "too many requests",
-            ),
-            RejectionKind::Banned => (None, "too many requests"),
-            RejectionKind::CostExceedsBurst => (None, "request cost exceeds the rate limit"),
-            RejectionKind::MissingKey => (None, "request has no rate-limit key"),
-            RejectionKind::StoreUnavailable => (None, "rate limiter unavailable"),
+        let title = match self.kind {
+            RejectionKind::Limited | RejectionKind::Banned => "too many requests",
+            RejectionKind::CostExceedsBurst => "request cost exceeds the rate limit",
+            RejectionKind::MissingKey => "request has no rate-limit key",
+            RejectionKind::StoreUnavailable => "rate limiter unavailable",
         };
-        if let Some(kind_type) = kind_type {
-            body.push_str(&format!("\"type\":\"{kind_type}\","));
-        }
-        body.push_str(&format!(
-            "\"title\":\"{title}\",\"status\":{}",
-            status.as_u16()
-        ));
+        // Writing to a String cannot fail.
+        let _ = write!(body, "\"title\":\"{title}\",\"status\":{}", status.as_u16());
         if let Some(retry_after) = self.retry_after {
-            body.push_str(&format!(
-                ",\"retry_after\":{}",
-                ceil_seconds(retry_after, true)
-            ));
+            let _ = write!(body, ",\"retry_after\":{}", ceil_seconds(retry_after, true));
         }
         if !self.violated_policies.is_empty() {
             // Policy names are validated to [A-Za-z0-9_.-]: nothing to escape.
-            let names: Vec<String> = self
-                .violated_policies
-                .iter()
-                .map(|n| format!("\"{n}\""))
-                .collect();
-            body.push_str(&format!(",\"violated_policies\":[{}]", names.join(",")));
+            body.push_str(",\"violated_policies\":[");
+            for (i, name) in self.violated_policies.iter().enumerate() {
+                let _ = write!(body, "{}\"{name}\"", if i > 0 { "," } else { "" });
+            }
+            body.push(']');
         }
         body.push('}');
         let mut response = Response::new(Bytes::from(body));
@@ -118,7 +107,7 @@ mod tests {
         assert_eq!(response.headers()[CONTENT_TYPE], "application/problem+json");
         assert_eq!(
             response.body(),
-            r#"{"type":"https://iana.org/assignments/http-problem-types#quota-exceeded","title":"too many requests","status":429,"retry_after":3,"violated_policies":["minute"]}"#
+            r#"{"title":"too many requests","status":429,"retry_after":3,"violated_policies":["minute"]}"#
         );
         let missing = Rejection {
             kind: RejectionKind::MissingKey,

@@ -18,6 +18,7 @@ use common::{body, request_from, send, service, set};
 fn layer(quota: Quota, clock: &ManualClock) -> RateLimitLayer {
     RateLimitLayer::builder()
         .policy("minute", quota)
+        .headers(HeaderStyle::Ietf)
         .clock(clock.clone())
         .build()
         .unwrap()
@@ -125,6 +126,25 @@ async fn legacy_both_and_no_headers() {
 }
 
 #[tokio::test]
+async fn by_default_only_retry_after() {
+    let layer = RateLimitLayer::builder()
+        .policy("minute", Quota::per_minute(1))
+        .build()
+        .unwrap();
+    let mut svc = service(&layer);
+    let admitted = send(&mut svc, request_from("192.0.2.1")).await;
+    assert_eq!(admitted.headers().len(), 0, "{:?}", admitted.headers());
+    let refused = send(&mut svc, request_from("192.0.2.1")).await;
+    let names: Vec<&str> = refused.headers().keys().map(|k| k.as_str()).collect();
+    assert_eq!(names, ["content-type", "retry-after"]);
+    assert_eq!(refused.headers()["retry-after"], "60");
+    assert_eq!(
+        body(refused).await,
+        r#"{"title":"too many requests","status":429,"retry_after":60,"violated_policies":["minute"]}"#
+    );
+}
+
+#[tokio::test]
 async fn missing_key_is_400_or_skipped() {
     let clock = ManualClock::new();
     let mut svc = service(&layer(Quota::per_minute(1), &clock));
@@ -193,6 +213,7 @@ async fn resolver_chooses_policies_per_route() {
     let login = set(&[("login", Quota::per_minute(2))]);
     let api = set(&[("api", Quota::per_minute(100))]);
     let layer = RateLimitLayer::builder()
+        .headers(HeaderStyle::Ietf)
         .resolver(move |head| match head.uri.path() {
             "/health" => None,
             "/login" => Some(login.clone()),
@@ -226,6 +247,7 @@ async fn resolver_chooses_policies_per_route() {
 async fn weighted_cost_and_cost_above_burst() {
     let layer = RateLimitLayer::builder()
         .policy("second", Quota::per_second(10))
+        .headers(HeaderStyle::Ietf)
         .key(Global)
         .cost(|head| {
             head.headers

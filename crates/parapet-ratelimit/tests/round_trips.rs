@@ -19,6 +19,7 @@ async fn layer(server: &RedisServer, deny_cache: usize) -> RateLimitLayer {
         .policy("minute", Quota::per_minute(100))
         .policy("hour", Quota::per_hour(1000))
         .store(RedisStore::new(handle))
+        .headers(parapet_ratelimit::HeaderStyle::Ietf)
         .deny_cache(deny_cache)
         .build()
         .unwrap()

@@ -69,6 +69,19 @@ impl RedisServer {
             .map_or(0, |n| n.parse().expect("calls is a number"))
     }
 
+    /// CPU seconds the server has used (user + system, from `INFO cpu`).
+    pub fn cpu_seconds(&self) -> f64 {
+        let info = self.command(&["INFO", "cpu"]);
+        ["used_cpu_user:", "used_cpu_sys:"]
+            .iter()
+            .map(|field| {
+                info.lines()
+                    .find_map(|line| line.strip_prefix(field))
+                    .map_or(0.0, |v| v.trim().parse().expect("cpu seconds are a number"))
+            })
+            .sum()
+    }
+
     /// Kills the server with SIGKILL, as a crash would, and waits until the port is closed.
     pub fn kill(&mut self) {
         self.signal("KILL");

@@ -49,6 +49,16 @@ fn cluster_has_three_masters_covering_all_slots() {
 }
 
 #[test]
+fn cpu_seconds_grow_with_work() {
+    let server = RedisServer::start();
+    let before = server.cpu_seconds();
+    for i in 0..2_000 {
+        server.command(&["SET", &format!("k{i}"), "v"]);
+    }
+    assert!(server.cpu_seconds() > before);
+}
+
+#[test]
 fn command_calls_counts_commandstats() {
     let server = RedisServer::start();
     let before = server.command_calls("set");

@@ -17,8 +17,11 @@ use crate::{RequestHead, Subject};
 /// axum, serve with `into_make_service_with_connect_info::<SocketAddr>()` and read axum's
 /// `ConnectInfo` (no axum dependency is needed here, any `Deref<Target = SocketAddr>` works):
 ///
-/// ```ignore
+/// ```
+/// use std::net::SocketAddr;
 /// use axum::extract::ConnectInfo;
+/// use parapet_ratelimit::key::PeerIp;
+///
 /// let key = PeerIp::from_extension::<ConnectInfo<SocketAddr>>();
 /// ```
 ///

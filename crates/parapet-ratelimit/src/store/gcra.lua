@@ -21,11 +21,13 @@ else
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 
-local allow = redis.call('GET', KEYS[1])
+-- One read for every key of the subject: allow, ban, then the policies' tats.
+local values = redis.call('MGET', unpack(KEYS))
+local allow = values[1]
 if allow and tonumber(allow) > now then
   return {3, 0}
 end
-local ban = redis.call('GET', KEYS[2])
+local ban = values[2]
 if ban and tonumber(ban) > now then
   return {2, tonumber(ban) - now}
 end
@@ -48,7 +50,7 @@ for i = 1, n do
   local interval = tonumber(ARGV[1 + 2 * i])
   local burst = tonumber(ARGV[2 + 2 * i])
   local tat = now
-  local stored = redis.call('GET', KEYS[2 + i])
+  local stored = values[2 + i]
   if stored then
     local s = tonumber(stored)
     if s > now then tat = s end
