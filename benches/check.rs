@@ -119,7 +119,12 @@ fn layer(c: &mut Criterion) {
             HeaderStyle::None,
             Quota::per_second(1_000_000),
         ),
-        ("denied", HeaderStyle::Ietf, Quota::per_hour(1).burst(1)),
+        ("denied", HeaderStyle::None, Quota::per_hour(1).burst(1)),
+        (
+            "denied_ietf_headers",
+            HeaderStyle::Ietf,
+            Quota::per_hour(1).burst(1),
+        ),
     ] {
         let layer = RateLimitLayer::builder()
             .policy("bench", quota)

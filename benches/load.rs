@@ -64,7 +64,7 @@ fn reference_429() -> Router {
             let rejection = Rejection {
                 kind: RejectionKind::Limited,
                 retry_after: Some(Duration::from_secs(3600)),
-                violated_policies: vec!["bench".to_owned()],
+                violated_policies: vec!["bench".into()],
             };
             let mut response = rejection.default_response().map(axum::body::Body::from);
             response

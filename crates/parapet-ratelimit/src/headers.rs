@@ -58,19 +58,22 @@ pub(crate) fn policy_header(policies: &[Policy]) -> HeaderValue {
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// Adds the rate-limit fields of `style` for a decision on `set`.
+/// Adds the rate-limit fields of `style` for a decision on `set`. Without `states` (a
+/// refusal from the local deny cache) only `RateLimit-Policy` can be told.
 pub(crate) fn insert(
     headers: &mut HeaderMap,
     style: HeaderStyle,
     set: &PolicySet,
     states: &[PolicyState],
 ) {
+    if style.ietf() {
+        headers.insert(RATELIMIT_POLICY, set.ietf_policy_header().clone());
+    }
     if states.is_empty() {
         return;
     }
-    headers.reserve(if style.legacy() { 5 } else { 2 });
+    headers.reserve(if style.legacy() { 4 } else { 1 });
     if style.ietf() {
-        headers.insert(RATELIMIT_POLICY, set.ietf_policy_header().clone());
         // On every response, so no general serializer here: each policy's name item was
         // serialized by sfv when the set was built; what is added are sf-integers (digits).
         let mut value = String::with_capacity(32 * states.len());

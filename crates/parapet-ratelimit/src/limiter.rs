@@ -232,7 +232,7 @@ impl RateLimiter {
         match outcome {
             Outcome::Allowed => {
                 for policy in set.policies() {
-                    metrics::decision(&policy.shared_name(), "allowed");
+                    policy.counters().allowed();
                 }
                 Verdict::Admit(
                     (self.inner.header_style != HeaderStyle::None).then(|| Charged {
@@ -251,7 +251,7 @@ impl RateLimiter {
                 if let Some(cache) = &self.inner.deny_cache {
                     cache.insert(subject, set, cost, self.now(), retry_after, banned);
                 }
-                let violated: Vec<String> = if banned {
+                let violated: Vec<Arc<str>> = if banned {
                     metrics::decision_without_policy("banned");
                     Vec::new()
                 } else {
@@ -260,8 +260,8 @@ impl RateLimiter {
                         .zip(&states)
                         .filter(|(_, s)| s.retry_after.is_some())
                         .map(|(p, _)| {
-                            metrics::decision(&p.shared_name(), "limited");
-                            p.name().to_owned()
+                            p.counters().limited();
+                            p.shared_name()
                         })
                         .collect()
                 };
@@ -320,7 +320,7 @@ impl RateLimiter {
         &self,
         kind: RejectionKind,
         retry_after: Option<Duration>,
-        violated_policies: Vec<String>,
+        violated_policies: Vec<Arc<str>>,
         report: Option<(&PolicySet, &[PolicyState])>,
     ) -> Response<Bytes> {
         let rejection = Rejection {
@@ -337,22 +337,27 @@ impl RateLimiter {
             headers::insert_retry_after(fields, retry_after);
         }
         if let Some((set, states)) = report {
-            if self.inner.header_style.ietf() {
-                fields.insert(headers::RATELIMIT_POLICY, set.ietf_policy_header().clone());
-            }
             headers::insert(fields, self.inner.header_style, set, states);
         }
         response
     }
 
     /// Charges `cost` to `policies` for `subject` in the store and returns the decision.
-    /// Store errors are returned, not handled by the `OnStoreError` policy.
+    /// Store errors are returned, not handled by the `OnStoreError` policy; a cost above a
+    /// policy's burst, which could never be admitted, is an error too.
     pub async fn check(
         &self,
         subject: &Subject,
         policies: &PolicySet,
         cost: u32,
     ) -> Result<Decision, RateLimitError> {
+        let (burst, policy) = policies.min_burst();
+        if cost > burst {
+            return Err(RateLimitError::CostExceedsBurst {
+                cost,
+                policy: policy.name().to_owned(),
+            });
+        }
         Ok(self.inner.store.check(subject, policies, cost).await?)
     }
 

@@ -15,9 +15,48 @@ pub const STORE_ERRORS: &str = "parapet_ratelimit_store_errors_total";
 /// Histogram: seconds per remote store call.
 pub const STORE_SECONDS: &str = "parapet_ratelimit_store_seconds";
 
-pub(crate) fn decision(policy: &std::sync::Arc<str>, outcome: &'static str) {
-    metrics::counter!(DECISIONS, "policy" => metrics::SharedString::from_shared(policy.clone()), "outcome" => outcome)
-        .increment(1);
+static METADATA: metrics::Metadata<'static> =
+    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+/// A policy's decision counters, keyed once when the policy is built: a decision then
+/// increments a counter without building and hashing a key.
+#[derive(Debug)]
+pub(crate) struct PolicyCounters {
+    allowed: metrics::Key,
+    limited: metrics::Key,
+}
+
+impl PolicyCounters {
+    pub(crate) fn new(policy: &std::sync::Arc<str>) -> Self {
+        let key = |outcome: &'static str| {
+            metrics::Key::from_parts(
+                DECISIONS,
+                vec![
+                    metrics::Label::new(
+                        "policy",
+                        metrics::SharedString::from_shared(policy.clone()),
+                    ),
+                    metrics::Label::new("outcome", outcome),
+                ],
+            )
+        };
+        Self {
+            allowed: key("allowed"),
+            limited: key("limited"),
+        }
+    }
+
+    pub(crate) fn allowed(&self) {
+        increment(&self.allowed);
+    }
+
+    pub(crate) fn limited(&self) {
+        increment(&self.limited);
+    }
+}
+
+fn increment(key: &metrics::Key) {
+    metrics::with_recorder(|recorder| recorder.register_counter(key, &METADATA).increment(1));
 }
 
 pub(crate) fn decision_without_policy(outcome: &'static str) {

@@ -7,6 +7,7 @@ use parapet_core::is_key_word;
 use sha2::{Digest, Sha256};
 
 use crate::gcra::Limit;
+use crate::metrics::PolicyCounters;
 use crate::{Quota, RateLimitError};
 
 /// Ten years: the largest span a quota may cover. It keeps every microsecond value the
@@ -33,6 +34,7 @@ pub struct Policy(Arc<Inner>);
 
 struct Inner {
     name: Arc<str>,
+    counters: PolicyCounters,
     quota: Quota,
     limit: Limit,
     key_suffix: String,
@@ -69,8 +71,10 @@ impl Policy {
         let digest = Sha256::digest(key_suffix.as_bytes());
         let mut id = [0; 8];
         id.copy_from_slice(&digest[..8]);
+        let name: Arc<str> = name.into();
         Ok(Self(Arc::new(Inner {
-            name: name.into(),
+            counters: PolicyCounters::new(&name),
+            name,
             quota,
             limit,
             key_suffix,
@@ -90,6 +94,10 @@ impl Policy {
 
     pub(crate) fn shared_name(&self) -> Arc<str> {
         self.0.name.clone()
+    }
+
+    pub(crate) fn counters(&self) -> &PolicyCounters {
+        &self.0.counters
     }
 
     pub(crate) fn limit(&self) -> Limit {

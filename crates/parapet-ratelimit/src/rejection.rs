@@ -1,11 +1,11 @@
 //! A refusal, and the default response for it.
 
-use std::fmt::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
-use http::{HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 use crate::headers::ceil_seconds;
 
@@ -34,7 +34,7 @@ pub struct Rejection {
     /// When the same request would be admitted, if known.
     pub retry_after: Option<Duration>,
     /// The names of the policies that refused it (for `Limited`).
-    pub violated_policies: Vec<String>,
+    pub violated_policies: Vec<Arc<str>>,
 }
 
 impl Rejection {
@@ -58,35 +58,49 @@ impl Rejection {
     /// yourself. `Retry-After` and the rate-limit fields are added by the layer, also to
     /// custom responses.
     pub fn default_response(&self) -> Response<Bytes> {
+        // Refusals answer floods: one allocation for the body, no formatting machinery.
         let status = self.status();
-        let mut body = String::with_capacity(160);
-        body.push('{');
-        let title = match self.kind {
-            RejectionKind::Limited | RejectionKind::Banned => "too many requests",
-            RejectionKind::CostExceedsBurst => "request cost exceeds the rate limit",
-            RejectionKind::MissingKey => "request has no rate-limit key",
-            RejectionKind::StoreUnavailable => "rate limiter unavailable",
+        let prefix = match self.kind {
+            RejectionKind::Limited | RejectionKind::Banned => {
+                r#"{"title":"too many requests","status":429"#
+            }
+            RejectionKind::CostExceedsBurst => {
+                r#"{"title":"request cost exceeds the rate limit","status":429"#
+            }
+            RejectionKind::MissingKey => r#"{"title":"request has no rate-limit key","status":400"#,
+            RejectionKind::StoreUnavailable => {
+                r#"{"title":"rate limiter unavailable","status":503"#
+            }
         };
-        // Writing to a String cannot fail.
-        let _ = write!(body, "\"title\":\"{title}\",\"status\":{}", status.as_u16());
+        let mut body = String::with_capacity(128);
+        body.push_str(prefix);
         if let Some(retry_after) = self.retry_after {
-            let _ = write!(body, ",\"retry_after\":{}", ceil_seconds(retry_after, true));
+            body.push_str(r#","retry_after":"#);
+            body.push_str(itoa::Buffer::new().format(ceil_seconds(retry_after, true)));
         }
         if !self.violated_policies.is_empty() {
             // Policy names are validated to [A-Za-z0-9_.-]: nothing to escape.
-            body.push_str(",\"violated_policies\":[");
+            body.push_str(r#","violated_policies":["#);
             for (i, name) in self.violated_policies.iter().enumerate() {
-                let _ = write!(body, "{}\"{name}\"", if i > 0 { "," } else { "" });
+                if i > 0 {
+                    body.push(',');
+                }
+                body.push('"');
+                body.push_str(name);
+                body.push('"');
             }
             body.push(']');
         }
         body.push('}');
         let mut response = Response::new(Bytes::from(body));
         *response.status_mut() = status;
-        response.headers_mut().insert(
+        // Room for the fields the layer adds, so the map is allocated once.
+        let mut headers = HeaderMap::with_capacity(8);
+        headers.insert(
             CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        *response.headers_mut() = headers;
         response
     }
 }

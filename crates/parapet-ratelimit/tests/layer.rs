@@ -318,6 +318,11 @@ async fn allow_key_ban_and_programmatic_state() {
     let minute = set(&[("minute", Quota::per_minute(1))]);
     let state = limiter.state(&abuser, &minute).await.unwrap();
     assert_eq!(state.states[0].remaining, 0);
+    let err = limiter.check(&abuser, &minute, 2).await.unwrap_err();
+    assert!(
+        matches!(err, RateLimitError::CostExceedsBurst { cost: 2, .. }),
+        "{err}"
+    );
     limiter.reset(&abuser, &minute).await.unwrap();
     assert_eq!(
         limiter.state(&abuser, &minute).await.unwrap().states[0].remaining,
