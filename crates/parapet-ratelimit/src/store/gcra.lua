@@ -9,17 +9,8 @@
 -- Reply: {status, retry_after_us, then per policy: remaining, reset_after_us, over_us}
 -- status 0 allowed, 1 limited, 2 banned (retry_after = ban's remaining), 3 allow-listed.
 --
--- Time comes from the server (TIME), never the caller, so instances with skewed clocks
--- agree. Numbers stay below 2^53 (policies span at most ten years), so Lua doubles are exact.
-if redis.replicate_commands then redis.replicate_commands() end
-
-local now
-if ARGV[2] ~= '' then
-  now = tonumber(ARGV[2])
-else
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+-- Numbers stay below 2^53 (policies span at most ten years), so Lua doubles are exact.
+-- (now.lua, prepended, sets `now`.)
 
 -- One read for every key of the subject: allow, ban, then the policies' tats.
 local values = redis.call('MGET', unpack(KEYS))

@@ -3,14 +3,7 @@
 -- with it (PX, rounded up), so bans and allow entries end exactly when decisions say so.
 --
 -- KEYS[1]  the entry    ARGV[1]  duration (us)    ARGV[2]  '' (Redis TIME) or a test clock's now
-if redis.replicate_commands then redis.replicate_commands() end
-local now
-if ARGV[2] ~= '' then
-  now = tonumber(ARGV[2])
-else
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+-- (now.lua, prepended, sets `now`.)
 local duration = tonumber(ARGV[1])
 redis.call('SET', KEYS[1], now + duration, 'PX', math.floor((duration + 999) / 1000))
 return 1

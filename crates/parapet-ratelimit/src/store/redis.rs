@@ -10,8 +10,10 @@ use parapet_core::{Clock, HashTag, KeyPrefix, RedisHandle, StoreError};
 use super::{RateLimitStore, StoreCall};
 use crate::{Decision, Outcome, PolicySet, PolicyState, Subject};
 
-static GCRA: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("gcra.lua")));
-static MARK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("mark.lua")));
+static GCRA: LazyLock<Script> =
+    LazyLock::new(|| Script::new(concat!(include_str!("now.lua"), include_str!("gcra.lua"))));
+static MARK: LazyLock<Script> =
+    LazyLock::new(|| Script::new(concat!(include_str!("now.lua"), include_str!("mark.lua"))));
 
 /// The key kind of every rate-limit key: `{prefix}:rl:{tag}:…`.
 const KIND: &str = "rl";
