@@ -48,8 +48,9 @@ impl Subject {
         self.bytes.extend_from_slice(&value[..len as usize]);
     }
 
-    /// The unambiguous encoding the stores hash.
-    pub(crate) fn as_bytes(&self) -> &[u8] {
+    /// The unambiguous encoding (kind and length before each part) that stores hash. Keep
+    /// it out of logs and keys in clear: it may hold an API key.
+    pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
     }
 

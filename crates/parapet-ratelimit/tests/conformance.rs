@@ -180,6 +180,40 @@ async fn redis_store_on_server_time() {
     assert!(keys.starts_with("parapet:rl:{"), "{keys}");
 }
 
+/// Bans and allow entries written through one instance are seen by another (separate
+/// connections, same Redis), on the server's clock.
+#[tokio::test]
+async fn bans_and_allow_entries_are_shared_across_instances() {
+    let server = RedisServer::start();
+    let a = RedisStore::new(RedisHandle::builder(server.url()).build().await.unwrap());
+    let b = RedisStore::new(RedisHandle::builder(server.url()).build().await.unwrap());
+    let minute = set(&[("minute", Quota::per_minute(1))]);
+    let mallory = Subject::new("test", "mallory");
+    a.ban(&mallory, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(
+        b.check(&mallory, &minute, 1).await.unwrap().outcome,
+        Outcome::Banned
+    );
+    b.unban(&mallory).await.unwrap();
+    assert_eq!(
+        a.check(&mallory, &minute, 1).await.unwrap().outcome,
+        Outcome::Allowed
+    );
+    assert_eq!(
+        b.check(&mallory, &minute, 1).await.unwrap().outcome,
+        Outcome::Limited,
+        "the limit is shared too"
+    );
+    let probe = Subject::new("test", "probe");
+    b.allow(&probe, Duration::from_secs(60)).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            a.check(&probe, &minute, 1).await.unwrap().outcome,
+            Outcome::AllowListed
+        );
+    }
+}
+
 fn assert_every_key_has_a_ttl(server: &RedisServer) {
     let keys = server.command(&["KEYS", "*"]);
     for key in keys.lines().filter(|k| !k.is_empty()) {
