@@ -222,115 +222,84 @@ fn main() {
             .build()
             .await
             .unwrap();
-        let mut v = Vec::new();
-        async fn add(name: &str, path: Path, app: Router, redis: bool) -> Variant {
-            Variant {
-                name: name.to_owned(),
-                path,
-                addr: serve(app).await,
-                redis,
-            }
-        }
-        v.push(add("baseline (no limiter)", Path::Baseline, hello(), false).await);
-        v.push(
-            add(
+        let table: Vec<(&str, Path, Router, bool)> = vec![
+            ("baseline (no limiter)", Path::Baseline, hello(), false),
+            (
                 "reference: handler returning parapet's 429",
                 Path::Baseline,
                 reference_429(),
                 false,
-            )
-            .await,
-        );
-        v.push(
-            add(
+            ),
+            (
                 "tower_governor, allowed",
                 Path::Allowed,
                 governor(Path::Allowed, false),
                 false,
-            )
-            .await,
-        );
-        v.push(
-            add(
+            ),
+            (
                 "parapet memory, allowed",
                 Path::Allowed,
                 parapet_memory(Path::Allowed, HeaderStyle::None),
                 false,
-            )
-            .await,
-        );
-        v.push(
-            add(
+            ),
+            (
                 "tower_governor + x-ratelimit headers, allowed",
                 Path::Allowed,
                 governor(Path::Allowed, true),
                 false,
-            )
-            .await,
-        );
-        v.push(
-            add(
+            ),
+            (
                 "parapet memory + IETF fields, allowed",
                 Path::Allowed,
                 parapet_memory(Path::Allowed, HeaderStyle::Ietf),
                 false,
-            )
-            .await,
-        );
-        v.push(
-            add(
+            ),
+            (
                 "parapet redis multiplexed, allowed",
                 Path::Allowed,
                 parapet_redis(Path::Allowed, multiplexed.clone(), true),
                 true,
-            )
-            .await,
-        );
-        v.push(
-            add(
+            ),
+            (
                 "parapet redis pool, allowed",
                 Path::Allowed,
-                parapet_redis(Path::Allowed, pool.clone(), true),
+                parapet_redis(Path::Allowed, pool, true),
                 true,
-            )
-            .await,
-        );
-        v.push(
-            add(
+            ),
+            (
                 "tower_governor, denied",
                 Path::Denied,
                 governor(Path::Denied, false),
                 false,
-            )
-            .await,
-        );
-        v.push(
-            add(
+            ),
+            (
                 "parapet memory, denied",
                 Path::Denied,
                 parapet_memory(Path::Denied, HeaderStyle::None),
                 false,
-            )
-            .await,
-        );
-        v.push(
-            add(
+            ),
+            (
                 "parapet redis, denied (deny cache)",
                 Path::Denied,
                 parapet_redis(Path::Denied, multiplexed.clone(), true),
                 true,
-            )
-            .await,
-        );
-        v.push(
-            add(
+            ),
+            (
                 "parapet redis, denied (no deny cache)",
                 Path::Denied,
                 parapet_redis(Path::Denied, multiplexed, false),
                 true,
-            )
-            .await,
-        );
+            ),
+        ];
+        let mut v = Vec::new();
+        for (name, path, app, redis) in table {
+            v.push(Variant {
+                name: name.to_owned(),
+                path,
+                addr: serve(app).await,
+                redis,
+            });
+        }
         v
     });
 
