@@ -79,6 +79,7 @@ mod headers;
 pub mod key;
 mod layer;
 mod limiter;
+mod limiter_api;
 pub mod metrics;
 mod missing_key;
 mod policy;

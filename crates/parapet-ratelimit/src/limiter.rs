@@ -14,8 +14,8 @@ use crate::deny_cache::DenyCache;
 use crate::key::KeyExtractor;
 use crate::store::{MemoryStore, RateLimitStore, StoreCall};
 use crate::{
-    Decision, HeaderStyle, MissingKey, Outcome, PolicySet, PolicyState, RateLimitError, Rejection,
-    RejectionKind, RequestHead, Subject, headers, metrics,
+    Decision, HeaderStyle, MissingKey, Outcome, PolicySet, PolicyState, Rejection, RejectionKind,
+    RequestHead, Subject, headers, metrics,
 };
 
 pub(crate) type Resolver = Box<dyn Fn(&RequestHead<'_>) -> Option<PolicySet> + Send + Sync>;
@@ -45,7 +45,7 @@ pub(crate) type RejectionFn = Box<dyn Fn(&Rejection) -> Response<Bytes> + Send +
 /// ```
 #[derive(Clone)]
 pub struct RateLimiter {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 pub(crate) struct Inner {
@@ -340,82 +340,6 @@ impl RateLimiter {
             headers::insert(fields, self.inner.header_style, set, states);
         }
         response
-    }
-
-    /// Charges `cost` to `policies` for `subject` in the store and returns the decision.
-    /// Store errors are returned, not handled by the `OnStoreError` policy; a cost above a
-    /// policy's burst, which could never be admitted, is an error too.
-    pub async fn check(
-        &self,
-        subject: &Subject,
-        policies: &PolicySet,
-        cost: u32,
-    ) -> Result<Decision, RateLimitError> {
-        let (burst, policy) = policies.min_burst();
-        if cost > burst {
-            return Err(RateLimitError::CostExceedsBurst {
-                cost,
-                policy: policy.name().to_owned(),
-            });
-        }
-        Ok(self.inner.store.check(subject, policies, cost).await?)
-    }
-
-    /// The state of `subject` under `policies`, without charging anything.
-    pub async fn state(
-        &self,
-        subject: &Subject,
-        policies: &PolicySet,
-    ) -> Result<Decision, RateLimitError> {
-        self.check(subject, policies, 0).await
-    }
-
-    /// Forgets `subject`'s state under `policies` (here and, with Redis, on every instance;
-    /// other instances may keep refusing from their deny cache until their entry ends).
-    pub async fn reset(
-        &self,
-        subject: &Subject,
-        policies: &PolicySet,
-    ) -> Result<(), RateLimitError> {
-        self.inner.store.reset(subject, policies).await?;
-        self.clear_deny_cache();
-        Ok(())
-    }
-
-    /// Refuses every request of `subject` for `duration`, on every instance sharing the store.
-    pub async fn ban(&self, subject: &Subject, duration: Duration) -> Result<(), RateLimitError> {
-        Ok(self.inner.store.ban(subject, duration).await?)
-    }
-
-    /// Lifts a ban (other instances notice within one second).
-    pub async fn unban(&self, subject: &Subject) -> Result<(), RateLimitError> {
-        self.inner.store.unban(subject).await?;
-        self.clear_deny_cache();
-        Ok(())
-    }
-
-    /// Lets every request of `subject` through, uncounted, for `duration`, on every instance
-    /// sharing the store. (For a fixed list, see the builder's `allow_key`.)
-    pub async fn allow(&self, subject: &Subject, duration: Duration) -> Result<(), RateLimitError> {
-        self.inner.store.allow(subject, duration).await?;
-        self.clear_deny_cache();
-        Ok(())
-    }
-
-    /// Takes `subject` off the shared allow list.
-    pub async fn unallow(&self, subject: &Subject) -> Result<(), RateLimitError> {
-        Ok(self.inner.store.unallow(subject).await?)
-    }
-
-    /// The subject the layer's key extractor finds in a request head.
-    pub fn subject(&self, head: &RequestHead<'_>) -> Option<Subject> {
-        self.inner.key.extract(head)
-    }
-
-    fn clear_deny_cache(&self) {
-        if let Some(cache) = &self.inner.deny_cache {
-            cache.clear();
-        }
     }
 }
 
