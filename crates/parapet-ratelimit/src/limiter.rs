@@ -211,18 +211,22 @@ impl RateLimiter {
                 if remote {
                     self.inner.breaker.success();
                 }
-                self.verdict(decision, subject, set, cost)
+                // Only the store's own refusals may be remembered locally.
+                let remember = remote.then_some((subject, cost));
+                self.verdict(decision, set, remember)
             }
             Err(error) => self.store_failed(error.kind(), Some(&error), subject, set, cost),
         }
     }
 
+    /// The verdict for a decision; `remember` is the (subject, cost) of a refusal that came
+    /// from the remote store and may go to the local deny cache. A fallback store's refusal
+    /// must not: once the remote store is back, it decides again.
     fn verdict(
         &self,
         decision: Decision,
-        subject: &Subject,
         set: &PolicySet,
-        cost: u32,
+        remember: Option<(&Subject, u32)>,
     ) -> Verdict {
         let Decision {
             outcome,
@@ -248,7 +252,7 @@ impl RateLimiter {
             Outcome::Limited | Outcome::Banned => {
                 let banned = outcome == Outcome::Banned;
                 let retry_after = retry_after.unwrap_or(Duration::from_secs(1));
-                if let Some(cache) = &self.inner.deny_cache {
+                if let (Some(cache), Some((subject, cost))) = (&self.inner.deny_cache, remember) {
                     cache.insert(subject, set, cost, self.now(), retry_after, banned);
                 }
                 let violated: Vec<Arc<str>> = if banned {
@@ -298,7 +302,7 @@ impl RateLimiter {
         match (inner.on_store_error, &inner.fallback) {
             (OnStoreError::Fallback, Some(fallback)) => {
                 let decision = fallback.decide(subject, set, cost);
-                self.verdict(decision, subject, set, cost)
+                self.verdict(decision, set, None)
             }
             (OnStoreError::FailClosed, _) => {
                 metrics::decision_without_policy("fail_closed");

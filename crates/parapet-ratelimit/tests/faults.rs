@@ -153,6 +153,40 @@ async fn the_fallback_limiter_still_limits() {
     );
 }
 
+/// What the fallback refused while Redis was away is not remembered as Redis's refusal: once
+/// Redis is back, it decides again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_refusals_are_not_cached_as_redis_refusals() {
+    let mut server = RedisServer::start();
+    let layer = layer(&server, OnStoreError::Fallback, Quota::per_minute(1)).await;
+    let mut svc = service(&layer);
+    server.kill();
+    assert_eq!(
+        send(&mut svc, request_from("192.0.2.1")).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&mut svc, request_from("192.0.2.1")).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    server.restart();
+    // Past the breaker's pause, the empty Redis admits this client again.
+    let started = Instant::now();
+    loop {
+        let before = server.command_calls("evalsha");
+        let status = send(&mut svc, request_from("192.0.2.1")).await.status();
+        if server.command_calls("evalsha") > before {
+            assert_eq!(status, StatusCode::OK, "Redis has no state for this client");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "Redis was not asked again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn script_flush_under_load_reaches_no_client() {
     let server = RedisServer::start();
