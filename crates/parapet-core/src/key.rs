@@ -48,7 +48,7 @@ impl KeyPrefix {
         key.push(':');
         key.push_str(kind);
         key.push(':');
-        key.push_str(&tag.to_string());
+        tag.write_to(&mut key);
         if !suffix.is_empty() {
             key.push(':');
             key.push_str(suffix);
@@ -84,13 +84,25 @@ impl HashTag {
     }
 }
 
+impl HashTag {
+    /// Appends `{32 hex digits}` (keys are built on every store call: no formatting machinery).
+    fn write_to(&self, out: &mut String) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        out.reserve(34);
+        out.push('{');
+        for byte in self.0 {
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0xf)]));
+        }
+        out.push('}');
+    }
+}
+
 impl fmt::Display for HashTag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("{")?;
-        for byte in self.0 {
-            write!(f, "{byte:02x}")?;
-        }
-        f.write_str("}")
+        let mut text = String::new();
+        self.write_to(&mut text);
+        f.write_str(&text)
     }
 }
 

@@ -4,9 +4,11 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, ErrorKind, FromRedisValue, ScriptInvocation, ServerErrorKind};
+use redis::{
+    Cmd, ErrorKind, FromRedisValue, Pipeline, RedisFuture, ScriptInvocation, ServerErrorKind, Value,
+};
 
 use crate::StoreError;
 
@@ -131,43 +133,26 @@ impl RedisHandle {
         &self,
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
-        match &self.connection {
-            Connection::Multiplexed(conn) => Ok(invocation.invoke_async(&mut conn.clone()).await?),
-            Connection::Cluster(conn) => Ok(invocation.invoke_async(&mut conn.clone()).await?),
-            Connection::Pool(pool) => {
-                let mut conn = pool
-                    .get()
-                    .await
-                    .map_err(|e| StoreError::Pool(Box::new(e)))?;
-                Ok(invocation.invoke_async(&mut conn).await?)
-            }
-        }
+        Ok(invocation.invoke_async(&mut self.live().await?).await?)
     }
 
     /// Runs one command within the deadline.
     pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
-        match &self.connection {
-            Connection::Multiplexed(conn) => {
-                let mut conn = conn.clone();
-                self.deadline(async move { Ok(cmd.query_async(&mut conn).await?) })
+        self.deadline(async move { Ok(cmd.query_async(&mut self.live().await?).await?) })
+            .await
+    }
+
+    /// A connection to send one call on: a clone of the shared one, or one from the pool.
+    async fn live(&self) -> Result<Live, StoreError> {
+        Ok(match &self.connection {
+            Connection::Multiplexed(conn) => Live::Multiplexed(conn.clone()),
+            Connection::Cluster(conn) => Live::Cluster(conn.clone()),
+            Connection::Pool(pool) => Live::Pooled(
+                pool.get()
                     .await
-            }
-            Connection::Cluster(conn) => {
-                let mut conn = conn.clone();
-                self.deadline(async move { Ok(cmd.query_async(&mut conn).await?) })
-                    .await
-            }
-            Connection::Pool(pool) => {
-                self.deadline(async move {
-                    let mut conn = pool
-                        .get()
-                        .await
-                        .map_err(|e| StoreError::Pool(Box::new(e)))?;
-                    Ok(cmd.query_async(&mut conn).await?)
-                })
-                .await
-            }
-        }
+                    .map_err(|e| StoreError::Pool(Box::new(e)))?,
+            ),
+        })
     }
 
     async fn deadline<T>(
@@ -254,5 +239,43 @@ impl RedisBuilder {
             connection,
             timeout: self.timeout,
         })
+    }
+}
+
+/// A connection taken for one call: it sends every command to the connection it holds.
+enum Live {
+    Multiplexed(ConnectionManager),
+    Cluster(ClusterConnection),
+    Pooled(deadpool_redis::Connection),
+}
+
+impl ConnectionLike for Live {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Multiplexed(conn) => conn.req_packed_command(cmd),
+            Self::Cluster(conn) => conn.req_packed_command(cmd),
+            Self::Pooled(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Multiplexed(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Self::Pooled(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Multiplexed(conn) => conn.get_db(),
+            Self::Cluster(conn) => conn.get_db(),
+            Self::Pooled(conn) => conn.get_db(),
+        }
     }
 }
