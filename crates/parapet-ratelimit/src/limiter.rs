@@ -1,4 +1,5 @@
-//! The shared engine behind the layer, and the programmatic API.
+//! The shared engine behind the layer: the request path from head to verdict. The run-time
+//! API (ban, reset, …) is in `limiter_api.rs`.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -128,7 +129,7 @@ impl RateLimiter {
             });
         };
         if !inner.allow_list.is_empty() && inner.allow_list.contains(&subject) {
-            metrics::decision_without_policy("allow_listed");
+            metrics::decision_without_policy(Outcome::AllowListed.label());
             return Begin::Done(Verdict::Admit(None));
         }
         let cost = inner.cost.as_ref().map_or(1, |cost| cost(head));
@@ -153,7 +154,7 @@ impl RateLimiter {
                 && let Some(left) = cache.lookup(&subject, &set, cost, now)
             {
                 metrics::local_denial();
-                metrics::decision_without_policy("limited");
+                metrics::decision_without_policy(Outcome::Limited.label());
                 let retry_after = Duration::from_micros(u64::try_from(left).unwrap_or(0));
                 return Begin::Done(Verdict::Refuse(self.refuse(
                     RejectionKind::Limited,
@@ -202,17 +203,17 @@ impl RateLimiter {
         cost: u32,
         started: Option<Instant>,
     ) -> Verdict {
-        let remote = self.inner.store.is_remote();
+        // `started` is set exactly for remote stores.
         if let Some(started) = started {
             metrics::store_latency(started.elapsed());
         }
         match result {
             Ok(decision) => {
-                if remote {
+                if started.is_some() {
                     self.inner.breaker.success();
                 }
-                // Only the store's own refusals may be remembered locally.
-                let remember = remote.then_some((subject, cost));
+                // Only the remote store's own refusals may be remembered locally.
+                let remember = started.map(|_| (subject, cost));
                 self.verdict(decision, set, remember)
             }
             Err(error) => self.store_failed(error.kind(), Some(&error), subject, set, cost),
@@ -246,7 +247,7 @@ impl RateLimiter {
                 )
             }
             Outcome::AllowListed => {
-                metrics::decision_without_policy("allow_listed");
+                metrics::decision_without_policy(outcome.label());
                 Verdict::Admit(None)
             }
             Outcome::Limited | Outcome::Banned => {
@@ -256,7 +257,7 @@ impl RateLimiter {
                     cache.insert(subject, set, cost, self.now(), retry_after, banned);
                 }
                 let violated: Vec<Arc<str>> = if banned {
-                    metrics::decision_without_policy("banned");
+                    metrics::decision_without_policy(outcome.label());
                     Vec::new()
                 } else {
                     set.policies()

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use parapet_core::redis::{self, Script};
+use parapet_core::redis::{self, Script, ScriptInvocation};
 use parapet_core::{Clock, HashTag, KeyPrefix, RedisHandle, StoreError};
 
 use super::{RateLimitStore, StoreCall};
@@ -87,11 +87,12 @@ impl RedisStore {
         self.prefix.key(KIND, tag, suffix)
     }
 
-    fn run<T: Send + 'static>(
-        &self,
-        call: impl Future<Output = Result<T, StoreError>> + Send + 'static,
-    ) -> StoreCall<T> {
-        StoreCall::boxed(call)
+    /// The now argument (ARGV[2]) of `now.lua`: empty for Redis `TIME`, or the test clock.
+    fn push_now(&self, invocation: &mut ScriptInvocation<'_>) {
+        match &self.clock {
+            Some(clock) => invocation.arg(clock.now_micros()),
+            None => invocation.arg(""),
+        };
     }
 
     /// Marks `subject` as banned or allow-listed (`suffix`) for `duration`, or unmarks it.
@@ -101,7 +102,7 @@ impl RedisStore {
         let Some(duration) = duration else {
             let mut cmd = redis::cmd("DEL");
             cmd.arg(key);
-            return self.run(async move { redis.query::<()>(&cmd).await });
+            return StoreCall::boxed(async move { redis.query::<()>(&cmd).await });
         };
         let mut invocation = MARK.prepare_invoke();
         // At least 1 µs; at most ten years, so the end stays an exact Lua integer.
@@ -109,11 +110,8 @@ impl RedisStore {
             .unwrap_or(u64::MAX)
             .clamp(1, 315_360_000_000_000);
         invocation.key(key).arg(micros);
-        match &self.clock {
-            Some(clock) => invocation.arg(clock.now_micros()),
-            None => invocation.arg(""),
-        };
-        self.run(async move { redis.eval::<()>(&invocation).await })
+        self.push_now(&mut invocation);
+        StoreCall::boxed(async move { redis.eval::<()>(&invocation).await })
     }
 }
 
@@ -128,17 +126,14 @@ impl RateLimitStore for RedisStore {
             invocation.key(self.key(&tag, policy.key_suffix()));
         }
         invocation.arg(cost);
-        match &self.clock {
-            Some(clock) => invocation.arg(clock.now_micros()),
-            None => invocation.arg(""),
-        };
+        self.push_now(&mut invocation);
         for policy in policies.policies() {
             let limit = policy.limit();
             invocation.arg(limit.interval).arg(limit.burst);
         }
         let redis = self.redis.clone();
         let expected = policies.policies().len();
-        self.run(async move {
+        StoreCall::boxed(async move {
             let reply: Vec<i64> = redis.eval(&invocation).await?;
             parse_reply(&reply, expected)
         })
@@ -151,7 +146,7 @@ impl RateLimitStore for RedisStore {
             cmd.arg(self.key(&tag, policy.key_suffix()));
         }
         let redis = self.redis.clone();
-        self.run(async move { redis.query::<()>(&cmd).await })
+        StoreCall::boxed(async move { redis.query::<()>(&cmd).await })
     }
 
     fn ban(&self, subject: &Subject, duration: Duration) -> StoreCall<()> {
