@@ -63,6 +63,9 @@
 //! - `sha2` hashes subjects into Redis keys: API keys must not be stored in clear and every
 //!   instance must compute the same key.
 //! - `redis` (through `parapet-core`) runs the script: `Script` reloads it after `NOSCRIPT`.
+//! - `X-Forwarded-For` / `Forwarded` are read by our own parser (`key/forwarded.rs`): the
+//!   client key must come from the *right* end, lazily and with a hop limit, while the
+//!   existing parser crate reads the whole header from the left.
 //! - The in-process table is our own (`store/table.rs` says why a TTL cache crate does not
 //!   fit: the expiry is the value itself, and one subject's entries change under one lock).
 
