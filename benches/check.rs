@@ -9,7 +9,7 @@ use std::num::NonZeroU32;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use governor::{Quota as GovernorQuota, RateLimiter};
-use parapet::ratelimit::{MemoryStore, Policy, PolicySet, Quota, RateLimitStore, Subject};
+use tower_parapet::ratelimit::{MemoryStore, Policy, PolicySet, Quota, RateLimitStore, Subject};
 
 fn set(policies: &[(&str, Quota)]) -> PolicySet {
     PolicySet::new(policies.iter().map(|(n, q)| Policy::new(*n, *q).unwrap())).unwrap()
@@ -90,8 +90,8 @@ fn now<F: std::future::Future>(future: F) -> F::Output {
 
 fn layer(c: &mut Criterion) {
     use http::{Request, Response};
-    use parapet::ratelimit::{HeaderStyle, RateLimitLayer};
     use tower::{Layer, Service, service_fn};
+    use tower_parapet::ratelimit::{HeaderStyle, RateLimitLayer};
 
     let mut group = c.benchmark_group("layer_call");
     let handler = service_fn(|_req: Request<()>| async {

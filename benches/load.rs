@@ -23,11 +23,11 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use parapet::core::RedisHandle;
-use parapet::ratelimit::{HeaderStyle, Quota, RateLimitLayer, RedisStore};
 use parapet_testkit::RedisServer;
 use tower_governor::GovernorLayer;
 use tower_governor::governor::GovernorConfigBuilder;
+use tower_parapet::core::RedisHandle;
+use tower_parapet::ratelimit::{HeaderStyle, Quota, RateLimitLayer, RedisStore};
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -57,7 +57,7 @@ fn hello() -> Router {
 /// A handler that answers what parapet's deny path answers (same status, fields and body),
 /// to tell the cost of the response from the cost of the limiter.
 fn reference_429() -> Router {
-    use parapet::ratelimit::{Rejection, RejectionKind};
+    use tower_parapet::ratelimit::{Rejection, RejectionKind};
     Router::new().route(
         "/",
         get(|| async {
@@ -101,7 +101,7 @@ fn parapet_memory(path: Path, style: HeaderStyle) -> Router {
     let layer = RateLimitLayer::builder()
         .policy("bench", quota(path))
         .headers(style)
-        .key(parapet::ratelimit::key::PeerIp::from_extension::<
+        .key(tower_parapet::ratelimit::key::PeerIp::from_extension::<
             axum::extract::ConnectInfo<SocketAddr>,
         >())
         .build()
@@ -112,10 +112,15 @@ fn parapet_memory(path: Path, style: HeaderStyle) -> Router {
 fn parapet_redis(path: Path, redis: RedisHandle, deny_cache: bool) -> Router {
     let layer = RateLimitLayer::builder()
         .policy("bench", quota(path))
-        .key(parapet::ratelimit::key::PeerIp::from_extension::<
+        .key(tower_parapet::ratelimit::key::PeerIp::from_extension::<
             axum::extract::ConnectInfo<SocketAddr>,
         >())
-        .store(RedisStore::new(redis).timeout(Duration::from_secs(1)))
+        .store(
+            RedisStore::new(redis)
+                .unwrap()
+                .timeout(Duration::from_secs(1))
+                .unwrap(),
+        )
         .deny_cache(if deny_cache { 10_000 } else { 0 })
         .build()
         .unwrap();
@@ -216,8 +221,13 @@ fn main() {
         .unwrap();
     let url = redis_server.url();
     let variants: Vec<Variant> = server_rt.block_on(async {
-        let multiplexed = RedisHandle::builder(url.clone()).build().await.unwrap();
+        let multiplexed = RedisHandle::builder(url.clone())
+            .timeout(Duration::from_secs(1))
+            .build()
+            .await
+            .unwrap();
         let pool = RedisHandle::builder(url.clone())
+            .timeout(Duration::from_secs(1))
             .pool(16)
             .build()
             .await

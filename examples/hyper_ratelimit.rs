@@ -2,7 +2,7 @@
 //! `/api/products` — on plain hyper and tower, without axum.
 //!
 //! ```text
-//! cargo run --release --example hyper_ratelimit     # PORT (3000), REDIS_URL as in ratelimit
+//! cargo run --release --example hyper_ratelimit     # PORT (3000), REDIS_URL, RUST_LOG as in ratelimit
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used)] // an example fails loudly
 
@@ -17,9 +17,9 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use parapet::core::RedisHandle;
-use parapet::ratelimit::{Quota, RateLimitLayer, RedisStore};
 use tower::ServiceBuilder;
+use tower_parapet::core::RedisHandle;
+use tower_parapet::ratelimit::{Quota, RateLimitLayer, RedisStore};
 
 async fn handler(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let response = if request.uri().path() == "/api/products" {
@@ -36,15 +36,19 @@ async fn handler(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, In
 
 /// The rate-limit layer: in memory, or on Redis when `redis_url` is given.
 pub async fn layer(redis_url: Option<&str>) -> Result<RateLimitLayer, Box<dyn Error>> {
-    let products = parapet::ratelimit::PolicySet::from(parapet::ratelimit::Policy::new(
-        "minute",
-        Quota::per_minute(100),
-    )?);
+    let products = tower_parapet::ratelimit::PolicySet::from(
+        tower_parapet::ratelimit::Policy::new("minute", Quota::per_minute(100))?,
+    );
     let mut builder = RateLimitLayer::builder()
-        .headers(parapet::ratelimit::HeaderStyle::Ietf)
+        .headers(tower_parapet::ratelimit::HeaderStyle::Ietf)
         .resolver(move |head| (head.uri.path() == "/api/products").then(|| products.clone()));
     if let Some(url) = redis_url {
-        builder = builder.store(RedisStore::new(RedisHandle::builder(url).build().await?));
+        let redis = RedisHandle::builder(url).build().await?;
+        redis
+            .ping()
+            .await
+            .map_err(|e| format!("cannot reach Redis at {}: {e}", redis.target()))?;
+        builder = builder.store(RedisStore::new(redis)?);
     }
     Ok(builder.build()?)
 }
@@ -69,21 +73,35 @@ pub async fn serve(
                 .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
                 .await;
             if let Err(error) = served {
-                eprintln!("connection error: {error}");
+                tracing::debug!("connection error: {error}");
             }
         });
     }
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn Error>> {
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    if let Err(e) = run().await {
+        tracing::error!("{e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), Box<dyn Error>> {
     let port: u16 = std::env::var("PORT")
         .ok()
         .and_then(|p| p.parse().ok())
         .unwrap_or(3000);
     let redis_url = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty());
+    let layer = layer(redis_url.as_deref()).await?;
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
-    println!("listening on http://{}", listener.local_addr()?);
-    serve(listener, layer(redis_url.as_deref()).await?).await?;
+    tracing::info!("listening on http://{}", listener.local_addr()?);
+    serve(listener, layer).await?;
     Ok(())
 }

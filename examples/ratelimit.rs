@@ -6,6 +6,15 @@
 //! REDIS_URL=redis://127.0.0.1:6379 PORT=3001 cargo run --release --example ratelimit
 //! ```
 //!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `PORT` | the port to listen on | 3000 |
+//! | `REDIS_URL` | share limits through this Redis (it must be running: the example checks at start and exits if it cannot reach it) | in-memory |
+//! | `TRUSTED_PROXIES` | comma-separated CIDRs of your load balancers / proxies: the client is then read from `FORWARDED_HEADER`, right to left | clients connect directly |
+//! | `FORWARDED_HEADER` | `x-forwarded-for`, `forwarded`, `x-real-ip`, `cf-connecting-ip`, `true-client-ip` or `fly-client-ip` | `x-forwarded-for` |
+//! | `KEY_SECRET` | at least 16 bytes: Redis keys hold an HMAC of the client address instead of a plain SHA-256 | unset |
+//! | `RUST_LOG` | log filter | `info` |
+//!
 //! With `REDIS_URL` set, every instance pointed at the same Redis shares the limit: 100
 //! requests spread over two instances get 200, the 101st gets 429.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // an example fails loudly
@@ -14,24 +23,71 @@ use std::error::Error;
 use std::net::SocketAddr;
 
 use axum::Router;
-use axum::extract::ConnectInfo;
 use axum::routing::get;
-use parapet::core::RedisHandle;
-use parapet::ratelimit::key::PeerIp;
-use parapet::ratelimit::{HeaderStyle, Quota, RateLimitLayer, RedisStore};
+use tower_parapet::core::{ClientIp, ForwardedHeader, KeySecret, RedisHandle};
+use tower_parapet::ratelimit::key::PeerIp;
+use tower_parapet::ratelimit::{HeaderStyle, Quota, RateLimitLayer, RedisStore};
 
-/// The app: in-memory limits without `redis_url`, shared Redis limits with it.
-pub async fn app(redis_url: Option<&str>) -> Result<Router, Box<dyn Error>> {
+/// Everything the example reads from its environment.
+#[derive(Debug, Default, Clone)]
+pub struct Config {
+    /// `REDIS_URL`.
+    pub redis_url: Option<String>,
+    /// `TRUSTED_PROXIES`, split on commas.
+    pub trusted_proxies: Vec<String>,
+    /// `FORWARDED_HEADER`.
+    pub forwarded_header: Option<String>,
+    /// `KEY_SECRET`.
+    pub key_secret: Option<String>,
+}
+
+impl Config {
+    /// Reads the environment; empty variables count as unset.
+    pub fn from_env() -> Self {
+        let var = |name| {
+            std::env::var(name)
+                .ok()
+                .filter(|v: &String| !v.trim().is_empty())
+        };
+        Self {
+            redis_url: var("REDIS_URL"),
+            trusted_proxies: var("TRUSTED_PROXIES")
+                .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect())
+                .unwrap_or_default(),
+            forwarded_header: var("FORWARDED_HEADER"),
+            key_secret: var("KEY_SECRET"),
+        }
+    }
+}
+
+/// The app: in-memory limits without a Redis URL, shared Redis limits with one.
+pub async fn app(config: &Config) -> Result<Router, Box<dyn Error>> {
     let mut limit = RateLimitLayer::builder()
         .policy("minute", Quota::per_minute(100))
         // RateLimit-Policy / RateLimit fields on every response (off by default).
-        .headers(HeaderStyle::Ietf)
-        // Clients connect directly here. Behind a load balancer, use
-        // `ClientIp::trusted_proxies(["10.0.0.0/8"])?.peer(...)` instead.
-        .key(PeerIp::from_extension::<ConnectInfo<SocketAddr>>());
-    if let Some(url) = redis_url {
-        let redis = RedisHandle::builder(url).build().await?;
-        limit = limit.store(RedisStore::new(redis));
+        .headers(HeaderStyle::Ietf);
+    if config.trusted_proxies.is_empty() {
+        // Clients connect directly: the TCP peer (axum's ConnectInfo) is the client.
+        limit = limit.key(PeerIp::new());
+    } else {
+        let header = match &config.forwarded_header {
+            None => ForwardedHeader::XForwardedFor,
+            Some(name) => ForwardedHeader::from_name(name)
+                .ok_or_else(|| format!("FORWARDED_HEADER={name:?} is not a known header"))?,
+        };
+        limit = limit.key(ClientIp::trusted_proxies(&config.trusted_proxies)?.header(header));
+    }
+    if let Some(url) = &config.redis_url {
+        let redis = RedisHandle::builder(url.as_str()).build().await?;
+        redis
+            .ping()
+            .await
+            .map_err(|e| format!("cannot reach Redis at {}: {e}", redis.target()))?;
+        let mut store = RedisStore::new(redis)?;
+        if let Some(secret) = &config.key_secret {
+            store = store.key_secret(KeySecret::new(secret)?);
+        }
+        limit = limit.store(store);
     }
     Ok(Router::new()
         .route("/api/products", get(products))
@@ -44,21 +100,39 @@ async fn products() -> &'static str {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn Error>> {
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    if let Err(e) = run().await {
+        tracing::error!("{e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), Box<dyn Error>> {
     let port: u16 = std::env::var("PORT")
         .ok()
         .and_then(|p| p.parse().ok())
         .unwrap_or(3000);
-    let redis_url = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty());
-    let app = app(redis_url.as_deref()).await?;
+    let config = Config::from_env();
+    let app = app(&config).await?;
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
-    println!(
-        "listening on http://{} ({} store); try: curl -i localhost:{port}/api/products",
+    tracing::info!(
+        "listening on http://{} ({} store, {}); try: curl -i localhost:{port}/api/products",
         listener.local_addr()?,
-        if redis_url.is_some() {
+        if config.redis_url.is_some() {
             "redis"
         } else {
             "in-memory"
+        },
+        if config.trusted_proxies.is_empty() {
+            "clients connect directly".to_owned()
+        } else {
+            format!("behind proxies {:?}", config.trusted_proxies)
         }
     );
     axum::serve(

@@ -10,12 +10,12 @@
 //! [`core`] holds what they share: the Redis handle, store errors, the on-store-error policy.
 //!
 //! ```
-//! use parapet::ratelimit::{Quota, RateLimitLayer};
+//! use tower_parapet::ratelimit::{Quota, RateLimitLayer};
 //!
 //! let layer = RateLimitLayer::builder()
 //!     .policy("minute", Quota::per_minute(100))
 //!     .build()?;
-//! # Ok::<(), parapet::ratelimit::RateLimitError>(())
+//! # Ok::<(), tower_parapet::ratelimit::RateLimitError>(())
 //! ```
 
 pub use parapet_core as core;

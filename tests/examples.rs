@@ -15,17 +15,37 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// One HTTP/1.1 request on a fresh connection; returns the status and the head.
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    get_with(addr, path, &[]).await
+}
+
+/// A request with extra header lines (raw bytes: a client may send anything).
+async fn get_with(addr: SocketAddr, path: &str, headers: &[&[u8]]) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
+    let mut request =
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n").into_bytes();
+    for header in headers {
+        request.extend_from_slice(header);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"\r\n");
+    stream.write_all(&request).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8_lossy(&response).into_owned();
     let status = response[9..12].parse().unwrap();
     (status, response)
 }
 
 async fn axum_instance(redis_url: Option<&str>) -> SocketAddr {
-    let app = axum_example::app(redis_url).await.unwrap();
+    let config = axum_example::Config {
+        redis_url: redis_url.map(str::to_owned),
+        ..Default::default()
+    };
+    axum_instance_with(&config).await
+}
+
+async fn axum_instance_with(config: &axum_example::Config) -> SocketAddr {
+    let app = axum_example::app(config).await.unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -97,4 +117,77 @@ async fn hyper_example_in_memory_and_on_redis() {
     let a = hyper_instance(Some(&redis.url())).await;
     let b = hyper_instance(Some(&redis.url())).await;
     hundred_then_429(&[a, b]).await;
+}
+
+/// The example behind a load balancer (`TRUSTED_PROXIES=127.0.0.0/8`, the test client on
+/// loopback playing the balancer that appends the client's address): whatever a client
+/// forges on the left of the chain, it gets its own quota and no more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_example_behind_a_proxy_cannot_be_spoofed() {
+    for header in ["x-forwarded-for", "forwarded"] {
+        let config = axum_example::Config {
+            trusted_proxies: vec!["127.0.0.0/8".into()],
+            forwarded_header: Some(header.into()),
+            ..Default::default()
+        };
+        let addr = axum_instance_with(&config).await;
+        let real = "203.0.113.7";
+        // What the client writes, then what the balancer appends.
+        let forged: [&[u8]; 5] = [
+            b"198.51.100.1",
+            b"for=198.51.100.1;x=\"",
+            b"\xff\xfe 198.51.100.2",
+            b"unknown, \"",
+            b"10.0.0.1, 10.0.0.2, 10.0.0.3",
+        ];
+        let line = |prefix: &[u8]| -> Vec<u8> {
+            let mut line = format!("{header}: ").into_bytes();
+            line.extend_from_slice(prefix);
+            if header == "forwarded" {
+                line.extend_from_slice(format!(", for={real}").as_bytes());
+            } else {
+                line.extend_from_slice(format!(", {real}").as_bytes());
+            }
+            line
+        };
+        let mut admitted = 0;
+        for i in 0..120 {
+            let prefix = forged[i % forged.len()];
+            let (status, head) = get_with(addr, "/api/products", &[&line(prefix)]).await;
+            assert!(status == 200 || status == 429, "request {i}: {head}");
+            admitted += usize::from(status == 200);
+        }
+        assert_eq!(
+            admitted, 100,
+            "{header}: forged prefixes shared the real client's quota"
+        );
+        // An honest chain of another client is keyed by that client.
+        let honest = if header == "forwarded" {
+            b"forwarded: for=198.51.100.9".to_vec()
+        } else {
+            b"x-forwarded-for: 198.51.100.9".to_vec()
+        };
+        assert_eq!(
+            get_with(addr, "/api/products", &[&honest]).await.0,
+            200,
+            "{header}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn axum_example_says_when_redis_is_unreachable() {
+    let url = {
+        let redis = RedisServer::start();
+        redis.url()
+    };
+    let config = axum_example::Config {
+        redis_url: Some(url),
+        ..Default::default()
+    };
+    let err = axum_example::app(&config).await.unwrap_err().to_string();
+    assert!(
+        err.starts_with("cannot reach Redis at redis://127.0.0.1:"),
+        "{err}"
+    );
 }

@@ -1,40 +1,70 @@
 //! What a store call can fail with.
 
+use std::error::Error;
 use std::time::Duration;
 
-/// A failed call to a store (Redis), or an invalid store configuration.
+type Source = Box<dyn Error + Send + Sync>;
+
+/// A failed call to a store (Redis), or an invalid store configuration or argument.
 ///
-/// Messages never contain keys, tokens or session ids: keys are hashes of user data and a
-/// reply is described by its kind only.
+/// `Display` carries the cause (`redis call failed: Connection refused (os error 111)`), so
+/// one log line says what went wrong. Messages never contain keys, tokens, session ids or
+/// passwords: keys are hashes of user data, URLs are shown with their password replaced,
+/// and a reply is described by its kind only.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The call did not finish within its deadline.
-    #[error("store call did not finish within its {0:?} deadline")]
+    /// The call did not finish within its deadline. It was sent, and Redis **may still
+    /// apply it**.
+    #[error("store call did not finish within its {0:?} deadline (it may still be applied)")]
     Timeout(Duration),
+    /// Redis is out of memory (`maxmemory` reached with the `noeviction` policy) and
+    /// refuses writes.
+    #[error("redis is out of memory and refuses writes (maxmemory): {0}")]
+    OutOfMemory(#[source] Source),
     /// Redis answered with an error, or the connection failed.
-    #[error("redis call failed")]
-    Redis(#[from] redis::RedisError),
+    #[error("redis call failed: {0}")]
+    Redis(#[source] Source),
     /// No pooled connection could be had.
-    #[error("no redis connection could be taken from the pool")]
-    Pool(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("no redis connection could be taken from the pool: {0}")]
+    Pool(#[source] Source),
     /// Redis answered with something the caller did not expect.
     #[error("unexpected reply from the store: {0}")]
     UnexpectedReply(&'static str),
     /// The store could not be built from its configuration.
     #[error("invalid store configuration: {0}")]
     InvalidConfig(String),
+    /// An in-process store is full and its policy is to refuse new entries rather than
+    /// evict live ones.
+    #[error("in-process store is full: {0}")]
+    CapacityExceeded(&'static str),
+    /// A store operation was called with an argument it cannot take (a cost above every
+    /// burst, a zero duration).
+    #[error("invalid store argument: {0}")]
+    InvalidArgument(&'static str),
 }
 
 impl StoreError {
-    /// A short, stable label for metrics: `timeout`, `redis`, `pool`, `reply`, `config`.
+    /// A short, stable label for metrics: `timeout`, `oom`, `redis`, `pool`, `reply`,
+    /// `config`, `capacity`, `argument`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Timeout(_) => "timeout",
+            Self::OutOfMemory(_) => "oom",
             Self::Redis(_) => "redis",
             Self::Pool(_) => "pool",
             Self::UnexpectedReply(_) => "reply",
             Self::InvalidConfig(_) => "config",
+            Self::CapacityExceeded(_) => "capacity",
+            Self::InvalidArgument(_) => "argument",
+        }
+    }
+
+    pub(crate) fn from_redis(error: redis::RedisError) -> Self {
+        if error.code() == Some("OOM") {
+            Self::OutOfMemory(Box::new(error))
+        } else {
+            Self::Redis(Box::new(error))
         }
     }
 }
@@ -48,11 +78,26 @@ mod tests {
         let e = StoreError::Timeout(Duration::from_millis(25));
         assert_eq!(
             e.to_string(),
-            "store call did not finish within its 25ms deadline"
+            "store call did not finish within its 25ms deadline (it may still be applied)"
         );
         assert_eq!(e.kind(), "timeout");
         let e = StoreError::UnexpectedReply("array of 3 integers");
         assert!(e.to_string().starts_with("unexpected reply"));
         assert_eq!(e.kind(), "reply");
     }
+
+    #[test]
+    fn the_cause_is_in_the_message() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused here");
+        let e = StoreError::from_redis(redis::RedisError::from(io));
+        assert_eq!(e.kind(), "redis");
+        assert!(e.to_string().contains("refused here"), "{e}");
+        assert!(e.source().is_some());
+    }
 }
+
+/// A configuration value that cannot be used (a malformed CIDR, an out-of-range setting).
+/// Returned when a layer is built, never at request time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);

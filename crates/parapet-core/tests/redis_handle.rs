@@ -4,12 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use parapet_core::redis::{self, Script};
-use parapet_core::{RedisHandle, StoreError};
+use parapet_core::{Command, RedisHandle, Script, StoreError};
 use parapet_testkit::{RedisCluster, RedisServer};
 
 async fn ping(handle: &RedisHandle) -> Result<String, StoreError> {
-    handle.query(&redis::cmd("PING")).await
+    handle.query(&Command::new("PING")).await
 }
 
 #[tokio::test]
@@ -30,11 +29,59 @@ async fn scripts_survive_script_flush() {
     let server = RedisServer::start();
     let handle = RedisHandle::builder(server.url()).build().await.unwrap();
     let script = Script::new("return tonumber(ARGV[1]) + 1");
-    let two: i64 = handle.eval(&script.arg(1)).await.unwrap();
+    let mut call = script.call(0);
+    call.arg(1);
+    let two: i64 = handle.eval(&call).await.unwrap();
     assert_eq!(two, 2);
     server.command(&["SCRIPT", "FLUSH"]);
-    let three: i64 = handle.eval(&script.arg(2)).await.unwrap();
+    let mut call = script.call(0);
+    call.arg(2);
+    let three: i64 = handle.eval(&call).await.unwrap();
     assert_eq!(three, 3);
+    // The EVAL fallback cached the script again: EVALSHA works on its own.
+    let exists = server.command(&["SCRIPT", "EXISTS", script.hash()]);
+    assert!(exists.contains(":1"), "{exists}");
+}
+
+#[tokio::test]
+async fn a_script_call_with_the_wrong_number_of_keys_is_refused() {
+    let server = RedisServer::start();
+    let handle = RedisHandle::builder(server.url()).build().await.unwrap();
+    let script = Script::new("return 1");
+    let mut call = script.call(2);
+    call.key("only-one");
+    let err = handle.eval::<i64>(&call).await.unwrap_err();
+    assert_eq!(err.kind(), "argument");
+}
+
+#[tokio::test]
+async fn ping_says_when_redis_is_unreachable() {
+    let server = RedisServer::start();
+    let url = server.url();
+    drop(server);
+    let handle = RedisHandle::builder(url).build().await.unwrap();
+    let err = handle.ping().await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Redis(_) | StoreError::Timeout(_)),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().len() > "redis call failed: ".len(),
+        "the cause is in the message: {err}"
+    );
+}
+
+#[tokio::test]
+async fn out_of_memory_is_its_own_error_with_its_cause() {
+    let server = RedisServer::start();
+    server.command(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    server.command(&["CONFIG", "SET", "maxmemory", "1"]);
+    let handle = RedisHandle::builder(server.url()).build().await.unwrap();
+    let mut set = Command::new("SET");
+    set.arg("k").arg("v");
+    let err = handle.query::<()>(&set).await.unwrap_err();
+    assert_eq!(err.kind(), "oom", "{err:?}");
+    assert!(err.to_string().contains("OOM"), "{err}");
 }
 
 #[tokio::test]
@@ -87,25 +134,66 @@ async fn a_restarted_server_is_used_again() {
 async fn cluster_routes_scripts_by_hash_tag() {
     let cluster = RedisCluster::start();
     let handle = RedisHandle::cluster(cluster.urls()).build().await.unwrap();
-    let script =
-        Script::new("redis.call('SET', KEYS[1], ARGV[1]); return redis.call('GET', KEYS[2])");
+    // Two distinct keys under one tag: the script writes one and reads the other, which
+    // works only if both are on the node the call went to.
+    let script = Script::new(
+        "redis.call('SET', KEYS[1], ARGV[1]); redis.call('SET', KEYS[2], ARGV[1] + 1); \
+         return redis.call('GET', KEYS[1]) + redis.call('GET', KEYS[2])",
+    );
     for i in 0..30 {
         let tag = format!("{{user{i}}}");
-        let mut invocation = script.prepare_invoke();
-        invocation
-            .key(format!("{tag}:a"))
-            .key(format!("{tag}:a"))
-            .arg(i);
-        let got: i64 = handle.eval(&invocation).await.unwrap();
-        assert_eq!(got, i);
+        let mut call = script.call(2);
+        call.key(format!("{tag}:a")).key(format!("{tag}:b")).arg(i);
+        let got: i64 = handle.eval(&call).await.unwrap();
+        assert_eq!(got, 2 * i + 1);
     }
-    // 30 tags spread over the three masters.
-    let used = cluster
+    // Keys of different tags in one call are refused by the cluster, not silently split.
+    let mut split = script.call(2);
+    split.key("{x}:a").key("{y}:a").arg(1);
+    assert!(handle.eval::<i64>(&split).await.is_err());
+    // 30 tags (60 keys) spread over the three masters.
+    let sizes: Vec<String> = cluster
         .nodes()
         .iter()
-        .filter(|n| n.command(&["DBSIZE"]) != ":0")
-        .count();
-    assert_eq!(used, 3);
+        .map(|n| n.command(&["DBSIZE"]))
+        .collect();
+    assert!(sizes.iter().all(|s| s != ":0"), "{sizes:?}");
+}
+
+#[tokio::test]
+async fn a_script_flushed_on_one_cluster_node_runs_with_another_node_frozen() {
+    let cluster = RedisCluster::start();
+    let handle = RedisHandle::cluster(cluster.urls()).build().await.unwrap();
+    let script = Script::new("return redis.call('INCR', KEYS[1])");
+    // One tag per node, so each node has the script cached.
+    let mut tags = Vec::new();
+    for i in 0..60 {
+        let key = format!("{{t{i}}}:n");
+        let mut call = script.call(1);
+        call.key(key.as_str());
+        let _: i64 = handle.eval(&call).await.unwrap();
+        tags.push(key);
+    }
+    let nodes = cluster.nodes();
+    let dbsize = |i: usize| -> usize { nodes[i].command(&["DBSIZE"])[1..].parse().unwrap() };
+    let on_live_nodes = dbsize(0) + dbsize(1);
+    // Flush the script cache everywhere, then freeze one node: calls for keys on the other
+    // nodes must not wait on it (no SCRIPT LOAD broadcast).
+    for node in nodes {
+        node.command(&["SCRIPT", "FLUSH"]);
+    }
+    nodes[2].pause();
+    let mut answered = 0;
+    for key in &tags {
+        let mut call = script.call(1);
+        call.key(key.as_str());
+        if handle.eval::<i64>(&call).await.is_ok() {
+            answered += 1;
+        }
+    }
+    nodes[2].resume();
+    // Every key on a live node is answered.
+    assert_eq!(answered, on_live_nodes);
 }
 
 #[tokio::test]

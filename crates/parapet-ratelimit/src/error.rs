@@ -1,6 +1,6 @@
 //! The crate's error type.
 
-use parapet_core::StoreError;
+use parapet_core::{ConfigError, StoreError};
 
 /// Why a rate limiter could not be built or a programmatic call failed.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +41,10 @@ pub enum RateLimitError {
         /// The policy whose burst is smaller.
         policy: String,
     },
-    /// The store failed.
-    #[error("rate-limit store failed")]
+    /// A shared setting (a trusted-proxy network) is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store failed (the message carries the cause).
+    #[error("rate-limit store failed: {0}")]
     Store(#[from] StoreError),
 }

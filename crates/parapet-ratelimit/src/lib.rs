@@ -5,18 +5,20 @@
 //!   Refusals write nothing.
 //! - **Several policies per request** (100/minute *and* 1000/hour), charged all or nothing;
 //!   per-route policies with `route_layer` or a [resolver](RateLimitLayerBuilder::resolver).
-//! - **Keys** ([`key`]): peer IP, client IP behind trusted proxies (rightmost untrusted hop
-//!   of `X-Forwarded-For` / `Forwarded`), a header, a request extension, a closure, or
+//! - **Keys** ([`key`]): peer IP, client IP behind trusted proxies (read from the right, so
+//!   a client cannot choose its own key), a header, a request extension, a closure, or
 //!   combinations. IPv6 is folded to /56.
-//! - **Stores**: [`MemoryStore`] (default; bounded, self-cleaning) and [`RedisStore`]
-//!   (standalone or Cluster; one `EVALSHA` per decision, Redis's clock, a TTL on every key,
-//!   a local deny cache that answers refused keys with no round trip).
+//! - **Stores**: [`MemoryStore`] (default; bounded, self-cleaning, bans never evicted) and
+//!   [`RedisStore`] (standalone or Cluster; one `EVALSHA` per decision, Redis's clock, a TTL
+//!   on every key, keyed hashes with a secret, a local deny cache that answers refused keys
+//!   with no round trip).
 //! - **Responses**: `429` with `Retry-After`, IETF `RateLimit`/`RateLimit-Policy` fields
 //!   and/or legacy `X-RateLimit-*` ([`HeaderStyle`]), a small `application/problem+json`
-//!   body. Requests without a key get `400`, never a `500`.
+//!   body. Requests without a key get `400`; a server that gives no peer address gets `500`
+//!   and one log line that names the fix.
 //! - **Store failures**: a deadline per call and an explicit [`OnStoreError`] policy —
-//!   fail open (default), fail closed (`503`), or fall back to a local limiter; a circuit
-//!   breaker skips a dead Redis and probes it again every 200 ms.
+//!   fall back to a local limiter (default), fail closed (`503`), or fail open; a circuit
+//!   breaker skips a dead Redis and sends one probe every 200 ms.
 //! - **Bans and allow lists** shared by every instance, and a programmatic API to read or
 //!   reset a key ([`RateLimiter`]).
 //!
@@ -24,9 +26,43 @@
 //! `tower::ServiceBuilder` over a hyper `service_fn`, tonic. The inner service's error type
 //! is kept, and responses built here use [`ResponseBody`], so no axum is needed.
 //!
+//! On axum, with feature `axum`, the default key reads the `ConnectInfo` that
+//! `into_make_service_with_connect_info` provides:
+//!
+//! ```
+//! use std::net::SocketAddr;
+//! use axum::{Router, routing::get};
+//! use parapet_ratelimit::{Quota, RateLimitLayer};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let limit = RateLimitLayer::builder()
+//!     .policy("second", Quota::per_second(2))
+//!     .build()?;
+//! let app = Router::new().route("/", get(|| async { "hello" })).layer(limit);
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let addr = listener.local_addr()?;
+//! tokio::spawn(axum::serve(
+//!     listener,
+//!     app.into_make_service_with_connect_info::<SocketAddr>(),
+//! ).into_future());
+//!
+//! for expected in ["200", "200", "429"] {
+//!     let mut stream = tokio::net::TcpStream::connect(addr).await?;
+//!     stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await?;
+//!     let mut response = String::new();
+//!     stream.read_to_string(&mut response).await?;
+//!     assert_eq!(&response[9..12], expected, "{response}");
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! The same layer over a plain hyper or tower service:
+//!
 //! ```
 //! use std::convert::Infallible;
-//! use bytes::Bytes;
 //! use http::{Request, Response, StatusCode};
 //! use parapet_ratelimit::{Quota, RateLimitLayer, key::Global};
 //! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
@@ -59,58 +95,45 @@
 //! ## Crates we build on, and why
 //!
 //! - `sfv` serializes the IETF fields as RFC 9651 Structured Fields (quoting, ranges).
-//! - `ipnet` matches trusted-proxy CIDR networks.
-//! - `sha2` hashes subjects into Redis keys: API keys must not be stored in clear and every
-//!   instance must compute the same key.
-//! - `redis` (through `parapet-core`) runs the script: `Script` reloads it after `NOSCRIPT`.
-//! - `X-Forwarded-For` / `Forwarded` are read by our own parser (`key/forwarded.rs`): the
-//!   client key must come from the *right* end, lazily and with a hop limit, while the
-//!   existing parser crate reads the whole header from the left.
-//! - The in-process table is our own (`store/table.rs` says why a TTL cache crate does not
-//!   fit: the expiry is the value itself, and one subject's entries change under one lock).
+//! - `parapet-core` holds what the other parapet middlewares share: the Redis handle, client
+//!   IP extraction (our own right-to-left parser, `ipnet` for CIDRs), the breaker, the
+//!   bounded table, keyed hashing (`sha2`, `hmac`), problem responses.
+//! - `sha2` derives stable policy ids.
+//! - The in-process table is `parapet_core::table` (its docs say why a TTL cache crate does
+//!   not fit: the expiry is the value itself, and one subject's entries change under one
+//!   lock, all or nothing).
+//!
+//! ## Source layout
+//!
+//! `request/` (layer, service, future, limiter, builder, deny cache), `limits/` (quotas,
+//! policies, GCRA, decisions), `store/` (memory, Redis and its Lua), `key/` (extractors),
+//! `response/` (refusals and rate-limit fields).
 
-mod body;
-mod breaker;
-mod builder;
-mod decision;
-mod deny_cache;
 mod error;
-mod future;
-mod gcra;
-mod header_style;
-mod headers;
 pub mod key;
-mod layer;
-mod limiter;
-mod limiter_api;
+mod limits;
 pub mod metrics;
-mod missing_key;
-mod policy;
-mod policy_set;
-mod policy_state;
-mod quota;
-mod rejection;
-mod request_head;
-mod service;
+mod request;
+mod response;
 mod store;
-mod subject;
 
-pub use body::ResponseBody;
-pub use builder::RateLimitLayerBuilder;
-pub use decision::{Decision, Outcome};
 pub use error::RateLimitError;
-pub use future::ResponseFuture;
-pub use header_style::HeaderStyle;
-pub use layer::RateLimitLayer;
-pub use limiter::RateLimiter;
-pub use missing_key::MissingKey;
-pub use parapet_core::OnStoreError;
-pub use policy::Policy;
-pub use policy_set::PolicySet;
-pub use policy_state::PolicyState;
-pub use quota::Quota;
-pub use rejection::{Rejection, RejectionKind};
-pub use request_head::RequestHead;
-pub use service::RateLimit;
-pub use store::{MemoryStore, RateLimitStore, RedisStore, StoreCall};
-pub use subject::Subject;
+pub use limits::decision::{Decision, Outcome};
+pub use limits::policy::Policy;
+pub use limits::policy_set::PolicySet;
+pub use limits::policy_state::PolicyState;
+pub use limits::quota::Quota;
+pub use parapet_core::{OnStoreError, RequestHead, ResponseBody, StoreCall, Subject};
+pub use request::builder::RateLimitLayerBuilder;
+pub use request::future::ResponseFuture;
+pub use request::layer::RateLimitLayer;
+pub use request::limiter::RateLimiter;
+pub use request::missing_key::MissingKey;
+pub use request::service::RateLimit;
+pub use response::header_style::HeaderStyle;
+pub use response::rejection::{Rejection, RejectionKind};
+pub use store::{MemoryStore, RateLimitStore, RedisStore, WhenFull};
+
+// Crate-internal paths.
+use limits::gcra;
+use response::headers;

@@ -1,62 +1,64 @@
 //! Metric names and recording (the `metrics` facade: install any recorder, such as
 //! `metrics-exporter-prometheus`, to collect them).
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use parapet_core::metrics::KeyedCounter;
 
 /// Counter: decisions, labelled `policy` (a policy name, or `*` for decisions that involve
 /// no policy) and `outcome` (`allowed`, `limited`, `banned`, `allow_listed`,
-/// `missing_key`, `skipped`, `cost_exceeds_burst`, `fail_open`, `fail_closed`).
+/// `missing_key`, `misconfigured`, `skipped`, `cost_exceeds_burst`, `memory_full`,
+/// `fail_open`, `fail_closed`). Refusals answered by the local deny cache are counted under
+/// their policies like any other.
 pub const DECISIONS: &str = "parapet_ratelimit_decisions_total";
 /// Counter: refusals answered by the local deny cache, without a store call.
 pub const LOCAL_DENIALS: &str = "parapet_ratelimit_local_denials_total";
-/// Counter: store failures, labelled `kind` (`timeout`, `redis`, `pool`, `reply`,
+/// Counter: store failures, labelled `kind` (`timeout`, `oom`, `redis`, `pool`, `reply`,
 /// `circuit_open`) and `action` (`fail_open`, `fail_closed`, `fallback`).
 pub const STORE_ERRORS: &str = "parapet_ratelimit_store_errors_total";
 /// Histogram: seconds per remote store call.
 pub const STORE_SECONDS: &str = "parapet_ratelimit_store_seconds";
+/// Counter: live in-memory counters evicted because the table was full
+/// (`WhenFull::EvictNearestExpiry`); each may admit up to its policy's burst early.
+pub const MEMORY_EVICTIONS: &str = "parapet_ratelimit_memory_evictions_total";
+/// Counter: decisions refused because the in-memory table was full (`WhenFull::Refuse`).
+pub const MEMORY_REFUSALS: &str = "parapet_ratelimit_memory_refusals_total";
 
-static METADATA: metrics::Metadata<'static> =
-    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
-
-/// A policy's decision counters, keyed once when the policy is built: a decision then
-/// increments a counter without building and hashing a key.
+/// A policy's decision counters, keyed once when the policy is built.
 #[derive(Debug)]
 pub(crate) struct PolicyCounters {
-    allowed: metrics::Key,
-    limited: metrics::Key,
+    allowed: KeyedCounter,
+    limited: KeyedCounter,
+    banned: KeyedCounter,
 }
 
 impl PolicyCounters {
-    pub(crate) fn new(policy: &std::sync::Arc<str>) -> Self {
+    pub(crate) fn new(policy: &Arc<str>) -> Self {
         let key = |outcome: &'static str| {
-            metrics::Key::from_parts(
+            KeyedCounter::new(
                 DECISIONS,
-                vec![
-                    metrics::Label::new(
-                        "policy",
-                        metrics::SharedString::from_shared(policy.clone()),
-                    ),
-                    metrics::Label::new("outcome", outcome),
-                ],
+                &[("policy", policy.clone()), ("outcome", outcome.into())],
             )
         };
         Self {
             allowed: key("allowed"),
             limited: key("limited"),
+            banned: key("banned"),
         }
     }
 
     pub(crate) fn allowed(&self) {
-        increment(&self.allowed);
+        self.allowed.increment();
     }
 
     pub(crate) fn limited(&self) {
-        increment(&self.limited);
+        self.limited.increment();
     }
-}
 
-fn increment(key: &metrics::Key) {
-    metrics::with_recorder(|recorder| recorder.register_counter(key, &METADATA).increment(1));
+    pub(crate) fn banned(&self) {
+        self.banned.increment();
+    }
 }
 
 pub(crate) fn decision_without_policy(outcome: &'static str) {
@@ -73,4 +75,14 @@ pub(crate) fn store_error(kind: &'static str, action: &'static str) {
 
 pub(crate) fn store_latency(elapsed: Duration) {
     metrics::histogram!(STORE_SECONDS).record(elapsed.as_secs_f64());
+}
+
+/// `action` is `evict` (`count` entries went) or `refuse` (one decision refused).
+pub(crate) fn memory_full(action: &'static str, count: usize) {
+    let name = if action == "evict" {
+        MEMORY_EVICTIONS
+    } else {
+        MEMORY_REFUSALS
+    };
+    metrics::counter!(name).increment(count as u64);
 }

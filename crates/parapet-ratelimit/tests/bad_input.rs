@@ -27,6 +27,7 @@ fn request(peer: &str, header: &str, values: &[&[u8]]) -> Request<()> {
 fn client(extractor: &ClientIp, request: &Request<()>) -> Option<String> {
     extractor
         .client(&RequestHead::of(request))
+        .ok()
         .map(|ip| ip.to_string())
 }
 

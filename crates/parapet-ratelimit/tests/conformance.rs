@@ -134,6 +134,7 @@ async fn redis_store() {
     let clock = ManualClock::new();
     clock.set_micros(1_700_000_000_000_000);
     let store = RedisStore::new(RedisHandle::builder(server.url()).build().await.unwrap())
+        .unwrap()
         .with_test_clock(clock.clone());
     suite(&store, &clock, "redis").await;
     assert_every_key_has_a_ttl(&server);
@@ -145,7 +146,9 @@ async fn redis_cluster_store() {
     let clock = ManualClock::new();
     clock.set_micros(1_700_000_000_000_000);
     let handle = RedisHandle::cluster(cluster.urls()).build().await.unwrap();
-    let store = RedisStore::new(handle).with_test_clock(clock.clone());
+    let store = RedisStore::new(handle)
+        .unwrap()
+        .with_test_clock(clock.clone());
     suite(&store, &clock, "cluster").await;
     for node in cluster.nodes() {
         assert_every_key_has_a_ttl(node);
@@ -156,7 +159,7 @@ async fn redis_cluster_store() {
 #[tokio::test]
 async fn redis_store_on_server_time() {
     let server = RedisServer::start();
-    let store = RedisStore::new(RedisHandle::builder(server.url()).build().await.unwrap());
+    let store = RedisStore::new(RedisHandle::builder(server.url()).build().await.unwrap()).unwrap();
     let subject = Subject::new("test", "server-time");
     let minute = set(&[("minute", Quota::per_minute(100))]);
     for i in 0..100 {
@@ -185,8 +188,8 @@ async fn redis_store_on_server_time() {
 #[tokio::test]
 async fn bans_and_allow_entries_are_shared_across_instances() {
     let server = RedisServer::start();
-    let a = RedisStore::new(RedisHandle::builder(server.url()).build().await.unwrap());
-    let b = RedisStore::new(RedisHandle::builder(server.url()).build().await.unwrap());
+    let a = RedisStore::new(RedisHandle::builder(server.url()).build().await.unwrap()).unwrap();
+    let b = RedisStore::new(RedisHandle::builder(server.url()).build().await.unwrap()).unwrap();
     let minute = set(&[("minute", Quota::per_minute(1))]);
     let mallory = Subject::new("test", "mallory");
     a.ban(&mallory, Duration::from_secs(60)).await.unwrap();

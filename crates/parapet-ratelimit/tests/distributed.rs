@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use parapet_core::RedisHandle;
-use parapet_core::redis;
 use parapet_ratelimit::key::Global;
 use parapet_ratelimit::{Quota, RateLimitLayer, RedisStore};
 use parapet_testkit::{RedisCluster, RedisServer};
@@ -25,7 +24,10 @@ const BURST: u32 = 20;
 const RUN: Duration = Duration::from_millis(1500);
 
 async fn redis_micros(handle: &RedisHandle) -> i64 {
-    let (secs, micros): (i64, i64) = handle.query(&redis::cmd("TIME")).await.unwrap();
+    let (secs, micros): (i64, i64) = handle
+        .query(&parapet_core::Command::new("TIME"))
+        .await
+        .unwrap();
     secs * 1_000_000 + micros
 }
 
@@ -36,7 +38,12 @@ async fn hammer(handles: Vec<RedisHandle>, clock: RedisHandle) {
             RateLimitLayer::builder()
                 .policy("second", Quota::per_second(RATE).burst(BURST))
                 .key(Global)
-                .store(RedisStore::new(h).timeout(Duration::from_secs(2)))
+                .store(
+                    RedisStore::new(h)
+                        .unwrap()
+                        .timeout(Duration::from_secs(2))
+                        .unwrap(),
+                )
                 .build()
                 .unwrap()
         })
@@ -87,7 +94,13 @@ async fn exact_across_instances_on_standalone_redis() {
     let server = RedisServer::start();
     let mut handles = Vec::new();
     for _ in 0..INSTANCES {
-        handles.push(RedisHandle::builder(server.url()).build().await.unwrap());
+        handles.push(
+            RedisHandle::builder(server.url())
+                .timeout(Duration::from_secs(2))
+                .build()
+                .await
+                .unwrap(),
+        );
     }
     let clock = RedisHandle::builder(server.url()).build().await.unwrap();
     hammer(handles, clock).await;
@@ -98,7 +111,13 @@ async fn exact_across_instances_on_a_cluster() {
     let cluster = RedisCluster::start();
     let mut handles = Vec::new();
     for _ in 0..INSTANCES {
-        handles.push(RedisHandle::cluster(cluster.urls()).build().await.unwrap());
+        handles.push(
+            RedisHandle::cluster(cluster.urls())
+                .timeout(Duration::from_secs(2))
+                .build()
+                .await
+                .unwrap(),
+        );
     }
     let clock = RedisHandle::builder(cluster.urls()[0].clone())
         .build()

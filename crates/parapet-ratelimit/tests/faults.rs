@@ -23,7 +23,7 @@ async fn layer(server: &RedisServer, on_error: OnStoreError, quota: Quota) -> Ra
     let handle = RedisHandle::builder(server.url()).build().await.unwrap();
     RateLimitLayer::builder()
         .policy("policy", quota)
-        .store(RedisStore::new(handle).timeout(DEADLINE))
+        .store(RedisStore::new(handle).unwrap().timeout(DEADLINE).unwrap())
         .on_store_error(on_error)
         .build()
         .unwrap()

@@ -10,7 +10,8 @@ use http::{HeaderName, Request, Response, StatusCode};
 use parapet_core::{ManualClock, OnStoreError};
 use parapet_ratelimit::key::{Global, HeaderKey, KeyExtractor};
 use parapet_ratelimit::{
-    HeaderStyle, MissingKey, Quota, RateLimitError, RateLimitLayer, RejectionKind, Subject,
+    HeaderStyle, MemoryStore, MissingKey, Policy, PolicySet, Quota, RateLimitError, RateLimitLayer,
+    RateLimitStore, RejectionKind, Subject,
 };
 
 use common::{body, request_from, send, service, set};
@@ -146,8 +147,13 @@ async fn by_default_only_retry_after() {
 
 #[tokio::test]
 async fn missing_key_is_400_or_skipped() {
-    let clock = ManualClock::new();
-    let mut svc = service(&layer(Quota::per_minute(1), &clock));
+    let api_key = || HeaderKey::new(http::HeaderName::from_static("x-api-key"));
+    let strict = RateLimitLayer::builder()
+        .policy("minute", Quota::per_minute(1))
+        .key(api_key())
+        .build()
+        .unwrap();
+    let mut svc = service(&strict);
     let response = send(&mut svc, Request::new(())).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert_eq!(
@@ -157,6 +163,7 @@ async fn missing_key_is_400_or_skipped() {
 
     let skip = RateLimitLayer::builder()
         .policy("minute", Quota::per_minute(1))
+        .key(api_key())
         .missing_key(MissingKey::Skip)
         .build()
         .unwrap();
@@ -270,12 +277,33 @@ async fn weighted_cost_and_cost_above_burst() {
         StatusCode::TOO_MANY_REQUESTS
     );
     let too_big = send(&mut svc, costing("11")).await;
-    assert_eq!(too_big.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        too_big.status(),
+        StatusCode::BAD_REQUEST,
+        "waiting cannot help"
+    );
     assert!(
         too_big.headers().get("retry-after").is_none(),
         "it will never fit: no Retry-After"
     );
-    assert!(body(too_big).await.contains("exceeds"));
+    let text = body(too_big).await;
+    assert!(text.contains("can never be admitted"), "{text}");
+    assert!(text.contains(r#""violated_policies":["second"]"#), "{text}");
+    // The largest cost there is, through the layer and through the store: refused, never
+    // an overflow.
+    assert_eq!(
+        send(&mut svc, costing(&u32::MAX.to_string()))
+            .await
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+    let set = PolicySet::from(Policy::new("second", Quota::per_second(10)).unwrap());
+    let store = MemoryStore::new(100);
+    let err = store
+        .check(&Subject::new("k", "v"), &set, u32::MAX)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "argument");
     assert_eq!(
         send(&mut svc, costing("0")).await.status(),
         StatusCode::OK,

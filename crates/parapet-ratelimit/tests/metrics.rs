@@ -87,8 +87,13 @@ fn decisions_by_policy_and_outcome() {
         1
     );
     assert_eq!(
-        counter(&recorder, d, &[("policy", "*"), ("outcome", "missing_key")]),
-        1
+        counter(
+            &recorder,
+            d,
+            &[("policy", "*"), ("outcome", "misconfigured")]
+        ),
+        1,
+        "a request without a peer address is the server's misconfiguration"
     );
 }
 
@@ -101,7 +106,12 @@ fn local_denials_store_errors_and_latency() {
             let handle = RedisHandle::builder(server.url()).build().await.unwrap();
             let layer = RateLimitLayer::builder()
                 .policy("minute", Quota::per_minute(1))
-                .store(RedisStore::new(handle).timeout(Duration::from_millis(50)))
+                .store(
+                    RedisStore::new(handle)
+                        .unwrap()
+                        .timeout(Duration::from_millis(50))
+                        .unwrap(),
+                )
                 .on_store_error(OnStoreError::FailOpen)
                 .build()
                 .unwrap();

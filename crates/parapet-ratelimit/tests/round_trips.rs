@@ -18,7 +18,7 @@ async fn layer(server: &RedisServer, deny_cache: usize) -> RateLimitLayer {
         .policy("second", Quota::per_second(5))
         .policy("minute", Quota::per_minute(100))
         .policy("hour", Quota::per_hour(1000))
-        .store(RedisStore::new(handle))
+        .store(RedisStore::new(handle).unwrap())
         .headers(parapet_ratelimit::HeaderStyle::Ietf)
         .deny_cache(deny_cache)
         .build()

@@ -1,6 +1,6 @@
 //! Two keys together.
 
-use super::KeyExtractor;
+use super::{KeyExtractor, NoKey};
 use crate::{RequestHead, Subject};
 
 /// Both keys together: absent if either is. Built by [`KeyExtractor::and`].
@@ -17,9 +17,9 @@ impl<A, B> And<A, B> {
 }
 
 impl<A: KeyExtractor, B: KeyExtractor> KeyExtractor for And<A, B> {
-    fn extract(&self, head: &RequestHead<'_>) -> Option<Subject> {
+    fn extract(&self, head: &RequestHead<'_>) -> Result<Subject, NoKey> {
         let first = self.first.extract(head)?;
         let second = self.second.extract(head)?;
-        Some(first.and(&second))
+        Ok(first.and(&second))
     }
 }

@@ -2,14 +2,17 @@
 
 use std::fmt::{self, Display};
 use std::marker::PhantomData;
+use std::sync::Arc;
 
-use super::KeyExtractor;
+use super::{KeyExtractor, NoKey};
 use crate::{RequestHead, Subject};
 
 /// The value of type `T` that an earlier layer (authentication) put in the request's
 /// extensions, such as a user id; absent when it is not there.
 ///
-/// The key is `T`'s `Display` text, tagged with `T`'s type name.
+/// The key is `T`'s `Display` text, tagged with the `name` you give. The name, not the
+/// Rust type's name, keeps keys stable across builds and refactors (type names are not
+/// guaranteed stable), and lets two instances built from different code share state.
 ///
 /// ```
 /// use parapet_ratelimit::key::ExtensionKey;
@@ -20,34 +23,35 @@ use crate::{RequestHead, Subject};
 ///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { self.0.fmt(f) }
 /// }
 ///
-/// let key = ExtensionKey::<UserId>::new();
+/// let key = ExtensionKey::<UserId>::new("user");
 /// ```
 pub struct ExtensionKey<T> {
+    name: Arc<str>,
     _type: PhantomData<fn() -> T>,
 }
 
 impl<T> ExtensionKey<T> {
-    /// A key from the `T` extension.
-    pub fn new() -> Self {
-        Self { _type: PhantomData }
-    }
-}
-
-impl<T> Default for ExtensionKey<T> {
-    fn default() -> Self {
-        Self::new()
+    /// A key from the `T` extension, tagged `name` (`"user"`, `"tenant"`).
+    pub fn new(name: impl Into<Arc<str>>) -> Self {
+        Self {
+            name: name.into(),
+            _type: PhantomData,
+        }
     }
 }
 
 impl<T> Clone for ExtensionKey<T> {
     fn clone(&self) -> Self {
-        Self::new()
+        Self {
+            name: self.name.clone(),
+            _type: PhantomData,
+        }
     }
 }
 
 impl<T> fmt::Debug for ExtensionKey<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ExtensionKey<{}>", std::any::type_name::<T>())
+        f.debug_tuple("ExtensionKey").field(&self.name).finish()
     }
 }
 
@@ -55,8 +59,8 @@ impl<T> KeyExtractor for ExtensionKey<T>
 where
     T: Display + Clone + Send + Sync + 'static,
 {
-    fn extract(&self, head: &RequestHead<'_>) -> Option<Subject> {
-        let value = head.extensions.get::<T>()?;
-        Some(Subject::new(std::any::type_name::<T>(), value.to_string()))
+    fn extract(&self, head: &RequestHead<'_>) -> Result<Subject, NoKey> {
+        let value = head.extensions.get::<T>().ok_or(NoKey::Absent)?;
+        Ok(Subject::new("extension", &*self.name).and(&Subject::new("value", value.to_string())))
     }
 }

@@ -1,6 +1,6 @@
 //! One key for every request.
 
-use super::KeyExtractor;
+use super::{KeyExtractor, NoKey};
 use crate::{RequestHead, Subject};
 
 /// Every request shares one key: a limit on the whole route, whoever calls it.
@@ -8,7 +8,7 @@ use crate::{RequestHead, Subject};
 pub struct Global;
 
 impl KeyExtractor for Global {
-    fn extract(&self, _head: &RequestHead<'_>) -> Option<Subject> {
-        Some(Subject::new("global", []))
+    fn extract(&self, _head: &RequestHead<'_>) -> Result<Subject, NoKey> {
+        Ok(Subject::new("global", []))
     }
 }

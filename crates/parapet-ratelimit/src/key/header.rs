@@ -2,7 +2,7 @@
 
 use http::HeaderName;
 
-use super::KeyExtractor;
+use super::{KeyExtractor, NoKey};
 use crate::{RequestHead, Subject};
 
 /// Longest header value accepted as a key, by default.
@@ -11,7 +11,10 @@ const DEFAULT_MAX_LEN: usize = 256;
 /// One request header's value, such as an API key.
 ///
 /// Absent (so `400` by default) when the header is missing, empty, sent more than once,
-/// or longer than [`max_len`](Self::max_len) bytes. The value is only ever stored hashed.
+/// or longer than [`max_len`](Self::max_len) bytes (default 256): a client cannot make the
+/// limiter hash and store arbitrarily large keys, and a long value is refused, not
+/// truncated (two keys sharing a prefix must not share a bucket). The value is only ever
+/// stored hashed.
 ///
 /// ```
 /// use http::HeaderName;
@@ -43,16 +46,16 @@ impl HeaderKey {
 }
 
 impl KeyExtractor for HeaderKey {
-    fn extract(&self, head: &RequestHead<'_>) -> Option<Subject> {
+    fn extract(&self, head: &RequestHead<'_>) -> Result<Subject, NoKey> {
         let mut values = head.headers.get_all(&self.name).iter();
-        let value = values.next()?;
+        let value = values.next().ok_or(NoKey::Absent)?;
         if values.next().is_some() {
-            return None;
+            return Err(NoKey::Absent);
         }
         let bytes = value.as_bytes().trim_ascii();
         if bytes.is_empty() || bytes.len() > self.max_len {
-            return None;
+            return Err(NoKey::Absent);
         }
-        Some(Subject::new("header", self.name.as_str()).and(&Subject::new("value", bytes)))
+        Ok(Subject::new("header", self.name.as_str()).and(&Subject::new("value", bytes)))
     }
 }

@@ -1,9 +1,10 @@
 //! A key with a fallback.
 
-use super::KeyExtractor;
+use super::{KeyExtractor, NoKey};
 use crate::{RequestHead, Subject};
 
 /// The first key, or the second when the first is absent. Built by [`KeyExtractor::or`].
+/// A misconfiguration of the first ([`NoKey::Misconfigured`]) is reported, not papered over.
 ///
 /// The two never collide: a user id `"1.2.3.4"` and the IP 1.2.3.4 are different subjects.
 #[derive(Debug, Clone)]
@@ -19,9 +20,10 @@ impl<A, B> Or<A, B> {
 }
 
 impl<A: KeyExtractor, B: KeyExtractor> KeyExtractor for Or<A, B> {
-    fn extract(&self, head: &RequestHead<'_>) -> Option<Subject> {
-        self.first
-            .extract(head)
-            .or_else(|| self.second.extract(head))
+    fn extract(&self, head: &RequestHead<'_>) -> Result<Subject, NoKey> {
+        match self.first.extract(head) {
+            Err(NoKey::Absent) => self.second.extract(head),
+            other => other,
+        }
     }
 }

@@ -45,6 +45,9 @@ for i = 1, n do
   if stored then
     local s = tonumber(stored)
     if s > now then tat = s end
+    -- Never past now + B*T, which admission keeps it under: a clock that stepped back
+    -- costs at most one window.
+    if tat > now + interval * burst then tat = now + interval * burst end
   end
   local new_tat = tat + cost * interval
   local over = new_tat - now - interval * burst

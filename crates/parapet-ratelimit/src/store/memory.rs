@@ -5,40 +5,61 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use parapet_core::{Clock, SystemClock};
+use parapet_core::table::{Table, WhenFull, entry_key};
+use parapet_core::{Clock, FailureLog, StoreCall, StoreError, SystemClock};
 
-use super::table::{Table, entry_key};
-use super::{RateLimitStore, StoreCall};
+use super::{RateLimitStore, check_cost, check_duration};
 use crate::gcra::{self, Limit};
-use crate::{Decision, Outcome, PolicySet, Subject};
+use crate::{Decision, Outcome, PolicySet, Subject, metrics};
 
-/// Entry ids of a subject's ban and allow entries (policy ids are SHA-256 derived, so they
-/// do not meet these by accident).
+/// Entry ids of a subject's ban and allow entries in the marks table.
 const BAN: u64 = 0x6261_6e00_0000_0001;
 const ALLOW: u64 = 0x616c_6c6f_7700_0002;
 
+/// Default capacity of the ban and allow table.
+const DEFAULT_MARK_CAPACITY: usize = 10_000;
+
 /// Rate-limit state in this process: concurrent, bounded, and self-cleaning.
 ///
-/// Holds at most `capacity` entries (one per subject and policy, plus bans and allow
-/// entries), each about 20–40 bytes: 100,000 keys take 2–4 MiB. Idle entries are swept by
-/// the store's own operations, so there is no task to spawn; when full, the entries closest
-/// to expiry are evicted first. Subjects are kept as 64-bit keyed hashes only.
+/// - **Counters**: at most `capacity` entries (one per subject and policy), each about
+///   20–40 bytes: 100,000 keys take 2–4 MiB. Idle entries are swept by the store's own
+///   operations, so there is no task to spawn. Subjects are kept as 64-bit keyed hashes.
+/// - **Bans and allow entries** live in a table of their own (default 10,000 entries) that
+///   traffic never evicts: a flood of new clients cannot lift a ban. Adding one past its
+///   capacity is an error ([`StoreError::CapacityExceeded`]) returned to the caller.
+/// - **When the counters are full** of live entries, [`WhenFull`] decides:
+///   - [`EvictNearestExpiry`](WhenFull::EvictNearestExpiry) (default): the entries closest
+///     to expiry go first, an eighth of a shard at a time. An evicted subject starts afresh,
+///     so it may be admitted early: each evicted entry forgets at most
+///     `ceil((tat − now) / T)` ≤ `B` requests of its policy (`T` the emission interval, `B`
+///     the burst). Over any period, **extra admissions ≤ Σ over evicted entries of
+///     `ceil((tat − now) / T)` ≤ evictions × B**; counted by
+///     [`MEMORY_EVICTIONS`](crate::metrics::MEMORY_EVICTIONS).
+///   - [`Refuse`](WhenFull::Refuse): a subject without state is refused (`429`,
+///     `Retry-After: 1`) until room comes back, never admitted uncounted; counted by
+///     [`MEMORY_REFUSALS`](crate::metrics::MEMORY_REFUSALS).
+///
+///   Either way a warning is logged at most once a minute.
+/// - The writes of one decision (one entry per policy) are made all or nothing: room for
+///   all of them is made first.
 ///
 /// ```
-/// use parapet_ratelimit::MemoryStore;
-/// let store = MemoryStore::new(100_000);
+/// use parapet_ratelimit::{MemoryStore, WhenFull};
+/// let store = MemoryStore::new(100_000).when_full(WhenFull::Refuse);
 /// assert_eq!(store.capacity(), 100_000);
 /// ```
 #[derive(Clone)]
 pub struct MemoryStore {
-    table: Arc<Table>,
+    counters: Arc<Table>,
+    marks: Arc<Table>,
     clock: Arc<dyn Clock>,
     /// Set once any ban or allow entry was written: until then decisions skip looking.
     marked: Arc<AtomicBool>,
+    full_log: Arc<FailureLog>,
 }
 
 impl MemoryStore {
-    /// A store of at most `capacity` entries (rounded up to a multiple of its shard count).
+    /// A store of at most `capacity` counters (rounded up to a multiple of its shard count).
     pub fn new(capacity: usize) -> Self {
         Self::with_clock(capacity, SystemClock)
     }
@@ -46,35 +67,66 @@ impl MemoryStore {
     /// A store that takes its time from `clock` (tests use a `ManualClock`).
     pub fn with_clock(capacity: usize, clock: impl Clock) -> Self {
         Self {
-            table: Arc::new(Table::new(capacity)),
+            counters: Arc::new(Table::new(capacity, WhenFull::default())),
+            marks: Arc::new(Table::new(DEFAULT_MARK_CAPACITY, WhenFull::Refuse)),
             clock: Arc::new(clock),
             marked: Arc::new(AtomicBool::new(false)),
+            full_log: Arc::new(FailureLog::new(
+                "rate-limit memory store is full",
+                Duration::from_secs(60),
+            )),
         }
     }
 
-    /// Entries held now, idle ones included until swept.
-    pub fn len(&self) -> usize {
-        self.table.len()
+    /// What to do when the counters are full of live entries (default
+    /// [`WhenFull::EvictNearestExpiry`]). Call before the store is used: it starts empty.
+    #[must_use]
+    pub fn when_full(mut self, when_full: WhenFull) -> Self {
+        self.counters = Arc::new(Table::new(self.counters.capacity(), when_full));
+        self
     }
 
-    /// True when no entry is held.
+    /// The most ban and allow entries held (default 10,000). Call before the store is used.
+    #[must_use]
+    pub fn mark_capacity(mut self, capacity: usize) -> Self {
+        self.marks = Arc::new(Table::new(capacity, WhenFull::Refuse));
+        self
+    }
+
+    /// Counters held now, idle ones included until swept.
+    pub fn len(&self) -> usize {
+        self.counters.len()
+    }
+
+    /// True when no counter is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The most entries this store holds.
+    /// The most counters this store holds.
     pub fn capacity(&self) -> usize {
-        self.table.capacity()
+        self.counters.capacity()
+    }
+
+    /// Live counters evicted to make room since the store was made.
+    pub fn evicted(&self) -> u64 {
+        self.counters.evicted()
+    }
+
+    /// Decisions refused for want of room ([`WhenFull::Refuse`]) since the store was made.
+    pub fn refused(&self) -> u64 {
+        self.counters.refused()
     }
 
     /// Bytes held by the entry tables.
     pub fn allocated_bytes(&self) -> usize {
-        self.table.allocated_bytes()
+        self.counters.allocated_bytes() + self.marks.allocated_bytes()
     }
 
-    /// Forgets everything.
+    /// Forgets everything, bans and allow entries included.
     pub fn clear(&self) {
-        self.table.clear();
+        self.counters.clear();
+        self.marks.clear();
     }
 
     fn now(&self) -> i64 {
@@ -82,37 +134,64 @@ impl MemoryStore {
     }
 
     /// The decision, synchronously.
-    pub(crate) fn decide(&self, subject: &Subject, policies: &PolicySet, cost: u32) -> Decision {
+    pub(crate) fn decide(
+        &self,
+        subject: &Subject,
+        policies: &PolicySet,
+        cost: u32,
+    ) -> Result<Decision, StoreError> {
+        check_cost(policies, cost)?;
         let now = self.now();
-        let h = self.table.hash(subject.as_bytes());
-        let mut shard = self.table.shard(h);
         if self.marked.load(Ordering::Relaxed) {
-            if shard.get(entry_key(h, ALLOW), now).is_some() {
-                return Decision::allow_listed();
+            let h = self.marks.hash(subject.as_bytes());
+            let marks = self.marks.shard(h);
+            if marks.get(entry_key(h, ALLOW), now).is_some() {
+                return Ok(Decision::allow_listed());
             }
-            if let Some(until) = shard.get(entry_key(h, BAN), now) {
-                return Decision::banned(micros(until - now));
+            if let Some(&until) = marks.get(entry_key(h, BAN), now) {
+                return Ok(Decision::banned(micros(until - now)));
             }
         }
+        let h = self.counters.hash(subject.as_bytes());
+        let mut shard = self.counters.shard(h);
         let set = policies.policies();
-        let mut stored = [None; 16];
+        let mut stored = [None; gcra::MAX_POLICIES];
         let mut limits = [Limit {
             interval: 1,
             burst: 1,
-        }; 16];
+        }; gcra::MAX_POLICIES];
+        let mut keys = [0; gcra::MAX_POLICIES];
         for (i, policy) in set.iter().enumerate() {
-            stored[i] = shard.get(entry_key(h, policy.id()), now);
+            keys[i] = entry_key(h, policy.id());
+            stored[i] = shard.get(keys[i], now).copied();
             limits[i] = policy.limit();
         }
         let n = set.len();
         let evaluation = gcra::evaluate(now, &stored[..n], &limits[..n], i64::from(cost));
         if evaluation.must_write(i64::from(cost)) {
-            for (policy, tat) in set.iter().zip(evaluation.new_tats) {
-                shard.insert(entry_key(h, policy.id()), tat, now);
+            let new = keys[..n].iter().filter(|k| !shard.has_slot(**k)).count();
+            match shard.make_room(new, now) {
+                Ok(0) => {}
+                Ok(evicted) => {
+                    drop(shard);
+                    self.full(now, evicted, "evict");
+                    shard = self.counters.shard(h);
+                }
+                Err(_) => {
+                    drop(shard);
+                    self.full(now, 1, "refuse");
+                    return Err(StoreError::CapacityExceeded(
+                        "no room for a new subject's counters (WhenFull::Refuse)",
+                    ));
+                }
+            }
+            for (key, tat) in keys[..n].iter().zip(evaluation.new_tats) {
+                // Room was made above for every key without a slot: this cannot fail.
+                let _ = shard.insert(*key, tat, now);
             }
         }
         drop(shard);
-        Decision {
+        Ok(Decision {
             outcome: if evaluation.allowed {
                 Outcome::Allowed
             } else {
@@ -120,23 +199,37 @@ impl MemoryStore {
             },
             retry_after: (!evaluation.allowed).then(|| micros(evaluation.retry_after)),
             states: evaluation.states,
-        }
+        })
     }
 
-    fn set_until(&self, subject: &Subject, id: u64, duration: Duration) {
-        self.marked.store(true, Ordering::Relaxed);
+    /// Counts and reports a full table: `evicted` entries went, or one decision was refused.
+    fn full(&self, now: i64, count: usize, action: &'static str) {
+        metrics::memory_full(action, count);
+        self.full_log.failure(
+            now,
+            "capacity",
+            action,
+            &"raise the capacity (memory_capacity) or expect early admissions (evict) or refusals (refuse)",
+        );
+    }
+
+    fn set_until(&self, subject: &Subject, id: u64, duration: Duration) -> Result<(), StoreError> {
+        let micros = check_duration(duration)?;
         let now = self.now();
-        let until = now.saturating_add(i64::try_from(duration.as_micros()).unwrap_or(i64::MAX));
-        let h = self.table.hash(subject.as_bytes());
-        self.table.shard(h).insert(entry_key(h, id), until, now);
+        let h = self.marks.hash(subject.as_bytes());
+        self.marks
+            .shard(h)
+            .insert(entry_key(h, id), now.saturating_add(micros), now)
+            .map_err(|_| {
+                StoreError::CapacityExceeded("ban and allow entries are at their capacity")
+            })?;
+        self.marked.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
-    fn remove(&self, subject: &Subject, ids: impl IntoIterator<Item = u64>) {
-        let h = self.table.hash(subject.as_bytes());
-        let mut shard = self.table.shard(h);
-        for id in ids {
-            shard.remove(entry_key(h, id));
-        }
+    fn remove_mark(&self, subject: &Subject, id: u64) {
+        let h = self.marks.hash(subject.as_bytes());
+        self.marks.shard(h).remove(entry_key(h, id));
     }
 }
 
@@ -146,31 +239,33 @@ fn micros(us: i64) -> Duration {
 
 impl RateLimitStore for MemoryStore {
     fn check(&self, subject: &Subject, policies: &PolicySet, cost: u32) -> StoreCall<Decision> {
-        StoreCall::ready(Ok(self.decide(subject, policies, cost)))
+        StoreCall::ready(self.decide(subject, policies, cost))
     }
 
     fn reset(&self, subject: &Subject, policies: &PolicySet) -> StoreCall<()> {
-        self.remove(subject, policies.policies().iter().map(|p| p.id()));
+        let h = self.counters.hash(subject.as_bytes());
+        let mut shard = self.counters.shard(h);
+        for policy in policies.policies() {
+            shard.remove(entry_key(h, policy.id()));
+        }
         StoreCall::ready(Ok(()))
     }
 
     fn ban(&self, subject: &Subject, duration: Duration) -> StoreCall<()> {
-        self.set_until(subject, BAN, duration);
-        StoreCall::ready(Ok(()))
+        StoreCall::ready(self.set_until(subject, BAN, duration))
     }
 
     fn unban(&self, subject: &Subject) -> StoreCall<()> {
-        self.remove(subject, [BAN]);
+        self.remove_mark(subject, BAN);
         StoreCall::ready(Ok(()))
     }
 
     fn allow(&self, subject: &Subject, duration: Duration) -> StoreCall<()> {
-        self.set_until(subject, ALLOW, duration);
-        StoreCall::ready(Ok(()))
+        StoreCall::ready(self.set_until(subject, ALLOW, duration))
     }
 
     fn unallow(&self, subject: &Subject) -> StoreCall<()> {
-        self.remove(subject, [ALLOW]);
+        self.remove_mark(subject, ALLOW);
         StoreCall::ready(Ok(()))
     }
 
@@ -183,6 +278,8 @@ impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryStore")
             .field("capacity", &self.capacity())
+            .field("when_full", &self.counters.when_full())
+            .field("mark_capacity", &self.marks.capacity())
             .field("clock", &self.clock)
             .finish()
     }

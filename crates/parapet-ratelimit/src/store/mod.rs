@@ -2,16 +2,15 @@
 //! ([`RedisStore`]). Both implement [`RateLimitStore`] with the same GCRA decision, and one
 //! conformance suite (`tests/conformance.rs`) runs against both.
 
-mod call;
 mod memory;
 mod redis;
-pub(crate) mod table;
 
 use std::fmt::Debug;
 use std::time::Duration;
 
-pub use call::StoreCall;
 pub use memory::MemoryStore;
+pub use parapet_core::table::WhenFull;
+use parapet_core::{StoreCall, StoreError};
 pub use redis::RedisStore;
 
 use crate::{Decision, PolicySet, Subject};
@@ -20,7 +19,9 @@ use crate::{Decision, PolicySet, Subject};
 ///
 /// Every method is one atomic step on the store: `check` decides and charges all the
 /// policies of a set in one go, and also answers bans and the shared allow list, so a Redis
-/// store needs one round trip per request decision.
+/// store needs one round trip per request decision. Each method checks its own arguments
+/// (a cost above a policy's burst, a zero duration) and answers
+/// [`StoreError::InvalidArgument`] rather than a wrong decision.
 pub trait RateLimitStore: Debug + Send + Sync + 'static {
     /// Charges `cost` to every policy of `policies` for `subject`, all or nothing. A `cost`
     /// of 0 reads the state without charging.
@@ -43,4 +44,27 @@ pub trait RateLimitStore: Debug + Send + Sync + 'static {
 
     /// True when a call leaves the process, so that a local deny cache saves round trips.
     fn is_remote(&self) -> bool;
+}
+
+/// The checks every store makes on `check`'s arguments.
+pub(crate) fn check_cost(policies: &PolicySet, cost: u32) -> Result<(), StoreError> {
+    if cost > policies.min_burst().0 {
+        return Err(StoreError::InvalidArgument(
+            "the cost exceeds a policy's burst: it could never be admitted",
+        ));
+    }
+    Ok(())
+}
+
+/// The checks every store makes on a ban's or allow entry's duration: above zero, and at
+/// most ten years (so the end stays an exact integer in the Redis script's doubles).
+pub(crate) fn check_duration(duration: Duration) -> Result<i64, StoreError> {
+    const TEN_YEARS: u128 = 10 * 365 * 86_400 * 1_000_000;
+    let micros = duration.as_micros();
+    if micros == 0 || micros > TEN_YEARS {
+        return Err(StoreError::InvalidArgument(
+            "a ban or allow duration must be between 1 µs and ten years",
+        ));
+    }
+    Ok(micros as i64) // at most ten years of µs: fits
 }

@@ -4,10 +4,12 @@ use std::fmt;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use parapet_core::redis::{self, Script, ScriptInvocation};
-use parapet_core::{Clock, HashTag, KeyPrefix, RedisHandle, StoreError};
+use parapet_core::{
+    Clock, Command, HashTag, KeyPrefix, KeySecret, Keyspace, RedisHandle, Script, ScriptCall,
+    StoreCall, StoreError,
+};
 
-use super::{RateLimitStore, StoreCall};
+use super::{RateLimitStore, check_cost, check_duration};
 use crate::{Decision, Outcome, PolicySet, PolicyState, Subject};
 
 static GCRA: LazyLock<Script> =
@@ -24,13 +26,17 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 /// Rate-limit state in Redis (standalone or Cluster), shared by every instance.
 ///
 /// - One `EVALSHA` per decision, whatever the number of policies, bans and allow entries:
-///   all are read and written by one Lua script ([`redis::Script`] reloads it after
+///   all are read and written by one Lua script (sent again with `EVAL` on the same node after
 ///   `NOSCRIPT`, so a restart or `SCRIPT FLUSH` never reaches a client).
 /// - Time comes from `redis.call('TIME')`, so instances with skewed clocks agree.
 /// - Keys: `{prefix}:rl:{sha256(subject)}:{policy}.{interval}x{burst}`, plus `…:ban` and
 ///   `…:allow`. The hash tag puts every key of a subject in one Cluster slot; every key has
 ///   a TTL (`PX`) equal to the time its state matters.
-/// - Each call has a deadline (default 50 ms); see `OnStoreError` for what happens past it.
+/// - Keys hold a SHA-256 of the subject, or an HMAC-SHA-256 with
+///   [`key_secret`](Self::key_secret): without a secret, a Redis dump of IP-keyed limits can
+///   be turned back into client addresses by hashing every IPv4 address.
+/// - Each call has a deadline (default 50 ms, never more than the handle's own); see
+///   `OnStoreError` for what happens past it. A call that misses it may still be applied.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -38,38 +44,49 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 /// use parapet_ratelimit::RedisStore;
 ///
 /// let redis = RedisHandle::builder("redis://127.0.0.1:6379").build().await?;
-/// let store = RedisStore::new(redis);
+/// let store = RedisStore::new(redis)?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct RedisStore {
     redis: RedisHandle,
-    prefix: KeyPrefix,
+    keyspace: Keyspace,
     clock: Option<Arc<dyn Clock>>,
 }
 
 impl RedisStore {
-    /// A store on `redis`, with key prefix `parapet` and a 50 ms deadline per call.
-    pub fn new(redis: RedisHandle) -> Self {
-        Self {
-            redis: redis.with_timeout(DEFAULT_TIMEOUT),
-            prefix: KeyPrefix::default(),
+    /// A store on `redis`, with key prefix `parapet` and a deadline per call of 50 ms (or
+    /// the handle's own, if shorter).
+    pub fn new(redis: RedisHandle) -> Result<Self, StoreError> {
+        let timeout = DEFAULT_TIMEOUT.min(redis.timeout());
+        Ok(Self {
+            redis: redis.with_timeout(timeout)?,
+            keyspace: Keyspace::default(),
             clock: None,
-        }
+        })
     }
 
     /// The first part of every key (default `parapet`).
     #[must_use]
     pub fn prefix(mut self, prefix: KeyPrefix) -> Self {
-        self.prefix = prefix;
+        self.keyspace = self.keyspace.with_prefix(prefix);
         self
     }
 
-    /// The deadline of one call (default 50 ms).
+    /// Keys hold an HMAC-SHA-256 of the subject under `secret` instead of a plain SHA-256,
+    /// so a Redis dump does not reveal client addresses, user ids or API keys. Every instance
+    /// sharing the Redis needs the same secret; changing it starts every limit afresh.
     #[must_use]
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.redis = self.redis.with_timeout(timeout);
+    pub fn key_secret(mut self, secret: KeySecret) -> Self {
+        self.keyspace = self.keyspace.with_secret(secret);
         self
+    }
+
+    /// The deadline of one call (default 50 ms): above zero and at most the handle's own
+    /// deadline, or an error.
+    pub fn timeout(mut self, timeout: Duration) -> Result<Self, StoreError> {
+        self.redis = self.redis.with_timeout(timeout)?;
+        Ok(self)
     }
 
     /// Takes "now" from `clock` instead of Redis `TIME`.
@@ -83,65 +100,70 @@ impl RedisStore {
         self
     }
 
+    fn tag(&self, subject: &Subject) -> HashTag {
+        self.keyspace.tag(subject.as_bytes())
+    }
+
     fn key(&self, tag: &HashTag, suffix: &str) -> String {
-        self.prefix.key(KIND, tag, suffix)
+        self.keyspace.key(KIND, tag, suffix)
     }
 
     /// The now argument (ARGV[2]) of `now.lua`: empty for Redis `TIME`, or the test clock.
-    fn push_now(&self, invocation: &mut ScriptInvocation<'_>) {
+    fn push_now(&self, call: &mut ScriptCall) {
         match &self.clock {
-            Some(clock) => invocation.arg(clock.now_micros()),
-            None => invocation.arg(""),
+            Some(clock) => call.arg(clock.now_micros()),
+            None => call.arg(""),
         };
     }
 
     /// Marks `subject` as banned or allow-listed (`suffix`) for `duration`, or unmarks it.
     fn mark(&self, subject: &Subject, suffix: &str, duration: Option<Duration>) -> StoreCall<()> {
-        let key = self.key(&subject.hash_tag(), suffix);
+        let key = self.key(&self.tag(subject), suffix);
         let redis = self.redis.clone();
         let Some(duration) = duration else {
-            let mut cmd = redis::cmd("DEL");
+            let mut cmd = Command::new("DEL");
             cmd.arg(key);
             return StoreCall::boxed(async move { redis.query::<()>(&cmd).await });
         };
-        let mut invocation = MARK.prepare_invoke();
-        // At least 1 µs; at most ten years, so the end stays an exact Lua integer.
-        let micros = u64::try_from(duration.as_micros())
-            .unwrap_or(u64::MAX)
-            .clamp(1, 315_360_000_000_000);
-        invocation.key(key).arg(micros);
-        self.push_now(&mut invocation);
-        StoreCall::boxed(async move { redis.eval::<()>(&invocation).await })
+        let micros = match check_duration(duration) {
+            Ok(micros) => micros,
+            Err(e) => return StoreCall::ready(Err(e)),
+        };
+        let mut call = MARK.call(1);
+        call.key(key).arg(micros);
+        self.push_now(&mut call);
+        StoreCall::boxed(async move { redis.eval::<()>(&call).await })
     }
 }
 
 impl RateLimitStore for RedisStore {
     fn check(&self, subject: &Subject, policies: &PolicySet, cost: u32) -> StoreCall<Decision> {
-        let tag = subject.hash_tag();
-        let mut invocation = GCRA.prepare_invoke();
-        invocation
-            .key(self.key(&tag, "allow"))
-            .key(self.key(&tag, "ban"));
-        for policy in policies.policies() {
-            invocation.key(self.key(&tag, policy.key_suffix()));
+        if let Err(e) = check_cost(policies, cost) {
+            return StoreCall::ready(Err(e));
         }
-        invocation.arg(cost);
-        self.push_now(&mut invocation);
+        let tag = self.tag(subject);
+        let mut call = GCRA.call(2 + policies.policies().len());
+        call.key(self.key(&tag, "allow")).key(self.key(&tag, "ban"));
+        for policy in policies.policies() {
+            call.key(self.key(&tag, policy.key_suffix()));
+        }
+        call.arg(cost);
+        self.push_now(&mut call);
         for policy in policies.policies() {
             let limit = policy.limit();
-            invocation.arg(limit.interval).arg(limit.burst);
+            call.arg(limit.interval).arg(limit.burst);
         }
         let redis = self.redis.clone();
         let expected = policies.policies().len();
         StoreCall::boxed(async move {
-            let reply: Vec<i64> = redis.eval(&invocation).await?;
+            let reply: Vec<i64> = redis.eval(&call).await?;
             parse_reply(&reply, expected)
         })
     }
 
     fn reset(&self, subject: &Subject, policies: &PolicySet) -> StoreCall<()> {
-        let tag = subject.hash_tag();
-        let mut cmd = redis::cmd("DEL");
+        let tag = self.tag(subject);
+        let mut cmd = Command::new("DEL");
         for policy in policies.policies() {
             cmd.arg(self.key(&tag, policy.key_suffix()));
         }
@@ -210,7 +232,7 @@ impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
             .field("redis", &self.redis)
-            .field("prefix", &self.prefix)
+            .field("keyspace", &self.keyspace)
             .finish()
     }
 }

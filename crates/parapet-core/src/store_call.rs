@@ -5,14 +5,15 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use parapet_core::StoreError;
+use crate::StoreError;
 
 type Boxed<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
 
 /// The result of a store operation, now or later.
 ///
-/// An in-process store answers with [`StoreCall::ready`] and costs no allocation; a remote
-/// one with [`StoreCall::boxed`].
+/// What every parapet store trait method returns. An in-process store answers with
+/// [`StoreCall::ready`] and costs no allocation; a remote one with [`StoreCall::boxed`], so
+/// a middleware decides synchronously whenever it can.
 pub struct StoreCall<T>(Kind<T>);
 
 enum Kind<T> {

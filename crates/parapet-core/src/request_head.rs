@@ -2,7 +2,8 @@
 
 use http::{Extensions, HeaderMap, Method, Request, Uri};
 
-/// The parts of a request that key extractors, resolvers and cost functions may read.
+/// The parts of a request that key extractors, resolvers, cost functions and cache-key
+/// functions may read: everything but the body.
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub struct RequestHead<'a> {

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
-use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http::{Response, StatusCode};
+use parapet_core::Problem;
 
 use crate::headers::ceil_seconds;
 
@@ -17,11 +17,15 @@ pub enum RejectionKind {
     Limited,
     /// The key is banned (429).
     Banned,
-    /// The request's cost exceeds a policy's burst: it can never be admitted (429, no
-    /// `Retry-After`).
+    /// The request's cost exceeds a policy's burst: it can never be admitted, waiting does
+    /// not help (400, no `Retry-After`).
     CostExceedsBurst,
     /// The request has no key and `MissingKey::Reject` is set (400).
     MissingKey,
+    /// The server is set up wrong (no peer address for an IP key): 500, logged once.
+    Misconfigured,
+    /// The in-process store is full and set to refuse new subjects (429).
+    CapacityExceeded,
     /// The store failed and `OnStoreError::FailClosed` is set (503).
     StoreUnavailable,
 }
@@ -41,73 +45,50 @@ impl Rejection {
     /// The status code of the default response.
     pub fn status(&self) -> StatusCode {
         match self.kind {
-            RejectionKind::Limited | RejectionKind::Banned | RejectionKind::CostExceedsBurst => {
+            RejectionKind::Limited | RejectionKind::Banned | RejectionKind::CapacityExceeded => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            RejectionKind::MissingKey => StatusCode::BAD_REQUEST,
+            RejectionKind::CostExceedsBurst | RejectionKind::MissingKey => StatusCode::BAD_REQUEST,
+            RejectionKind::Misconfigured => StatusCode::INTERNAL_SERVER_ERROR,
             RejectionKind::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self.kind {
+            RejectionKind::Limited | RejectionKind::Banned => "too many requests",
+            RejectionKind::CostExceedsBurst => {
+                "request cost exceeds the rate limit's burst: it can never be admitted"
+            }
+            RejectionKind::MissingKey => "request has no rate-limit key",
+            RejectionKind::Misconfigured => "rate limiter misconfigured",
+            RejectionKind::CapacityExceeded => "rate limiter at capacity",
+            RejectionKind::StoreUnavailable => "rate limiter unavailable",
         }
     }
 
     /// The default response: a small `application/problem+json` body (RFC 9457), such as
     /// `{"title":"too many requests","status":429,"retry_after":3,"violated_policies":["minute"]}`.
     ///
-    /// The problem `type` is left out, which means `about:blank` (RFC 9457 §4.2.1): the
-    /// status says it all, and every byte counts on a path that answers floods. To name
-    /// draft-ietf-httpapi-ratelimit-headers' `quota-exceeded` type, build the response
-    /// yourself. `Retry-After` and the rate-limit fields are added by the layer, also to
-    /// custom responses.
+    /// `Retry-After` and the rate-limit fields are added by the layer, also to custom
+    /// responses. To name draft-ietf-httpapi-ratelimit-headers' `quota-exceeded` problem
+    /// type, build the response yourself.
     pub fn default_response(&self) -> Response<Bytes> {
-        // Refusals answer floods: one allocation for the body, no formatting machinery.
-        let status = self.status();
-        let prefix = match self.kind {
-            RejectionKind::Limited | RejectionKind::Banned => {
-                r#"{"title":"too many requests","status":429"#
-            }
-            RejectionKind::CostExceedsBurst => {
-                r#"{"title":"request cost exceeds the rate limit","status":429"#
-            }
-            RejectionKind::MissingKey => r#"{"title":"request has no rate-limit key","status":400"#,
-            RejectionKind::StoreUnavailable => {
-                r#"{"title":"rate limiter unavailable","status":503"#
-            }
-        };
-        let mut body = String::with_capacity(128);
-        body.push_str(prefix);
+        let mut problem = Problem::new(self.status(), self.title());
         if let Some(retry_after) = self.retry_after {
-            body.push_str(r#","retry_after":"#);
-            body.push_str(itoa::Buffer::new().format(ceil_seconds(retry_after, true)));
+            problem = problem.number("retry_after", ceil_seconds(retry_after, true));
         }
         if !self.violated_policies.is_empty() {
-            // Policy names are validated to [A-Za-z0-9_.-]: nothing to escape.
-            body.push_str(r#","violated_policies":["#);
-            for (i, name) in self.violated_policies.iter().enumerate() {
-                if i > 0 {
-                    body.push(',');
-                }
-                body.push('"');
-                body.push_str(name);
-                body.push('"');
-            }
-            body.push(']');
+            problem = problem.strings("violated_policies", &self.violated_policies);
         }
-        body.push('}');
-        let mut response = Response::new(Bytes::from(body));
-        *response.status_mut() = status;
-        // Room for the fields the layer adds, so the map is allocated once.
-        let mut headers = HeaderMap::with_capacity(8);
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        *response.headers_mut() = headers;
-        response
+        problem.into_response()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::CONTENT_TYPE;
 
     #[test]
     fn default_bodies() {
@@ -132,6 +113,18 @@ mod tests {
         assert_eq!(
             missing.default_response().body(),
             r#"{"title":"request has no rate-limit key","status":400}"#
+        );
+        let too_big = Rejection {
+            kind: RejectionKind::CostExceedsBurst,
+            retry_after: None,
+            violated_policies: vec!["minute".into()],
+        };
+        let response = too_big.default_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert!(
+            std::str::from_utf8(response.body())
+                .unwrap()
+                .contains("can never be admitted")
         );
     }
 }

@@ -1,4 +1,5 @@
-//! The response body: the inner service's, or the bytes of a response built here.
+//! The response body of every parapet middleware: the inner service's, or the bytes of a
+//! response the middleware built itself (a refusal, a cached hit).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -8,8 +9,12 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 pin_project! {
-    /// Either the inner service's body or a refusal built by the limiter, so that the
-    /// layer works over any `http_body::Body` without boxing and without axum.
+    /// Either the inner service's body or bytes built by a middleware (a refusal, a cached
+    /// response), so that layers work over any `http_body::Body` without boxing and
+    /// without axum.
+    ///
+    /// It implements `Default` (an empty body), so layers that build their own responses,
+    /// such as tower-http's `TimeoutLayer`, compose with it in a `ServiceBuilder`.
     pub struct ResponseBody<B> {
         #[pin]
         kind: Kind<B>,
@@ -25,18 +30,26 @@ pin_project! {
 }
 
 impl<B> ResponseBody<B> {
-    pub(crate) fn inner(body: B) -> Self {
+    /// The inner service's body, passed through.
+    pub fn inner(body: B) -> Self {
         Self {
             kind: Kind::Inner { body },
         }
     }
 
-    pub(crate) fn full(data: Bytes) -> Self {
+    /// A body of these bytes.
+    pub fn full(data: Bytes) -> Self {
         Self {
             kind: Kind::Full {
                 data: (!data.is_empty()).then_some(data),
             },
         }
+    }
+}
+
+impl<B> Default for ResponseBody<B> {
+    fn default() -> Self {
+        Self::full(Bytes::new())
     }
 }
 
@@ -81,5 +94,23 @@ impl<B> std::fmt::Debug for ResponseBody<B> {
             Kind::Full { .. } => "full",
         };
         f.debug_tuple("ResponseBody").field(&kind).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn full_inner_and_default_bodies() {
+        let full = ResponseBody::<String>::full(Bytes::from_static(b"no"));
+        assert_eq!(full.size_hint().exact(), Some(2));
+        assert_eq!(full.collect().await.unwrap().to_bytes(), "no");
+        let inner = ResponseBody::inner(String::from("yes"));
+        assert_eq!(inner.collect().await.unwrap().to_bytes(), "yes");
+        let empty = ResponseBody::<String>::default();
+        assert!(empty.is_end_stream());
+        assert_eq!(empty.size_hint().exact(), Some(0));
     }
 }

@@ -4,16 +4,16 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Response;
-use parapet_core::{Clock, OnStoreError, StoreError};
+use parapet_core::{Breaker, Clock, FailureLog, OnStoreError, Permit, StoreCall, StoreError};
 
-use crate::breaker::Breaker;
-use crate::deny_cache::DenyCache;
-use crate::key::KeyExtractor;
-use crate::store::{MemoryStore, RateLimitStore, StoreCall};
+use crate::key::{KeyExtractor, NoKey};
+use crate::request::deny_cache::DenyCache;
+use crate::store::{MemoryStore, RateLimitStore};
 use crate::{
     Decision, HeaderStyle, MissingKey, Outcome, PolicySet, PolicyState, Rejection, RejectionKind,
     RequestHead, Subject, headers, metrics,
@@ -61,6 +61,9 @@ pub(crate) struct Inner {
     pub(crate) allow_list: HashSet<Subject>,
     pub(crate) deny_cache: Option<DenyCache>,
     pub(crate) breaker: Breaker,
+    pub(crate) failures: FailureLog,
+    /// Set once the misconfiguration error was logged: it is logged once per limiter.
+    pub(crate) misconfiguration_logged: AtomicBool,
     pub(crate) rejection_response: Option<RejectionFn>,
     pub(crate) clock: Arc<dyn Clock>,
 }
@@ -116,17 +119,9 @@ impl RateLimiter {
         let Some(set) = (inner.resolver)(head) else {
             return Begin::Done(Verdict::Admit(None));
         };
-        let Some(subject) = inner.key.extract(head) else {
-            return Begin::Done(match inner.missing_key {
-                MissingKey::Reject => {
-                    metrics::decision_without_policy("missing_key");
-                    Verdict::Refuse(self.refuse(RejectionKind::MissingKey, None, Vec::new(), None))
-                }
-                MissingKey::Skip => {
-                    metrics::decision_without_policy("skipped");
-                    Verdict::Admit(None)
-                }
-            });
+        let subject = match inner.key.extract(head) {
+            Ok(subject) => subject,
+            Err(no_key) => return Begin::Done(self.no_key(no_key)),
         };
         if !inner.allow_list.is_empty() && inner.allow_list.contains(&subject) {
             metrics::decision_without_policy(Outcome::AllowListed.label());
@@ -136,13 +131,14 @@ impl RateLimiter {
         if cost == 0 {
             return Begin::Done(Verdict::Admit(None));
         }
-        let (min_burst, _) = set.min_burst();
+        let (min_burst, policy) = set.min_burst();
         if cost > min_burst {
             metrics::decision_without_policy("cost_exceeds_burst");
+            let policy = policy.shared_name();
             return Begin::Done(Verdict::Refuse(self.refuse(
                 RejectionKind::CostExceedsBurst,
                 None,
-                Vec::new(),
+                vec![policy],
                 None,
             )));
         }
@@ -151,19 +147,12 @@ impl RateLimiter {
             // Only remote stores need this instance's clock: the deny cache and the breaker.
             let now = self.now();
             if let Some(cache) = &inner.deny_cache
-                && let Some(left) = cache.lookup(&subject, &set, cost, now)
+                && let Some(decision) = cache.lookup(&subject, &set, cost, now)
             {
                 metrics::local_denial();
-                metrics::decision_without_policy(Outcome::Limited.label());
-                let retry_after = Duration::from_micros(u64::try_from(left).unwrap_or(0));
-                return Begin::Done(Verdict::Refuse(self.refuse(
-                    RejectionKind::Limited,
-                    Some(retry_after),
-                    Vec::new(),
-                    Some((&set, &[])),
-                )));
+                return Begin::Done(self.verdict(decision, &set, None));
             }
-            if inner.breaker.is_open(now) {
+            if inner.breaker.permit(now) == Permit::Skip {
                 return Begin::Done(self.store_failed("circuit_open", None, &subject, &set, cost));
             }
         }
@@ -177,6 +166,30 @@ impl RateLimiter {
                 cost,
                 started,
             }),
+        }
+    }
+
+    fn no_key(&self, no_key: NoKey) -> Verdict {
+        match (no_key, self.inner.missing_key) {
+            (NoKey::Misconfigured(fix), _) => {
+                if !self
+                    .inner
+                    .misconfiguration_logged
+                    .swap(true, Ordering::Relaxed)
+                {
+                    tracing::error!("rate limiter cannot key requests: {fix}");
+                }
+                metrics::decision_without_policy("misconfigured");
+                Verdict::Refuse(self.refuse(RejectionKind::Misconfigured, None, Vec::new(), None))
+            }
+            (_, MissingKey::Skip) => {
+                metrics::decision_without_policy("skipped");
+                Verdict::Admit(None)
+            }
+            _ => {
+                metrics::decision_without_policy("missing_key");
+                Verdict::Refuse(self.refuse(RejectionKind::MissingKey, None, Vec::new(), None))
+            }
         }
     }
 
@@ -216,8 +229,19 @@ impl RateLimiter {
                 let remember = started.map(|_| (subject, cost));
                 self.verdict(decision, set, remember)
             }
+            Err(StoreError::CapacityExceeded(_)) => self.capacity_exceeded(),
             Err(error) => self.store_failed(error.kind(), Some(&error), subject, set, cost),
         }
+    }
+
+    fn capacity_exceeded(&self) -> Verdict {
+        metrics::decision_without_policy("memory_full");
+        Verdict::Refuse(self.refuse(
+            RejectionKind::CapacityExceeded,
+            Some(Duration::from_secs(1)),
+            Vec::new(),
+            None,
+        ))
     }
 
     /// The verdict for a decision; `remember` is the (subject, cost) of a refusal that came
@@ -229,12 +253,7 @@ impl RateLimiter {
         set: &PolicySet,
         remember: Option<(&Subject, u32)>,
     ) -> Verdict {
-        let Decision {
-            outcome,
-            retry_after,
-            states,
-        } = decision;
-        match outcome {
+        match decision.outcome {
             Outcome::Allowed => {
                 for policy in set.policies() {
                     policy.counters().allowed();
@@ -242,27 +261,29 @@ impl RateLimiter {
                 Verdict::Admit(
                     (self.inner.header_style != HeaderStyle::None).then(|| Charged {
                         set: set.clone(),
-                        states,
+                        states: decision.states,
                     }),
                 )
             }
             Outcome::AllowListed => {
-                metrics::decision_without_policy(outcome.label());
+                metrics::decision_without_policy(Outcome::AllowListed.label());
                 Verdict::Admit(None)
             }
             Outcome::Limited | Outcome::Banned => {
-                let banned = outcome == Outcome::Banned;
-                let retry_after = retry_after.unwrap_or(Duration::from_secs(1));
                 if let (Some(cache), Some((subject, cost))) = (&self.inner.deny_cache, remember) {
-                    cache.insert(subject, set, cost, self.now(), retry_after, banned);
+                    cache.insert(subject, set, cost, self.now(), &decision);
                 }
+                let retry_after = decision.retry_after.unwrap_or(Duration::from_secs(1));
+                let banned = decision.outcome == Outcome::Banned;
                 let violated: Vec<Arc<str>> = if banned {
-                    metrics::decision_without_policy(outcome.label());
+                    for policy in set.policies() {
+                        policy.counters().banned();
+                    }
                     Vec::new()
                 } else {
                     set.policies()
                         .iter()
-                        .zip(&states)
+                        .zip(&decision.states)
                         .filter(|(_, s)| s.retry_after.is_some())
                         .map(|(p, _)| {
                             p.counters().limited();
@@ -279,7 +300,7 @@ impl RateLimiter {
                     kind,
                     Some(retry_after),
                     violated,
-                    Some((set, &states)),
+                    Some((set, &decision.states)),
                 ))
             }
         }
@@ -297,14 +318,15 @@ impl RateLimiter {
         let action = inner.on_store_error.label();
         metrics::store_error(kind, action);
         if let Some(error) = error {
-            inner.breaker.failure(self.now());
-            tracing::warn!(error = %error, kind, action, "rate-limit store call failed");
+            let now = self.now();
+            inner.breaker.failure(now);
+            inner.failures.failure(now, kind, action, error);
         }
         match (inner.on_store_error, &inner.fallback) {
-            (OnStoreError::Fallback, Some(fallback)) => {
-                let decision = fallback.decide(subject, set, cost);
-                self.verdict(decision, set, None)
-            }
+            (OnStoreError::Fallback, Some(fallback)) => match fallback.decide(subject, set, cost) {
+                Ok(decision) => self.verdict(decision, set, None),
+                Err(_) => self.capacity_exceeded(),
+            },
             (OnStoreError::FailClosed, _) => {
                 metrics::decision_without_policy("fail_closed");
                 Verdict::Refuse(self.refuse(

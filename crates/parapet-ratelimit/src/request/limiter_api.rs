@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::key::NoKey;
 use crate::{Decision, PolicySet, RateLimitError, RateLimiter, RequestHead, Subject};
 
 impl RateLimiter {
@@ -71,7 +72,7 @@ impl RateLimiter {
     }
 
     /// The subject the layer's key extractor finds in a request head.
-    pub fn subject(&self, head: &RequestHead<'_>) -> Option<Subject> {
+    pub fn subject(&self, head: &RequestHead<'_>) -> Result<Subject, NoKey> {
         self.inner.key.extract(head)
     }
 

@@ -1,16 +1,16 @@
-//! Who a request is charged to.
+//! Who a request belongs to, as the stores see it.
 
 use std::fmt;
 use std::net::IpAddr;
 
-use parapet_core::HashTag;
+use crate::address::{DEFAULT_IPV6_PREFIX, fold};
 
-/// The key a request is counted under: an IP, an API key, a user id, or several of them.
+/// A key a middleware keeps state under: an IP, an API key, a user id, or several of them.
 ///
 /// Each part is stored with its kind and its length, so `("ip", "1.2.3.4")` never equals
 /// `("header", "1.2.3.4")` and composite keys cannot be forged by choosing where a value
-/// ends. A subject is never printed or stored in clear: `Debug` shows its hash, and Redis
-/// keys hold [`HashTag`]s only.
+/// ends. A subject is never printed or stored in clear: `Debug` shows a fingerprint only,
+/// and Redis keys hold a hash of it (see [`Keyspace`](crate::Keyspace)).
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Subject {
     bytes: Vec<u8>,
@@ -24,9 +24,18 @@ impl Subject {
         subject
     }
 
-    /// The subject of one IP address (or folded IPv6 prefix).
+    /// The subject of an IP address, folded exactly as the IP key extractors fold it with
+    /// their default: IPv4-mapped IPv6 (`::ffff:192.0.2.1`) is read as IPv4, and IPv6 is
+    /// cut to its /56 prefix. So `Subject::ip` of any spelling of a client's address is the
+    /// subject its requests are counted under.
     pub fn ip(ip: IpAddr) -> Self {
-        match ip {
+        Self::ip_prefix(ip, DEFAULT_IPV6_PREFIX)
+    }
+
+    /// The subject of an IP address with IPv6 cut to `ipv6_prefix` bits: for extractors
+    /// configured with another prefix than the default /56.
+    pub fn ip_prefix(ip: IpAddr, ipv6_prefix: u8) -> Self {
+        match fold(ip, ipv6_prefix) {
             IpAddr::V4(v4) => Self::new("ip", v4.octets()),
             IpAddr::V6(v6) => Self::new("ip", v6.octets()),
         }
@@ -53,16 +62,12 @@ impl Subject {
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
     }
-
-    /// The Redis hash tag of this subject.
-    pub fn hash_tag(&self) -> HashTag {
-        HashTag::of(&self.bytes)
-    }
 }
 
 impl fmt::Debug for Subject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Subject({})", self.hash_tag())
+        // An unkeyed fingerprint would let a log reader enumerate IPs: show the length only.
+        write!(f, "Subject({} bytes)", self.bytes.len())
     }
 }
 
@@ -76,9 +81,26 @@ mod tests {
         let ab_c = Subject::new("k", "ab").and(&Subject::new("k", "c"));
         let a_bc = Subject::new("k", "a").and(&Subject::new("k", "bc"));
         assert_ne!(ab_c, a_bc);
+    }
+
+    #[test]
+    fn every_spelling_of_an_address_is_one_subject() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(
-            Subject::ip("192.0.2.1".parse().unwrap()),
-            Subject::ip("192.0.2.1".parse().unwrap())
+            Subject::ip(ip("::ffff:192.0.2.1")),
+            Subject::ip(ip("192.0.2.1"))
+        );
+        assert_eq!(
+            Subject::ip(ip("2001:db8:aa:bb01::1")),
+            Subject::ip(ip("2001:db8:aa:bbff:ffff::9"))
+        );
+        assert_ne!(
+            Subject::ip(ip("2001:db8:aa:bb01::1")),
+            Subject::ip(ip("2001:db8:aa:cc01::1"))
+        );
+        assert_ne!(
+            Subject::ip_prefix(ip("2001:db8::1"), 128),
+            Subject::ip_prefix(ip("2001:db8::2"), 128)
         );
     }
 

@@ -9,7 +9,7 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::limiter::{Charged, Pending, Verdict};
+use crate::request::limiter::{Charged, Pending, Verdict};
 use crate::{HeaderStyle, RateLimiter, ResponseBody, headers};
 
 pin_project! {

@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use crate::limiter::{Begin, Verdict};
+use crate::request::limiter::{Begin, Verdict};
 use crate::{RateLimiter, RequestHead, ResponseBody, ResponseFuture};
 
 /// The service made by [`RateLimitLayer`](crate::RateLimitLayer): decides, then calls the

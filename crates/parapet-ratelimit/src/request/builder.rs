@@ -6,13 +6,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::Response;
-use parapet_core::{Clock, OnStoreError, SystemClock};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
-use crate::breaker::Breaker;
-use crate::deny_cache::DenyCache;
+use parapet_core::{Breaker, Clock, FailureLog, OnStoreError, SystemClock};
+
 use crate::key::{KeyExtractor, PeerIp};
-use crate::limiter::{CostFn, Inner, RejectionFn, Resolver};
-use crate::store::{MemoryStore, RateLimitStore};
+use crate::request::deny_cache::DenyCache;
+use crate::request::limiter::{CostFn, Inner, RejectionFn, Resolver};
+use crate::store::{MemoryStore, RateLimitStore, WhenFull};
 use crate::{
     HeaderStyle, MissingKey, Policy, PolicySet, Quota, RateLimitError, RateLimitLayer, RateLimiter,
     Rejection, RequestHead, Subject,
@@ -38,6 +40,7 @@ pub struct RateLimitLayerBuilder {
     allow_list: HashSet<Subject>,
     deny_cache: usize,
     memory_capacity: usize,
+    when_memory_full: WhenFull,
     rejection_response: Option<RejectionFn>,
     clock: Arc<dyn Clock>,
 }
@@ -52,11 +55,12 @@ impl RateLimitLayerBuilder {
             store: None,
             cost: None,
             header_style: HeaderStyle::default(),
-            on_store_error: OnStoreError::default(),
+            on_store_error: OnStoreError::Fallback,
             missing_key: MissingKey::default(),
             allow_list: HashSet::new(),
             deny_cache: DEFAULT_DENY_CACHE,
             memory_capacity: DEFAULT_MEMORY_CAPACITY,
+            when_memory_full: WhenFull::default(),
             rejection_response: None,
             clock: Arc::new(SystemClock),
         }
@@ -103,8 +107,10 @@ impl RateLimitLayerBuilder {
         self
     }
 
-    /// Who a request is charged to (default [`PeerIp`]: the TCP peer, IPv6 folded to /56).
-    /// Behind a proxy, use [`ClientIp`](crate::key::ClientIp).
+    /// Who a request is charged to (default [`PeerIp::new`]: the TCP peer, IPv6 folded to
+    /// /56, read from plain hyper's `SocketAddr`, axum's `ConnectInfo` with feature `axum`,
+    /// or tonic's `TcpConnectInfo` with feature `tonic`). Behind a proxy, use
+    /// [`ClientIp`](crate::key::ClientIp).
     #[must_use]
     pub fn key(mut self, key: impl KeyExtractor) -> Self {
         self.key = Some(Box::new(key));
@@ -140,9 +146,19 @@ impl RateLimitLayerBuilder {
     }
 
     /// What to do when the store fails or misses its deadline (default
-    /// [`OnStoreError::FailOpen`]: admit, warn, count). `Fallback` decides with an
-    /// in-process store of the same policies until the store answers again (each instance
-    /// then admits up to the full quota).
+    /// [`OnStoreError::Fallback`]).
+    ///
+    /// - `Fallback` (default): decide with an in-process store of the same policies until
+    ///   the store answers again. Limits keep holding per instance, so the worst case
+    ///   during an outage is **instances × quota** for a client spread over all of them;
+    ///   an attacker who slows Redis gains at most that, never an unlimited door.
+    /// - `FailClosed`: refuse with `503` and `Retry-After: 1` (strict quotas, at the
+    ///   price of availability).
+    /// - `FailOpen`: admit uncounted (availability first; anyone who can make Redis slow
+    ///   switches limiting off).
+    ///
+    /// Every failure is counted (`parapet_ratelimit_store_errors_total{kind,action}`); the
+    /// first is logged at `warn` with its cause, then one summary every 10 seconds.
     #[must_use]
     pub fn on_store_error(mut self, policy: OnStoreError) -> Self {
         self.on_store_error = policy;
@@ -177,6 +193,14 @@ impl RateLimitLayerBuilder {
     #[must_use]
     pub fn memory_capacity(mut self, capacity: usize) -> Self {
         self.memory_capacity = capacity;
+        self
+    }
+
+    /// What the in-process store does when full of live entries (default
+    /// [`WhenFull::EvictNearestExpiry`]; see [`MemoryStore`] for the worst case of each).
+    #[must_use]
+    pub fn when_memory_full(mut self, when_full: WhenFull) -> Self {
+        self.when_memory_full = when_full;
         self
     }
 
@@ -230,7 +254,10 @@ impl RateLimitLayerBuilder {
                 Box::new(move |_| Some(set.clone()))
             }
         };
-        let memory = || MemoryStore::with_clock(self.memory_capacity, self.clock.clone());
+        let memory = || {
+            MemoryStore::with_clock(self.memory_capacity, self.clock.clone())
+                .when_full(self.when_memory_full)
+        };
         let store = self.store.unwrap_or_else(|| Arc::new(memory()));
         let remote = store.is_remote();
         let inner = Inner {
@@ -245,6 +272,8 @@ impl RateLimitLayerBuilder {
             missing_key: self.missing_key,
             allow_list: self.allow_list,
             breaker: Breaker::default(),
+            failures: FailureLog::new("rate-limit store call", Duration::from_secs(10)),
+            misconfiguration_logged: AtomicBool::new(false),
             rejection_response: self.rejection_response,
             clock: self.clock,
         };

@@ -70,7 +70,9 @@ pub(crate) fn evaluate(
     let mut new_tats = [0; MAX_POLICIES];
     let mut overs = [0; MAX_POLICIES];
     for (i, (stored, limit)) in stored.iter().zip(limits).enumerate() {
-        let tat = stored.map_or(now, |t| t.max(now));
+        // A stored tat is never legitimately past now + B·T (admission keeps it there); one
+        // that is came from a clock that stepped back, and costs at most one window.
+        let tat = stored.map_or(now, |t| t.max(now).min(now + limit.tolerance()));
         let new_tat = tat + cost * limit.interval;
         let over = new_tat - now - limit.tolerance();
         retry_after = retry_after.max(over);
