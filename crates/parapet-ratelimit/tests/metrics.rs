@@ -116,6 +116,7 @@ fn local_denials_store_errors_and_latency() {
                 .build()
                 .unwrap();
             let mut svc = service(&layer);
+            common::in_sync(&layer).await;
             for _ in 0..4 {
                 send(&mut svc, request_from("192.0.2.1")).await;
             }

@@ -10,7 +10,7 @@ use parapet_core::RedisHandle;
 use parapet_ratelimit::{Quota, RateLimitLayer, RedisStore};
 use parapet_testkit::RedisServer;
 
-use common::{request_from, send, service};
+use common::{in_sync, request_from, send, service};
 
 async fn layer(server: &RedisServer, deny_cache: usize) -> RateLimitLayer {
     let handle = RedisHandle::builder(server.url()).build().await.unwrap();
@@ -28,9 +28,12 @@ async fn layer(server: &RedisServer, deny_cache: usize) -> RateLimitLayer {
 #[tokio::test]
 async fn one_evalsha_per_decision_and_none_for_cached_refusals() {
     let server = RedisServer::start();
-    let mut svc = service(&layer(&server, 10_000).await);
-    // Warm up: the first call loads the script.
+    let layer = layer(&server, 10_000).await;
+    let mut svc = service(&layer);
+    // Warm up: the first call loads the script and starts the change subscription, without
+    // which the deny cache is not trusted.
     send(&mut svc, request_from("198.51.100.1")).await;
+    in_sync(&layer).await;
     let evalsha = server.command_calls("evalsha");
     let eval = server.command_calls("eval");
 

@@ -260,9 +260,16 @@ impl RateLimitLayerBuilder {
         };
         let store = self.store.unwrap_or_else(|| Arc::new(memory()));
         let remote = store.is_remote();
+        let deny_cache =
+            (remote && self.deny_cache > 0).then(|| Arc::new(DenyCache::new(self.deny_cache)));
+        let changes = deny_cache.as_ref().and_then(|cache| {
+            let cache = cache.clone();
+            store.changes(Arc::new(move || cache.clear()))
+        });
         let inner = Inner {
             fallback: (self.on_store_error == OnStoreError::Fallback).then(memory),
-            deny_cache: (remote && self.deny_cache > 0).then(|| DenyCache::new(self.deny_cache)),
+            deny_cache,
+            changes,
             store,
             key: self.key.unwrap_or_else(|| Box::new(PeerIp::new())),
             resolver,

@@ -14,6 +14,7 @@
 //! store's refusal with its times moved on: same policies, same fields, a ban stays a ban.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parapet_core::table::{Expiring, Table, WhenFull, entry_key};
@@ -26,6 +27,9 @@ const MAX_BAN_CACHE: Duration = Duration::from_secs(1);
 
 pub(crate) struct DenyCache {
     table: Table<CachedRefusal>,
+    /// Counts clears. A refusal whose call was sent before a clear may predate the change
+    /// that caused it, so it is not cached (see `insert`).
+    epoch: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -47,7 +51,13 @@ impl DenyCache {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             table: Table::new(capacity, WhenFull::EvictNearestExpiry),
+            epoch: AtomicU64::new(0),
         }
+    }
+
+    /// The number of clears so far: read it when a store call is sent.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
     }
 
     fn key(&self, subject: &Subject, set: &PolicySet, cost: u32) -> (u64, u64) {
@@ -83,7 +93,8 @@ impl DenyCache {
     }
 
     /// Remembers a store's refusal from `now` for its `retry_after` (bans: at most a
-    /// second).
+    /// second), unless the cache was cleared since the call was sent (`sent_at_epoch`): the
+    /// store may have decided before a reset whose announcement has already been applied.
     pub(crate) fn insert(
         &self,
         subject: &Subject,
@@ -91,10 +102,14 @@ impl DenyCache {
         cost: u32,
         now: i64,
         decision: &Decision,
+        sent_at_epoch: u64,
     ) {
         let Some(mut retry_after) = decision.retry_after else {
             return;
         };
+        if self.epoch() != sent_at_epoch {
+            return;
+        }
         if decision.outcome == crate::Outcome::Banned {
             retry_after = retry_after.min(MAX_BAN_CACHE);
         }
@@ -110,6 +125,7 @@ impl DenyCache {
     }
 
     pub(crate) fn clear(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         self.table.clear();
     }
 }

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Response;
-use parapet_core::{Breaker, Clock, FailureLog, OnStoreError, Permit, StoreCall, StoreError};
+use parapet_core::{
+    Breaker, Clock, FailureLog, FanOut, OnStoreError, Permit, StoreCall, StoreError,
+};
 
 use crate::key::{KeyExtractor, NoKey};
 use crate::request::deny_cache::DenyCache;
@@ -59,7 +61,10 @@ pub(crate) struct Inner {
     pub(crate) on_store_error: OnStoreError,
     pub(crate) missing_key: MissingKey,
     pub(crate) allow_list: HashSet<Subject>,
-    pub(crate) deny_cache: Option<DenyCache>,
+    pub(crate) deny_cache: Option<Arc<DenyCache>>,
+    /// The store's announcements of changes, which empty the deny cache; `None` for a
+    /// store that announces nothing.
+    pub(crate) changes: Option<FanOut>,
     pub(crate) breaker: Breaker,
     pub(crate) failures: FailureLog,
     /// Set once the misconfiguration error was logged: it is logged once per limiter.
@@ -88,8 +93,17 @@ pub(crate) struct Pending {
     subject: Subject,
     set: PolicySet,
     cost: u32,
-    /// When the remote call began (for the latency histogram).
-    started: Option<Instant>,
+    /// When the remote call began (for the latency histogram), and the deny cache's epoch
+    /// then.
+    started: Option<(Instant, u64)>,
+}
+
+/// A remote store's refusal that may go to the deny cache.
+struct Remember<'a> {
+    subject: &'a Subject,
+    cost: u32,
+    /// The deny cache's epoch when the call was sent.
+    epoch: u64,
 }
 
 pub(crate) enum Begin {
@@ -147,6 +161,7 @@ impl RateLimiter {
             // Only remote stores need this instance's clock: the deny cache and the breaker.
             let now = self.now();
             if let Some(cache) = &inner.deny_cache
+                && self.is_in_sync()
                 && let Some(decision) = cache.lookup(&subject, &set, cost, now)
             {
                 metrics::local_denial();
@@ -156,7 +171,8 @@ impl RateLimiter {
                 return Begin::Done(self.store_failed("circuit_open", None, &subject, &set, cost));
             }
         }
-        let started = remote.then(Instant::now);
+        let epoch = inner.deny_cache.as_ref().map_or(0, |cache| cache.epoch());
+        let started = remote.then(|| (Instant::now(), epoch));
         match inner.store.check(&subject, &set, cost).now_or_later() {
             Ok(result) => Begin::Done(self.decided(result, &subject, &set, cost, started)),
             Err(call) => Begin::Wait(Pending {
@@ -214,10 +230,10 @@ impl RateLimiter {
         subject: &Subject,
         set: &PolicySet,
         cost: u32,
-        started: Option<Instant>,
+        started: Option<(Instant, u64)>,
     ) -> Verdict {
         // `started` is set exactly for remote stores.
-        if let Some(started) = started {
+        if let Some((started, _)) = started {
             metrics::store_latency(started.elapsed());
         }
         match result {
@@ -226,7 +242,11 @@ impl RateLimiter {
                     self.inner.breaker.success();
                 }
                 // Only the remote store's own refusals may be remembered locally.
-                let remember = started.map(|_| (subject, cost));
+                let remember = started.map(|(_, epoch)| Remember {
+                    subject,
+                    cost,
+                    epoch,
+                });
                 self.verdict(decision, set, remember)
             }
             Err(StoreError::CapacityExceeded(_)) => self.capacity_exceeded(),
@@ -251,7 +271,7 @@ impl RateLimiter {
         &self,
         decision: Decision,
         set: &PolicySet,
-        remember: Option<(&Subject, u32)>,
+        remember: Option<Remember<'_>>,
     ) -> Verdict {
         match decision.outcome {
             Outcome::Allowed => {
@@ -270,8 +290,8 @@ impl RateLimiter {
                 Verdict::Admit(None)
             }
             Outcome::Limited | Outcome::Banned => {
-                if let (Some(cache), Some((subject, cost))) = (&self.inner.deny_cache, remember) {
-                    cache.insert(subject, set, cost, self.now(), &decision);
+                if let (Some(cache), Some(r)) = (&self.inner.deny_cache, remember) {
+                    cache.insert(r.subject, set, r.cost, self.now(), &decision, r.epoch);
                 }
                 let retry_after = decision.retry_after.unwrap_or(Duration::from_secs(1));
                 let banned = decision.outcome == Outcome::Banned;

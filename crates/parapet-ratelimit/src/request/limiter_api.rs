@@ -34,8 +34,8 @@ impl RateLimiter {
         self.check(subject, policies, 0).await
     }
 
-    /// Forgets `subject`'s state under `policies` (here and, with Redis, on every instance;
-    /// other instances may keep refusing from their deny cache until their entry ends).
+    /// Forgets `subject`'s state under `policies`, here and, with Redis, on every instance
+    /// (their deny caches are emptied by the store's announcement within milliseconds).
     pub async fn reset(
         &self,
         subject: &Subject,
@@ -51,7 +51,7 @@ impl RateLimiter {
         Ok(self.inner.store.ban(subject, duration).await?)
     }
 
-    /// Lifts a ban (other instances notice within one second).
+    /// Lifts a ban, on every instance sharing the store.
     pub async fn unban(&self, subject: &Subject) -> Result<(), RateLimitError> {
         self.inner.store.unban(subject).await?;
         self.clear_deny_cache();
@@ -74,6 +74,17 @@ impl RateLimiter {
     /// The subject the layer's key extractor finds in a request head.
     pub fn subject(&self, head: &RequestHead<'_>) -> Result<Subject, NoKey> {
         self.inner.key.extract(head)
+    }
+
+    /// True while this instance's deny cache is confirmed current with the store: the
+    /// store's change announcements are heard (within their staleness bound, 500 ms). While
+    /// false, refusals are not answered from the cache. Always true for in-process stores
+    /// and for stores that announce nothing. A health check may report it.
+    pub fn is_in_sync(&self) -> bool {
+        self.inner
+            .changes
+            .as_ref()
+            .is_none_or(parapet_core::FanOut::is_current)
     }
 
     pub(crate) fn clear_deny_cache(&self) {

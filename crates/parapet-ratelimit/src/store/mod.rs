@@ -6,11 +6,12 @@ mod memory;
 mod redis;
 
 use std::fmt::Debug;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use memory::MemoryStore;
 pub use parapet_core::table::WhenFull;
-use parapet_core::{StoreCall, StoreError};
+use parapet_core::{FanOut, StoreCall, StoreError};
 pub use redis::RedisStore;
 
 use crate::{Decision, PolicySet, Subject};
@@ -44,6 +45,16 @@ pub trait RateLimitStore: Debug + Send + Sync + 'static {
 
     /// True when a call leaves the process, so that a local deny cache saves round trips.
     fn is_remote(&self) -> bool;
+
+    /// For a remote store shared by several instances: a subscription that calls
+    /// `on_change` whenever any instance resets, bans, unbans, allows or unallows a subject
+    /// (and after any gap in which such announcements may have been missed), so every
+    /// instance's deny cache forgets refusals that no longer hold. `None` (the default):
+    /// the store announces nothing, and cached refusals last until they end.
+    fn changes(&self, on_change: Arc<dyn Fn() + Send + Sync>) -> Option<FanOut> {
+        let _ = on_change;
+        None
+    }
 }
 
 /// The checks every store makes on `check`'s arguments.

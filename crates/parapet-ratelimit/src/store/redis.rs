@@ -4,8 +4,9 @@ use std::fmt;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use parapet_core::fanout::Event;
 use parapet_core::{
-    Clock, Command, HashTag, KeyPrefix, KeySecret, Keyspace, RedisHandle, Script, ScriptCall,
+    Clock, FanOut, HashTag, KeyPrefix, KeySecret, Keyspace, RedisHandle, Script, ScriptCall,
     StoreCall, StoreError,
 };
 
@@ -16,6 +17,7 @@ static GCRA: LazyLock<Script> =
     LazyLock::new(|| Script::new(concat!(include_str!("now.lua"), include_str!("gcra.lua"))));
 static MARK: LazyLock<Script> =
     LazyLock::new(|| Script::new(concat!(include_str!("now.lua"), include_str!("mark.lua"))));
+static FORGET: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("forget.lua")));
 
 /// The key kind of every rate-limit key: `{prefix}:rl:{tag}:…`.
 const KIND: &str = "rl";
@@ -35,6 +37,9 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 /// - Keys hold a SHA-256 of the subject, or an HMAC-SHA-256 with
 ///   [`key_secret`](Self::key_secret): without a secret, a Redis dump of IP-keyed limits can
 ///   be turned back into client addresses by hashing every IPv4 address.
+/// - `reset`, `ban`, `unban`, `allow` and `unallow` are announced on the channel
+///   `{prefix}:rl:changes` by the script that makes them (the fan-out of `parapet-core`),
+///   and every instance empties its deny cache within milliseconds.
 /// - Each call has a deadline (default 50 ms, never more than the handle's own); see
 ///   `OnStoreError` for what happens past it. A call that misses it may still be applied.
 ///
@@ -116,14 +121,18 @@ impl RedisStore {
         };
     }
 
-    /// Marks `subject` as banned or allow-listed (`suffix`) for `duration`, or unmarks it.
+    /// The channel every change of this store's shared state is announced on.
+    fn channel(&self) -> String {
+        self.keyspace.name(KIND, "changes")
+    }
+
+    /// Marks `subject` as banned or allow-listed (`suffix`) for `duration`, or unmarks it;
+    /// announced to every instance in the same script.
     fn mark(&self, subject: &Subject, suffix: &str, duration: Option<Duration>) -> StoreCall<()> {
-        let key = self.key(&self.tag(subject), suffix);
-        let redis = self.redis.clone();
+        let tag = self.tag(subject);
+        let key = self.key(&tag, suffix);
         let Some(duration) = duration else {
-            let mut cmd = Command::new("DEL");
-            cmd.arg(key);
-            return StoreCall::boxed(async move { redis.query::<()>(&cmd).await });
+            return self.forget(&tag, [key]);
         };
         let micros = match check_duration(duration) {
             Ok(micros) => micros,
@@ -132,6 +141,20 @@ impl RedisStore {
         let mut call = MARK.call(1);
         call.key(key).arg(micros);
         self.push_now(&mut call);
+        call.arg(self.channel()).arg(tag.to_string());
+        let redis = self.redis.clone();
+        StoreCall::boxed(async move { redis.eval::<()>(&call).await })
+    }
+
+    /// Deletes `keys` of the subject tagged `tag`, announced in the same script.
+    fn forget(&self, tag: &HashTag, keys: impl IntoIterator<Item = String>) -> StoreCall<()> {
+        let keys: Vec<String> = keys.into_iter().collect();
+        let mut call = FORGET.call(keys.len());
+        for key in keys {
+            call.key(key);
+        }
+        call.arg(self.channel()).arg(tag.to_string());
+        let redis = self.redis.clone();
         StoreCall::boxed(async move { redis.eval::<()>(&call).await })
     }
 }
@@ -163,12 +186,11 @@ impl RateLimitStore for RedisStore {
 
     fn reset(&self, subject: &Subject, policies: &PolicySet) -> StoreCall<()> {
         let tag = self.tag(subject);
-        let mut cmd = Command::new("DEL");
-        for policy in policies.policies() {
-            cmd.arg(self.key(&tag, policy.key_suffix()));
-        }
-        let redis = self.redis.clone();
-        StoreCall::boxed(async move { redis.query::<()>(&cmd).await })
+        let keys = policies
+            .policies()
+            .iter()
+            .map(|policy| self.key(&tag, policy.key_suffix()));
+        self.forget(&tag, keys)
     }
 
     fn ban(&self, subject: &Subject, duration: Duration) -> StoreCall<()> {
@@ -189,6 +211,16 @@ impl RateLimitStore for RedisStore {
 
     fn is_remote(&self) -> bool {
         true
+    }
+
+    fn changes(&self, on_change: Arc<dyn Fn() + Send + Sync>) -> Option<FanOut> {
+        Some(FanOut::new(&self.redis, self.channel(), move |event| {
+            // Any change, or a resync after announcements may have been missed: every
+            // cached refusal may be stale.
+            if matches!(event, Event::Message(_) | Event::Resync) {
+                on_change();
+            }
+        }))
     }
 }
 

@@ -55,3 +55,16 @@ pub fn set(policies: &[(&str, Quota)]) -> PolicySet {
 pub async fn redis(url: String) -> RedisHandle {
     RedisHandle::builder(url).build().await.unwrap()
 }
+
+/// Waits until the layer's deny cache is confirmed in sync with the store (its change
+/// announcements are heard), at most 5 s.
+pub async fn in_sync(layer: &RateLimitLayer) {
+    let started = std::time::Instant::now();
+    while !layer.limiter().is_in_sync() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "the fan-out never became current"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}
