@@ -73,3 +73,18 @@ impl FailureLog {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_per_interval_however_many_failures() {
+        let log = FailureLog::new("test store", Duration::from_secs(10));
+        let written = (0..100_000i64)
+            .filter(|i| log.failure(i * 1_000, "timeout", "fallback", &"slow"))
+            .count();
+        // 100 s of failures, one a millisecond: the first, then one every 10 s.
+        assert_eq!(written, 10);
+    }
+}

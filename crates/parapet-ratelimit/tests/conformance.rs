@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use parapet_core::{ManualClock, RedisHandle};
+use parapet_core::{HashTag, KeySecret, ManualClock, RedisHandle};
 use parapet_ratelimit::{MemoryStore, Outcome, Quota, RateLimitStore, RedisStore, Subject};
 use parapet_testkit::{RedisCluster, RedisServer};
 
@@ -42,6 +42,27 @@ async fn suite(store: &dyn RateLimitStore, clock: &ManualClock, case: &str) {
         store.check(&alice, &second_3, 1).await.unwrap().outcome,
         Outcome::Allowed,
         "{case}: on time"
+    );
+
+    // Every entry point checks its own arguments: a cost no burst can hold, a ban of no
+    // time or of more than ten years.
+    let dave = subject("dave");
+    for err in [
+        store.check(&dave, &second_3, 4).await.unwrap_err(),
+        store.check(&dave, &second_3, u32::MAX).await.unwrap_err(),
+        store.ban(&dave, Duration::ZERO).await.unwrap_err(),
+        store
+            .ban(&dave, Duration::from_secs(11 * 365 * 86_400))
+            .await
+            .unwrap_err(),
+        store.allow(&dave, Duration::ZERO).await.unwrap_err(),
+    ] {
+        assert_eq!(err.kind(), "argument", "{case}: {err}");
+    }
+    assert_eq!(
+        store.check(&dave, &second_3, 0).await.unwrap().states[0].remaining,
+        3,
+        "{case}: refused calls wrote nothing"
     );
 
     // Reading the state charges nothing.
@@ -162,6 +183,7 @@ async fn redis_store_on_server_time() {
     let store = RedisStore::new(RedisHandle::builder(server.url()).build().await.unwrap()).unwrap();
     let subject = Subject::new("test", "server-time");
     let minute = set(&[("minute", Quota::per_minute(100))]);
+    let started = std::time::Instant::now();
     for i in 0..100 {
         assert_eq!(
             store.check(&subject, &minute, 1).await.unwrap().outcome,
@@ -170,11 +192,15 @@ async fn redis_store_on_server_time() {
         );
     }
     let d = store.check(&subject, &minute, 1).await.unwrap();
+    let elapsed = started.elapsed();
     assert_eq!(d.outcome, Outcome::Limited);
+    // The 101st waits one interval (600 ms) after the first admission, less the time the
+    // 101 calls took, however slow this machine is right now.
     let retry = d.retry_after.unwrap();
+    let interval = Duration::from_millis(600);
     assert!(
-        retry > Duration::from_millis(550) && retry <= Duration::from_millis(600),
-        "{retry:?}"
+        retry <= interval && retry + elapsed >= interval,
+        "{retry:?} after {elapsed:?}"
     );
     assert_every_key_has_a_ttl(&server);
     // Keys name the subject by hash only.
@@ -225,4 +251,58 @@ fn assert_every_key_has_a_ttl(server: &RedisServer) {
         // -1 is "no TTL"; -2 (gone) and 0 (under a millisecond left) are fine.
         assert_ne!(ms, -1, "{key} has no TTL");
     }
+}
+
+/// A Redis clock that steps back (a failover to a server whose clock is behind) costs a
+/// client at most one window, never the size of the step.
+#[tokio::test]
+async fn a_clock_step_back_costs_at_most_one_window() {
+    let server = RedisServer::start();
+    let handle = RedisHandle::builder(server.url()).build().await.unwrap();
+    let now = ManualClock::new();
+    now.set_micros(1_700_000_000_000_000);
+    let earlier = ManualClock::new();
+    earlier.set_micros(1_700_000_000_000_000 - 3_600_000_000);
+    let ahead = RedisStore::new(handle.clone())
+        .unwrap()
+        .with_test_clock(now);
+    let behind = RedisStore::new(handle).unwrap().with_test_clock(earlier);
+    let minute = set(&[("minute", Quota::per_minute(10))]);
+    let subject = Subject::new("test", "clock-step");
+    for _ in 0..10 {
+        ahead.check(&subject, &minute, 1).await.unwrap();
+    }
+    let refused = behind.check(&subject, &minute, 1).await.unwrap();
+    assert_eq!(refused.outcome, Outcome::Limited);
+    let retry = refused.retry_after.unwrap();
+    assert!(
+        retry <= Duration::from_secs(6),
+        "one interval at most, got {retry:?}"
+    );
+    assert!(refused.states[0].reset_after <= Duration::from_secs(60));
+}
+
+/// With a key secret, no key holds the plain SHA-256 of a subject (which anyone could
+/// compute for every IPv4 address), and the limit is shared as before.
+#[tokio::test]
+async fn a_key_secret_keeps_subjects_out_of_the_keys() {
+    let server = RedisServer::start();
+    let handle = RedisHandle::builder(server.url()).build().await.unwrap();
+    let secret = || KeySecret::new("a per-deployment secret of 32 bytes").unwrap();
+    let a = RedisStore::new(handle.clone())
+        .unwrap()
+        .key_secret(secret());
+    let b = RedisStore::new(handle).unwrap().key_secret(secret());
+    let minute = set(&[("minute", Quota::per_minute(2))]);
+    let subject = Subject::ip("192.0.2.1".parse().unwrap());
+    a.check(&subject, &minute, 1).await.unwrap();
+    b.check(&subject, &minute, 1).await.unwrap();
+    assert_eq!(
+        a.check(&subject, &minute, 1).await.unwrap().outcome,
+        Outcome::Limited
+    );
+    let keys = server.command(&["KEYS", "*"]);
+    let plain = HashTag::of(subject.as_bytes()).to_string();
+    assert!(!keys.contains(&plain), "{keys}");
+    assert_eq!(keys.lines().count(), 1, "one shared key: {keys}");
 }

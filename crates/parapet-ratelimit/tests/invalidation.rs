@@ -31,7 +31,10 @@ async fn answering(layer: &RateLimitLayer) {
     let probe = Subject::new("probe", "x");
     let started = Instant::now();
     while layer.limiter().state(&probe, &minute).await.is_err() {
-        assert!(started.elapsed() < Duration::from_secs(5), "Redis never answered again");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "Redis never answered again"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

@@ -146,6 +146,32 @@ async fn by_default_only_retry_after() {
 }
 
 #[tokio::test]
+async fn no_peer_address_is_a_500_that_names_the_fix_not_a_400() {
+    for missing_key in [MissingKey::Reject, MissingKey::Skip] {
+        let layer = RateLimitLayer::builder()
+            .policy("minute", Quota::per_minute(1))
+            .missing_key(missing_key)
+            .build()
+            .unwrap();
+        let mut svc = service(&layer);
+        for _ in 0..2 {
+            let response = send(&mut svc, Request::new(())).await;
+            assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(
+                body(response).await,
+                r#"{"title":"rate limiter misconfigured","status":500}"#
+            );
+        }
+        let err = layer
+            .limiter()
+            .subject(&parapet_ratelimit::RequestHead::of(&Request::new(())));
+        assert!(
+            matches!(err, Err(parapet_ratelimit::key::NoKey::Misconfigured(fix)) if fix.contains("connect_info"))
+        );
+    }
+}
+
+#[tokio::test]
 async fn missing_key_is_400_or_skipped() {
     let api_key = || HeaderKey::new(http::HeaderName::from_static("x-api-key"));
     let strict = RateLimitLayer::builder()

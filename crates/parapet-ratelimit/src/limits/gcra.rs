@@ -227,4 +227,12 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn a_state_from_a_clock_that_stepped_back_costs_one_window_at_most() {
+        let hour = 3_600_000_000;
+        let e = evaluate(1_000, &[Some(1_000 + 10 * hour)], &[MINUTE_100], 1);
+        assert!(!e.allowed);
+        assert!(e.retry_after <= MINUTE_100.interval, "{}", e.retry_after);
+    }
 }
