@@ -191,3 +191,32 @@ async fn axum_example_says_when_redis_is_unreachable() {
         "{err}"
     );
 }
+
+/// What the README says counts against the quota under `route_layer`: unknown paths (404)
+/// are not charged; a wrong method on a known path (405) is, because the path matched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_route_layer_404_is_free_and_405_is_charged() {
+    let addr = axum_instance(None).await;
+    for _ in 0..150 {
+        assert_eq!(get(addr, "/nowhere").await.0, 404);
+    }
+    hundred_then_429(&[addr]).await;
+
+    let addr = axum_instance(None).await;
+    let mut statuses = Vec::new();
+    for _ in 0..101 {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(
+                b"POST /api/products HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        statuses.push(response[9..12].to_owned());
+    }
+    assert!(statuses[..100].iter().all(|s| s == "405"), "{statuses:?}");
+    assert_eq!(statuses[100], "429");
+    assert_eq!(get(addr, "/api/products").await.0, 429);
+}

@@ -100,6 +100,10 @@ pub struct Shard<V = i64> {
     next_sweep: usize,
     capacity: usize,
     when_full: WhenFull,
+    /// No entry expires before this (µs), as of the last sweep and later inserts: until
+    /// then a sweep cannot free anything, so a full shard does not scan again (a flood of
+    /// new subjects against a full refusing table costs O(1) each, not a scan).
+    earliest: i64,
     evicted: u64,
     refused: u64,
 }
@@ -122,6 +126,7 @@ impl<V: Expiring> Table<V> {
                         next_sweep: MIN_SWEEP_INTERVAL,
                         capacity: shard_capacity,
                         when_full,
+                        earliest: i64::MAX,
                         evicted: 0,
                         refused: 0,
                     })
@@ -276,9 +281,11 @@ impl<V: Expiring> Shard<V> {
         if self.map.len() + new <= self.capacity {
             return Ok(0);
         }
-        self.sweep(now);
-        if self.map.len() + new <= self.capacity {
-            return Ok(0);
+        if now >= self.earliest {
+            self.sweep(now);
+            if self.map.len() + new <= self.capacity {
+                return Ok(0);
+            }
         }
         if self.when_full == WhenFull::Refuse || new > self.capacity {
             self.refused += 1;
@@ -297,6 +304,7 @@ impl<V: Expiring> Shard<V> {
         } else {
             self.make_room(1, now)?
         };
+        self.earliest = self.earliest.min(value.expires());
         self.map.insert(key, value);
         Ok(evicted)
     }
@@ -307,7 +315,17 @@ impl<V: Expiring> Shard<V> {
     }
 
     fn sweep(&mut self, now: i64) {
-        self.map.retain(|_, v| v.expires() > now);
+        // The next expiry is the earliest among the entries kept.
+        let mut earliest = i64::MAX;
+        self.map.retain(|_, v| {
+            let expires = v.expires();
+            let live = expires > now;
+            if live {
+                earliest = earliest.min(expires);
+            }
+            live
+        });
+        self.earliest = earliest;
         self.ops = 0;
         self.next_sweep = self.map.len().max(MIN_SWEEP_INTERVAL);
         if self.map.capacity() > 4 * self.map.len().max(64) {
@@ -394,6 +412,24 @@ mod tests {
         drop(shard);
         assert_eq!(table.refused(), 1);
         assert_eq!(table.evicted(), 0);
+    }
+
+    #[test]
+    fn a_full_refusing_shard_does_not_rescan_before_anything_expires() {
+        let table = Table::new(64, WhenFull::Refuse);
+        let mut shard = table.shard(0);
+        let capacity = shard.capacity;
+        for i in 0..capacity as u64 {
+            shard.insert(i, 1_000 + i as i64, 0).unwrap();
+        }
+        let ops = shard.ops;
+        for key in 100..10_000u64 {
+            assert_eq!(shard.insert(key, 5_000, 10), Err(Full));
+        }
+        // No sweep ran (a sweep resets the operation count).
+        assert_eq!(shard.ops, ops);
+        // Once the earliest entry expires, room is found again.
+        assert_eq!(shard.insert(99_999, 5_000, 1_000), Ok(0));
     }
 
     #[test]

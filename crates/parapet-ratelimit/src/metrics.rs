@@ -15,13 +15,16 @@ pub const DECISIONS: &str = "parapet_ratelimit_decisions_total";
 /// Counter: refusals answered by the local deny cache, without a store call.
 pub const LOCAL_DENIALS: &str = "parapet_ratelimit_local_denials_total";
 /// Counter: store failures, labelled `kind` (`timeout`, `oom`, `redis`, `pool`, `reply`,
-/// `circuit_open`) and `action` (`fail_open`, `fail_closed`, `fallback`).
+/// `circuit_open`) and `action` (`fail_open`, `fail_closed`, `fallback`, or `refund_lost`
+/// for a refund that could not be made).
 pub const STORE_ERRORS: &str = "parapet_ratelimit_store_errors_total";
 /// Histogram: seconds per remote store call.
 pub const STORE_SECONDS: &str = "parapet_ratelimit_store_seconds";
 /// Counter: live in-memory counters evicted because the table was full
 /// (`WhenFull::EvictNearestExpiry`); each may admit up to its policy's burst early.
 pub const MEMORY_EVICTIONS: &str = "parapet_ratelimit_memory_evictions_total";
+/// Counter: admitted requests whose charge was given back (`refund_when`).
+pub const REFUNDS: &str = "parapet_ratelimit_refunds_total";
 /// Counter: decisions refused because the in-memory table was full (`WhenFull::Refuse`).
 pub const MEMORY_REFUSALS: &str = "parapet_ratelimit_memory_refusals_total";
 
@@ -85,4 +88,8 @@ pub(crate) fn memory_full(action: &'static str, count: usize) {
         MEMORY_REFUSALS
     };
     metrics::counter!(name).increment(count as u64);
+}
+
+pub(crate) fn refund() {
+    metrics::counter!(REFUNDS).increment(1);
 }

@@ -65,6 +65,28 @@ async fn suite(store: &dyn RateLimitStore, clock: &ManualClock, case: &str) {
         "{case}: refused calls wrote nothing"
     );
 
+    // A refund gives one charge back, and no more than the state held.
+    let erin = subject("erin");
+    for _ in 0..3 {
+        store.check(&erin, &second_3, 1).await.unwrap();
+    }
+    store.refund(&erin, &second_3, 1).await.unwrap();
+    let d = store.check(&erin, &second_3, 0).await.unwrap();
+    assert_eq!(d.states[0].remaining, 1, "{case}: one cell back");
+    for _ in 0..5 {
+        store.refund(&erin, &second_3, 1).await.unwrap();
+    }
+    let d = store.check(&erin, &second_3, 0).await.unwrap();
+    assert_eq!(
+        d.states[0].remaining, 3,
+        "{case}: never more than a full burst"
+    );
+    assert_eq!(
+        store.refund(&erin, &second_3, 4).await.unwrap_err().kind(),
+        "argument",
+        "{case}"
+    );
+
     // Reading the state charges nothing.
     let bob = subject("bob");
     for _ in 0..5 {

@@ -271,3 +271,40 @@ async fn a_store_deadline_above_the_handles_is_an_error() {
         "{err}"
     );
 }
+
+/// Slowing Redis does not lift a ban: the fallback limiter learned it from Redis's answer,
+/// and refuses the banned client while Redis is frozen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_redis_lifts_no_ban() {
+    let server = RedisServer::start();
+    let a = layer(&server, OnStoreError::Fallback, Quota::per_second(10_000)).await;
+    let b = layer(&server, OnStoreError::Fallback, Quota::per_second(10_000)).await;
+    let banned = parapet_ratelimit::Subject::ip("192.0.2.1".parse().unwrap());
+    a.limiter()
+        .ban(&banned, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let mut svc = service(&b);
+    assert_eq!(
+        send(&mut svc, request_from("192.0.2.1")).await.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "Redis says banned"
+    );
+    server.pause();
+    for _ in 0..20 {
+        let response = send(&mut svc, request_from("192.0.2.1")).await;
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        let retry: u64 = response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(retry > 3500, "still the ban, Retry-After {retry}");
+    }
+    // Others are decided by the fallback's quota meanwhile.
+    assert_eq!(
+        send(&mut svc, request_from("192.0.2.2")).await.status(),
+        StatusCode::OK
+    );
+    server.resume();
+}

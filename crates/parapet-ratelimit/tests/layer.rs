@@ -488,3 +488,92 @@ async fn on_store_error_setting_does_not_affect_a_healthy_memory_store() {
         StatusCode::TOO_MANY_REQUESTS
     );
 }
+
+/// Only some statuses count: server errors are refunded, so ten failures leave the quota
+/// whole.
+#[tokio::test]
+async fn refund_when_counts_only_some_statuses() {
+    use http_body_util::Full;
+    use std::convert::Infallible;
+    use tower::{Layer, Service, ServiceExt, service_fn};
+
+    let layer = RateLimitLayer::builder()
+        .policy("minute", Quota::per_minute(2))
+        .key(Global)
+        .refund_when(|status| status.is_server_error())
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(service_fn(|request: Request<()>| async move {
+        let mut response = Response::new(Full::new(Bytes::new()));
+        if request.uri().path() == "/fail" {
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        }
+        Ok::<_, Infallible>(response)
+    }));
+    let mut get = async |path: &'static str| {
+        let request = Request::builder().uri(path).body(()).unwrap();
+        svc.ready()
+            .await
+            .unwrap()
+            .call(request)
+            .await
+            .unwrap()
+            .status()
+    };
+    for _ in 0..10 {
+        assert_eq!(get("/fail").await, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    assert_eq!(get("/ok").await, StatusCode::OK);
+    assert_eq!(get("/ok").await, StatusCode::OK);
+    assert_eq!(get("/ok").await, StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// A forwarding header whose client hop is garbage is refused even when requests without a
+/// key are let through: a malformed header must not become a pass.
+#[tokio::test]
+async fn a_malformed_client_address_is_400_even_with_skip() {
+    let layer = RateLimitLayer::builder()
+        .policy("minute", Quota::per_minute(1))
+        .key(parapet_ratelimit::key::ClientIp::trusted_proxies(["192.0.2.0/24"]).unwrap())
+        .missing_key(MissingKey::Skip)
+        .build()
+        .unwrap();
+    let mut svc = service(&layer);
+    for forged in ["unknown", "not-an-ip, 192.0.2.9"] {
+        let mut request = request_from("192.0.2.1");
+        request
+            .headers_mut()
+            .insert("x-forwarded-for", forged.parse().unwrap());
+        assert_eq!(
+            send(&mut svc, request).await.status(),
+            StatusCode::BAD_REQUEST,
+            "{forged}"
+        );
+    }
+}
+
+/// `ip_subject` folds an address as the layer's key does, also with another IPv6 prefix.
+#[tokio::test]
+async fn ip_subject_follows_the_keys_prefix() {
+    let layer = RateLimitLayer::builder()
+        .policy("minute", Quota::per_minute(100))
+        .key(parapet_ratelimit::key::PeerIp::new().ipv6_prefix(128))
+        .build()
+        .unwrap();
+    let mut svc = service(&layer);
+    let ip = "2001:db8::1".parse().unwrap();
+    layer
+        .limiter()
+        .ban(&layer.limiter().ip_subject(ip), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        send(&mut svc, request_from("2001:db8::1")).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        send(&mut svc, request_from("2001:db8::2")).await.status(),
+        StatusCode::OK,
+        "a /128 key"
+    );
+}

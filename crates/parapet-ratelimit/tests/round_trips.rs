@@ -86,3 +86,92 @@ async fn script_flush_costs_one_reload_and_no_error() {
         "back to one call per decision"
     );
 }
+
+/// A refund costs one more script call, only for the responses it applies to, and is made
+/// after the response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refunds_cost_one_call_only_when_they_apply() {
+    use bytes::Bytes;
+    use http::{Request, Response};
+    use http_body_util::Full;
+    use std::convert::Infallible;
+    use tower::{Layer, Service, ServiceExt, service_fn};
+
+    let server = RedisServer::start();
+    let handle = RedisHandle::builder(server.url()).build().await.unwrap();
+    let layer = RateLimitLayer::builder()
+        .policy("minute", Quota::per_minute(3))
+        .store(RedisStore::new(handle).unwrap())
+        .refund_when(|status| status == StatusCode::UNAUTHORIZED)
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(service_fn(|request: Request<()>| async move {
+        let mut response = Response::new(Full::new(Bytes::new()));
+        if request.uri().path() == "/denied" {
+            *response.status_mut() = StatusCode::UNAUTHORIZED;
+        }
+        Ok::<_, Infallible>(response)
+    }));
+    let mut get = async |path: &'static str| {
+        let mut request = Request::builder().uri(path).body(()).unwrap();
+        request
+            .extensions_mut()
+            .insert("192.0.2.1:4000".parse::<std::net::SocketAddr>().unwrap());
+        svc.ready()
+            .await
+            .unwrap()
+            .call(request)
+            .await
+            .unwrap()
+            .status()
+    };
+    // Warm-up: one charge that stays, and one refunded (which loads the refund script).
+    get("/warm-up").await;
+    get("/denied").await;
+    let subject = parapet_ratelimit::Subject::ip("192.0.2.1".parse().unwrap());
+    let minute = common::set(&[("minute", Quota::per_minute(3))]);
+    let started = std::time::Instant::now();
+    while layer
+        .limiter()
+        .state(&subject, &minute)
+        .await
+        .unwrap()
+        .states[0]
+        .remaining
+        != 2
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "warm-up refund"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    let before = server.command_calls("evalsha") + server.command_calls("eval");
+    for i in 1..=5 {
+        assert_eq!(
+            get("/denied").await,
+            StatusCode::UNAUTHORIZED,
+            "request {i}"
+        );
+        // One decision and one refund each, the refund in the background after the
+        // response: wait for it before the next request.
+        let started = std::time::Instant::now();
+        while server.command_calls("evalsha") + server.command_calls("eval") - before < 2 * i {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(2),
+                "refund {i} not made"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+    // The warm-up counted; the refunded ones did not: two left, then refused.
+    assert_eq!(get("/ok").await, StatusCode::OK);
+    assert_eq!(get("/ok").await, StatusCode::OK);
+    assert_eq!(get("/ok").await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        server.command_calls("evalsha") + server.command_calls("eval") - before,
+        // 5 decisions + 5 refunds + 3 decisions (the state reads above came before).
+        13,
+        "no refund call for the responses it does not apply to"
+    );
+}

@@ -314,16 +314,44 @@ impl RedisBuilder {
     }
 }
 
-/// A Redis URL with its user-info (user name and password) replaced by `***`.
+/// A Redis URL with its credentials replaced by `***`: everything between `://` and the
+/// last `@` (a password may hold `/` or `@` unencoded), and the values of the query
+/// parameters redis-rs reads credentials from (`user`, `username`, `pass`, `password`).
 pub(crate) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "***".into();
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-        None => url.to_owned(),
+    let (rest, query) = match rest.split_once('?') {
+        Some((rest, query)) => (rest, Some(query)),
+        None => (rest, None),
+    };
+    let mut out = format!("{scheme}://");
+    match rest.rfind('@') {
+        Some(at) => {
+            out.push_str("***@");
+            out.push_str(&rest[at + 1..]);
+        }
+        None => out.push_str(rest),
     }
+    if let Some(query) = query {
+        out.push('?');
+        for (i, pair) in query.split('&').enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+            if ["user", "username", "pass", "password"]
+                .iter()
+                .any(|secret| name.eq_ignore_ascii_case(secret))
+            {
+                out.push_str(name);
+                out.push_str("=***");
+            } else {
+                out.push_str(pair);
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -339,6 +367,11 @@ mod tests {
         assert_eq!(redact("rediss://:hunter2@db"), "rediss://***@db");
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
         assert_eq!(redact("hunter2"), "***");
+        assert_eq!(redact("redis://:ab/cd@host:6379"), "redis://***@host:6379");
+        assert_eq!(
+            redact("redis+unix:///run/redis.sock?db=1&pass=hunter2&user=app"),
+            "redis+unix:///run/redis.sock?db=1&pass=***&user=***"
+        );
     }
 
     #[tokio::test]

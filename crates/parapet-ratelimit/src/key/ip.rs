@@ -13,7 +13,7 @@ fn no_key(error: ClientIpError) -> NoKey {
              feature, insert the SocketAddr into the extensions in a hyper service, or enable \
              the `tonic` feature",
         ),
-        _ => NoKey::Absent,
+        _ => NoKey::Malformed,
     }
 }
 
@@ -22,11 +22,19 @@ impl KeyExtractor for PeerIp {
         let ip = self.ip(head).map_err(no_key)?;
         Ok(self.subject(ip))
     }
+
+    fn ip_subject(&self, ip: std::net::IpAddr) -> Option<Subject> {
+        Some(self.subject(ip))
+    }
 }
 
 impl KeyExtractor for ClientIp {
     fn extract(&self, head: &RequestHead<'_>) -> Result<Subject, NoKey> {
         let ip = self.ip(head).map_err(no_key)?;
         Ok(self.subject(ip))
+    }
+
+    fn ip_subject(&self, ip: std::net::IpAddr) -> Option<Subject> {
+        Some(self.subject(ip))
     }
 }

@@ -40,9 +40,13 @@ use crate::{RequestHead, Subject};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum NoKey {
-    /// The request carries no usable key: the client's doing (`400`, or let through per
+    /// The request carries no key: the client's doing (`400`, or let through per
     /// `MissingKey`).
     Absent,
+    /// Where a key must be, the request carries something unusable (a forwarding header
+    /// whose client hop is garbage): always `400`, even with `MissingKey::Skip`, so that a
+    /// client cannot turn a malformed header into a pass.
+    Malformed,
     /// The server is set up wrong (no peer address in the extensions): `500`, logged once
     /// with this text, which names the fix.
     Misconfigured(&'static str),
@@ -53,8 +57,15 @@ pub trait KeyExtractor: Send + Sync + 'static {
     /// The subject, or why there is none.
     fn extract(&self, head: &RequestHead<'_>) -> Result<Subject, NoKey>;
 
-    /// This key, or `other` when this one is absent. A misconfiguration is not hidden by
-    /// the fallback.
+    /// The subject `ip` is counted under, if this key is an IP address alone (folded with the
+    /// key's own prefix); `None` otherwise. Used to ban or allow an address.
+    fn ip_subject(&self, ip: std::net::IpAddr) -> Option<Subject> {
+        let _ = ip;
+        None
+    }
+
+    /// This key, or `other` when this one is absent. A misconfiguration or a malformed key
+    /// is not hidden by the fallback.
     fn or<K: KeyExtractor>(self, other: K) -> Or<Self, K>
     where
         Self: Sized,

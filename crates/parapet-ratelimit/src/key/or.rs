@@ -26,4 +26,10 @@ impl<A: KeyExtractor, B: KeyExtractor> KeyExtractor for Or<A, B> {
             other => other,
         }
     }
+
+    fn ip_subject(&self, ip: std::net::IpAddr) -> Option<Subject> {
+        self.first
+            .ip_subject(ip)
+            .or_else(|| self.second.ip_subject(ip))
+    }
 }

@@ -13,7 +13,7 @@ use parapet_core::{Breaker, Clock, FailureLog, OnStoreError, SystemClock};
 
 use crate::key::{KeyExtractor, PeerIp};
 use crate::request::deny_cache::DenyCache;
-use crate::request::limiter::{CostFn, Inner, RejectionFn, Resolver};
+use crate::request::limiter::{CostFn, Inner, RefundFn, RejectionFn, Resolver};
 use crate::store::{MemoryStore, RateLimitStore, WhenFull};
 use crate::{
     HeaderStyle, MissingKey, Policy, PolicySet, Quota, RateLimitError, RateLimitLayer, RateLimiter,
@@ -42,6 +42,7 @@ pub struct RateLimitLayerBuilder {
     memory_capacity: usize,
     when_memory_full: WhenFull,
     rejection_response: Option<RejectionFn>,
+    refund_when: Option<RefundFn>,
     clock: Arc<dyn Clock>,
 }
 
@@ -62,6 +63,7 @@ impl RateLimitLayerBuilder {
             memory_capacity: DEFAULT_MEMORY_CAPACITY,
             when_memory_full: WhenFull::default(),
             rejection_response: None,
+            refund_when: None,
             clock: Arc::new(SystemClock),
         }
     }
@@ -215,6 +217,42 @@ impl RateLimitLayerBuilder {
         self
     }
 
+    /// Gives a request's charge back when `predicate` holds for its response's status, so
+    /// that only some outcomes count: failed logins only with
+    /// `.refund_when(|status| status != StatusCode::UNAUTHORIZED)`, or not your own errors
+    /// with `.refund_when(|status| status.is_server_error())`. Default: every admitted
+    /// request counts.
+    ///
+    /// The decision is still made before the handler runs, so until the response is known
+    /// the charge counts (concurrent requests see it). A refund is one more store call,
+    /// made only for refunded responses: in-process at once, on Redis in a background task
+    /// after the response is sent (a lost refund is counted as a store error with action
+    /// `refund_lost`). Other instances' deny caches are not told of refunds; a refusal they
+    /// cached ends when it was due. Requests admitted by the `Fallback` limiter during an
+    /// outage are not refunded.
+    ///
+    /// Refund only what a client cannot cause at will: `refund_when(|s| s.is_server_error())`
+    /// gives unlimited requests to anyone who can make your handler fail.
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use parapet_ratelimit::{Quota, RateLimitLayer};
+    ///
+    /// let logins = RateLimitLayer::builder()
+    ///     .policy("failed-logins", Quota::per_hour(10))
+    ///     .refund_when(|status| status != StatusCode::UNAUTHORIZED)
+    ///     .build()?;
+    /// # Ok::<(), parapet_ratelimit::RateLimitError>(())
+    /// ```
+    #[must_use]
+    pub fn refund_when<F>(mut self, predicate: F) -> Self
+    where
+        F: Fn(http::StatusCode) -> bool + Send + Sync + 'static,
+    {
+        self.refund_when = Some(Box::new(predicate));
+        self
+    }
+
     /// The clock of the in-process store and the deny cache (default: the system's
     /// monotonic clock; tests use a `ManualClock`).
     #[must_use]
@@ -282,6 +320,7 @@ impl RateLimitLayerBuilder {
             failures: FailureLog::new("rate-limit store call", Duration::from_secs(10)),
             misconfiguration_logged: AtomicBool::new(false),
             rejection_response: self.rejection_response,
+            refund_when: self.refund_when,
             clock: self.clock,
         };
         Ok(RateLimitLayer::new(RateLimiter::new(inner)))

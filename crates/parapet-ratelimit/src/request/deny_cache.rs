@@ -107,9 +107,7 @@ impl DenyCache {
         let Some(mut retry_after) = decision.retry_after else {
             return;
         };
-        if self.epoch() != sent_at_epoch {
-            return;
-        }
+
         if decision.outcome == crate::Outcome::Banned {
             retry_after = retry_after.min(MAX_BAN_CACHE);
         }
@@ -120,8 +118,14 @@ impl DenyCache {
             at: now,
             decision: Arc::new(decision.clone()),
         };
+        let mut shard = self.table.shard(h);
+        // Checked under the shard lock: `clear` counts up before it empties each shard, so
+        // either this sees the new epoch, or the clear empties this shard after the insert.
+        if self.epoch() != sent_at_epoch {
+            return;
+        }
         // A full cache evicts its entries nearest to expiry: never an error.
-        let _ = self.table.shard(h).insert(key, refusal, now);
+        let _ = shard.insert(key, refusal, now);
     }
 
     pub(crate) fn clear(&self) {

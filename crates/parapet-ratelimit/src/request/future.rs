@@ -115,6 +115,9 @@ where
                             });
                         }
                         Verdict::Refuse(response) => {
+                            // The inner service and the request are not needed: drop them
+                            // now, not when the caller drops this future.
+                            state.set(State::Refused { response: None });
                             return Poll::Ready(Ok(response.map(ResponseBody::full)));
                         }
                     }
@@ -132,6 +135,9 @@ where
                             &charged.set,
                             &charged.states,
                         );
+                        if let Some(refund) = charged.refund {
+                            refund.apply(response.status(), &charged.set);
+                        }
                     }
                     return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::Response;
+use http::{Response, StatusCode};
 use parapet_core::{
     Breaker, Clock, FailureLog, FanOut, OnStoreError, Permit, StoreCall, StoreError,
 };
@@ -24,6 +24,7 @@ use crate::{
 pub(crate) type Resolver = Box<dyn Fn(&RequestHead<'_>) -> Option<PolicySet> + Send + Sync>;
 pub(crate) type CostFn = Box<dyn Fn(&RequestHead<'_>) -> u32 + Send + Sync>;
 pub(crate) type RejectionFn = Box<dyn Fn(&Rejection) -> Response<Bytes> + Send + Sync>;
+pub(crate) type RefundFn = Box<dyn Fn(StatusCode) -> bool + Send + Sync>;
 
 /// A configured rate limiter: what a [`RateLimitLayer`](crate::RateLimitLayer) runs, and
 /// the handle for reading, resetting, banning and allow-listing keys at run time.
@@ -70,6 +71,7 @@ pub(crate) struct Inner {
     /// Set once the misconfiguration error was logged: it is logged once per limiter.
     pub(crate) misconfiguration_logged: AtomicBool,
     pub(crate) rejection_response: Option<RejectionFn>,
+    pub(crate) refund_when: Option<RefundFn>,
     pub(crate) clock: Arc<dyn Clock>,
 }
 
@@ -81,10 +83,45 @@ pub(crate) enum Verdict {
     Refuse(Response<Bytes>),
 }
 
-/// The state to report on an admitted request's response.
+/// What the response of an admitted request needs: the state to report, and what to give
+/// back if its status asks for a refund.
 pub(crate) struct Charged {
     pub(crate) set: PolicySet,
     pub(crate) states: Vec<PolicyState>,
+    pub(crate) refund: Option<Refund>,
+}
+
+/// A charge the store made, to give back when the response's status says so.
+pub(crate) struct Refund {
+    limiter: RateLimiter,
+    subject: Subject,
+    cost: u32,
+}
+
+impl Refund {
+    /// Gives the charge back if the limiter's `refund_when` holds for `status`. An
+    /// in-process store does it now; a remote one in a background task, so the response
+    /// does not wait for the extra round trip.
+    pub(crate) fn apply(self, status: StatusCode, set: &PolicySet) {
+        let inner = &*self.limiter.inner;
+        if !inner.refund_when.as_ref().is_some_and(|when| when(status)) {
+            return;
+        }
+        metrics::refund();
+        match inner
+            .store
+            .refund(&self.subject, set, self.cost)
+            .now_or_later()
+        {
+            Ok(result) => self.limiter.refund_failed(result),
+            Err(call) => {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    let limiter = self.limiter.clone();
+                    runtime.spawn(async move { limiter.refund_failed(call.await) });
+                }
+            }
+        }
+    }
 }
 
 /// A store call under way.
@@ -165,7 +202,7 @@ impl RateLimiter {
                 && let Some(decision) = cache.lookup(&subject, &set, cost, now)
             {
                 metrics::local_denial();
-                return Begin::Done(self.verdict(decision, &set, None));
+                return Begin::Done(self.verdict(decision, &set, None, None));
             }
             if inner.breaker.permit(now) == Permit::Skip {
                 return Begin::Done(self.store_failed("circuit_open", None, &subject, &set, cost));
@@ -198,7 +235,7 @@ impl RateLimiter {
                 metrics::decision_without_policy("misconfigured");
                 Verdict::Refuse(self.refuse(RejectionKind::Misconfigured, None, Vec::new(), None))
             }
-            (_, MissingKey::Skip) => {
+            (NoKey::Absent, MissingKey::Skip) => {
                 metrics::decision_without_policy("skipped");
                 Verdict::Admit(None)
             }
@@ -240,6 +277,10 @@ impl RateLimiter {
             Ok(decision) => {
                 if started.is_some() {
                     self.inner.breaker.success();
+                    // The fallback learns the store's bans, so slowing Redis lifts none.
+                    if let Some(fallback) = &self.inner.fallback {
+                        fallback.follow(subject, &decision);
+                    }
                 }
                 // Only the remote store's own refusals may be remembered locally.
                 let remember = started.map(|(_, epoch)| Remember {
@@ -247,7 +288,7 @@ impl RateLimiter {
                     cost,
                     epoch,
                 });
-                self.verdict(decision, set, remember)
+                self.verdict(decision, set, remember, Some((subject, cost)))
             }
             Err(StoreError::CapacityExceeded(_)) => self.capacity_exceeded(),
             Err(error) => self.store_failed(error.kind(), Some(&error), subject, set, cost),
@@ -272,18 +313,29 @@ impl RateLimiter {
         decision: Decision,
         set: &PolicySet,
         remember: Option<Remember<'_>>,
+        charged_by_store: Option<(&Subject, u32)>,
     ) -> Verdict {
         match decision.outcome {
             Outcome::Allowed => {
                 for policy in set.policies() {
                     policy.counters().allowed();
                 }
-                Verdict::Admit(
-                    (self.inner.header_style != HeaderStyle::None).then(|| Charged {
-                        set: set.clone(),
-                        states: decision.states,
-                    }),
-                )
+                let refund =
+                    self.inner
+                        .refund_when
+                        .as_ref()
+                        .and(charged_by_store)
+                        .map(|(subject, cost)| Refund {
+                            limiter: self.clone(),
+                            subject: subject.clone(),
+                            cost,
+                        });
+                let report = self.inner.header_style != HeaderStyle::None;
+                Verdict::Admit((report || refund.is_some()).then(|| Charged {
+                    set: set.clone(),
+                    states: decision.states,
+                    refund,
+                }))
             }
             Outcome::AllowListed => {
                 metrics::decision_without_policy(Outcome::AllowListed.label());
@@ -326,6 +378,15 @@ impl RateLimiter {
         }
     }
 
+    fn refund_failed(&self, result: Result<(), StoreError>) {
+        if let Err(error) = result {
+            metrics::store_error(error.kind(), "refund_lost");
+            self.inner
+                .failures
+                .failure(self.now(), error.kind(), "refund_lost", &error);
+        }
+    }
+
     fn store_failed(
         &self,
         kind: &'static str,
@@ -344,7 +405,8 @@ impl RateLimiter {
         }
         match (inner.on_store_error, &inner.fallback) {
             (OnStoreError::Fallback, Some(fallback)) => match fallback.decide(subject, set, cost) {
-                Ok(decision) => self.verdict(decision, set, None),
+                // The fallback's charges are not the store's: nothing to refund there.
+                Ok(decision) => self.verdict(decision, set, None, None),
                 Err(_) => self.capacity_exceeded(),
             },
             (OnStoreError::FailClosed, _) => {

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::key::NoKey;
+use crate::store::RateLimitStore;
 use crate::{Decision, PolicySet, RateLimitError, RateLimiter, RequestHead, Subject};
 
 impl RateLimiter {
@@ -23,6 +24,18 @@ impl RateLimiter {
             });
         }
         Ok(self.inner.store.check(subject, policies, cost).await?)
+    }
+
+    /// Gives back what an admitted request of `cost` was charged (see
+    /// [`refund_when`](crate::RateLimitLayerBuilder::refund_when) to do it by response
+    /// status).
+    pub async fn refund(
+        &self,
+        subject: &Subject,
+        policies: &PolicySet,
+        cost: u32,
+    ) -> Result<(), RateLimitError> {
+        Ok(self.inner.store.refund(subject, policies, cost).await?)
     }
 
     /// The state of `subject` under `policies`, without charging anything.
@@ -46,14 +59,22 @@ impl RateLimiter {
         Ok(())
     }
 
-    /// Refuses every request of `subject` for `duration`, on every instance sharing the store.
+    /// Refuses every request of `subject` for `duration`, on every instance sharing the store
+    /// (and on this one by its fallback limiter too, should the store become unavailable).
     pub async fn ban(&self, subject: &Subject, duration: Duration) -> Result<(), RateLimitError> {
-        Ok(self.inner.store.ban(subject, duration).await?)
+        self.inner.store.ban(subject, duration).await?;
+        if let Some(fallback) = &self.inner.fallback {
+            let _ = fallback.ban(subject, duration).await;
+        }
+        Ok(())
     }
 
     /// Lifts a ban, on every instance sharing the store.
     pub async fn unban(&self, subject: &Subject) -> Result<(), RateLimitError> {
         self.inner.store.unban(subject).await?;
+        if let Some(fallback) = &self.inner.fallback {
+            let _ = fallback.unban(subject).await;
+        }
         self.clear_deny_cache();
         Ok(())
     }
@@ -69,6 +90,16 @@ impl RateLimiter {
     /// Takes `subject` off the shared allow list.
     pub async fn unallow(&self, subject: &Subject) -> Result<(), RateLimitError> {
         Ok(self.inner.store.unallow(subject).await?)
+    }
+
+    /// The subject an IP address is counted under by this limiter's key (folded with the
+    /// key's IPv6 prefix): what to ban or allow for it. Keys that are not an IP alone fold
+    /// with the default /56, as [`Subject::ip`].
+    pub fn ip_subject(&self, ip: std::net::IpAddr) -> Subject {
+        self.inner
+            .key
+            .ip_subject(ip)
+            .unwrap_or_else(|| Subject::ip(ip))
     }
 
     /// The subject the layer's key extractor finds in a request head.

@@ -16,6 +16,9 @@ use crate::{Decision, Outcome, PolicySet, Subject, metrics};
 const BAN: u64 = 0x6261_6e00_0000_0001;
 const ALLOW: u64 = 0x616c_6c6f_7700_0002;
 
+/// How long a fallback keeps an allow entry it learned from the remote store.
+const FOLLOWED_ALLOW: Duration = Duration::from_secs(60);
+
 /// Default capacity of the ban and allow table.
 const DEFAULT_MARK_CAPACITY: usize = 10_000;
 
@@ -170,27 +173,25 @@ impl MemoryStore {
         let evaluation = gcra::evaluate(now, &stored[..n], &limits[..n], i64::from(cost));
         if evaluation.must_write(i64::from(cost)) {
             let new = keys[..n].iter().filter(|k| !shard.has_slot(**k)).count();
-            match shard.make_room(new, now) {
-                Ok(0) => {}
-                Ok(evicted) => {
-                    drop(shard);
-                    self.full(now, evicted, "evict");
-                    shard = self.counters.shard(h);
-                }
-                Err(_) => {
-                    drop(shard);
-                    self.full(now, 1, "refuse");
-                    return Err(StoreError::CapacityExceeded(
-                        "no room for a new subject's counters (WhenFull::Refuse)",
-                    ));
-                }
-            }
+            let Ok(evicted) = shard.make_room(new, now) else {
+                drop(shard);
+                self.full(now, 1, "refuse");
+                return Err(StoreError::CapacityExceeded(
+                    "no room for a new subject's counters (WhenFull::Refuse)",
+                ));
+            };
             for (key, tat) in keys[..n].iter().zip(evaluation.new_tats) {
                 // Room was made above for every key without a slot: this cannot fail.
                 let _ = shard.insert(*key, tat, now);
             }
+            // Reported once the decision is written, outside the lock.
+            drop(shard);
+            if evicted > 0 {
+                self.full(now, evicted, "evict");
+            }
+        } else {
+            drop(shard);
         }
-        drop(shard);
         Ok(Decision {
             outcome: if evaluation.allowed {
                 Outcome::Allowed
@@ -227,6 +228,30 @@ impl MemoryStore {
         Ok(())
     }
 
+    /// Keeps this store's ban and allow entries of `subject` in line with what a remote
+    /// store just decided, so that, used as a fallback while the remote store is away, it
+    /// still refuses banned subjects and admits allow-listed ones. A ban is kept until its
+    /// end; an allow entry, whose end the remote store does not report, for a minute.
+    pub(crate) fn follow(&self, subject: &Subject, decision: &Decision) {
+        let result = match decision.outcome {
+            Outcome::Banned => match decision.retry_after {
+                Some(left) if !left.is_zero() => self.set_until(subject, BAN, left),
+                _ => Ok(()),
+            },
+            Outcome::AllowListed => self.set_until(subject, ALLOW, FOLLOWED_ALLOW),
+            _ if self.marked.load(Ordering::Relaxed) => {
+                let h = self.marks.hash(subject.as_bytes());
+                let mut marks = self.marks.shard(h);
+                marks.remove(entry_key(h, BAN));
+                marks.remove(entry_key(h, ALLOW));
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        // A full mark table keeps what it has: the remote store stays the truth.
+        let _ = result;
+    }
+
     fn remove_mark(&self, subject: &Subject, id: u64) {
         let h = self.marks.hash(subject.as_bytes());
         self.marks.shard(h).remove(entry_key(h, id));
@@ -240,6 +265,29 @@ fn micros(us: i64) -> Duration {
 impl RateLimitStore for MemoryStore {
     fn check(&self, subject: &Subject, policies: &PolicySet, cost: u32) -> StoreCall<Decision> {
         StoreCall::ready(self.decide(subject, policies, cost))
+    }
+
+    fn refund(&self, subject: &Subject, policies: &PolicySet, cost: u32) -> StoreCall<()> {
+        if let Err(e) = check_cost(policies, cost) {
+            return StoreCall::ready(Err(e));
+        }
+        let now = self.now();
+        let h = self.counters.hash(subject.as_bytes());
+        let mut shard = self.counters.shard(h);
+        for policy in policies.policies() {
+            let key = entry_key(h, policy.id());
+            let Some(&tat) = shard.get(key, now) else {
+                continue;
+            };
+            let back = tat - i64::from(cost) * policy.limit().interval;
+            if back > now {
+                // The key has a slot: no room is needed.
+                let _ = shard.insert(key, back, now);
+            } else {
+                shard.remove(key);
+            }
+        }
+        StoreCall::ready(Ok(()))
     }
 
     fn reset(&self, subject: &Subject, policies: &PolicySet) -> StoreCall<()> {

@@ -28,6 +28,17 @@ pub trait RateLimitStore: Debug + Send + Sync + 'static {
     /// of 0 reads the state without charging.
     fn check(&self, subject: &Subject, policies: &PolicySet, cost: u32) -> StoreCall<Decision>;
 
+    /// Gives back what one admitted request of `cost` was charged under `policies` (used by
+    /// `refund_when`): each policy's state moves back by `cost` cells, never below "no
+    /// state". The default answers [`StoreError::InvalidArgument`]: a store that cannot
+    /// refund says so.
+    fn refund(&self, subject: &Subject, policies: &PolicySet, cost: u32) -> StoreCall<()> {
+        let _ = (subject, policies, cost);
+        StoreCall::ready(Err(StoreError::InvalidArgument(
+            "this rate-limit store cannot refund",
+        )))
+    }
+
     /// Forgets the state of `subject` under `policies` (not its ban or allow entry).
     fn reset(&self, subject: &Subject, policies: &PolicySet) -> StoreCall<()>;
 

@@ -18,6 +18,8 @@ static GCRA: LazyLock<Script> =
 static MARK: LazyLock<Script> =
     LazyLock::new(|| Script::new(concat!(include_str!("now.lua"), include_str!("mark.lua"))));
 static FORGET: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("forget.lua")));
+static REFUND: LazyLock<Script> =
+    LazyLock::new(|| Script::new(concat!(include_str!("now.lua"), include_str!("refund.lua"))));
 
 /// The key kind of every rate-limit key: `{prefix}:rl:{tag}:…`.
 const KIND: &str = "rl";
@@ -182,6 +184,24 @@ impl RateLimitStore for RedisStore {
             let reply: Vec<i64> = redis.eval(&call).await?;
             parse_reply(&reply, expected)
         })
+    }
+
+    fn refund(&self, subject: &Subject, policies: &PolicySet, cost: u32) -> StoreCall<()> {
+        if let Err(e) = check_cost(policies, cost) {
+            return StoreCall::ready(Err(e));
+        }
+        let tag = self.tag(subject);
+        let mut call = REFUND.call(policies.policies().len());
+        for policy in policies.policies() {
+            call.key(self.key(&tag, policy.key_suffix()));
+        }
+        call.arg(cost);
+        self.push_now(&mut call);
+        for policy in policies.policies() {
+            call.arg(policy.limit().interval);
+        }
+        let redis = self.redis.clone();
+        StoreCall::boxed(async move { redis.eval::<()>(&call).await })
     }
 
     fn reset(&self, subject: &Subject, policies: &PolicySet) -> StoreCall<()> {

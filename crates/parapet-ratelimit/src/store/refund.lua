@@ -1,0 +1,20 @@
+-- parapet rate limit: give back what one admitted request was charged, for every policy of
+-- its set: tat - cost * interval, and no key at all when that is not after now (the state
+-- the subject would have had without the request). Mirrors MemoryStore::refund.
+--
+-- KEYS     one tat key per policy (all share the subject's {hash tag})
+-- ARGV[1]  cost    ARGV[2]  '' (Redis TIME) or a test clock's now    ARGV[3..] intervals (us)
+-- (now.lua, prepended, sets `now`.)
+local cost = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  local stored = redis.call('GET', KEYS[i])
+  if stored then
+    local tat = tonumber(stored) - cost * tonumber(ARGV[2 + i])
+    if tat > now then
+      redis.call('SET', KEYS[i], tat, 'PX', math.floor((tat - now + 999) / 1000))
+    else
+      redis.call('DEL', KEYS[i])
+    end
+  end
+end
+return 1
