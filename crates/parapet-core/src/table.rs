@@ -265,12 +265,6 @@ impl<V: Expiring> Shard<V> {
         self.map.get(&key).filter(|v| v.expires() > now)
     }
 
-    /// True when `key` has a slot (live or expired but not yet swept): writing it needs no
-    /// room.
-    pub fn has_slot(&self, key: u64) -> bool {
-        self.map.contains_key(&key)
-    }
-
     /// Makes room for `new` more entries: sweeps expired ones, then evicts or refuses per the
     /// table's policy. After `Ok(evicted)`, `new` inserts of keys without a slot fit, so the
     /// writes of one decision are all made or, on `Err`, none.
@@ -307,6 +301,23 @@ impl<V: Expiring> Shard<V> {
         self.earliest = self.earliest.min(value.expires());
         self.map.insert(key, value);
         Ok(evicted)
+    }
+
+    /// Makes room for writing all of `keys` (all or nothing): [`make_room`](Self::make_room)
+    /// for those without a slot, with no per-key look-up while the shard has room for all.
+    /// Then write them with [`put`](Self::put).
+    pub fn reserve(&mut self, keys: &[u64], now: i64) -> Result<usize, Full> {
+        if self.map.len() + keys.len() <= self.capacity && self.ops < self.next_sweep {
+            return Ok(0);
+        }
+        let new = keys.iter().filter(|k| !self.map.contains_key(k)).count();
+        self.make_room(new, now)
+    }
+
+    /// Stores `value` under a key [`reserve`](Self::reserve) made room for.
+    pub fn put(&mut self, key: u64, value: V) {
+        self.earliest = self.earliest.min(value.expires());
+        self.map.insert(key, value);
     }
 
     /// Removes `key`.

@@ -172,8 +172,7 @@ impl MemoryStore {
         let n = set.len();
         let evaluation = gcra::evaluate(now, &stored[..n], &limits[..n], i64::from(cost));
         if evaluation.must_write(i64::from(cost)) {
-            let new = keys[..n].iter().filter(|k| !shard.has_slot(**k)).count();
-            let Ok(evicted) = shard.make_room(new, now) else {
+            let Ok(evicted) = shard.reserve(&keys[..n], now) else {
                 drop(shard);
                 self.full(now, 1, "refuse");
                 return Err(StoreError::CapacityExceeded(
@@ -181,8 +180,7 @@ impl MemoryStore {
                 ));
             };
             for (key, tat) in keys[..n].iter().zip(evaluation.new_tats) {
-                // Room was made above for every key without a slot: this cannot fail.
-                let _ = shard.insert(*key, tat, now);
+                shard.put(*key, tat);
             }
             // Reported once the decision is written, outside the lock.
             drop(shard);
