@@ -493,9 +493,7 @@ async fn on_store_error_setting_does_not_affect_a_healthy_memory_store() {
 /// whole.
 #[tokio::test]
 async fn refund_when_counts_only_some_statuses() {
-    use http_body_util::Full;
-    use std::convert::Infallible;
-    use tower::{Layer, Service, ServiceExt, service_fn};
+    use tower::Layer;
 
     let layer = RateLimitLayer::builder()
         .policy("minute", Quota::per_minute(2))
@@ -503,23 +501,11 @@ async fn refund_when_counts_only_some_statuses() {
         .refund_when(|status| status.is_server_error())
         .build()
         .unwrap();
-    let mut svc = layer.layer(service_fn(|request: Request<()>| async move {
-        let mut response = Response::new(Full::new(Bytes::new()));
-        if request.uri().path() == "/fail" {
-            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-        }
-        Ok::<_, Infallible>(response)
-    }));
-    let mut get = async |path: &'static str| {
-        let request = Request::builder().uri(path).body(()).unwrap();
-        svc.ready()
-            .await
-            .unwrap()
-            .call(request)
-            .await
-            .unwrap()
-            .status()
-    };
+    let mut svc = layer.layer(common::StatusOn {
+        path: "/fail",
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+    });
+    let mut get = async |path| common::status_of(&mut svc, path).await;
     for _ in 0..10 {
         assert_eq!(get("/fail").await, StatusCode::INTERNAL_SERVER_ERROR);
     }

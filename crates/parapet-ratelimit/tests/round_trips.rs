@@ -91,11 +91,7 @@ async fn script_flush_costs_one_reload_and_no_error() {
 /// after the response.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refunds_cost_one_call_only_when_they_apply() {
-    use bytes::Bytes;
-    use http::{Request, Response};
-    use http_body_util::Full;
-    use std::convert::Infallible;
-    use tower::{Layer, Service, ServiceExt, service_fn};
+    use tower::Layer;
 
     let server = RedisServer::start();
     let handle = RedisHandle::builder(server.url()).build().await.unwrap();
@@ -105,26 +101,11 @@ async fn refunds_cost_one_call_only_when_they_apply() {
         .refund_when(|status| status == StatusCode::UNAUTHORIZED)
         .build()
         .unwrap();
-    let mut svc = layer.layer(service_fn(|request: Request<()>| async move {
-        let mut response = Response::new(Full::new(Bytes::new()));
-        if request.uri().path() == "/denied" {
-            *response.status_mut() = StatusCode::UNAUTHORIZED;
-        }
-        Ok::<_, Infallible>(response)
-    }));
-    let mut get = async |path: &'static str| {
-        let mut request = Request::builder().uri(path).body(()).unwrap();
-        request
-            .extensions_mut()
-            .insert("192.0.2.1:4000".parse::<std::net::SocketAddr>().unwrap());
-        svc.ready()
-            .await
-            .unwrap()
-            .call(request)
-            .await
-            .unwrap()
-            .status()
-    };
+    let mut svc = layer.layer(common::StatusOn {
+        path: "/denied",
+        status: StatusCode::UNAUTHORIZED,
+    });
+    let mut get = async |path| common::status_of(&mut svc, path).await;
     // Warm-up: one charge that stays, and one refunded (which loads the refund script).
     get("/warm-up").await;
     get("/denied").await;

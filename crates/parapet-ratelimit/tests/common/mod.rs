@@ -68,3 +68,47 @@ pub async fn in_sync(layer: &RateLimitLayer) {
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
 }
+
+/// A service that answers `status` on `path` and `200` elsewhere.
+#[derive(Clone)]
+pub struct StatusOn {
+    pub path: &'static str,
+    pub status: http::StatusCode,
+}
+
+impl tower::Service<Request<()>> for StatusOn {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<()>) -> Self::Future {
+        let mut response = Response::new(Full::new(Bytes::new()));
+        if request.uri().path() == self.path {
+            *response.status_mut() = self.status;
+        }
+        std::future::ready(Ok(response))
+    }
+}
+
+/// The status of a GET of `path` from 192.0.2.1 through `service`.
+pub async fn status_of(service: &mut RateLimit<StatusOn>, path: &'static str) -> http::StatusCode {
+    let mut request = Request::builder().uri(path).body(()).unwrap();
+    request
+        .extensions_mut()
+        .insert("192.0.2.1:4000".parse::<SocketAddr>().unwrap());
+    service
+        .ready()
+        .await
+        .unwrap()
+        .call(request)
+        .await
+        .unwrap()
+        .status()
+}
