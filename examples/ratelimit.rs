@@ -67,6 +67,9 @@ pub async fn app(config: &Config) -> Result<Router, Box<dyn Error>> {
         // RateLimit-Policy / RateLimit fields on every response (off by default).
         .headers(HeaderStyle::Ietf);
     if config.trusted_proxies.is_empty() {
+        if config.forwarded_header.is_some() {
+            tracing::warn!("FORWARDED_HEADER is ignored without TRUSTED_PROXIES");
+        }
         // Clients connect directly: the TCP peer (axum's ConnectInfo) is the client.
         limit = limit.key(PeerIp::new());
     } else {
@@ -77,6 +80,15 @@ pub async fn app(config: &Config) -> Result<Router, Box<dyn Error>> {
         };
         limit = limit.key(ClientIp::trusted_proxies(&config.trusted_proxies)?.header(header));
     }
+    // Checked even when unused, so a bad secret is found before it matters.
+    let key_secret = config
+        .key_secret
+        .as_deref()
+        .map(KeySecret::new)
+        .transpose()?;
+    if key_secret.is_some() && config.redis_url.is_none() {
+        tracing::warn!("KEY_SECRET is ignored without REDIS_URL (in-memory keys are not stored)");
+    }
     if let Some(url) = &config.redis_url {
         let redis = RedisHandle::builder(url.as_str()).build().await?;
         redis
@@ -84,8 +96,8 @@ pub async fn app(config: &Config) -> Result<Router, Box<dyn Error>> {
             .await
             .map_err(|e| format!("cannot reach Redis at {}: {e}", redis.target()))?;
         let mut store = RedisStore::new(redis)?;
-        if let Some(secret) = &config.key_secret {
-            store = store.key_secret(KeySecret::new(secret)?);
+        if let Some(secret) = key_secret {
+            store = store.key_secret(secret);
         }
         limit = limit.store(store);
     }

@@ -86,11 +86,13 @@
 //!
 //! ## Metrics
 //!
-//! Through the `metrics` facade: [`DECISIONS`](metrics::DECISIONS)
+//! Through the `metrics` facade, named in [`metrics`]: [`DECISIONS`](metrics::DECISIONS)
 //! (`parapet_ratelimit_decisions_total{policy,outcome}`),
 //! [`LOCAL_DENIALS`](metrics::LOCAL_DENIALS), [`STORE_ERRORS`](metrics::STORE_ERRORS)
-//! (`{kind,action}`) and the [`STORE_SECONDS`](metrics::STORE_SECONDS) histogram. Store
-//! failures are also logged with `tracing` at `warn`.
+//! (`{kind,action}`), the [`STORE_SECONDS`](metrics::STORE_SECONDS) histogram,
+//! [`MEMORY_EVICTIONS`](metrics::MEMORY_EVICTIONS), [`MEMORY_REFUSALS`](metrics::MEMORY_REFUSALS)
+//! and [`REFUNDS`](metrics::REFUNDS). Store failures are logged with `tracing` at `warn`: the
+//! first with its cause, then one summary every 10 seconds.
 //!
 //! ## Crates we build on, and why
 //!

@@ -129,7 +129,8 @@ impl RateLimitLayerBuilder {
     }
 
     /// How many units a request costs (default 1). A cost of 0 lets the request through
-    /// uncounted; a cost above a policy's burst is refused with `429` and no `Retry-After`.
+    /// uncounted; a cost above a policy's burst can never be admitted and is refused with
+    /// `400` (no `Retry-After`: waiting does not help).
     #[must_use]
     pub fn cost<F>(mut self, cost: F) -> Self
     where
