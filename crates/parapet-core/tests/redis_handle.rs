@@ -210,3 +210,90 @@ async fn invalid_configuration_is_an_error() {
         .unwrap_err();
     assert!(matches!(err, StoreError::InvalidConfig(_)));
 }
+
+/// A slot being migrated: a call for a key the source does not hold follows its `ASK`
+/// redirection; a call with several keys gets `TRYAGAIN` (Redis refuses multi-key calls on
+/// a slot mid-migration), is retried, and fails within its deadline; once the migration
+/// ends, both work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_follow_a_slot_in_migration_within_their_deadline() {
+    let cluster = RedisCluster::start();
+    let deadline = Duration::from_millis(500);
+    let handle = RedisHandle::cluster(cluster.urls())
+        .timeout(deadline)
+        .build()
+        .await
+        .unwrap();
+    let nodes = cluster.nodes();
+    let slot = nodes[0].command(&["CLUSTER", "KEYSLOT", "{mig}:a"])[1..].to_owned();
+    let source = nodes
+        .iter()
+        .position(|n| n.command(&["GET", "{mig}:a"]) == "(nil)")
+        .unwrap();
+    let target = (source + 1) % nodes.len();
+    let id = |i: usize| nodes[i].command(&["CLUSTER", "MYID"]);
+    let mut set = Command::new("SET");
+    set.arg("{mig}:a").arg("1");
+    handle.query::<()>(&set).await.unwrap();
+
+    nodes[target].command(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &id(source)]);
+    nodes[source].command(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &id(target)]);
+
+    // A key the source does not hold: ASK, followed to the target.
+    let one = Script::new("return redis.call('INCR', KEYS[1])");
+    let mut fresh = one.call(1);
+    fresh.key("{mig}:x");
+    assert_eq!(handle.eval::<i64>(&fresh).await.unwrap(), 1);
+    assert_eq!(
+        nodes[target].command(&["DBSIZE"]),
+        ":1",
+        "written on the importing node"
+    );
+
+    // Several keys: TRYAGAIN, retried, and failed within the deadline, never later.
+    let both = Script::new("return redis.call('INCR', KEYS[1]) + redis.call('INCR', KEYS[2])");
+    let mut split = both.call(2);
+    split.key("{mig}:a").key("{mig}:z");
+    let started = Instant::now();
+    let err = handle.eval::<i64>(&split).await.unwrap_err();
+    assert!(
+        started.elapsed() < deadline + Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(err, StoreError::Timeout(_) | StoreError::Redis(_)),
+        "{err:?}"
+    );
+
+    // Finish the migration: move the key, give the slot to the target everywhere.
+    let port = nodes[target].port().to_string();
+    let moved = nodes[source].command(&[
+        "MIGRATE",
+        "127.0.0.1",
+        &port,
+        "",
+        "0",
+        "5000",
+        "KEYS",
+        "{mig}:a",
+    ]);
+    assert_eq!(moved, "+OK");
+    for node in nodes {
+        node.command(&["CLUSTER", "SETSLOT", &slot, "NODE", &id(target)]);
+    }
+    let started = Instant::now();
+    loop {
+        match handle.eval::<i64>(&split).await {
+            Ok(n) => {
+                assert_eq!(n, 3, "{{mig}}:a was 1, {{mig}}:z new");
+                break;
+            }
+            Err(e) => assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "after migration: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -154,8 +154,11 @@ impl RedisHandle {
     /// Runs a script (`EVALSHA`, then `EVAL` on `NOSCRIPT`) within the deadline.
     ///
     /// On Cluster, every key of the call must share one hash tag: the call goes to that
-    /// slot's node and nowhere else. Redirections (`MOVED`, `ASK`) and `TRYAGAIN` during a
-    /// slot migration are retried within the same deadline.
+    /// slot's node and nowhere else. Redirections (`MOVED`, `ASK`) are followed within the
+    /// same deadline. While a slot is being migrated, Redis refuses calls with several keys
+    /// in it (`TRYAGAIN`): they are retried a few times, 2–20 ms apart, then fail within the
+    /// deadline, and the middleware's store-error policy applies for the subjects of that
+    /// slot until the migration ends.
     pub async fn eval<T: FromReply>(&self, call: &ScriptCall) -> Result<T, StoreError> {
         let evalsha = call.evalsha()?;
         self.deadline(async move {
