@@ -21,7 +21,9 @@
 //! On Redis Cluster a `PUBLISH` reaches the subscribers of every node; the fan-out
 //! subscribes on **every master** and is current only while all of them confirm, so the
 //! loss of one node cannot hide announcements. Handlers must be idempotent: a message
-//! arrives once per master.
+//! arrives once per master. When a subscription stays down for two seconds (a failover gave
+//! the slots to a replica at another address), the masters are listed again and every node
+//! subscribed afresh, so the replica recovers by itself.
 //!
 //! ## Why pub/sub from the script, not server-assisted invalidation
 //!
@@ -107,10 +109,13 @@ struct Run {
     staleness: Duration,
     connect_timeout: Duration,
     origin: Instant,
-    /// One slot per subscribed node: µs since `origin` of its last confirmation, 0 when it
-    /// is not subscribed. Set once the nodes are known.
-    slots: OnceLock<Box<[AtomicU64]>>,
+    /// µs since `origin` of the oldest confirmation among the subscribed nodes, 0 while any
+    /// of them is not subscribed: all that `is_current` reads.
+    confirmed: AtomicU64,
 }
+
+/// How long a subscription may stay down before the nodes are listed again.
+const REDISCOVER_AFTER: Duration = Duration::from_secs(2);
 
 impl FanOut {
     /// A subscription to `channel` on the servers behind `redis`, calling `handler` for every
@@ -169,7 +174,7 @@ impl FanOut {
                     staleness,
                     connect_timeout: redis.timeout().max(Duration::from_millis(100)),
                     origin: Instant::now(),
-                    slots: OnceLock::new(),
+                    confirmed: AtomicU64::new(0),
                 }),
                 tasks: OnceLock::new(),
             }),
@@ -204,16 +209,9 @@ impl FanOut {
     pub fn is_current(&self) -> bool {
         self.start();
         let run = &self.shared.run;
-        let Some(slots) = run.slots.get() else {
-            return false;
-        };
-        let now = run.micros();
+        let confirmed = run.confirmed.load(Ordering::Acquire);
         let bound = u64::try_from(run.staleness.as_micros()).unwrap_or(u64::MAX);
-        !slots.is_empty()
-            && slots.iter().all(|slot| {
-                let confirmed = slot.load(Ordering::Acquire);
-                confirmed != 0 && now.saturating_sub(confirmed) <= bound
-            })
+        confirmed != 0 && run.micros().saturating_sub(confirmed) <= bound
     }
 }
 
@@ -235,24 +233,51 @@ impl Run {
             .max(1)
     }
 
-    /// Finds the nodes to subscribe on, then runs one subscriber per node.
+    /// Finds the nodes to subscribe on and runs one subscriber per node; every heartbeat,
+    /// publishes their oldest confirmation. Lists the nodes again when a subscription stays
+    /// down (a Cluster failover moved a master).
     async fn supervise(self: Arc<Self>) {
-        let clients = loop {
-            match self.nodes().await {
-                Ok(clients) if !clients.is_empty() => break clients,
-                Ok(_) => {}
-                Err(e) => tracing::debug!("fan-out cannot list the nodes yet: {e}"),
+        loop {
+            let clients = loop {
+                match self.nodes().await {
+                    Ok(clients) if !clients.is_empty() => break clients,
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!("fan-out cannot list the nodes yet: {e}"),
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            };
+            let rediscover = self.is_cluster();
+            let slots: Arc<[AtomicU64]> = clients.iter().map(|_| AtomicU64::new(0)).collect();
+            let mut subscribers = tokio::task::JoinSet::new();
+            for (index, client) in clients.into_iter().enumerate() {
+                subscribers.spawn(self.clone().subscribe(slots.clone(), index, client));
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
-        let slots: Box<[AtomicU64]> = clients.iter().map(|_| AtomicU64::new(0)).collect();
-        let _ = self.slots.set(slots);
-        let mut subscribers = tokio::task::JoinSet::new();
-        for (index, client) in clients.into_iter().enumerate() {
-            subscribers.spawn(self.clone().subscribe(index, client));
+            let mut tick = tokio::time::interval(self.heartbeat);
+            let mut down_since: Option<Instant> = None;
+            loop {
+                tick.tick().await;
+                let oldest = slots
+                    .iter()
+                    .map(|s| s.load(Ordering::Acquire))
+                    .min()
+                    .unwrap_or(0);
+                self.confirmed.store(oldest, Ordering::Release);
+                if oldest != 0 {
+                    down_since = None;
+                } else if rediscover
+                    && down_since.get_or_insert_with(Instant::now).elapsed() >= REDISCOVER_AFTER
+                {
+                    break;
+                }
+            }
+            // Dropping the set aborts the subscribers of the old topology.
+            drop(subscribers);
+            self.confirmed.store(0, Ordering::Release);
         }
-        // Subscribers run until aborted; the set aborts them when this task is aborted.
-        while subscribers.join_next().await.is_some() {}
+    }
+
+    fn is_cluster(&self) -> bool {
+        !matches!(&*self.endpoints, Endpoints::Standalone(_))
     }
 
     /// The clients of the nodes to subscribe on: the server, or every Cluster master.
@@ -265,11 +290,17 @@ impl Run {
     }
 
     /// Subscribes on one node, forever: resubscribes after any failure.
-    async fn subscribe(self: Arc<Self>, index: usize, client: redis::Client) {
+    async fn subscribe(
+        self: Arc<Self>,
+        slots: Arc<[AtomicU64]>,
+        index: usize,
+        client: redis::Client,
+    ) {
+        let slot = &slots[index];
         let mut backoff = Duration::from_millis(10);
         loop {
-            let outcome = self.session(index, &client).await;
-            self.slot(index).store(0, Ordering::Release);
+            let outcome = self.session(slot, &client).await;
+            slot.store(0, Ordering::Release);
             if let Err(e) = outcome {
                 tracing::debug!(channel = %self.channel, "fan-out subscription lost: {e}");
             }
@@ -278,13 +309,8 @@ impl Run {
         }
     }
 
-    fn slot(&self, index: usize) -> &AtomicU64 {
-        // Slots are set before any subscriber starts, one per subscriber.
-        &self.slots.get().map(|s| &s[..]).unwrap_or(&[])[index]
-    }
-
-    /// One subscribed connection, until it fails.
-    async fn session(&self, index: usize, client: &redis::Client) -> Result<(), StoreError> {
+    /// One subscribed connection, until it fails; `slot` holds its last confirmation.
+    async fn session(&self, slot: &AtomicU64, client: &redis::Client) -> Result<(), StoreError> {
         let pubsub = tokio::time::timeout(self.connect_timeout, client.get_async_pubsub())
             .await
             .map_err(|_| StoreError::Timeout(self.connect_timeout))?
@@ -296,7 +322,7 @@ impl Run {
             .map_err(StoreError::from_redis)?;
         // Whatever was announced while we were not listening is lost: rebuild first.
         (self.handler)(Event::Resync);
-        self.slot(index).store(self.micros(), Ordering::Release);
+        slot.store(self.micros(), Ordering::Release);
         let mut heartbeat = tokio::time::interval(self.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -316,7 +342,7 @@ impl Run {
                     while let Some(Some(message)) = futures_util::FutureExt::now_or_never(stream.next()) {
                         (self.handler)(Event::Message(message.get_payload_bytes()));
                     }
-                    self.slot(index).store(sent, Ordering::Release);
+                    slot.store(sent, Ordering::Release);
                 }
             }
         }

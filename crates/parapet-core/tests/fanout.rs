@@ -205,9 +205,29 @@ async fn every_cluster_master_is_subscribed() {
         !fanout.is_current()
     })
     .await;
+    // Long enough that the masters are listed again and every node subscribed afresh.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
     cluster.nodes()[1].resume();
     until("current again", Duration::from_secs(5), || {
         fanout.is_current()
+    })
+    .await;
+    for i in 30..40 {
+        write(
+            &redis,
+            &format!("{{t{i}}}:v"),
+            "parapet:test:changes",
+            &format!("c{i}"),
+        )
+        .await;
+    }
+    until("delivered after re-listing", Duration::from_secs(5), || {
+        let seen = seen.lock().unwrap();
+        (30..40).all(|i| {
+            seen.messages
+                .iter()
+                .any(|m| *m == format!("c{i}").into_bytes())
+        })
     })
     .await;
 }
