@@ -310,7 +310,12 @@ impl<V: Expiring> Shard<V> {
         if self.map.len() + keys.len() <= self.capacity && self.ops < self.next_sweep {
             return Ok(0);
         }
-        let new = keys.iter().filter(|k| !self.map.contains_key(k)).count();
+        // A key whose entry has expired may lose it to the sweep that making room runs: count
+        // it as new, so the writes never exceed the room made.
+        let new = keys
+            .iter()
+            .filter(|k| self.map.get(k).is_none_or(|v| v.expires() <= now))
+            .count();
         self.make_room(new, now)
     }
 
@@ -441,6 +446,33 @@ mod tests {
         assert_eq!(shard.ops, ops);
         // Once the earliest entry expires, room is found again.
         assert_eq!(shard.insert(99_999, 5_000, 1_000), Ok(0));
+    }
+
+    #[test]
+    fn reserved_writes_never_exceed_capacity_even_over_expired_slots() {
+        let table = Table::new(64, WhenFull::EvictNearestExpiry);
+        let mut shard = table.shard(0);
+        let capacity = shard.capacity;
+        // Full: half expire at 10, half live long.
+        for i in 0..capacity as u64 {
+            let value = if i % 2 == 0 { 10 } else { 1_000 };
+            shard.insert(i, value, 0).unwrap();
+        }
+        // Rewrite expired keys and add new ones, after they expired.
+        let keys: Vec<u64> = (0..capacity as u64)
+            .step_by(2)
+            .take(3)
+            .chain([500, 501])
+            .collect();
+        shard.reserve(&keys, 20).unwrap();
+        for key in &keys {
+            shard.put(*key, 2_000);
+        }
+        assert!(
+            shard.map.len() <= capacity,
+            "{} > {capacity}",
+            shard.map.len()
+        );
     }
 
     #[test]
