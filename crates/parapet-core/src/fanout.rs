@@ -297,12 +297,18 @@ impl Run {
         client: redis::Client,
     ) {
         let slot = &slots[index];
-        let mut backoff = Duration::from_millis(10);
+        const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+        let mut backoff = FIRST_BACKOFF;
         loop {
+            let started = Instant::now();
             let outcome = self.session(slot, &client).await;
             slot.store(0, Ordering::Release);
             if let Err(e) = outcome {
                 tracing::debug!(channel = %self.channel, "fan-out subscription lost: {e}");
+            }
+            // A session that lasted was healthy: the next failure starts the back-off afresh.
+            if started.elapsed() > self.staleness {
+                backoff = FIRST_BACKOFF;
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(500));
