@@ -306,7 +306,8 @@ impl RateLimitLayerBuilder {
             store.changes(Arc::new(move || cache.clear()))
         });
         let inner = Inner {
-            fallback: (self.on_store_error == OnStoreError::Fallback).then(memory),
+            // Only a remote store can fail; an in-process one needs no substitute.
+            fallback: (remote && self.on_store_error == OnStoreError::Fallback).then(memory),
             deny_cache,
             changes,
             store,
