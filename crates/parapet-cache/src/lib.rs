@@ -13,5 +13,10 @@
 //!   (no `Set-Cookie`, no server errors, no `private` at all, no `Vary: *`).
 //!
 //! HTTP dates are parsed by `httpdate` (RFC 9110 §5.6.7, all three formats).
+//! `Cache-Control` is parsed here rather than with the `headers` crate's typed
+//! `CacheControl`: that type fails the whole field on one malformed directive (which would
+//! lose a `private` next to it), and has neither the field-name forms of `no-cache` and
+//! `private` nor RFC 5861's `stale-while-revalidate` and `stale-if-error`, which this layer
+//! needs.
 
 pub mod policy;

@@ -64,42 +64,38 @@ pub fn freshness_lifetime(
     received: SystemTime,
     heuristic: Heuristic,
 ) -> Option<Duration> {
+    let lifetime = 'found: {
+        for directive in [cc.s_maxage, cc.max_age] {
+            match directive {
+                Delta::Absent => {}
+                Delta::Seconds(d) => break 'found Some(d),
+                Delta::Bare | Delta::Invalid => break 'found Some(Duration::ZERO),
+            }
+        }
+        let date = single_date(headers, &DATE).flatten().unwrap_or(received);
+        match single_date(headers, &EXPIRES) {
+            None => {}
+            Some(Some(expires)) => {
+                break 'found Some(expires.duration_since(date).unwrap_or_default());
+            }
+            Some(None) => break 'found Some(Duration::ZERO),
+        }
+        if !(is_heuristically_cacheable(status) || cc.public) {
+            break 'found None;
+        }
+        let Some(last_modified) = single_date(headers, &LAST_MODIFIED).flatten() else {
+            break 'found None;
+        };
+        let since = date.duration_since(last_modified).unwrap_or_default();
+        Some((since / 100 * heuristic.percent).min(heuristic.max))
+    };
     // Never more than 2^31 s (§1.2.2's bound for delta-seconds, applied to `Expires` too),
     // so that no sum of times made from it can overflow.
-    lifetime(status, headers, cc, received, heuristic).map(|d| d.min(MAX_LIFETIME))
+    lifetime.map(|d| d.min(MAX_LIFETIME))
 }
 
 /// The longest lifetime: 2^31 seconds, about 68 years.
 const MAX_LIFETIME: Duration = Duration::from_secs(1 << 31);
-
-fn lifetime(
-    status: StatusCode,
-    headers: &HeaderMap,
-    cc: &CacheControl,
-    received: SystemTime,
-    heuristic: Heuristic,
-) -> Option<Duration> {
-    for directive in [cc.s_maxage, cc.max_age] {
-        match directive {
-            Delta::Absent => {}
-            Delta::Seconds(d) => return Some(d),
-            Delta::Bare | Delta::Invalid => return Some(Duration::ZERO),
-        }
-    }
-    let date = single_date(headers, &DATE).flatten().unwrap_or(received);
-    match single_date(headers, &EXPIRES) {
-        None => {}
-        Some(Some(expires)) => return Some(expires.duration_since(date).unwrap_or_default()),
-        Some(None) => return Some(Duration::ZERO),
-    }
-    if !(is_heuristically_cacheable(status) || cc.public) {
-        return None;
-    }
-    let last_modified = single_date(headers, &LAST_MODIFIED).flatten()?;
-    let since = date.duration_since(last_modified).unwrap_or_default();
-    let lifetime = since / 100 * heuristic.percent;
-    Some(lifetime.min(heuristic.max))
-}
 
 /// The one HTTP-date of field `name`: `None` when absent, `Some(None)` when it is not
 /// exactly one valid date.
