@@ -3,7 +3,7 @@
 //! | module | what | status |
 //! |---|---|---|
 //! | [`ratelimit`] (feature `ratelimit`, default) | rate-limit layer: GCRA, several policies per request, memory or Redis | available |
-//! | `cache` | response-cache layer (RFC 9111) | planned |
+//! | [`cache`] (feature `cache`) | response-cache layer: an RFC 9111 shared cache in memory | available (Redis store planned) |
 //! | `session` | session layer and extractor | planned |
 //! | `jwt` | JWT layer with a revocation store | planned |
 //!
@@ -18,6 +18,8 @@
 //! # Ok::<(), tower_parapet::ratelimit::RateLimitError>(())
 //! ```
 
+#[cfg(feature = "cache")]
+pub use parapet_cache as cache;
 pub use parapet_core as core;
 #[cfg(feature = "ratelimit")]
 pub use parapet_ratelimit as ratelimit;

@@ -1,22 +1,119 @@
-//! The parapet response-cache layer — under construction.
+//! An RFC 9111 shared cache as a tower layer: in memory by default.
 //!
-//! This crate will hold `CacheLayer`: an RFC 9111 shared cache as a tower layer, in memory,
-//! on Redis or both. What is here today is its [`policy`] core, the RFC's rules as pure,
-//! tested functions:
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Request, Response};
+//! use parapet_cache::CacheLayer;
+//! use tower::{ServiceBuilder, ServiceExt};
 //!
-//! - [`policy::CacheControl`]: `Cache-Control` parsing that never fails. Unknown directives
-//!   are ignored; a repeated or malformed freshness directive makes the response stale; a
-//!   line that cannot be read counts as `no-store`.
-//! - [`policy::freshness_lifetime`] (`s-maxage` > `max-age` > `Expires` > heuristic, §4.2.1,
-//!   §4.2.2) and [`policy::current_age`] (§4.2.3).
-//! - [`policy::storability`]: §3 and §3.5 for a shared cache, plus parapet's safety defaults
-//!   (no `Set-Cookie`, no server errors, no `private` at all, no `Vary: *`).
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let service = ServiceBuilder::new()
+//!     .layer(CacheLayer::new())
+//!     .service_fn(|_req: Request<String>| async {
+//!         let mut response = Response::new(String::from("products"));
+//!         response.headers_mut().insert("cache-control", "public, max-age=30".parse().unwrap());
+//!         Ok::<_, Infallible>(response)
+//!     });
+//! let get = || Request::get("http://shop.example/api/products").body(String::new()).unwrap();
+//! let miss = service.clone().oneshot(get()).await.unwrap();
+//! assert_eq!(miss.headers()["cache-status"], "parapet; fwd=uri-miss; fwd-status=200; stored");
+//! let _ = http_body_util::BodyExt::collect(miss.into_body()).await; // stored at its end
+//! let hit = service.oneshot(get()).await.unwrap();
+//! assert!(hit.headers()["cache-status"].to_str().unwrap().starts_with("parapet; hit"));
+//! # }
+//! ```
 //!
-//! HTTP dates are parsed by `httpdate` (RFC 9110 §5.6.7, all three formats).
-//! `Cache-Control` is parsed here rather than with the `headers` crate's typed
-//! `CacheControl`: that type fails the whole field on one malformed directive (which would
-//! lose a `private` next to it), and has neither the field-name forms of `no-cache` and
-//! `private` nor RFC 5861's `stale-while-revalidate` and `stale-if-error`, which this layer
-//! needs.
+//! ## What it does
+//!
+//! - **RFC 9111 for a shared cache.** Freshness from `s-maxage` > `max-age` > `Expires`,
+//!   the §4.2.2 heuristic only where allowed; `Age`; request directives (`no-cache`,
+//!   `no-store`, `max-age`, `max-stale`, `min-fresh`, `only-if-cached`); response
+//!   directives (`no-cache` incl. its field-name form, `must-revalidate`,
+//!   `proxy-revalidate`, `private`, `public`, `s-maxage`); one stored variant per `Vary`
+//!   combination (`Vary: *` never stored); validation with the stored validators and the
+//!   §4.3.4 header update; invalidation by unsafe methods (§4.4, target URI plus same-origin
+//!   `Location` / `Content-Location`); `HEAD` answered from a stored `GET`.
+//! - **Conditional requests** (RFC 9110 §13): `If-None-Match` (weak comparison) and
+//!   `If-Modified-Since` answered with `304` from the stored response.
+//! - **RFC 5861** `stale-while-revalidate` (one background refresh per variant, on a
+//!   bounded set of tasks) and `stale-if-error` (origin error, `5xx` or
+//!   [`origin_timeout`](CacheBuilder::origin_timeout)), plus a configured
+//!   [`grace`](CacheBuilder::grace).
+//! - **RFC 9213** `CDN-Cache-Control`, and a [targeted field](CacheBuilder::targeted_field)
+//!   for this cache alone, removed before the response leaves.
+//! - **RFC 9211** `Cache-Status` on every response except gRPC (`hit`, `fwd=uri-miss`,
+//!   `vary-miss`, `stale`, `request`, `bypass`, `method`, `fwd-status`, `ttl`, `stored`,
+//!   `collapsed`, `detail`).
+//! - **Request collapsing**: concurrent misses on one variant make one origin call; waiters
+//!   read what the leader stored, never its response, so a `private` or `Set-Cookie`
+//!   answer cannot reach them.
+//! - **Safe defaults**: only `GET`/`HEAD`; no `Set-Cookie` stored ([`SetCookie`]); no
+//!   `private`, `no-store`, `Authorization` (§3.5) or `5xx` responses stored; requests with
+//!   [`UNKEYED_HEADERS`] bypass the cache; bodies over
+//!   [`max_body_bytes`](CacheBuilder::max_body_bytes) stream through unstored; the whole
+//!   canonical key is compared on read.
+//! - **Streaming**: storability is decided from the head; uncacheable bodies pass through
+//!   untouched, cacheable ones are copied as they stream. Hits share one `Bytes` buffer.
+//! - **Invalidation** from a [`CacheHandle`]: by key, path prefix and tag (`Surrogate-Key`,
+//!   `Cache-Tag`) in O(1), hard or soft.
+//!
+//! ## Choices
+//!
+//! - **Policy engine: ours, with `http-cache-semantics` set aside.** That crate models a
+//!   private or shared cache as one policy object per response, serialised with serde; it
+//!   has no notion of a targeted field (RFC 9213), of `stale-if-error`, or of
+//!   `Cache-Status`, and its storability rules differ from the safety defaults here
+//!   (it stores `Set-Cookie` responses in shared mode when `public`). The rules are small,
+//!   pure functions in [`policy`], property-tested on their own.
+//! - `Cache-Control` is parsed here rather than with the `headers` crate's typed
+//!   `CacheControl`: that type fails the whole field on one malformed directive (which
+//!   would lose a `private` next to it), and has neither the field-name forms of `no-cache`
+//!   and `private` nor RFC 5861's directives. HTTP dates: `httpdate`.
+//! - Memory store: our own byte-bounded map ([`MemoryStore`]); a general TTL cache (moka)
+//!   enforces its weight bound after the insert, in the background, and the bound here
+//!   holds at insert time.
 
+mod cache_builder;
+mod cache_handle;
+mod cache_override;
+mod cache_stats;
+mod capture_body;
+mod conditional;
+mod flight;
+mod flow;
+mod future;
+mod key;
+mod layer;
+pub mod metrics;
 pub mod policy;
+mod purge;
+mod query_key;
+mod refresh;
+mod service;
+mod set_cookie;
+mod shared;
+mod status;
+pub mod store;
+mod stored;
+mod vary;
+
+pub use cache_builder::{CacheBuilder, UNKEYED_HEADERS};
+pub use cache_handle::CacheHandle;
+pub use cache_override::CacheOverride;
+pub use cache_stats::CacheStats;
+pub use capture_body::CaptureBody;
+pub use future::ResponseFuture;
+pub use key::CacheKey;
+pub use layer::CacheLayer;
+pub use query_key::QueryKey;
+pub use service::Cache;
+pub use set_cookie::SetCookie;
+pub use store::{CacheStore, Lookup, MemoryStore};
+pub use stored::StoredResponse;
+
+/// A custom part of every cache key: see [`CacheBuilder::key_part`].
+pub type KeyPart =
+    std::sync::Arc<dyn Fn(&parapet_core::RequestHead<'_>) -> Option<String> + Send + Sync>;
+
+/// The `Cache-Status` field (RFC 9211).
+pub const CACHE_STATUS: http::HeaderName = http::HeaderName::from_static("cache-status");

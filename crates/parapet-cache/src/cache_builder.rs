@@ -1,0 +1,329 @@
+//! Typed configuration of a [`CacheLayer`](crate::CacheLayer).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use http::HeaderName;
+use parapet_core::{Breaker, Clock, ConfigError, FailureLog, RequestHead, SystemClock};
+use tokio::sync::Semaphore;
+
+use crate::cache_stats::Counters;
+use crate::flight::Flights;
+use crate::policy::Heuristic;
+use crate::purge::Purges;
+use crate::shared::Shared;
+use crate::store::CacheStore;
+use crate::{CacheLayer, KeyPart, MemoryStore, QueryKey, SetCookie};
+
+/// Request fields that change what many origins answer but are not in the cache key by
+/// default: a request carrying one bypasses the cache, so it can neither poison an entry
+/// nor be served one meant for another value. Add one to the key with
+/// [`CacheBuilder::key_header`] to cache it instead.
+pub const UNKEYED_HEADERS: [&str; 10] = [
+    "x-forwarded-host",
+    "x-forwarded-server",
+    "x-forwarded-scheme",
+    "x-host",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-host",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// Builds a [`CacheLayer`]. Every option has a safe default; see each method.
+///
+/// ```
+/// use std::time::Duration;
+/// use parapet_cache::{CacheLayer, QueryKey};
+///
+/// let layer = CacheLayer::builder()
+///     .memory_capacity(128 << 20)
+///     .max_body_bytes(2 << 20)
+///     .query_key(QueryKey::Sorted)
+///     .grace(Duration::from_secs(10))
+///     .build()
+///     .unwrap();
+/// ```
+pub struct CacheBuilder {
+    store: Option<Arc<dyn CacheStore>>,
+    memory_capacity: usize,
+    query: QueryKey,
+    key_parts: Vec<KeyPart>,
+    key_headers: Vec<HeaderName>,
+    max_body_bytes: usize,
+    max_variants: usize,
+    default_ttl: Option<Duration>,
+    heuristic: Option<Heuristic>,
+    grace: Duration,
+    keep: Duration,
+    set_cookie: SetCookie,
+    targeted: Option<String>,
+    cdn_cache_control: bool,
+    leader_timeout: Duration,
+    max_waiters: usize,
+    hit_for_miss: Duration,
+    origin_timeout: Option<Duration>,
+    refresh_tasks: usize,
+    store_timeout: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for CacheBuilder {
+    fn default() -> Self {
+        Self {
+            store: None,
+            memory_capacity: 64 << 20,
+            query: QueryKey::AsIs,
+            key_parts: Vec::new(),
+            key_headers: Vec::new(),
+            max_body_bytes: 1 << 20,
+            max_variants: 16,
+            default_ttl: None,
+            heuristic: Some(Heuristic::default()),
+            grace: Duration::ZERO,
+            keep: Duration::from_secs(60),
+            set_cookie: SetCookie::Bypass,
+            targeted: None,
+            cdn_cache_control: true,
+            leader_timeout: Duration::from_secs(5),
+            max_waiters: 16_384,
+            hit_for_miss: Duration::from_secs(30),
+            origin_timeout: None,
+            refresh_tasks: 64,
+            store_timeout: Duration::from_millis(50),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl CacheBuilder {
+    /// Where responses are kept. Default: a [`MemoryStore`] of
+    /// [`memory_capacity`](Self::memory_capacity) bytes.
+    pub fn store(mut self, store: impl CacheStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// The byte bound of the default memory store. Default: 64 MiB.
+    pub fn memory_capacity(mut self, bytes: usize) -> Self {
+        self.memory_capacity = bytes;
+        self
+    }
+
+    /// How the query string enters the key. Default: [`QueryKey::AsIs`].
+    pub fn query_key(mut self, query: QueryKey) -> Self {
+        self.query = query;
+        self
+    }
+
+    /// Adds a part to every key, computed from the request: per-user variants of private
+    /// pages (a user id from an extension an auth layer set), a tenant. A request for which
+    /// it returns `None` bypasses the cache. Default: none.
+    ///
+    /// Responses marked `private` are still never stored: the origin must mark per-user
+    /// pages cacheable (`public` or `s-maxage`) for this to store them.
+    pub fn key_part<F>(mut self, part: F) -> Self
+    where
+        F: Fn(&RequestHead<'_>) -> Option<String> + Send + Sync + 'static,
+    {
+        self.key_parts.push(Arc::new(part));
+        self
+    }
+
+    /// Puts a request field into the key (its value, canonicalised), and so takes it off
+    /// the bypass list of [`UNKEYED_HEADERS`] if it is there.
+    pub fn key_header(mut self, name: HeaderName) -> Self {
+        let field = name.clone();
+        self.key_parts.push(Arc::new(move |head: &RequestHead<'_>| {
+            Some(String::from_utf8_lossy(&crate::vary::value(head.headers, &field)).into_owned())
+        }));
+        self.key_headers.push(name);
+        self
+    }
+
+    /// The largest body kept; a larger response still streams to its client, unstored.
+    /// Default: 1 MiB.
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// The most variants (`Vary`) kept per URL; the oldest leaves first. Default: 16.
+    pub fn max_variants(mut self, variants: usize) -> Self {
+        self.max_variants = variants;
+        self
+    }
+
+    /// Freshness for storable responses that carry no freshness information (no
+    /// `max-age`, `s-maxage`, `Expires`, and no heuristic applies). Default: none — such
+    /// responses are not stored, as RFC 9111 §3 asks.
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = Some(ttl);
+        self
+    }
+
+    /// The heuristic freshness of RFC 9111 §4.2.2 for responses with `Last-Modified` and
+    /// no explicit lifetime, or `None` to use only explicit lifetimes. Default: 10% of the
+    /// time since `Last-Modified`, at most a day.
+    pub fn heuristic(mut self, heuristic: Option<Heuristic>) -> Self {
+        self.heuristic = heuristic;
+        self
+    }
+
+    /// How long past freshness a response may be served stale while it is refreshed in the
+    /// background, or when the origin fails — for responses whose own
+    /// `stale-while-revalidate` / `stale-if-error` are shorter, and never for
+    /// `must-revalidate`, `proxy-revalidate` or `no-cache` ones. Default: zero.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// How long a response with a validator (`ETag`, `Last-Modified`) is kept past its
+    /// stale windows, so that it can be revalidated (a `304`) instead of fetched again.
+    /// Default: 60 s.
+    pub fn keep(mut self, keep: Duration) -> Self {
+        self.keep = keep;
+        self
+    }
+
+    /// What to do with responses that set cookies. Default: [`SetCookie::Bypass`].
+    pub fn set_cookie(mut self, policy: SetCookie) -> Self {
+        self.set_cookie = policy;
+        self
+    }
+
+    /// A response field with `Cache-Control` syntax that applies to this cache only and is
+    /// removed before the response leaves (RFC 9213 targeted fields), such as
+    /// `Parapet-Cache-Control`. When present it takes precedence over `CDN-Cache-Control`
+    /// and `Cache-Control`. Default: none.
+    pub fn targeted_field(mut self, name: &str) -> Self {
+        self.targeted = Some(name.to_owned());
+        self
+    }
+
+    /// Whether `CDN-Cache-Control` (RFC 9213) takes precedence over `Cache-Control` for
+    /// this cache. It is left on the response for caches further downstream. Default: true.
+    pub fn cdn_cache_control(mut self, obey: bool) -> Self {
+        self.cdn_cache_control = obey;
+        self
+    }
+
+    /// How long requests that miss wait for a concurrent request fetching the same
+    /// variant before going to the origin themselves. Default: 5 s.
+    pub fn leader_timeout(mut self, timeout: Duration) -> Self {
+        self.leader_timeout = timeout;
+        self
+    }
+
+    /// The most requests that wait for one fetch; more go to the origin. Default: 16,384.
+    pub fn max_waiters(mut self, waiters: usize) -> Self {
+        self.max_waiters = waiters;
+        self
+    }
+
+    /// After a fetch whose response could not be stored, how long misses on that variant
+    /// go straight to the origin instead of waiting for each other. Default: 30 s.
+    pub fn hit_for_miss(mut self, duration: Duration) -> Self {
+        self.hit_for_miss = duration;
+        self
+    }
+
+    /// How long a revalidation may take before a stale response that `stale-if-error` (or
+    /// the grace) allows is served instead; also bounds background refreshes (30 s when
+    /// unset). Default: none (the origin's error or answer is awaited).
+    pub fn origin_timeout(mut self, timeout: Duration) -> Self {
+        self.origin_timeout = Some(timeout);
+        self
+    }
+
+    /// The most background refreshes running at once. Default: 64.
+    pub fn refresh_tasks(mut self, tasks: usize) -> Self {
+        self.refresh_tasks = tasks;
+        self
+    }
+
+    /// The deadline of each remote store call; past it the request goes to the origin.
+    /// Default: 50 ms.
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.store_timeout = timeout;
+        self
+    }
+
+    /// The clock (tests use a [`ManualClock`](parapet_core::ManualClock)). Default: the
+    /// system clock.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The layer, or what is wrong with the configuration.
+    pub fn build(self) -> Result<CacheLayer, ConfigError> {
+        if self.max_variants == 0 {
+            return Err(ConfigError("max_variants must be at least 1".into()));
+        }
+        if self.refresh_tasks == 0 {
+            return Err(ConfigError("refresh_tasks must be at least 1".into()));
+        }
+        let targeted = match self.targeted {
+            None => None,
+            Some(name) => Some(HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                ConfigError(format!("targeted field {name:?} is not a header name"))
+            })?),
+        };
+        let unkeyed = UNKEYED_HEADERS
+            .iter()
+            .map(|n| HeaderName::from_static(n))
+            .filter(|n| !self.key_headers.contains(n))
+            .collect();
+        let store = match self.store {
+            Some(store) => store,
+            None => Arc::new(MemoryStore::new(self.memory_capacity)),
+        };
+        let epoch = SystemTime::now() - Duration::from_micros(self.clock.now_micros());
+        let shared = Shared {
+            store,
+            query: self.query,
+            key_parts: self.key_parts,
+            max_body_bytes: self.max_body_bytes,
+            max_variants: self.max_variants,
+            default_ttl: self.default_ttl,
+            heuristic: self.heuristic,
+            grace: self.grace,
+            keep: self.keep,
+            set_cookie: self.set_cookie,
+            targeted,
+            cdn_cache_control: self.cdn_cache_control,
+            unkeyed,
+            leader_timeout: self.leader_timeout,
+            hit_for_miss: self.hit_for_miss,
+            origin_timeout: self.origin_timeout,
+            refresh_permits: Arc::new(Semaphore::new(self.refresh_tasks)),
+            refreshing: Mutex::default(),
+            store_timeout: self.store_timeout,
+            breaker: Breaker::default(),
+            failures: FailureLog::new("cache store", Duration::from_secs(10)),
+            flights: Arc::new(Flights::new(self.max_waiters, 10_000)),
+            purges: Purges::default(),
+            counters: Counters::default(),
+            clock: self.clock,
+            epoch,
+        };
+        Ok(CacheLayer {
+            shared: Arc::new(shared),
+        })
+    }
+}
+
+impl std::fmt::Debug for CacheBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheBuilder")
+            .field("query", &self.query)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("default_ttl", &self.default_ttl)
+            .field("set_cookie", &self.set_cookie)
+            .finish_non_exhaustive()
+    }
+}

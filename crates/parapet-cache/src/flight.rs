@@ -1,0 +1,235 @@
+//! Request collapsing: concurrent misses for one variant wait for one origin call.
+//!
+//! The first miss leads: it calls the origin. Others wait, at most `leader_timeout`, then
+//! look the store up again. Waiters are never handed the leader's response: they read what
+//! the leader stored, and the store only ever holds responses any client may receive
+//! (never `private`, never a `Set-Cookie` kept as is unless configured). When the leader's
+//! answer cannot be stored, a hit-for-miss marker lets later requests go straight to the
+//! origin for a while instead of queueing behind each other.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use parapet_core::table::{Table, WhenFull};
+use tokio::sync::watch;
+
+/// How a flight ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Landing {
+    /// Still in the air.
+    Flying,
+    /// The leader stored its response: look it up.
+    Stored,
+    /// The leader's response could not be stored, or the leader gave up.
+    NotStored,
+}
+
+/// What a request does about a miss.
+pub(crate) enum Role {
+    /// Call the origin and report how it went through the guard.
+    Leader(LeaderGuard),
+    /// Wait for the leader.
+    Waiter(watch::Receiver<Landing>),
+    /// Go to the origin without waiting (hit-for-miss, or too many waiters).
+    Alone,
+}
+
+#[derive(Debug)]
+struct Flight {
+    landing: watch::Sender<Landing>,
+    waiters: usize,
+}
+
+/// The flights in progress and the hit-for-miss markers.
+#[derive(Debug)]
+pub(crate) struct Flights {
+    flying: Mutex<HashMap<u64, Flight>>,
+    hit_for_miss: Table,
+    max_waiters: usize,
+}
+
+impl Flights {
+    pub(crate) fn new(max_waiters: usize, markers: usize) -> Self {
+        Self {
+            flying: Mutex::default(),
+            hit_for_miss: Table::new(markers, WhenFull::EvictNearestExpiry),
+            max_waiters,
+        }
+    }
+
+    pub(crate) fn hash(&self, bytes: &[u8]) -> u64 {
+        self.hit_for_miss.hash(bytes)
+    }
+
+    /// The role of a request that missed on variant `h` at `now` (µs).
+    pub(crate) fn board(self: &Arc<Self>, h: u64, now: i64) -> Role {
+        if self.hit_for_miss.shard(h).get(h, now).is_some() {
+            return Role::Alone;
+        }
+        let mut flying = self
+            .flying
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(flight) = flying.get_mut(&h) {
+            if flight.waiters >= self.max_waiters {
+                return Role::Alone;
+            }
+            flight.waiters += 1;
+            return Role::Waiter(flight.landing.subscribe());
+        }
+        let (landing, _) = watch::channel(Landing::Flying);
+        flying.insert(
+            h,
+            Flight {
+                landing,
+                waiters: 0,
+            },
+        );
+        Role::Leader(LeaderGuard {
+            flights: Arc::clone(self),
+            h,
+            landed: false,
+        })
+    }
+
+    fn land(&self, h: u64, landing: Landing) {
+        let flight = self
+            .flying
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&h);
+        if let Some(flight) = flight {
+            flight.landing.send_replace(landing);
+        }
+    }
+
+    /// How many variants have a flight in progress.
+    #[cfg(test)]
+    pub(crate) fn in_flight(&self) -> usize {
+        self.flying.lock().map(|f| f.len()).unwrap_or(0)
+    }
+}
+
+/// The leader's duty: report how its flight ended. Dropped without a report (the client
+/// went away, the body failed), it lands as [`Landing::NotStored`] so waiters move on.
+#[derive(Debug)]
+pub(crate) struct LeaderGuard {
+    flights: Arc<Flights>,
+    h: u64,
+    landed: bool,
+}
+
+impl LeaderGuard {
+    /// The response was stored.
+    pub(crate) fn stored(mut self) {
+        self.landed = true;
+        self.flights.land(self.h, Landing::Stored);
+    }
+
+    /// The response cannot be stored: for `for_how_long` from `now` (µs), misses on this
+    /// variant go to the origin without waiting.
+    pub(crate) fn not_stored(mut self, now: i64, for_how_long: Duration) {
+        self.landed = true;
+        if !for_how_long.is_zero() {
+            let until =
+                now.saturating_add(i64::try_from(for_how_long.as_micros()).unwrap_or(i64::MAX));
+            let mut shard = self.flights.hit_for_miss.shard(self.h);
+            let _ = shard.insert(self.h, until, now);
+        }
+        self.flights.land(self.h, Landing::NotStored);
+    }
+}
+
+impl Drop for LeaderGuard {
+    fn drop(&mut self) {
+        if !self.landed {
+            self.flights.land(self.h, Landing::NotStored);
+        }
+    }
+}
+
+/// Waits for the flight to land, at most `timeout`; `None` when it did not in time.
+pub(crate) async fn wait(
+    mut landing: watch::Receiver<Landing>,
+    timeout: Duration,
+) -> Option<Landing> {
+    let landed = tokio::time::timeout(timeout, landing.wait_for(|l| *l != Landing::Flying)).await;
+    match landed {
+        Ok(Ok(l)) => Some(*l),
+        // The sender went away without a landing: treat as not stored.
+        Ok(Err(_)) => Some(Landing::NotStored),
+        Err(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_leader_many_waiters_then_markers() {
+        let flights = Arc::new(Flights::new(2, 100));
+        let h = flights.hash(b"k");
+        let Role::Leader(guard) = flights.board(h, 0) else {
+            panic!("first is the leader")
+        };
+        let Role::Waiter(w1) = flights.board(h, 0) else {
+            panic!("second waits")
+        };
+        let Role::Waiter(w2) = flights.board(h, 0) else {
+            panic!("third waits")
+        };
+        assert!(matches!(flights.board(h, 0), Role::Alone), "waiter cap");
+        guard.stored();
+        assert_eq!(
+            wait(w1, Duration::from_secs(1)).await,
+            Some(Landing::Stored)
+        );
+        assert_eq!(
+            wait(w2, Duration::from_secs(1)).await,
+            Some(Landing::Stored)
+        );
+        assert_eq!(flights.in_flight(), 0);
+
+        let Role::Leader(guard) = flights.board(h, 0) else {
+            panic!("a new flight")
+        };
+        guard.not_stored(0, Duration::from_micros(10));
+        assert!(matches!(flights.board(h, 5), Role::Alone), "hit-for-miss");
+        assert!(
+            matches!(flights.board(h, 10), Role::Leader(_)),
+            "marker expired"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dropped_leader_releases_its_waiters() {
+        let flights = Arc::new(Flights::new(10, 100));
+        let h = flights.hash(b"k");
+        let Role::Leader(guard) = flights.board(h, 0) else {
+            panic!("leader")
+        };
+        let Role::Waiter(w) = flights.board(h, 0) else {
+            panic!("waiter")
+        };
+        drop(guard);
+        assert_eq!(
+            wait(w, Duration::from_secs(1)).await,
+            Some(Landing::NotStored)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_leader_is_waited_for_only_so_long() {
+        let flights = Arc::new(Flights::new(10, 100));
+        let h = flights.hash(b"k");
+        let Role::Leader(_guard) = flights.board(h, 0) else {
+            panic!("leader")
+        };
+        let Role::Waiter(w) = flights.board(h, 0) else {
+            panic!("waiter")
+        };
+        assert_eq!(wait(w, Duration::from_millis(50)).await, None);
+    }
+}

@@ -1,0 +1,698 @@
+//! What the cache does with a `GET` or `HEAD`: look up, serve fresh, serve stale, revalidate,
+//! or forward and store — RFC 9111 §4 in order.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::header::{
+    AGE, CONTENT_LOCATION, HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH, LOCATION,
+};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body::Body;
+use parapet_core::{Problem, ResponseBody};
+use tower_service::Service;
+
+use crate::capture_body::Capture;
+use crate::conditional::{not_modified, not_modified_headers, updated, validates};
+use crate::flight::{Landing, Role, wait};
+use crate::policy::{CacheControl, Delta};
+use crate::purge::Purged;
+use crate::shared::{HOP_BY_HOP, Shared, TAG_FIELDS};
+use crate::status::{CacheStatus, Forward};
+use crate::store::Lookup;
+use crate::{CacheKey, CacheOverride, CaptureBody, StoredResponse, metrics};
+
+pub(crate) type Out<B> = Response<ResponseBody<CaptureBody<B>>>;
+
+/// Adds this cache's `Cache-Status` member after any from caches nearer the origin.
+fn mark(headers: &mut HeaderMap, status: CacheStatus) {
+    headers.append(crate::CACHE_STATUS, status.to_header());
+}
+
+/// The origin's response, passed on untouched but for `Cache-Status` and the fields meant
+/// for this cache only.
+pub(crate) fn pass<B>(
+    shared: &Shared,
+    response: Response<B>,
+    status: Option<CacheStatus>,
+) -> Out<B> {
+    let (mut parts, body) = response.into_parts();
+    strip_own_fields(shared, &mut parts.headers);
+    if let Some(status) = status {
+        mark(&mut parts.headers, status);
+    }
+    Response::from_parts(parts, ResponseBody::inner(CaptureBody::pass(body)))
+}
+
+fn strip_own_fields(shared: &Shared, headers: &mut HeaderMap) -> Option<CacheControl> {
+    for field in TAG_FIELDS {
+        headers.remove(field);
+    }
+    let targeted = shared.targeted.as_ref()?;
+    let mut lines = headers.get_all(targeted).iter().peekable();
+    lines.peek()?;
+    let mut cc = CacheControl::default();
+    let mut text = String::new();
+    for line in lines {
+        match line.to_str() {
+            Ok(line) => {
+                if !text.is_empty() {
+                    text.push(',');
+                }
+                text.push_str(line);
+            }
+            Err(_) => cc.no_store = true,
+        }
+    }
+    let parsed = if cc.no_store {
+        cc
+    } else {
+        CacheControl::parse(&text)
+    };
+    headers.remove(targeted);
+    Some(parsed)
+}
+
+fn tags(headers: &HeaderMap) -> Vec<String> {
+    let mut tags = Vec::new();
+    for field in TAG_FIELDS {
+        for line in headers.get_all(field) {
+            let Ok(line) = line.to_str() else { continue };
+            for tag in line.split([' ', ',']).filter(|t| !t.is_empty()).take(64) {
+                if tag.len() <= 256 && !tags.iter().any(|t| t == tag) {
+                    tags.push(tag.to_owned());
+                }
+            }
+        }
+    }
+    tags
+}
+
+/// A response built from a stored one: `304` when the client's validators match, else
+/// the stored response with its current `Age`.
+fn from_store<B>(
+    stored: &StoredResponse,
+    request: &HeaderMap,
+    method: &Method,
+    now: SystemTime,
+    status: CacheStatus,
+) -> Out<B> {
+    let age = stored.age(now).as_secs();
+    let mut buf = itoa::Buffer::new();
+    let age = HeaderValue::from_str(buf.format(age)).unwrap_or(HeaderValue::from_static("0"));
+    if not_modified(request, &stored.headers) {
+        let mut headers = not_modified_headers(&stored.headers);
+        headers.insert(AGE, age);
+        mark(&mut headers, status);
+        let mut response = Response::new(ResponseBody::default());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        *response.headers_mut() = headers;
+        return response;
+    }
+    let mut headers = stored.headers.clone();
+    headers.insert(AGE, age);
+    mark(&mut headers, status);
+    let body = if method == Method::HEAD {
+        ResponseBody::default()
+    } else {
+        ResponseBody::full(stored.body.clone())
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = stored.status;
+    *response.headers_mut() = headers;
+    response
+}
+
+fn ttl(stored: &StoredResponse, lifetime: Duration, now: SystemTime) -> i64 {
+    let age = i64::try_from(stored.age(now).as_secs()).unwrap_or(i64::MAX);
+    i64::try_from(lifetime.as_secs())
+        .unwrap_or(i64::MAX)
+        .saturating_sub(age)
+}
+
+fn gateway_timeout<B>(status: CacheStatus) -> Out<B> {
+    let mut response = Problem::new(StatusCode::GATEWAY_TIMEOUT, "not in cache")
+        .string(
+            "detail",
+            "the request said only-if-cached and no stored response can be used",
+        )
+        .into_response()
+        .map(ResponseBody::full);
+    mark(response.headers_mut(), status);
+    response
+}
+
+/// Serves a `GET` or `HEAD`.
+pub(crate) async fn serve<S, ReqBody, B>(
+    shared: Arc<Shared>,
+    mut inner: S,
+    request: Request<ReqBody>,
+) -> Result<Out<B>, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<B>> + Send + 'static,
+    S::Future: Send,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+{
+    let bypass = shared
+        .bypass_reason(&request)
+        .map(|d| CacheStatus::forward(Forward::Bypass).detail(d));
+    let key = shared.key_of(&request);
+    let (Some(key), None) = (key.clone(), bypass) else {
+        shared.counter(|c| &c.bypassed);
+        metrics::request("bypass");
+        let status = bypass.unwrap_or(CacheStatus::forward(Forward::Bypass).detail("key"));
+        let response = inner.call(request).await?;
+        return Ok(pass(&shared, response, Some(status)));
+    };
+    let now = shared.now();
+    let request_cc = CacheControl::from_headers(request.headers());
+    match shared.lookup(&key, request.headers(), now).await {
+        Lookup::Hit(stored) => match shared.purges.check(&stored) {
+            Some(Purged::Hard) => {
+                miss(
+                    shared,
+                    inner,
+                    request,
+                    key,
+                    &request_cc,
+                    Forward::UriMiss,
+                    Vec::new(),
+                )
+                .await
+            }
+            soft => {
+                let fresh_for = if soft.is_some() {
+                    Duration::ZERO
+                } else {
+                    stored.lifetime
+                };
+                reuse(shared, inner, request, stored, fresh_for, &request_cc, now).await
+            }
+        },
+        Lookup::VaryMiss(fields) => {
+            miss(
+                shared,
+                inner,
+                request,
+                key,
+                &request_cc,
+                Forward::VaryMiss,
+                fields,
+            )
+            .await
+        }
+        Lookup::Miss => {
+            miss(
+                shared,
+                inner,
+                request,
+                key,
+                &request_cc,
+                Forward::UriMiss,
+                Vec::new(),
+            )
+            .await
+        }
+    }
+}
+
+/// A stored response exists: serve it fresh or stale, or revalidate it (§4.2, §4.3).
+async fn reuse<S, ReqBody, B>(
+    shared: Arc<Shared>,
+    inner: S,
+    request: Request<ReqBody>,
+    stored: Arc<StoredResponse>,
+    fresh_for: Duration,
+    request_cc: &CacheControl,
+    now: SystemTime,
+) -> Result<Out<B>, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<B>> + Send + 'static,
+    S::Future: Send,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+{
+    let age = stored.age(now);
+    let ttl = ttl(&stored, fresh_for, now);
+    let fresh = age < fresh_for;
+    let remaining = fresh_for.saturating_sub(age);
+    // §5.2.1: what the request itself accepts.
+    let requested = request_cc.no_cache.is_present()
+        || matches!(request_cc.max_age, Delta::Seconds(max) if age > max)
+        || matches!(request_cc.max_age, Delta::Bare | Delta::Invalid)
+        || matches!(request_cc.min_fresh, Delta::Seconds(min) if remaining < min);
+    let method = request.method().clone();
+    if fresh && !requested && !stored.rules.no_cache {
+        shared.counter(|c| &c.hits);
+        metrics::request("hit");
+        return Ok(from_store(
+            &stored,
+            request.headers(),
+            &method,
+            now,
+            CacheStatus::hit(ttl),
+        ));
+    }
+    let stale_by = age.saturating_sub(fresh_for);
+    let may_be_stale = !stored.rules.must_revalidate && !stored.rules.no_cache && !requested;
+    if !fresh && may_be_stale {
+        let max_stale = match request_cc.max_stale {
+            Delta::Bare => true,
+            Delta::Seconds(max) => stale_by <= max,
+            _ => false,
+        };
+        if max_stale {
+            shared.counter(|c| &c.stale_hits);
+            metrics::request("stale");
+            return Ok(from_store(
+                &stored,
+                request.headers(),
+                &method,
+                now,
+                CacheStatus::hit(ttl).detail("max-stale"),
+            ));
+        }
+        if stale_by <= stored.rules.while_revalidate {
+            shared.counter(|c| &c.stale_hits);
+            metrics::request("stale");
+            let response = from_store(
+                &stored,
+                request.headers(),
+                &method,
+                now,
+                CacheStatus::hit(ttl).detail("stale-while-revalidate"),
+            );
+            crate::refresh::spawn(&shared, inner, request, &stored);
+            return Ok(response);
+        }
+    }
+    if request_cc.only_if_cached {
+        return Ok(gateway_timeout(
+            CacheStatus::forward(Forward::Stale).detail("only-if-cached"),
+        ));
+    }
+    let fwd = if fresh {
+        Forward::Request
+    } else {
+        Forward::Stale
+    };
+    let may_serve_on_error = !fresh && may_be_stale && stale_by <= stored.rules.if_error;
+    revalidate(shared, inner, request, stored, fwd, may_serve_on_error, now).await
+}
+
+/// Asks the origin whether the stored response is still good (§4.3.1), serving it stale on
+/// an error within `stale-if-error` (RFC 5861 §4).
+async fn revalidate<S, ReqBody, B>(
+    shared: Arc<Shared>,
+    mut inner: S,
+    mut request: Request<ReqBody>,
+    stored: Arc<StoredResponse>,
+    fwd: Forward,
+    may_serve_on_error: bool,
+    now: SystemTime,
+) -> Result<Out<B>, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<B>> + Send + 'static,
+    S::Future: Send,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+{
+    let client = request.headers().clone();
+    let method = request.method().clone();
+    set_validators(request.headers_mut(), &stored);
+    let requested_at = shared.now();
+    let call = inner.call(request);
+    let outcome = match (may_serve_on_error, shared.origin_timeout) {
+        (true, Some(limit)) => tokio::time::timeout(limit, call).await.ok(),
+        _ => Some(call.await),
+    };
+    let stale = |detail| {
+        shared.counter(|c| &c.stale_hits);
+        metrics::request("stale");
+        let ttl = ttl(&stored, stored.lifetime, now);
+        let status = CacheStatus {
+            fwd: Some(Forward::Stale),
+            ..CacheStatus::hit(ttl)
+        }
+        .detail(detail);
+        from_store(&stored, &client, &method, shared.now(), status)
+    };
+    let response = match outcome {
+        None => return Ok(stale("origin-timeout")),
+        Some(Err(_)) if may_serve_on_error => return Ok(stale("stale-if-error")),
+        Some(Err(error)) => return Err(error),
+        Some(Ok(response)) => response,
+    };
+    let received = shared.now();
+    if response.status() == StatusCode::NOT_MODIFIED {
+        if !validates(response.headers(), &stored.headers) {
+            // The origin confirmed some other response than the one asked about: the
+            // stored one cannot be used, and there is no body to forward.
+            shared.remove(&stored.key);
+            let mut problem = Problem::new(StatusCode::BAD_GATEWAY, "invalid revalidation")
+                .string("detail", "the origin answered a conditional request with a 304 for another representation")
+                .into_response()
+                .map(ResponseBody::full);
+            mark(
+                problem.headers_mut(),
+                CacheStatus {
+                    fwd_status: Some(304),
+                    ..CacheStatus::forward(fwd)
+                },
+            );
+            return Ok(problem);
+        }
+        let refreshed = refreshed(
+            &shared,
+            &stored,
+            response.headers(),
+            requested_at,
+            received,
+            &client,
+        );
+        let status = CacheStatus {
+            fwd_status: Some(304),
+            stored: refreshed.is_some(),
+            ..CacheStatus::forward(fwd)
+        };
+        shared.counter(|c| &c.revalidated);
+        metrics::request("revalidated");
+        let serve = refreshed.unwrap_or(stored);
+        return Ok(from_store(&serve, &client, &method, received, status));
+    }
+    if response.status().is_server_error() && may_serve_on_error {
+        return Ok(stale("stale-if-error"));
+    }
+    shared.counter(|c| &c.misses);
+    metrics::request("miss");
+    let status = CacheStatus::forward(fwd);
+    Ok(store_or_pass(
+        &shared,
+        stored.key.clone(),
+        &method,
+        &client,
+        requested_at,
+        received,
+        response,
+        None,
+        status,
+    ))
+}
+
+/// Puts the stored response's validators on a request to the origin, in place of the
+/// client's own (§4.3.1).
+pub(crate) fn set_validators(headers: &mut HeaderMap, stored: &StoredResponse) {
+    headers.remove(IF_NONE_MATCH);
+    headers.remove(IF_MODIFIED_SINCE);
+    if let Some(etag) = stored.etag() {
+        headers.insert(IF_NONE_MATCH, etag.clone());
+    }
+    if let Some(modified) = stored.last_modified() {
+        headers.insert(IF_MODIFIED_SINCE, modified.clone());
+    }
+}
+
+/// The stored response updated by a `304` (§4.3.4) and stored again, if it may be.
+pub(crate) fn refreshed(
+    shared: &Arc<Shared>,
+    stored: &StoredResponse,
+    not_modified: &HeaderMap,
+    requested: SystemTime,
+    received: SystemTime,
+    request: &HeaderMap,
+) -> Option<Arc<StoredResponse>> {
+    let mut never: Vec<http::HeaderName> = HOP_BY_HOP.to_vec();
+    never.push(http::header::SET_COOKIE);
+    let mut headers = updated(&stored.headers, not_modified, &never);
+    let targeted = strip_own_fields(shared, &mut headers);
+    let override_ttl = None;
+    let plan = shared
+        .plan(
+            &Method::GET,
+            request,
+            stored.status,
+            &headers,
+            targeted,
+            received,
+            override_ttl,
+        )
+        .ok()?;
+    for name in &plan.strip {
+        headers.remove(name);
+    }
+    let response = Arc::new(StoredResponse {
+        headers,
+        requested,
+        received,
+        lifetime: plan.lifetime,
+        rules: plan.rules,
+        ..stored.clone()
+    });
+    shared.put(Arc::clone(&response));
+    Some(response)
+}
+
+/// Nothing usable is stored: forward, collapsing concurrent misses on one variant (§4).
+async fn miss<S, ReqBody, B>(
+    shared: Arc<Shared>,
+    mut inner: S,
+    request: Request<ReqBody>,
+    key: CacheKey,
+    request_cc: &CacheControl,
+    fwd: Forward,
+    vary: Vec<http::HeaderName>,
+) -> Result<Out<B>, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<B>> + Send + 'static,
+    S::Future: Send,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+{
+    if request_cc.only_if_cached {
+        return Ok(gateway_timeout(
+            CacheStatus::forward(fwd).detail("only-if-cached"),
+        ));
+    }
+    let headers = request.headers();
+    // A client's own conditional request goes to the origin as sent (its 304 is not
+    // storable), and so is one that may not be stored.
+    let own_conditional =
+        headers.contains_key(IF_NONE_MATCH) || headers.contains_key(IF_MODIFIED_SINCE);
+    let role = if own_conditional || request_cc.no_store {
+        Role::Alone
+    } else {
+        let mut variant = key.as_bytes().to_vec();
+        for value in crate::vary::values(headers, &vary) {
+            variant
+                .extend_from_slice(&u32::try_from(value.len()).unwrap_or(u32::MAX).to_be_bytes());
+            variant.extend_from_slice(&value);
+        }
+        shared
+            .flights
+            .board(shared.flights.hash(&variant), shared.micros())
+    };
+    let (guard, status) = match role {
+        Role::Leader(guard) => (Some(guard), CacheStatus::forward(fwd)),
+        Role::Alone => (None, CacheStatus::forward(fwd)),
+        Role::Waiter(landing) => {
+            if wait(landing, shared.leader_timeout).await == Some(Landing::Stored) {
+                let now = shared.now();
+                if let Lookup::Hit(stored) = shared.lookup(&key, request.headers(), now).await
+                    && stored.age(now) < stored.lifetime
+                    && shared.purges.check(&stored).is_none()
+                {
+                    shared.counter(|c| &c.collapsed);
+                    shared.counter(|c| &c.hits);
+                    ::metrics::counter!(metrics::COLLAPSED).increment(1);
+                    metrics::request("hit");
+                    let status = CacheStatus {
+                        collapsed: true,
+                        ..CacheStatus::hit(ttl(&stored, stored.lifetime, now))
+                    };
+                    return Ok(from_store(
+                        &stored,
+                        request.headers(),
+                        request.method(),
+                        now,
+                        status,
+                    ));
+                }
+            }
+            (None, CacheStatus::forward(fwd).detail("collapse-failed"))
+        }
+    };
+    shared.counter(|c| &c.misses);
+    metrics::request("miss");
+    let method = request.method().clone();
+    let client = request.headers().clone();
+    let override_ttl = request
+        .extensions()
+        .get::<CacheOverride>()
+        .and_then(|o| o.default_ttl);
+    let requested = shared.now();
+    let response = inner.call(request).await?;
+    let received = shared.now();
+    if request_cc.no_store {
+        let code = response.status().as_u16();
+        let status = CacheStatus {
+            fwd_status: Some(code),
+            ..status.detail("no-store")
+        };
+        return Ok(pass(&shared, response, Some(status)));
+    }
+    Ok(store_or_pass_with(
+        &shared,
+        key,
+        &method,
+        &client,
+        requested,
+        received,
+        response,
+        guard,
+        status,
+        override_ttl,
+    ))
+}
+
+/// The origin's response to a cache miss: stored on its way to the client when it may be.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn store_or_pass<B: http_body::Body>(
+    shared: &Arc<Shared>,
+    key: CacheKey,
+    method: &Method,
+    request: &HeaderMap,
+    requested: SystemTime,
+    received: SystemTime,
+    response: Response<B>,
+    guard: Option<crate::flight::LeaderGuard>,
+    status: CacheStatus,
+) -> Out<B> {
+    store_or_pass_with(
+        shared, key, method, request, requested, received, response, guard, status, None,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn store_or_pass_with<B: http_body::Body>(
+    shared: &Arc<Shared>,
+    key: CacheKey,
+    method: &Method,
+    request: &HeaderMap,
+    requested: SystemTime,
+    received: SystemTime,
+    response: Response<B>,
+    guard: Option<crate::flight::LeaderGuard>,
+    mut status: CacheStatus,
+    override_ttl: Option<Duration>,
+) -> Out<B> {
+    let (mut parts, body) = response.into_parts();
+    status.fwd_status = Some(parts.status.as_u16());
+    let tags = tags(&parts.headers);
+    let targeted = strip_own_fields(shared, &mut parts.headers);
+    let plan = shared.plan(
+        method,
+        request,
+        parts.status,
+        &parts.headers,
+        targeted,
+        received,
+        override_ttl,
+    );
+    let too_big = http_body::Body::size_hint(&body)
+        .exact()
+        .is_some_and(|n| n > shared.max_body_bytes as u64);
+    let plan = match plan {
+        Ok(_) if too_big => Err("too-big"),
+        other => other,
+    };
+    match plan {
+        Err(reason) => {
+            if let Some(guard) = guard {
+                guard.not_stored(shared.micros(), shared.hit_for_miss);
+            }
+            mark(&mut parts.headers, status.detail(reason));
+            Response::from_parts(parts, ResponseBody::inner(CaptureBody::pass(body)))
+        }
+        Ok(plan) => {
+            let mut stored_headers = parts.headers.clone();
+            for name in HOP_BY_HOP.iter().chain(&plan.strip) {
+                stored_headers.remove(name);
+            }
+            if let Some(connection) = parts
+                .headers
+                .get(http::header::CONNECTION)
+                .and_then(|c| c.to_str().ok())
+            {
+                for name in connection.split(',') {
+                    stored_headers.remove(name.trim());
+                }
+            }
+            stored_headers.remove(crate::CACHE_STATUS);
+            let vary = crate::vary::fields(&parts.headers).unwrap_or_default();
+            let vary_values = crate::vary::values(request, &vary);
+            let template = StoredResponse {
+                key,
+                status: parts.status,
+                headers: stored_headers,
+                body: Bytes::new(),
+                vary,
+                vary_values,
+                requested,
+                received,
+                lifetime: plan.lifetime,
+                rules: plan.rules,
+                tags,
+            };
+            status.stored = true;
+            mark(&mut parts.headers, status);
+            let capture = Capture {
+                shared: Arc::clone(shared),
+                template,
+                chunks: Vec::new(),
+                len: 0,
+                guard,
+            };
+            Response::from_parts(
+                parts,
+                ResponseBody::inner(CaptureBody::capture(body, capture)),
+            )
+        }
+    }
+}
+
+/// §4.4: a successful unsafe request invalidates the target URI and the same-origin URIs
+/// in its `Location` and `Content-Location`.
+pub(crate) fn invalidate_after<B>(shared: &Arc<Shared>, key: &CacheKey, response: &Response<B>) {
+    let status = response.status();
+    if !(status.is_success() || status.is_redirection()) {
+        return;
+    }
+    shared.remove(key);
+    for field in [LOCATION, CONTENT_LOCATION] {
+        let Some(target) = response.headers().get(&field).and_then(|v| v.to_str().ok()) else {
+            continue;
+        };
+        let Ok(uri) = target.parse::<http::Uri>() else {
+            continue;
+        };
+        let same_origin = match uri.authority() {
+            None => true,
+            Some(authority) => authority.as_str().eq_ignore_ascii_case(key.host()),
+        };
+        if same_origin && uri.path().starts_with('/') {
+            let scheme = uri.scheme_str().unwrap_or(key.scheme());
+            let query = shared.query.normalise(uri.query().unwrap_or(""));
+            shared.remove(&CacheKey::new(
+                scheme,
+                key.host(),
+                &format!("{}?{query}", uri.path()),
+            ));
+        }
+    }
+}

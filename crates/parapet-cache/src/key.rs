@@ -1,0 +1,141 @@
+//! The primary cache key (RFC 9111 §2, §4): method class, scheme, host, path, query, and
+//! any custom parts, encoded so that no two different requests share one.
+
+use std::sync::Arc;
+
+use http::header::HOST;
+use parapet_core::RequestHead;
+
+use crate::QueryKey;
+
+/// The primary key of a request: what every stored variant of one resource shares.
+///
+/// The canonical bytes are length-prefixed parts (method class, scheme, host, path, query,
+/// custom parts), so no choice of values can make two different requests encode alike. A
+/// store keeps these bytes with each entry and compares them on read: a hash collision can
+/// never serve another resource.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    bytes: Arc<[u8]>,
+    scheme: (usize, usize),
+    host: (usize, usize),
+    path: (usize, usize),
+}
+
+impl CacheKey {
+    /// The key of a `GET` or `HEAD` request for `host` + `path_and_query` (how a
+    /// [`CacheHandle`](crate::CacheHandle) names a resource to invalidate). The query is
+    /// taken as given: pass it as the cache normalises it.
+    pub fn new(scheme: &str, host: &str, path_and_query: &str) -> Self {
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        Self::encode(scheme, host, path, query, &[])
+    }
+
+    /// The key of a request, or `None` when a custom key part declines it.
+    pub(crate) fn of(
+        head: &RequestHead<'_>,
+        query: &QueryKey,
+        parts: &[crate::KeyPart],
+    ) -> Option<Self> {
+        let uri = head.uri;
+        let scheme = uri.scheme_str().unwrap_or("http");
+        let host = match uri.authority() {
+            Some(authority) => authority.as_str(),
+            None => head
+                .headers
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or(""),
+        };
+        let query = query.normalise(uri.query().unwrap_or(""));
+        let mut custom = Vec::with_capacity(parts.len());
+        for part in parts {
+            custom.push(part(head)?);
+        }
+        Some(Self::encode(scheme, host, uri.path(), &query, &custom))
+    }
+
+    fn encode(scheme: &str, host: &str, path: &str, query: &str, custom: &[String]) -> Self {
+        let host = host.to_ascii_lowercase();
+        let scheme = scheme.to_ascii_lowercase();
+        let len = 1
+            + [&scheme, &host, path, query]
+                .iter()
+                .map(|p| p.len() + 4)
+                .sum::<usize>()
+            + custom.iter().map(|p| p.len() + 4).sum::<usize>();
+        let mut bytes = Vec::with_capacity(len);
+        // GET and HEAD share entries (a HEAD is answered from a stored GET); no other method
+        // is ever stored, so one class byte is the whole method part.
+        bytes.push(b'G');
+        let mut put = |part: &str| {
+            let start = bytes.len() + 4;
+            bytes.extend_from_slice(&u32::try_from(part.len()).unwrap_or(u32::MAX).to_be_bytes());
+            bytes.extend_from_slice(part.as_bytes());
+            (start, bytes.len())
+        };
+        let scheme = put(&scheme);
+        let host = put(&host);
+        let path = put(path);
+        put(query);
+        for part in custom {
+            put(part);
+        }
+        Self {
+            bytes: bytes.into(),
+            scheme,
+            host,
+            path,
+        }
+    }
+
+    /// The canonical bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The scheme, lowercased.
+    pub fn scheme(&self) -> &str {
+        std::str::from_utf8(&self.bytes[self.scheme.0..self.scheme.1]).unwrap_or("")
+    }
+
+    /// The host, lowercased.
+    pub fn host(&self) -> &str {
+        std::str::from_utf8(&self.bytes[self.host.0..self.host.1]).unwrap_or("")
+    }
+
+    /// The path.
+    pub fn path(&self) -> &str {
+        std::str::from_utf8(&self.bytes[self.path.0..self.path.1]).unwrap_or("")
+    }
+}
+
+impl std::fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheKey")
+            .field("host", &self.host())
+            .field("path", &self.path())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_cannot_run_into_each_other() {
+        let a = CacheKey::new("http", "a.example", "/x?y");
+        let b = CacheKey::new("http", "a.example", "/x?y");
+        let c = CacheKey::new("http", "a.example/x", "?y");
+        let d = CacheKey::new("http", "a.example", "/x%3Fy");
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_ne!(a, d);
+        assert_eq!(a.host(), "a.example");
+        assert_eq!(a.path(), "/x");
+        assert_eq!(CacheKey::new("HTTP", "A.Example", "/x?y"), a);
+    }
+}

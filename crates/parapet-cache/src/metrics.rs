@@ -1,0 +1,18 @@
+//! Metric names (the `metrics` facade: install any recorder to collect them).
+
+/// Counter: requests, labelled `result`: `hit`, `stale` (served stale), `miss`,
+/// `revalidated` (a stale or `no-cache` entry validated by the origin), `bypass`, `pass`
+/// (a method the cache does not serve).
+pub const REQUESTS: &str = "parapet_cache_requests_total";
+/// Counter: responses stored.
+pub const STORED: &str = "parapet_cache_stored_total";
+/// Counter: store failures, labelled `op` (`lookup`, `put`, `remove`) and `kind`
+/// (`timeout`, `redis`, …, `circuit_open`). A failed lookup is a miss; a failed put leaves
+/// the response unstored; neither reaches the client.
+pub const STORE_ERRORS: &str = "parapet_cache_store_errors_total";
+/// Counter: requests answered while another request fetched the same variant.
+pub const COLLAPSED: &str = "parapet_cache_collapsed_total";
+
+pub(crate) fn request(result: &'static str) {
+    metrics::counter!(REQUESTS, "result" => result).increment(1);
+}

@@ -1,0 +1,129 @@
+//! Purges by path prefix and by tag in O(1): a purge is one record (prefix or tag → when),
+//! and a stored response older than a record that covers it counts as gone (hard) or stale
+//! (soft). Nothing is scanned when a purge is made; a lookup checks the response's path
+//! prefixes and tags, and only while any record is alive.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use crate::StoredResponse;
+
+/// How a purge treats what it covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Purged {
+    /// Served only after revalidation (or within its stale windows).
+    Soft,
+    /// Gone.
+    Hard,
+}
+
+/// The most purge records kept; past it the whole cache is cleared instead.
+pub(crate) const MAX_RECORDS: usize = 10_000;
+
+#[derive(Debug, Clone, Copy)]
+struct Record {
+    at: SystemTime,
+    how: Purged,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Purges {
+    any: AtomicBool,
+    records: Mutex<Records>,
+}
+
+#[derive(Debug, Default)]
+struct Records {
+    prefixes: HashMap<String, Record>,
+    tags: HashMap<String, Record>,
+}
+
+/// What the caller must do after recording a purge.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Recorded {
+    Done,
+    /// Too many records: clear the store instead.
+    ClearAll,
+}
+
+impl Purges {
+    pub(crate) fn prefix(
+        &self,
+        prefix: &str,
+        how: Purged,
+        now: SystemTime,
+        forget_after: Duration,
+    ) -> Recorded {
+        self.record(|r| &mut r.prefixes, prefix, how, now, forget_after)
+    }
+
+    pub(crate) fn tag(
+        &self,
+        tag: &str,
+        how: Purged,
+        now: SystemTime,
+        forget_after: Duration,
+    ) -> Recorded {
+        self.record(|r| &mut r.tags, tag, how, now, forget_after)
+    }
+
+    fn record(
+        &self,
+        map: impl Fn(&mut Records) -> &mut HashMap<String, Record>,
+        name: &str,
+        how: Purged,
+        now: SystemTime,
+        forget_after: Duration,
+    ) -> Recorded {
+        let mut records = self
+            .records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A record older than the longest time anything is stored covers nothing any more.
+        let horizon = now
+            .checked_sub(forget_after)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        records.prefixes.retain(|_, r| r.at > horizon);
+        records.tags.retain(|_, r| r.at > horizon);
+        if records.prefixes.len() + records.tags.len() >= MAX_RECORDS {
+            return Recorded::ClearAll;
+        }
+        let slot = map(&mut records)
+            .entry(name.to_owned())
+            .or_insert(Record { at: now, how });
+        slot.at = now;
+        slot.how = slot.how.max(how);
+        self.any.store(true, Ordering::Release);
+        Recorded::Done
+    }
+
+    /// How the records cover `response`, if they do.
+    pub(crate) fn check(&self, response: &StoredResponse) -> Option<Purged> {
+        if !self.any.load(Ordering::Acquire) {
+            return None;
+        }
+        let records = self
+            .records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let newer = |r: &Record| (r.at >= response.received).then_some(r.how);
+        let path = response.key.path();
+        let mut verdict = None;
+        let boundaries = path.match_indices('/').map(|(i, _)| i).chain([path.len()]);
+        for end in boundaries {
+            for candidate in [&path[..end], path.get(..=end).unwrap_or(path)] {
+                if let Some(how) = records.prefixes.get(candidate).and_then(newer) {
+                    verdict = verdict.max(Some(how));
+                }
+            }
+        }
+        for tag in &response.tags {
+            if let Some(how) = records.tags.get(tag).and_then(newer) {
+                verdict = verdict.max(Some(how));
+            }
+        }
+        verdict
+    }
+}

@@ -1,0 +1,97 @@
+//! Background refresh for `stale-while-revalidate` (RFC 5861 §3): at most one per variant
+//! at a time, on a bounded number of tasks.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::BodyExt;
+use tower_service::Service;
+
+use crate::StoredResponse;
+use crate::conditional::validates;
+use crate::flow::{refreshed, set_validators, store_or_pass};
+use crate::shared::Shared;
+use crate::status::{CacheStatus, Forward};
+
+/// Starts a refresh of `stored` with the request that found it stale (a `GET` or `HEAD`,
+/// whose body is empty), unless one is already running for the variant or every refresh
+/// task is busy (a later request will try again).
+pub(crate) fn spawn<S, ReqBody, B>(
+    shared: &Arc<Shared>,
+    mut inner: S,
+    mut request: Request<ReqBody>,
+    stored: &Arc<StoredResponse>,
+) where
+    S: Service<Request<ReqBody>, Response = Response<B>> + Send + 'static,
+    S::Future: Send,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+{
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let mut variant = stored.key.as_bytes().to_vec();
+    for value in &stored.vary_values {
+        variant.extend_from_slice(&u32::try_from(value.len()).unwrap_or(u32::MAX).to_be_bytes());
+        variant.extend_from_slice(value);
+    }
+    let h = shared.flights.hash(&variant);
+    let Ok(permit) = Arc::clone(&shared.refresh_permits).try_acquire_owned() else {
+        return;
+    };
+    if !shared.start_refresh(h) {
+        return;
+    }
+    shared.counter(|c| &c.refreshes);
+    let shared = Arc::clone(shared);
+    let stored = Arc::clone(stored);
+    // A HEAD cannot refresh a GET's body.
+    *request.method_mut() = http::Method::GET;
+    let client = request.headers().clone();
+    set_validators(request.headers_mut(), &stored);
+    runtime.spawn(async move {
+        let _permit = permit;
+        let requested = shared.now();
+        let limit = shared
+            .origin_timeout
+            .unwrap_or(std::time::Duration::from_secs(30));
+        let outcome = tokio::time::timeout(limit, inner.call(request)).await;
+        if let Ok(Ok(response)) = outcome {
+            let received = shared.now();
+            if response.status() == StatusCode::NOT_MODIFIED {
+                if validates(response.headers(), &stored.headers) {
+                    refreshed(
+                        &shared,
+                        &stored,
+                        response.headers(),
+                        requested,
+                        received,
+                        &client,
+                    );
+                    shared.counter(|c| &c.revalidated);
+                }
+            } else {
+                let method = http::Method::GET;
+                let status = CacheStatus::forward(Forward::Stale);
+                let response = store_or_pass(
+                    &shared,
+                    stored.key.clone(),
+                    &method,
+                    &client,
+                    requested,
+                    received,
+                    response,
+                    None,
+                    status,
+                );
+                // Reading the body to its end stores it.
+                let mut body = std::pin::pin!(response.into_body());
+                while let Some(Ok(_)) = body.frame().await {}
+            }
+        }
+        shared.end_refresh(h);
+    });
+}

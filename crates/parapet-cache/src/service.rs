@@ -1,0 +1,97 @@
+//! The tower service.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{Method, Request, Response};
+use http_body::Body;
+use tower_service::Service;
+
+use crate::flow::serve;
+use crate::shared::Shared;
+use crate::status::{CacheStatus, Forward};
+use crate::{CaptureBody, ResponseFuture, metrics};
+
+/// The cache in front of a service `S`; built by [`CacheLayer`](crate::CacheLayer).
+#[derive(Clone)]
+pub struct Cache<S> {
+    pub(crate) inner: S,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl<S> Cache<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+fn is_grpc<B>(request: &Request<B>) -> bool {
+    request
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// Methods whose success invalidates what is stored for the target (RFC 9111 §4.4): all
+/// but the safe ones (RFC 9110 §9.2.1).
+fn is_unsafe(method: &Method) -> bool {
+    !matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
+}
+
+impl<S, ReqBody, B> Service<Request<ReqBody>> for Cache<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+{
+    type Response = Response<parapet_core::ResponseBody<CaptureBody<B>>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, B, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        // The instance driven ready is the one called (or moved into the flow).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = Arc::clone(&self.shared);
+        if is_grpc(&request) {
+            // gRPC rides on POST with its own semantics: untouched, no Cache-Status.
+            return ResponseFuture::pass(inner.call(request), shared, None, None);
+        }
+        let method = request.method();
+        if method == Method::GET || method == Method::HEAD {
+            return ResponseFuture::flow(Box::pin(serve(shared, inner, request)));
+        }
+        shared.counter(|c| &c.bypassed);
+        metrics::request("pass");
+        let invalidate = if is_unsafe(method) {
+            shared.key_of(&request)
+        } else {
+            None
+        };
+        let status = Some(CacheStatus::forward(Forward::Method));
+        ResponseFuture::pass(inner.call(request), shared, invalidate, status)
+    }
+}
+
+impl<S> std::fmt::Debug for Cache<S>
+where
+    S: std::fmt::Debug,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}

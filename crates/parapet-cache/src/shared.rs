@@ -1,0 +1,355 @@
+//! The configuration and state every clone of the layer shares.
+
+use std::collections::HashSet;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use http::header::{
+    CONNECTION, HeaderName, IF_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION, RANGE, SET_COOKIE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
+use http::{HeaderMap, Method, StatusCode};
+use parapet_core::{Breaker, Clock, FailureLog, RequestHead, StoreError};
+use tokio::sync::Semaphore;
+
+use crate::cache_stats::{Counters, bump};
+use crate::flight::Flights;
+use crate::policy::{CacheControl, Fields, Heuristic, NotStored, freshness_lifetime, storability};
+use crate::purge::Purges;
+use crate::store::{CacheStore, Lookup};
+use crate::stored::ReuseRules;
+use crate::{CacheOverride, KeyPart, QueryKey, SetCookie, StoredResponse, metrics};
+
+/// Fields a cache never stores or forwards from a stored response (RFC 9110 §7.6.1,
+/// RFC 9111 §3.1).
+pub(crate) const HOP_BY_HOP: [HeaderName; 7] = [
+    CONNECTION,
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+];
+
+/// Response fields that carry tags for purges; parsed, then never forwarded.
+pub(crate) const TAG_FIELDS: [&str; 2] = ["surrogate-key", "cache-tag"];
+
+/// `CDN-Cache-Control` (RFC 9213 §2).
+pub(crate) const CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
+
+pub(crate) struct Shared {
+    pub store: Arc<dyn CacheStore>,
+    pub query: QueryKey,
+    pub key_parts: Vec<KeyPart>,
+    pub max_body_bytes: usize,
+    pub max_variants: usize,
+    pub default_ttl: Option<Duration>,
+    pub heuristic: Option<Heuristic>,
+    pub grace: Duration,
+    pub keep: Duration,
+    pub set_cookie: SetCookie,
+    pub targeted: Option<HeaderName>,
+    pub cdn_cache_control: bool,
+    pub unkeyed: Vec<HeaderName>,
+    pub leader_timeout: Duration,
+    pub hit_for_miss: Duration,
+    pub origin_timeout: Option<Duration>,
+    pub refresh_permits: Arc<Semaphore>,
+    pub refreshing: Mutex<HashSet<u64>>,
+    pub store_timeout: Duration,
+    pub breaker: Breaker,
+    pub failures: FailureLog,
+    pub flights: Arc<Flights>,
+    pub purges: Purges,
+    pub counters: Counters,
+    pub clock: Arc<dyn Clock>,
+    /// Wall time when `clock` read zero.
+    pub epoch: SystemTime,
+}
+
+/// What the cache will do with a response, decided from its head alone.
+pub(crate) struct Plan {
+    pub lifetime: Duration,
+    pub rules: ReuseRules,
+    /// Fields to leave out of the stored copy (`no-cache="…"`, `Set-Cookie` under
+    /// [`SetCookie::Strip`]).
+    pub strip: Vec<HeaderName>,
+}
+
+impl Shared {
+    pub(crate) fn micros(&self) -> i64 {
+        i64::try_from(self.clock.now_micros()).unwrap_or(i64::MAX)
+    }
+
+    pub(crate) fn now(&self) -> SystemTime {
+        self.epoch + Duration::from_micros(self.clock.now_micros())
+    }
+
+    /// Why this request must not use the cache at all, if it must not.
+    pub(crate) fn bypass_reason<B>(&self, request: &http::Request<B>) -> Option<&'static str> {
+        let headers = request.headers();
+        if let Some(o) = request.extensions().get::<CacheOverride>()
+            && o.bypass
+        {
+            return Some("override");
+        }
+        if self.unkeyed.iter().any(|name| headers.contains_key(name)) {
+            return Some("unkeyed-header");
+        }
+        // Ranges and preconditions other than the two validators a cache answers itself go
+        // to the origin as sent; their answers are not stored.
+        if [RANGE, IF_RANGE, IF_MATCH, IF_UNMODIFIED_SINCE]
+            .iter()
+            .any(|name| headers.contains_key(name))
+        {
+            return Some("precondition");
+        }
+        None
+    }
+
+    pub(crate) fn key_of<B>(&self, request: &http::Request<B>) -> Option<crate::CacheKey> {
+        crate::CacheKey::of(&RequestHead::of(request), &self.query, &self.key_parts)
+    }
+
+    /// The store's answer within its deadline; a failure is a miss, counted and logged.
+    pub(crate) async fn lookup(
+        &self,
+        key: &crate::CacheKey,
+        request: &HeaderMap,
+        now: SystemTime,
+    ) -> Lookup {
+        let micros = self.micros();
+        if !self.breaker.permit(micros).may_call() {
+            self.store_failed(
+                "lookup",
+                "circuit_open",
+                &"circuit open after repeated failures",
+            );
+            return Lookup::Miss;
+        }
+        let call = self.store.lookup(key, request, now);
+        let result = match call.now_or_later() {
+            Ok(result) => result,
+            Err(call) => match tokio::time::timeout(self.store_timeout, call).await {
+                Ok(result) => result,
+                Err(_) => Err(StoreError::Timeout(self.store_timeout)),
+            },
+        };
+        match result {
+            Ok(found) => {
+                self.breaker.success();
+                found
+            }
+            Err(error) => {
+                self.breaker.failure(micros);
+                self.store_failed("lookup", error.kind(), &error);
+                Lookup::Miss
+            }
+        }
+    }
+
+    /// Stores `response` now if the store answers at once, else in a task with a deadline.
+    pub(crate) fn put(self: &Arc<Self>, response: Arc<StoredResponse>) {
+        let micros = self.micros();
+        if !self.breaker.permit(micros).may_call() {
+            self.store_failed(
+                "put",
+                "circuit_open",
+                &"circuit open after repeated failures",
+            );
+            return;
+        }
+        bump(&self.counters.stored);
+        ::metrics::counter!(metrics::STORED).increment(1);
+        let call = self.store.put(response, self.max_variants, self.now());
+        match call.now_or_later() {
+            Ok(result) => self.settle("put", result, micros),
+            Err(call) => {
+                let shared = Arc::clone(self);
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move {
+                        let result = match tokio::time::timeout(shared.store_timeout, call).await {
+                            Ok(result) => result,
+                            Err(_) => Err(StoreError::Timeout(shared.store_timeout)),
+                        };
+                        shared.settle("put", result, micros);
+                    });
+                }
+            }
+        }
+    }
+
+    /// Removes every variant of `key` (a §4.4 invalidation), in the background when the
+    /// store is remote.
+    pub(crate) fn remove(self: &Arc<Self>, key: &crate::CacheKey) {
+        let micros = self.micros();
+        match self.store.remove(key).now_or_later() {
+            Ok(result) => self.settle("remove", result, micros),
+            Err(call) => {
+                let shared = Arc::clone(self);
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move {
+                        let result = match tokio::time::timeout(shared.store_timeout, call).await {
+                            Ok(result) => result,
+                            Err(_) => Err(StoreError::Timeout(shared.store_timeout)),
+                        };
+                        shared.settle("remove", result, micros);
+                    });
+                }
+            }
+        }
+    }
+
+    fn settle(&self, op: &'static str, result: Result<(), StoreError>, micros: i64) {
+        match result {
+            Ok(()) => self.breaker.success(),
+            Err(error) => {
+                self.breaker.failure(micros);
+                self.store_failed(op, error.kind(), &error);
+            }
+        }
+    }
+
+    fn store_failed(&self, op: &'static str, kind: &'static str, cause: &dyn std::fmt::Display) {
+        bump(&self.counters.store_errors);
+        ::metrics::counter!(metrics::STORE_ERRORS, "op" => op, "kind" => kind).increment(1);
+        self.failures.failure(self.micros(), kind, "origin", cause);
+    }
+
+    /// Whether and how a response may be stored (RFC 9111 §3 with the configured options),
+    /// from its head alone. `Err` carries the `Cache-Status` detail.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn plan(
+        &self,
+        method: &Method,
+        request: &HeaderMap,
+        status: StatusCode,
+        response: &HeaderMap,
+        targeted: Option<CacheControl>,
+        received: SystemTime,
+        override_ttl: Option<Duration>,
+    ) -> Result<Plan, &'static str> {
+        // RFC 9213 §2.1: a cache that uses a targeted field ignores Cache-Control (and
+        // Expires) when the field is present and valid.
+        let cdn = || {
+            self.cdn_cache_control
+                .then(|| response.get(CDN_CACHE_CONTROL))
+                .flatten()
+                .and_then(|v| v.to_str().ok())
+                .map(CacheControl::parse)
+        };
+        let targeted = targeted.or_else(cdn);
+        let cc = targeted
+            .clone()
+            .unwrap_or_else(|| CacheControl::from_headers(response));
+        let heuristic = self.heuristic.unwrap_or(Heuristic {
+            percent: 0,
+            max: Duration::ZERO,
+        });
+        let lifetime = if targeted.is_some() {
+            // Only the targeted field's own directives count: no Expires, no heuristic.
+            [cc.s_maxage, cc.max_age].into_iter().find_map(|d| match d {
+                crate::policy::Delta::Absent => None,
+                other => Some(other.seconds().unwrap_or_default()),
+            })
+        } else {
+            freshness_lifetime(status, response, &cc, received, heuristic)
+                .filter(|_| self.heuristic.is_some() || has_explicit_freshness(response, &cc))
+        };
+        let lifetime = lifetime.or(override_ttl).or(self.default_ttl);
+        let mut strip = Vec::new();
+        let mut checked = response;
+        let without_cookies;
+        if response.contains_key(SET_COOKIE) {
+            match self.set_cookie {
+                SetCookie::Bypass => {}
+                SetCookie::Strip => {
+                    strip.push(SET_COOKIE);
+                    let mut copy = response.clone();
+                    copy.remove(SET_COOKIE);
+                    without_cookies = copy;
+                    checked = &without_cookies;
+                }
+                SetCookie::StoreAsIs => {
+                    let mut copy = response.clone();
+                    copy.remove(SET_COOKIE);
+                    without_cookies = copy;
+                    checked = &without_cookies;
+                }
+            }
+        }
+        storability(method, request, status, checked, &cc, lifetime.is_some()).map_err(detail)?;
+        if crate::vary::fields(response).is_none() {
+            return Err("vary-too-large");
+        }
+        if let Fields::Named(names) = &cc.no_cache {
+            // §5.2.2.4: the named fields may not be reused without revalidation; the cache
+            // leaves them out of its copy instead.
+            strip.extend(
+                names
+                    .iter()
+                    .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok()),
+            );
+        }
+        let allows = |d: crate::policy::Delta| d.seconds().unwrap_or_default();
+        // s-maxage implies proxy-revalidate (§5.2.2.10) unless the response itself grants
+        // stale windows (RFC 5861), which are the origin's explicit permission.
+        let explicit_stale =
+            cc.stale_while_revalidate.is_present() || cc.stale_if_error.is_present();
+        let rules = ReuseRules {
+            no_cache: cc.no_cache == Fields::All,
+            must_revalidate: cc.must_revalidate
+                || cc.proxy_revalidate
+                || (cc.s_maxage.is_present() && !explicit_stale),
+            while_revalidate: allows(cc.stale_while_revalidate).max(self.grace),
+            if_error: allows(cc.stale_if_error).max(self.grace),
+            keep: self.keep,
+        };
+        Ok(Plan {
+            lifetime: lifetime.unwrap_or_default(),
+            rules,
+            strip,
+        })
+    }
+
+    /// A key used for at most one background refresh at a time: true if this call took it.
+    pub(crate) fn start_refresh(&self, h: u64) -> bool {
+        self.refreshing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(h)
+    }
+
+    pub(crate) fn end_refresh(&self, h: u64) {
+        self.refreshing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&h);
+    }
+
+    pub(crate) fn counter(&self, which: impl Fn(&Counters) -> &AtomicU64) {
+        bump(which(&self.counters));
+    }
+}
+
+fn has_explicit_freshness(response: &HeaderMap, cc: &CacheControl) -> bool {
+    cc.s_maxage.is_present()
+        || cc.max_age.is_present()
+        || response.contains_key(http::header::EXPIRES)
+}
+
+fn detail(reason: NotStored) -> &'static str {
+    match reason {
+        NotStored::Method => "method",
+        NotStored::Status => "status",
+        NotStored::ServerError => "server-error",
+        NotStored::NoStore => "no-store",
+        NotStored::Private => "private",
+        NotStored::Authorization => "authorization",
+        NotStored::VaryAny => "vary-any",
+        NotStored::SetCookie => "set-cookie",
+        NotStored::NoFreshness => "no-freshness",
+    }
+}

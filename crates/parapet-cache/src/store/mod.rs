@@ -1,0 +1,51 @@
+//! Where responses are kept: the [`CacheStore`] trait and its memory backend.
+
+mod memory;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use http::{HeaderMap, HeaderName};
+use parapet_core::StoreCall;
+
+use crate::{CacheKey, StoredResponse};
+
+pub use memory::MemoryStore;
+
+/// What a store found for a request.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Lookup {
+    /// A stored variant that matches the request's `Vary`-named fields.
+    Hit(Arc<StoredResponse>),
+    /// Variants of the resource are stored, none for this request; they vary on these
+    /// fields.
+    VaryMiss(Vec<HeaderName>),
+    /// Nothing is stored for the resource.
+    Miss,
+}
+
+/// The operations the cache needs from a store, each atomic.
+///
+/// A store keeps, per [`CacheKey`], up to `max_variants` [`StoredResponse`]s, each until its
+/// [`expires`](StoredResponse::expires) time, and never returns one stored under another key
+/// (it compares [`CacheKey::as_bytes`] on read).
+pub trait CacheStore: Send + Sync + 'static {
+    /// The stored variant of `key` that matches `request`.
+    fn lookup(&self, key: &CacheKey, request: &HeaderMap, now: SystemTime) -> StoreCall<Lookup>;
+
+    /// Stores `response`, replacing the variant it matches; the oldest variant leaves when
+    /// the resource would hold more than `max_variants`.
+    fn put(
+        &self,
+        response: Arc<StoredResponse>,
+        max_variants: usize,
+        now: SystemTime,
+    ) -> StoreCall<()>;
+
+    /// Removes every variant of `key`.
+    fn remove(&self, key: &CacheKey) -> StoreCall<()>;
+
+    /// Removes everything.
+    fn clear(&self) -> StoreCall<()>;
+}

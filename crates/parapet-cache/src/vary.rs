@@ -1,0 +1,178 @@
+//! `Vary` (RFC 9110 §12.5.5, RFC 9111 §4.1): which request fields select a stored variant,
+//! and their canonical values.
+
+use http::header::{ACCEPT_ENCODING, VARY};
+use http::{HeaderMap, HeaderName};
+
+/// The most fields one `Vary` may name; a response naming more is not stored.
+pub(crate) const MAX_VARY_FIELDS: usize = 16;
+
+/// The field names of a response's `Vary`, lowercased, deduplicated and sorted; `None` when
+/// it names too many or cannot be read (`Vary: *` is refused before this is asked).
+pub(crate) fn fields(response: &HeaderMap) -> Option<Vec<HeaderName>> {
+    let mut names = Vec::new();
+    for line in response.get_all(VARY) {
+        for member in line.to_str().ok()?.split(',') {
+            let member = member.trim();
+            if member.is_empty() {
+                continue;
+            }
+            let name = HeaderName::from_bytes(member.as_bytes()).ok()?;
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    if names.len() > MAX_VARY_FIELDS {
+        return None;
+    }
+    names.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+    Some(names)
+}
+
+/// The request's canonical value of each field: lines joined by `,`, whitespace around
+/// members dropped, so that formatting alone does not split variants. `Accept-Encoding` is
+/// folded to the codings a cache can tell apart (RFC 9110 §12.5.3).
+pub(crate) fn values(request: &HeaderMap, names: &[HeaderName]) -> Vec<Box<[u8]>> {
+    names.iter().map(|name| value(request, name)).collect()
+}
+
+pub(crate) fn value(request: &HeaderMap, name: &HeaderName) -> Box<[u8]> {
+    if name == ACCEPT_ENCODING {
+        return accept_encoding(request).as_bytes().into();
+    }
+    let mut out = Vec::new();
+    for line in request.get_all(name) {
+        for member in line.as_bytes().split(|&b| b == b',') {
+            let member = member.trim_ascii();
+            if member.is_empty() {
+                continue;
+            }
+            if !out.is_empty() {
+                out.push(b',');
+            }
+            out.extend_from_slice(member);
+        }
+    }
+    out.into()
+}
+
+/// The codings of `Accept-Encoding` that the request accepts (q > 0), as a sorted
+/// comma-separated list of those origins commonly produce.
+fn accept_encoding(request: &HeaderMap) -> &'static str {
+    const KNOWN: [&str; 4] = ["br", "deflate", "gzip", "zstd"];
+    let mut accepted = [false; 4];
+    for line in request.get_all(ACCEPT_ENCODING) {
+        let Ok(line) = line.to_str() else { continue };
+        for member in line.split(',') {
+            let mut params = member.split(';');
+            let coding = params.next().unwrap_or("").trim().to_ascii_lowercase();
+            let refused = params.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            if refused {
+                continue;
+            }
+            match coding.as_str() {
+                "*" => accepted = [true; 4],
+                "x-gzip" => accepted[2] = true,
+                other => {
+                    if let Some(i) = KNOWN.iter().position(|k| *k == other) {
+                        accepted[i] = true;
+                    }
+                }
+            }
+        }
+    }
+    const TABLE: [&str; 16] = [
+        "",
+        "br",
+        "deflate",
+        "br,deflate",
+        "gzip",
+        "br,gzip",
+        "deflate,gzip",
+        "br,deflate,gzip",
+        "zstd",
+        "br,zstd",
+        "deflate,zstd",
+        "br,deflate,zstd",
+        "gzip,zstd",
+        "br,gzip,zstd",
+        "deflate,gzip,zstd",
+        "br,deflate,gzip,zstd",
+    ];
+    let index = accepted
+        .iter()
+        .enumerate()
+        .fold(0, |acc, (i, &on)| acc | (usize::from(on) << i));
+    TABLE[index]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn vary_fields_are_canonical_and_bounded() {
+        let v = fields(&headers(&[
+            ("vary", "Accept-Language, accept-encoding"),
+            ("vary", "Accept-Language"),
+        ]));
+        assert_eq!(
+            v.unwrap()
+                .iter()
+                .map(HeaderName::as_str)
+                .collect::<Vec<_>>(),
+            ["accept-encoding", "accept-language"]
+        );
+        let many = (0..17)
+            .map(|i| format!("x-f{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert_eq!(fields(&headers(&[("vary", &many)])), None);
+        assert_eq!(fields(&headers(&[("vary", "bad header name")])), None);
+    }
+
+    #[test]
+    fn request_values_ignore_formatting_and_fold_codings() {
+        let names = [ACCEPT_ENCODING, HeaderName::from_static("accept-language")];
+        let a = values(
+            &headers(&[
+                ("accept-encoding", "gzip, br;q=1"),
+                ("accept-language", "en ,fr"),
+            ]),
+            &names,
+        );
+        let b = values(
+            &headers(&[
+                ("accept-encoding", "br,x-gzip,unknown"),
+                ("accept-language", "en"),
+                ("accept-language", "fr"),
+            ]),
+            &names,
+        );
+        assert_eq!(a, b);
+        assert_eq!(&*a[0], b"br,gzip");
+        let refused = values(
+            &headers(&[("accept-encoding", "gzip;q=0, deflate")]),
+            &names,
+        );
+        assert_eq!(&*refused[0], b"deflate");
+        assert_eq!(&*values(&HeaderMap::new(), &names)[0], b"");
+    }
+}

@@ -1,0 +1,161 @@
+//! An origin the tests control, and a client that reads whole responses.
+
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use parapet_cache::{Cache, CacheBuilder, CacheLayer};
+use parapet_core::ManualClock;
+use tower::{Layer, ServiceExt};
+
+type Respond = dyn Fn(&Request<Full<Bytes>>) -> Response<Full<Bytes>> + Send + Sync;
+
+/// What the origin answers, how often it was called, and what it saw.
+#[derive(Clone)]
+pub struct Origin {
+    respond: Arc<Mutex<Arc<Respond>>>,
+    pub calls: Arc<AtomicUsize>,
+    pub seen: Arc<Mutex<Vec<HeaderMap>>>,
+    pub delay: Arc<Mutex<Duration>>,
+}
+
+impl Origin {
+    pub fn new() -> Self {
+        Self {
+            respond: Arc::new(Mutex::new(Arc::new(|_| {
+                Response::new(Full::new(Bytes::new()))
+            }))),
+            calls: Arc::default(),
+            seen: Arc::default(),
+            delay: Arc::default(),
+        }
+    }
+
+    /// Answers every request with `status`, these headers and `body`.
+    pub fn answer(&self, status: u16, headers: &[(&str, &str)], body: &str) {
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        let body = Bytes::from(body.to_owned());
+        self.respond_with(move |_| response(status, &headers, body.clone()));
+    }
+
+    pub fn respond_with(
+        &self,
+        f: impl Fn(&Request<Full<Bytes>>) -> Response<Full<Bytes>> + Send + Sync + 'static,
+    ) {
+        *self.respond.lock().unwrap() = Arc::new(f);
+    }
+
+    pub fn slow(&self, delay: Duration) {
+        *self.delay.lock().unwrap() = delay;
+    }
+
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    pub fn last_seen(&self) -> HeaderMap {
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+pub fn response(status: u16, headers: &[(String, String)], body: Bytes) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap();
+    for (n, v) in headers {
+        r.headers_mut().append(
+            http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    r
+}
+
+pub type Svc =
+    Cache<tower::util::BoxCloneService<Request<Full<Bytes>>, Response<Full<Bytes>>, Infallible>>;
+
+/// The layer over `origin`, built with `build` from a builder on a manual clock.
+pub fn cache(
+    origin: &Origin,
+    build: impl FnOnce(CacheBuilder) -> CacheBuilder,
+) -> (Svc, CacheLayer, ManualClock) {
+    let clock = ManualClock::new();
+    let layer = build(CacheLayer::builder().clock(clock.clone()))
+        .build()
+        .unwrap();
+    let o = origin.clone();
+    let inner = tower::service_fn(move |request: Request<Full<Bytes>>| {
+        let o = o.clone();
+        async move {
+            o.calls.fetch_add(1, Ordering::SeqCst);
+            o.seen.lock().unwrap().push(request.headers().clone());
+            let delay = *o.delay.lock().unwrap();
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let respond = Arc::clone(&o.respond.lock().unwrap());
+            Ok::<_, Infallible>(respond(&request))
+        }
+    });
+    (
+        layer.layer(tower::util::BoxCloneService::new(inner)),
+        layer,
+        clock,
+    )
+}
+
+/// A whole response.
+#[derive(Debug)]
+pub struct Got {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Got {
+    pub fn cache_status(&self) -> String {
+        self.headers
+            .get_all("cache-status")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    pub fn is_hit(&self) -> bool {
+        self.cache_status().starts_with("parapet; hit")
+    }
+}
+
+pub fn get(uri: &str) -> http::request::Builder {
+    Request::get(uri)
+}
+
+pub async fn send(service: &Svc, request: http::request::Builder) -> Got {
+    let request = request.body(Full::new(Bytes::new())).unwrap();
+    let response = service.clone().oneshot(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Got {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    }
+}
+
+pub async fn fetch(service: &Svc, uri: &str) -> Got {
+    send(service, get(uri)).await
+}

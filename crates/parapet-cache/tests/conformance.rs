@@ -1,0 +1,828 @@
+//! RFC-derived conformance: one test per requirement, through the layer, against an origin
+//! the test controls. Section numbers are RFC 9111 unless said otherwise.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Origin, cache, fetch, get, send};
+use parapet_cache::{CacheOverride, SetCookie};
+
+const PUBLIC_60: (&str, &str) = ("cache-control", "public, max-age=60");
+
+#[tokio::test]
+async fn fresh_responses_are_served_from_the_cache_with_age() {
+    let origin = Origin::new();
+    origin.answer(200, &[PUBLIC_60, ("etag", "\"v1\"")], "hello");
+    let (svc, _, clock) = cache(&origin, |b| b);
+    let first = fetch(&svc, "http://a.example/x").await;
+    assert_eq!(
+        first.cache_status(),
+        "parapet; fwd=uri-miss; fwd-status=200; stored"
+    );
+    clock.advance(Duration::from_secs(7));
+    let second = fetch(&svc, "http://a.example/x").await;
+    assert_eq!(origin.calls(), 1);
+    assert_eq!(second.body, "hello");
+    assert_eq!(second.headers["age"], "7", "§4.2.3, §5.1");
+    assert_eq!(second.cache_status(), "parapet; hit; ttl=53");
+}
+
+#[tokio::test]
+async fn s_maxage_wins_over_max_age_which_wins_over_expires() {
+    // §4.2.1
+    let origin = Origin::new();
+    origin.answer(
+        200,
+        &[("cache-control", "max-age=60, s-maxage=2, stale-if-error=0")],
+        "x",
+    );
+    let (svc, _, clock) = cache(&origin, |b| b.keep(Duration::ZERO));
+    fetch(&svc, "http://a.example/s").await;
+    clock.advance(Duration::from_secs(3));
+    assert!(!fetch(&svc, "http://a.example/s").await.is_hit());
+    assert_eq!(origin.calls(), 2);
+
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+    let later = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(3600));
+    origin.answer(
+        200,
+        &[
+            ("cache-control", "max-age=1"),
+            ("date", &date),
+            ("expires", &later),
+        ],
+        "x",
+    );
+    fetch(&svc, "http://a.example/m").await;
+    clock.advance(Duration::from_secs(2));
+    assert!(
+        !fetch(&svc, "http://a.example/m").await.is_hit(),
+        "max-age beats Expires"
+    );
+
+    origin.answer(200, &[("date", &date), ("expires", &later)], "x");
+    fetch(&svc, "http://a.example/e").await;
+    clock.advance(Duration::from_secs(600));
+    assert!(
+        fetch(&svc, "http://a.example/e").await.is_hit(),
+        "Expires - Date = 1 h"
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_expires_means_already_stale() {
+    // §5.3: "0" and other non-dates are in the past.
+    let origin = Origin::new();
+    origin.answer(200, &[("expires", "0")], "x");
+    let (svc, _, _) = cache(&origin, |b| b.keep(Duration::ZERO));
+    fetch(&svc, "http://a.example/").await;
+    assert!(!fetch(&svc, "http://a.example/").await.is_hit());
+}
+
+#[tokio::test]
+async fn heuristic_freshness_only_where_4_2_2_allows() {
+    let origin = Origin::new();
+    let now = std::time::SystemTime::now();
+    let modified = httpdate::fmt_http_date(now - Duration::from_secs(10 * 86_400));
+    let date = httpdate::fmt_http_date(now);
+    origin.answer(200, &[("last-modified", &modified), ("date", &date)], "x");
+    let (svc, _, clock) = cache(&origin, |b| b);
+    fetch(&svc, "http://a.example/h").await;
+    clock.advance(Duration::from_secs(3600));
+    assert!(
+        fetch(&svc, "http://a.example/h").await.is_hit(),
+        "10% of 10 days"
+    );
+
+    origin.answer(201, &[("last-modified", &modified), ("date", &date)], "x");
+    let created = fetch(&svc, "http://a.example/c").await;
+    assert!(
+        created.cache_status().contains("detail=no-freshness"),
+        "{}",
+        created.cache_status()
+    );
+
+    let (strict, _, _) = cache(&origin, |b| b.heuristic(None));
+    origin.answer(200, &[("last-modified", &modified)], "x");
+    let got = fetch(&strict, "http://a.example/h").await;
+    assert!(got.cache_status().contains("detail=no-freshness"));
+}
+
+#[tokio::test]
+async fn no_freshness_is_not_stored_unless_a_default_ttl_is_configured() {
+    let origin = Origin::new();
+    origin.answer(200, &[], "x");
+    let (svc, _, _) = cache(&origin, |b| b);
+    fetch(&svc, "http://a.example/").await;
+    assert!(!fetch(&svc, "http://a.example/").await.is_hit());
+    let (ttl, _, _) = cache(&origin, |b| b.default_ttl(Duration::from_secs(5)));
+    fetch(&ttl, "http://a.example/").await;
+    assert!(fetch(&ttl, "http://a.example/").await.is_hit());
+    // A per-request override gives its own default.
+    let (svc, _, _) = cache(&origin, |b| b);
+    let with =
+        || get("http://a.example/o").extension(CacheOverride::default_ttl(Duration::from_secs(5)));
+    send(&svc, with()).await;
+    assert!(send(&svc, with()).await.is_hit());
+    let bypass = send(
+        &svc,
+        get("http://a.example/o").extension(CacheOverride::bypass()),
+    )
+    .await;
+    assert_eq!(
+        bypass.cache_status(),
+        "parapet; fwd=bypass; detail=override"
+    );
+}
+
+#[tokio::test]
+async fn private_no_store_and_server_errors_are_never_stored() {
+    for (status, headers, detail) in [
+        (
+            200,
+            vec![("cache-control", "private, max-age=60")],
+            "private",
+        ),
+        (
+            200,
+            vec![("cache-control", "private=\"x-user\", max-age=60")],
+            "private",
+        ),
+        (
+            200,
+            vec![("cache-control", "no-store, max-age=60")],
+            "no-store",
+        ),
+        (500, vec![PUBLIC_60], "server-error"),
+        (503, vec![PUBLIC_60], "server-error"),
+        (200, vec![PUBLIC_60, ("vary", "*")], "vary-any"),
+        (206, vec![PUBLIC_60], "status"),
+    ] {
+        let origin = Origin::new();
+        origin.answer(status, &headers, "x");
+        let (svc, _, _) = cache(&origin, |b| b);
+        let first = fetch(&svc, "http://a.example/").await;
+        assert!(
+            first.cache_status().ends_with(&format!("detail={detail}")),
+            "{headers:?}: {}",
+            first.cache_status()
+        );
+        fetch(&svc, "http://a.example/").await;
+        assert_eq!(origin.calls(), 2, "{headers:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_request_with_no_store_is_not_stored() {
+    let origin = Origin::new();
+    origin.answer(200, &[PUBLIC_60], "x");
+    let (svc, _, _) = cache(&origin, |b| b);
+    send(
+        &svc,
+        get("http://a.example/").header("cache-control", "no-store"),
+    )
+    .await;
+    assert!(!fetch(&svc, "http://a.example/").await.is_hit());
+}
+
+#[tokio::test]
+async fn authorization_needs_public_s_maxage_or_must_revalidate() {
+    // §3.5
+    let origin = Origin::new();
+    let (svc, _, _) = cache(&origin, |b| b);
+    let authed =
+        |path: &str| get(&format!("http://a.example{path}")).header("authorization", "Bearer t");
+    origin.answer(200, &[("cache-control", "max-age=60")], "mine");
+    let got = send(&svc, authed("/a")).await;
+    assert!(got.cache_status().ends_with("detail=authorization"));
+    assert!(!fetch(&svc, "http://a.example/a").await.is_hit());
+    for cc in [
+        "public, max-age=60",
+        "s-maxage=60",
+        "max-age=60, must-revalidate",
+    ] {
+        let path = format!("/{}", cc.len());
+        origin.answer(200, &[("cache-control", cc)], "shared");
+        send(&svc, authed(&path)).await;
+        assert!(send(&svc, authed(&path)).await.is_hit(), "{cc}");
+    }
+}
+
+#[tokio::test]
+async fn set_cookie_is_never_replayed_by_default() {
+    let origin = Origin::new();
+    origin.answer(200, &[PUBLIC_60, ("set-cookie", "session=alice")], "x");
+    let (svc, _, _) = cache(&origin, |b| b);
+    let first = fetch(&svc, "http://a.example/").await;
+    assert_eq!(
+        first.headers["set-cookie"], "session=alice",
+        "its own client gets it"
+    );
+    assert!(first.cache_status().ends_with("detail=set-cookie"));
+    let second = fetch(&svc, "http://a.example/").await;
+    assert!(!second.is_hit());
+
+    let (strip, _, _) = cache(&origin, |b| b.set_cookie(SetCookie::Strip));
+    assert_eq!(
+        fetch(&strip, "http://a.example/").await.headers["set-cookie"],
+        "session=alice"
+    );
+    let hit = fetch(&strip, "http://a.example/").await;
+    assert!(hit.is_hit());
+    assert!(
+        !hit.headers.contains_key("set-cookie"),
+        "stored without the cookie"
+    );
+
+    let (as_is, _, _) = cache(&origin, |b| b.set_cookie(SetCookie::StoreAsIs));
+    fetch(&as_is, "http://a.example/").await;
+    assert_eq!(
+        fetch(&as_is, "http://a.example/").await.headers["set-cookie"],
+        "session=alice"
+    );
+}
+
+#[tokio::test]
+async fn no_cache_is_stored_but_revalidated_before_each_reuse() {
+    // §5.2.2.4
+    let origin = Origin::new();
+    origin.answer(
+        200,
+        &[
+            ("cache-control", "no-cache, max-age=60"),
+            ("etag", "\"v1\""),
+        ],
+        "body",
+    );
+    let (svc, _, _) = cache(&origin, |b| b);
+    fetch(&svc, "http://a.example/").await;
+    origin.answer(304, &[("etag", "\"v1\"")], "");
+    let second = fetch(&svc, "http://a.example/").await;
+    assert_eq!(origin.calls(), 2, "validated");
+    assert_eq!(origin.last_seen()["if-none-match"], "\"v1\"");
+    assert_eq!((second.status, &second.body[..]), (200, &b"body"[..]));
+    assert!(
+        second.cache_status().contains("fwd-status=304"),
+        "{}",
+        second.cache_status()
+    );
+}
+
+#[tokio::test]
+async fn no_cache_with_field_names_strips_them_from_the_stored_copy() {
+    let origin = Origin::new();
+    origin.answer(
+        200,
+        &[
+            ("cache-control", "public, max-age=60, no-cache=\"x-secret\""),
+            ("x-secret", "s"),
+        ],
+        "x",
+    );
+    let (svc, _, _) = cache(&origin, |b| b);
+    assert_eq!(
+        fetch(&svc, "http://a.example/").await.headers["x-secret"],
+        "s"
+    );
+    let hit = fetch(&svc, "http://a.example/").await;
+    assert!(hit.is_hit());
+    assert!(!hit.headers.contains_key("x-secret"));
+}
+
+#[tokio::test]
+async fn must_revalidate_is_never_served_stale() {
+    // §5.2.2.2: not with max-stale, not on error.
+    let origin = Origin::new();
+    origin.answer(
+        200,
+        &[(
+            "cache-control",
+            "max-age=1, must-revalidate, stale-if-error=60",
+        )],
+        "x",
+    );
+    let (svc, _, clock) = cache(&origin, |b| b.grace(Duration::from_secs(60)));
+    fetch(&svc, "http://a.example/").await;
+    clock.advance(Duration::from_secs(5));
+    origin.answer(502, &[], "down");
+    let got = send(
+        &svc,
+        get("http://a.example/").header("cache-control", "max-stale=100"),
+    )
+    .await;
+    assert_eq!(got.status, 502);
+}
+
+#[tokio::test]
+async fn request_directives_are_honoured() {
+    // §5.2.1
+    let origin = Origin::new();
+    origin.answer(200, &[PUBLIC_60, ("etag", "\"e\"")], "x");
+    let (svc, _, clock) = cache(&origin, |b| b);
+    fetch(&svc, "http://a.example/").await;
+    clock.advance(Duration::from_secs(10));
+    let with = |cc: &str| get("http://a.example/").header("cache-control", cc);
+    assert!(send(&svc, with("max-age=20")).await.is_hit());
+    assert!(send(&svc, with("min-fresh=40")).await.is_hit());
+    let calls = origin.calls();
+    for cc in ["no-cache", "max-age=5", "min-fresh=55", "max-age=0"] {
+        // Each validation stores the answer afresh: let it age past the limits again.
+        clock.advance(Duration::from_secs(10));
+        let got = send(&svc, with(cc)).await;
+        assert!(
+            got.cache_status().contains("fwd=request"),
+            "{cc}: {}",
+            got.cache_status()
+        );
+    }
+    assert_eq!(origin.calls(), calls + 4);
+    clock.advance(Duration::from_secs(65));
+    let stale = send(&svc, with("max-stale=30")).await;
+    assert!(stale.is_hit() && stale.cache_status().contains("detail=max-stale"));
+    assert!(send(&svc, with("max-stale")).await.is_hit());
+}
+
+#[tokio::test]
+async fn only_if_cached_gets_504_without_a_usable_response() {
+    let origin = Origin::new();
+    origin.answer(200, &[PUBLIC_60], "x");
+    let (svc, _, _) = cache(&origin, |b| b);
+    let only = || get("http://a.example/").header("cache-control", "only-if-cached");
+    assert_eq!(send(&svc, only()).await.status, 504);
+    assert_eq!(origin.calls(), 0);
+    fetch(&svc, "http://a.example/").await;
+    assert!(send(&svc, only()).await.is_hit());
+}
+
+#[tokio::test]
+async fn vary_keeps_one_variant_per_combination() {
+    // §4.1
+    let origin = Origin::new();
+    origin.respond_with(|req| {
+        let lang = req
+            .headers()
+            .get("accept-language")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        common::response(
+            200,
+            &[
+                ("cache-control".into(), "max-age=60".into()),
+                ("vary".into(), "Accept-Language".into()),
+            ],
+            lang.into(),
+        )
+    });
+    let (svc, _, _) = cache(&origin, |b| b);
+    let lang = |l: &str| get("http://a.example/").header("accept-language", l);
+    assert_eq!(send(&svc, lang("en")).await.body, "en");
+    let fr = send(&svc, lang("fr")).await;
+    assert!(
+        fr.cache_status().contains("fwd=vary-miss"),
+        "{}",
+        fr.cache_status()
+    );
+    assert_eq!(send(&svc, lang("en")).await.body, "en");
+    let hit = send(&svc, lang("fr")).await;
+    assert!(hit.is_hit());
+    assert_eq!(hit.body, "fr");
+    assert_eq!(origin.calls(), 2);
+}
+
+#[tokio::test]
+async fn a_304_updates_the_stored_headers() {
+    // §3.2, §4.3.4
+    let origin = Origin::new();
+    origin.answer(
+        200,
+        &[
+            ("cache-control", "max-age=1"),
+            ("etag", "\"v1\""),
+            ("x-version", "1"),
+        ],
+        "body",
+    );
+    let (svc, _, clock) = cache(&origin, |b| b);
+    fetch(&svc, "http://a.example/").await;
+    clock.advance(Duration::from_secs(2));
+    origin.answer(
+        304,
+        &[
+            ("cache-control", "max-age=100"),
+            ("etag", "\"v1\""),
+            ("x-version", "2"),
+        ],
+        "",
+    );
+    let validated = fetch(&svc, "http://a.example/").await;
+    assert_eq!(validated.headers["x-version"], "2");
+    assert_eq!(validated.body, "body");
+    clock.advance(Duration::from_secs(50));
+    let hit = fetch(&svc, "http://a.example/").await;
+    assert!(
+        hit.is_hit(),
+        "fresh for the new max-age: {}",
+        hit.cache_status()
+    );
+    assert_eq!(hit.headers["x-version"], "2");
+    assert_eq!(origin.calls(), 2);
+}
+
+#[tokio::test]
+async fn a_304_for_another_representation_is_not_applied() {
+    let origin = Origin::new();
+    origin.answer(
+        200,
+        &[("cache-control", "max-age=1"), ("etag", "\"v1\"")],
+        "body",
+    );
+    let (svc, _, clock) = cache(&origin, |b| b);
+    fetch(&svc, "http://a.example/").await;
+    clock.advance(Duration::from_secs(2));
+    origin.answer(304, &[("etag", "\"v2\"")], "");
+    assert_eq!(fetch(&svc, "http://a.example/").await.status, 502);
+    origin.answer(
+        200,
+        &[("cache-control", "max-age=60"), ("etag", "\"v2\"")],
+        "new",
+    );
+    assert_eq!(
+        fetch(&svc, "http://a.example/").await.body,
+        "new",
+        "the old entry is gone"
+    );
+}
+
+#[tokio::test]
+async fn client_validators_are_answered_from_the_cache() {
+    // RFC 9110 §13.1.1, §13.1.3, §13.2.2
+    let origin = Origin::new();
+    let modified = "Sun, 06 Nov 1994 08:49:37 GMT";
+    origin.answer(
+        200,
+        &[PUBLIC_60, ("etag", "W/\"v1\""), ("last-modified", modified)],
+        "body",
+    );
+    let (svc, _, _) = cache(&origin, |b| b);
+    fetch(&svc, "http://a.example/").await;
+    let inm = send(
+        &svc,
+        get("http://a.example/").header("if-none-match", "\"v1\""),
+    )
+    .await;
+    assert_eq!(inm.status, 304);
+    assert!(inm.body.is_empty());
+    assert_eq!(inm.headers["etag"], "W/\"v1\"");
+    let ims = send(
+        &svc,
+        get("http://a.example/").header("if-modified-since", modified),
+    )
+    .await;
+    assert_eq!(ims.status, 304);
+    let other = send(
+        &svc,
+        get("http://a.example/").header("if-none-match", "\"v2\""),
+    )
+    .await;
+    assert_eq!((other.status, &other.body[..]), (200, &b"body"[..]));
+    assert_eq!(origin.calls(), 1);
+}
+
+#[tokio::test]
+async fn unsafe_methods_invalidate_the_target_and_same_origin_locations() {
+    // §4.4
+    let origin = Origin::new();
+    origin.answer(200, &[PUBLIC_60], "x");
+    let (svc, _, _) = cache(&origin, |b| b);
+    for path in ["/items", "/items/7", "/other"] {
+        fetch(&svc, &format!("http://a.example{path}")).await;
+    }
+    origin.answer(
+        201,
+        &[
+            ("location", "/items/7"),
+            ("content-location", "http://b.example/other"),
+        ],
+        "",
+    );
+    let post = send(&svc, http::Request::post("http://a.example/items")).await;
+    assert_eq!(post.cache_status(), "parapet; fwd=method");
+    origin.answer(200, &[PUBLIC_60], "x");
+    assert!(!fetch(&svc, "http://a.example/items").await.is_hit());
+    assert!(!fetch(&svc, "http://a.example/items/7").await.is_hit());
+    assert!(
+        fetch(&svc, "http://a.example/other").await.is_hit(),
+        "another origin's URI stays"
+    );
+    // A failed unsafe request invalidates nothing.
+    origin.answer(500, &[], "");
+    send(&svc, http::Request::delete("http://a.example/other")).await;
+    origin.answer(200, &[PUBLIC_60], "x");
+    assert!(fetch(&svc, "http://a.example/other").await.is_hit());
+}
+
+#[tokio::test]
+async fn head_is_answered_from_a_stored_get_and_never_stored_as_one() {
+    let origin = Origin::new();
+    origin.answer(200, &[PUBLIC_60, ("content-length", "5")], "hello");
+    let (svc, _, _) = cache(&origin, |b| b);
+    let head = send(&svc, http::Request::head("http://a.example/h")).await;
+    assert!(
+        head.cache_status().ends_with("detail=method"),
+        "{}",
+        head.cache_status()
+    );
+    assert!(
+        !fetch(&svc, "http://a.example/h").await.is_hit(),
+        "the HEAD was not stored"
+    );
+    let head = send(&svc, http::Request::head("http://a.example/h")).await;
+    assert!(head.is_hit());
+    assert!(head.body.is_empty());
+    assert_eq!(head.headers["content-length"], "5");
+}
+
+#[tokio::test]
+async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
+    // RFC 5861 §3
+    let origin = Origin::new();
+    origin.answer(
+        200,
+        &[
+            ("cache-control", "max-age=1, stale-while-revalidate=60"),
+            ("x-v", "1"),
+        ],
+        "old",
+    );
+    let (svc, layer, clock) = cache(&origin, |b| b);
+    fetch(&svc, "http://a.example/").await;
+    clock.advance(Duration::from_secs(5));
+    origin.answer(200, &[("cache-control", "max-age=60"), ("x-v", "2")], "new");
+    origin.slow(Duration::from_millis(200));
+    let mut stale = Vec::new();
+    for _ in 0..20 {
+        stale.push(fetch(&svc, "http://a.example/").await);
+    }
+    assert!(
+        stale
+            .iter()
+            .all(|g| g.body == "old" && g.cache_status().contains("detail=stale-while-revalidate"))
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(origin.calls(), 2, "exactly one refresh");
+    assert_eq!(layer.handle().stats().refreshes, 1);
+    let fresh = fetch(&svc, "http://a.example/").await;
+    assert_eq!(fresh.body, "new");
+    assert!(fresh.is_hit());
+}
+
+#[tokio::test]
+async fn stale_if_error_serves_stale_on_errors_within_its_window() {
+    // RFC 5861 §4
+    let origin = Origin::new();
+    origin.answer(
+        200,
+        &[("cache-control", "max-age=1, stale-if-error=30")],
+        "good",
+    );
+    let (svc, _, clock) = cache(&origin, |b| b);
+    fetch(&svc, "http://a.example/").await;
+    clock.advance(Duration::from_secs(10));
+    origin.answer(503, &[], "down");
+    let got = fetch(&svc, "http://a.example/").await;
+    assert_eq!((got.status, &got.body[..]), (200, &b"good"[..]));
+    assert!(
+        got.cache_status().contains("detail=stale-if-error"),
+        "{}",
+        got.cache_status()
+    );
+    clock.advance(Duration::from_secs(30));
+    assert_eq!(
+        fetch(&svc, "http://a.example/").await.status,
+        503,
+        "past the window"
+    );
+}
+
+#[tokio::test]
+async fn stale_if_error_serves_stale_when_the_origin_is_too_slow() {
+    let origin = Origin::new();
+    origin.answer(
+        200,
+        &[("cache-control", "max-age=1, stale-if-error=30")],
+        "good",
+    );
+    let (svc, _, clock) = cache(&origin, |b| b.origin_timeout(Duration::from_millis(50)));
+    fetch(&svc, "http://a.example/").await;
+    clock.advance(Duration::from_secs(5));
+    origin.slow(Duration::from_secs(5));
+    let started = std::time::Instant::now();
+    let got = fetch(&svc, "http://a.example/").await;
+    assert_eq!(got.body, "good");
+    assert!(got.cache_status().contains("detail=origin-timeout"));
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn cdn_cache_control_and_the_targeted_field_take_precedence() {
+    // RFC 9213 §2.1
+    let origin = Origin::new();
+    origin.answer(
+        200,
+        &[
+            ("cache-control", "no-store"),
+            ("cdn-cache-control", "max-age=60"),
+        ],
+        "x",
+    );
+    let (svc, _, _) = cache(&origin, |b| b);
+    let first = fetch(&svc, "http://a.example/").await;
+    assert_eq!(
+        first.headers["cdn-cache-control"], "max-age=60",
+        "left for caches downstream"
+    );
+    assert!(fetch(&svc, "http://a.example/").await.is_hit());
+
+    origin.answer(
+        200,
+        &[
+            ("cache-control", "max-age=60"),
+            ("parapet-cache-control", "no-store"),
+        ],
+        "x",
+    );
+    let (own, _, _) = cache(&origin, |b| b.targeted_field("Parapet-Cache-Control"));
+    let first = fetch(&own, "http://a.example/").await;
+    assert!(
+        !first.headers.contains_key("parapet-cache-control"),
+        "stripped before it leaves"
+    );
+    assert!(!fetch(&own, "http://a.example/").await.is_hit());
+}
+
+#[tokio::test]
+async fn cache_status_is_a_valid_structured_field_list() {
+    // RFC 9211 §2: an sf-list of items with parameters.
+    let origin = Origin::new();
+    origin.answer(
+        200,
+        &[PUBLIC_60, ("cache-status", "origin-cache; hit")],
+        "x",
+    );
+    let (svc, _, _) = cache(&origin, |b| b);
+    for got in [
+        fetch(&svc, "http://a.example/").await,
+        fetch(&svc, "http://a.example/").await,
+    ] {
+        let lines: Vec<&str> = got
+            .headers
+            .get_all("cache-status")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        let joined = lines.join(", ");
+        let list = sfv::Parser::new(&joined).parse::<sfv::List>().unwrap();
+        let last = list.last().unwrap();
+        let sfv::ListEntry::Item(item) = last else {
+            panic!("an item")
+        };
+        assert_eq!(
+            item.bare_item.as_token().map(|t| t.as_str()),
+            Some("parapet"),
+            "ours comes last"
+        );
+    }
+}
+
+#[tokio::test]
+async fn poisoning_headers_bypass_the_cache_unless_keyed() {
+    let origin = Origin::new();
+    origin.answer(200, &[PUBLIC_60], "x");
+    let (svc, _, _) = cache(&origin, |b| b);
+    fetch(&svc, "http://a.example/").await;
+    for name in parapet_cache::UNKEYED_HEADERS {
+        let got = send(&svc, get("http://a.example/").header(name, "evil.example")).await;
+        assert_eq!(
+            got.cache_status(),
+            "parapet; fwd=bypass; detail=unkeyed-header",
+            "{name}"
+        );
+    }
+    let (keyed, _, _) = cache(&origin, |b| {
+        b.key_header(http::HeaderName::from_static("x-forwarded-host"))
+    });
+    let host = |h: &str| get("http://a.example/").header("x-forwarded-host", h);
+    send(&keyed, host("evil.example")).await;
+    assert!(send(&keyed, host("evil.example")).await.is_hit());
+    assert!(
+        !send(&keyed, host("good.example")).await.is_hit(),
+        "another value, another entry"
+    );
+}
+
+#[tokio::test]
+async fn keys_separate_host_query_and_scheme() {
+    let origin = Origin::new();
+    origin.answer(200, &[PUBLIC_60], "x");
+    let (svc, _, _) = cache(&origin, |b| b);
+    fetch(&svc, "http://a.example/p?a=1&b=2").await;
+    assert!(fetch(&svc, "http://A.EXAMPLE/p?a=1&b=2").await.is_hit());
+    for other in [
+        "http://b.example/p?a=1&b=2",
+        "http://a.example/p?b=2&a=1",
+        "https://a.example/p?a=1&b=2",
+        "http://a.example/p",
+    ] {
+        assert!(!fetch(&svc, other).await.is_hit(), "{other}");
+    }
+    let (sorted, _, _) = cache(&origin, |b| b.query_key(parapet_cache::QueryKey::Sorted));
+    fetch(&sorted, "http://a.example/p?a=1&b=2").await;
+    assert!(fetch(&sorted, "http://a.example/p?b=2&a=1").await.is_hit());
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_stream_through_unstored() {
+    let origin = Origin::new();
+    let big = "x".repeat(2000);
+    origin.answer(200, &[PUBLIC_60], &big);
+    let (svc, _, _) = cache(&origin, |b| b.max_body_bytes(1000));
+    let got = fetch(&svc, "http://a.example/").await;
+    assert_eq!(got.body.len(), 2000);
+    assert!(got.cache_status().ends_with("detail=too-big"));
+    assert!(!fetch(&svc, "http://a.example/").await.is_hit());
+}
+
+#[tokio::test]
+async fn purges_by_prefix_and_tag_hard_and_soft() {
+    let origin = Origin::new();
+    origin.answer(
+        200,
+        &[
+            PUBLIC_60,
+            ("surrogate-key", "product-1 list"),
+            ("etag", "\"e\""),
+        ],
+        "x",
+    );
+    let (svc, layer, clock) = cache(&origin, |b| b);
+    let handle = layer.handle();
+    for path in ["/products", "/products/1", "/productsale", "/t"] {
+        let got = fetch(&svc, &format!("http://a.example{path}")).await;
+        assert!(
+            !got.headers.contains_key("surrogate-key"),
+            "tags never leave"
+        );
+    }
+    clock.advance(Duration::from_secs(1));
+    handle.purge_prefix("/products");
+    clock.advance(Duration::from_secs(1));
+    assert!(!fetch(&svc, "http://a.example/products").await.is_hit());
+    assert!(!fetch(&svc, "http://a.example/products/1").await.is_hit());
+    assert!(fetch(&svc, "http://a.example/productsale").await.is_hit());
+    clock.advance(Duration::from_secs(1));
+    handle.purge_tag("product-1");
+    clock.advance(Duration::from_secs(1));
+    assert!(!fetch(&svc, "http://a.example/t").await.is_hit());
+    clock.advance(Duration::from_secs(1));
+    handle.soft_purge_tag("list");
+    origin.answer(304, &[("etag", "\"e\"")], "");
+    let soft = fetch(&svc, "http://a.example/t").await;
+    assert!(
+        soft.cache_status().contains("fwd=stale; fwd-status=304"),
+        "{}",
+        soft.cache_status()
+    );
+    assert_eq!(soft.body, "x");
+    handle
+        .invalidate(&parapet_cache::CacheKey::new(
+            "http",
+            "a.example",
+            "/productsale",
+        ))
+        .await
+        .unwrap();
+    origin.answer(200, &[PUBLIC_60], "x");
+    assert!(!fetch(&svc, "http://a.example/productsale").await.is_hit());
+}
+
+#[tokio::test]
+async fn requests_with_ranges_and_preconditions_bypass() {
+    let origin = Origin::new();
+    origin.answer(200, &[PUBLIC_60], "x");
+    let (svc, _, _) = cache(&origin, |b| b);
+    fetch(&svc, "http://a.example/").await;
+    for (name, value) in [
+        ("range", "bytes=0-1"),
+        ("if-match", "\"a\""),
+        ("if-unmodified-since", "Sun, 06 Nov 1994 08:49:37 GMT"),
+    ] {
+        let got = send(&svc, get("http://a.example/").header(name, value)).await;
+        assert!(
+            got.cache_status().ends_with("detail=precondition"),
+            "{name}"
+        );
+    }
+}
