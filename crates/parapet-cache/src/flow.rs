@@ -687,12 +687,11 @@ pub(crate) fn invalidate_after<B>(shared: &Arc<Shared>, key: &CacheKey, response
         };
         if same_origin && uri.path().starts_with('/') {
             let scheme = uri.scheme_str().unwrap_or(key.scheme());
-            let query = shared.query.normalise(uri.query().unwrap_or(""));
-            shared.remove(&CacheKey::new(
-                scheme,
-                key.host(),
-                &format!("{}?{query}", uri.path()),
-            ));
+            let target = match uri.query() {
+                Some(query) => format!("{}?{}", uri.path(), shared.query.normalise(query)),
+                None => uri.path().to_owned(),
+            };
+            shared.remove(&CacheKey::new(scheme, key.host(), &target));
         }
     }
 }

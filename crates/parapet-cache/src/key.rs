@@ -27,9 +27,12 @@ impl CacheKey {
     /// [`CacheHandle`](crate::CacheHandle) names a resource to invalidate). The query is
     /// taken as given: pass it as the cache normalises it.
     pub fn new(scheme: &str, host: &str, path_and_query: &str) -> Self {
-        let (path, query) = path_and_query
-            .split_once('?')
-            .unwrap_or((path_and_query, ""));
+        // The query part keeps its `?`: `/a?` and `/a` are different URIs (RFC 3986 §6.2.3
+        // allows treating them alike only by scheme-specific rules).
+        let (path, query) = match path_and_query.find('?') {
+            Some(i) => path_and_query.split_at(i),
+            None => (path_and_query, ""),
+        };
         Self::encode(scheme, host, path, query, &[])
     }
 
@@ -49,7 +52,10 @@ impl CacheKey {
                 .and_then(|h| h.to_str().ok())
                 .unwrap_or(""),
         };
-        let query = query.normalise(uri.query().unwrap_or(""));
+        let query = match uri.query() {
+            Some(q) => format!("?{}", query.normalise(q)),
+            None => String::new(),
+        };
         let mut custom = Vec::with_capacity(parts.len());
         for part in parts {
             custom.push(part(head)?);
@@ -131,6 +137,10 @@ mod tests {
         let b = CacheKey::new("http", "a.example", "/x?y");
         let c = CacheKey::new("http", "a.example/x", "?y");
         let d = CacheKey::new("http", "a.example", "/x%3Fy");
+        assert_ne!(
+            CacheKey::new("http", "a", "/x?"),
+            CacheKey::new("http", "a", "/x")
+        );
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_ne!(a, d);

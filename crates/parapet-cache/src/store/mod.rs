@@ -49,3 +49,26 @@ pub trait CacheStore: Send + Sync + 'static {
     /// Removes everything.
     fn clear(&self) -> StoreCall<()>;
 }
+
+impl<T: CacheStore> CacheStore for Arc<T> {
+    fn lookup(&self, key: &CacheKey, request: &HeaderMap, now: SystemTime) -> StoreCall<Lookup> {
+        (**self).lookup(key, request, now)
+    }
+
+    fn put(
+        &self,
+        response: Arc<StoredResponse>,
+        max_variants: usize,
+        now: SystemTime,
+    ) -> StoreCall<()> {
+        (**self).put(response, max_variants, now)
+    }
+
+    fn remove(&self, key: &CacheKey) -> StoreCall<()> {
+        (**self).remove(key)
+    }
+
+    fn clear(&self) -> StoreCall<()> {
+        (**self).clear()
+    }
+}

@@ -84,8 +84,9 @@ pub fn response(status: u16, headers: &[(String, String)], body: Bytes) -> Respo
     r
 }
 
-pub type Svc =
-    Cache<tower::util::BoxCloneService<Request<Full<Bytes>>, Response<Full<Bytes>>, Infallible>>;
+pub type Svc = Cache<
+    tower::util::BoxCloneSyncService<Request<Full<Bytes>>, Response<Full<Bytes>>, Infallible>,
+>;
 
 /// The layer over `origin`, built with `build` from a builder on a manual clock.
 pub fn cache(
@@ -111,7 +112,7 @@ pub fn cache(
         }
     });
     (
-        layer.layer(tower::util::BoxCloneService::new(inner)),
+        layer.layer(tower::util::BoxCloneSyncService::new(inner)),
         layer,
         clock,
     )

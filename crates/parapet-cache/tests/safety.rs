@@ -1,0 +1,311 @@
+//! What must never happen: one client's response reaching another, a stampede on the
+//! origin, memory past its bound, a panic or a 500 on garbage.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+mod common;
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{Origin, cache, fetch, get, send};
+use http::{Request, Response};
+use http_body::{Body, Frame};
+use http_body_util::{BodyExt, Full};
+use parapet_cache::{CacheLayer, MemoryStore};
+use proptest::prelude::*;
+use tower::{Layer, ServiceExt};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_concurrent_misses_make_one_origin_call() {
+    let origin = Origin::new();
+    origin.answer(200, &[("cache-control", "public, max-age=60")], "cold");
+    origin.slow(Duration::from_millis(300));
+    let (svc, layer, _) = cache(&origin, |b| b);
+    let tasks: Vec<_> = (0..10_000)
+        .map(|_| {
+            let svc = svc.clone();
+            tokio::spawn(async move { fetch(&svc, "http://a.example/cold").await })
+        })
+        .collect();
+    let mut bodies = 0;
+    for task in tasks {
+        let got = task.await.unwrap();
+        assert_eq!((got.status, &got.body[..]), (200, &b"cold"[..]));
+        bodies += 1;
+    }
+    assert_eq!(bodies, 10_000);
+    assert_eq!(origin.calls(), 1);
+    assert!(
+        layer.handle().stats().collapsed >= 9_000,
+        "{:?}",
+        layer.handle().stats()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_never_receive_a_private_or_cookie_response() {
+    for headers in [
+        vec![("cache-control", "private, max-age=60")],
+        vec![("cache-control", "public, max-age=60"), ("set-cookie", "")],
+    ] {
+        let origin = Origin::new();
+        let n = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&n);
+        let fixed: Vec<(String, String)> = headers
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        origin.respond_with(move |_| {
+            let i = counter.fetch_add(1, Ordering::SeqCst);
+            let mut headers = fixed.clone();
+            for (name, value) in &mut headers {
+                if name == "set-cookie" {
+                    *value = format!("id={i}");
+                }
+            }
+            common::response(200, &headers, Bytes::from(format!("user {i}")))
+        });
+        origin.slow(Duration::from_millis(100));
+        let (svc, _, _) = cache(&origin, |b| b);
+        let tasks: Vec<_> = (0..100)
+            .map(|_| {
+                let svc = svc.clone();
+                tokio::spawn(async move { fetch(&svc, "http://a.example/me").await })
+            })
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        for task in tasks {
+            let got = task.await.unwrap();
+            assert!(
+                seen.insert(got.body.clone()),
+                "{headers:?}: a body reached two clients"
+            );
+        }
+        assert_eq!(origin.calls(), 100, "{headers:?}");
+    }
+}
+
+/// The origin answers with the identity of the request it got, cacheable and varying on
+/// `Accept-Language`: any response served to a request that does not carry that request's
+/// identity came from another request's entry.
+fn identity(req: &Request<Full<Bytes>>) -> Response<Full<Bytes>> {
+    let lang = req
+        .headers()
+        .get("accept-language")
+        .map(|v| v.to_str().unwrap_or("?").to_owned())
+        .unwrap_or_default();
+    // Like any server, no body for a HEAD.
+    let body = if req.method() == http::Method::HEAD {
+        String::new()
+    } else {
+        format!("{} {} {}", req.method(), req.uri(), lang)
+    };
+    common::response(
+        200,
+        &[
+            ("cache-control".into(), "public, max-age=600".into()),
+            ("vary".into(), "accept-language".into()),
+        ],
+        Bytes::from(body),
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn no_request_is_served_another_requests_entry(
+        requests in proptest::collection::vec(
+            (0..2usize, 0..3usize, "/[ab]{0,2}", proptest::option::of("[ab=&]{0,4}"), 0..3usize),
+            1..40,
+        )
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let origin = Origin::new();
+            origin.respond_with(identity);
+            let (svc, _, _) = cache(&origin, |b| b);
+            for (method, host, path, query, lang) in requests {
+                let method = ["GET", "HEAD"][method];
+                let host = ["a.example", "b.example", "a.example:8080"][host];
+                let uri = match &query {
+                    Some(q) => format!("http://{host}{path}?{q}"),
+                    None => format!("http://{host}{path}"),
+                };
+                let mut request = Request::builder().method(method).uri(&uri);
+                if lang > 0 {
+                    request = request.header("accept-language", ["", "en", "fr"][lang]);
+                }
+                let got = send(&svc, request).await;
+                prop_assert_eq!(got.status, 200);
+                if method == "GET" {
+                    let lang = ["", "en", "fr"][lang];
+                    let normalised_uri: http::Uri = uri.parse().unwrap();
+                    let expected = format!("GET {normalised_uri} {lang}");
+                    prop_assert_eq!(String::from_utf8_lossy(&got.body), expected);
+                } else {
+                    prop_assert!(got.body.is_empty());
+                }
+            }
+            Ok(())
+        })?;
+    }
+
+    #[test]
+    fn garbage_cache_headers_never_panic_or_500(
+        response_cc in "[a-z=\\-,\" 0-9]{0,40}|max-age=-1|max-age=99999999999999999999|s-maxage=1.5",
+        date in "[A-Za-z0-9 ,:]{0,30}|Sun, 06 Nov 1994 08:49:37 GMT",
+        age in "[0-9a-z,-]{0,12}",
+        vary in "[A-Za-z*, -]{0,60}",
+        etag in "[W/\"a-z]{0,8}",
+        request_cc in "[a-z=\\-, 0-9]{0,30}",
+        inm in "[W/\"a-z*, ]{0,12}",
+        ims in "[A-Za-z0-9 ,:]{0,30}",
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let origin = Origin::new();
+            let mut headers = vec![
+                ("cache-control", response_cc.as_str()),
+                ("date", date.as_str()),
+                ("expires", date.as_str()),
+                ("last-modified", date.as_str()),
+                ("age", age.as_str()),
+                ("vary", vary.as_str()),
+            ];
+            if !etag.is_empty() {
+                headers.push(("etag", etag.as_str()));
+            }
+            headers.retain(|(_, v)| http::HeaderValue::from_str(v).is_ok());
+            origin.answer(200, &headers, "body");
+            let (svc, _, clock) = cache(&origin, |b| b);
+            for _ in 0..3 {
+                let mut request = get("http://a.example/");
+                for (name, value) in [("cache-control", &request_cc), ("if-none-match", &inm), ("if-modified-since", &ims)] {
+                    if http::HeaderValue::from_str(value).is_ok() {
+                        request = request.header(name, value.as_str());
+                    }
+                }
+                let got = send(&svc, request).await;
+                prop_assert!(got.status == 200 || got.status == 304 || got.status == 504, "{}", got.status);
+                clock.advance(Duration::from_secs(30));
+            }
+            Ok(())
+        })?;
+    }
+}
+
+#[tokio::test]
+async fn a_huge_vary_is_not_stored() {
+    let origin = Origin::new();
+    let many: Vec<String> = (0..100).map(|i| format!("x-h{i}")).collect();
+    let vary = many.join(", ");
+    origin.answer(
+        200,
+        &[("cache-control", "public, max-age=60"), ("vary", &vary)],
+        "x",
+    );
+    let (svc, _, _) = cache(&origin, |b| b);
+    let got = fetch(&svc, "http://a.example/").await;
+    assert!(got.cache_status().ends_with("detail=vary-too-large"));
+}
+
+#[tokio::test]
+async fn the_memory_bound_holds_however_many_keys() {
+    let store = Arc::new(MemoryStore::new(64 << 10));
+    let origin = Origin::new();
+    origin.answer(
+        200,
+        &[("cache-control", "public, max-age=600")],
+        &"x".repeat(1000),
+    );
+    let (svc, _, _) = cache(&origin, {
+        let store = Arc::clone(&store);
+        move |b| b.store(store)
+    });
+    for i in 0..1000 {
+        fetch(&svc, &format!("http://a.example/{i}")).await;
+        assert!(
+            store.bytes() <= store.capacity(),
+            "{} > {}",
+            store.bytes(),
+            store.capacity()
+        );
+    }
+    assert!(store.evicted() > 0);
+    assert!(
+        fetch(&svc, "http://a.example/999").await.is_hit(),
+        "recent entries stay"
+    );
+}
+
+/// A body of `left` bytes in 64 KiB chunks, made on the fly.
+struct Endless {
+    left: usize,
+    chunk: Bytes,
+}
+
+impl Body for Endless {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        let n = self.left.min(self.chunk.len());
+        self.left -= n;
+        Poll::Ready(Some(Ok(Frame::data(self.chunk.slice(..n)))))
+    }
+}
+
+fn rss_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+#[tokio::test]
+async fn a_gigabyte_streams_through_in_a_few_mebibytes() {
+    for cache_control in ["private", "public, max-age=60"] {
+        let layer = CacheLayer::builder().build().unwrap();
+        let svc = layer.layer(tower::service_fn(
+            move |_req: Request<Full<Bytes>>| async move {
+                let mut response = Response::new(Endless {
+                    left: 1 << 30,
+                    chunk: Bytes::from(vec![7u8; 64 << 10]),
+                });
+                response
+                    .headers_mut()
+                    .insert("cache-control", cache_control.parse().unwrap());
+                Ok::<_, Infallible>(response)
+            },
+        ));
+        let before = rss_bytes();
+        let response = svc
+            .oneshot(
+                Request::get("http://a.example/big")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let mut body = response.into_body();
+        let mut total = 0usize;
+        while let Some(frame) = body.frame().await {
+            total += frame.unwrap().into_data().map(|d| d.len()).unwrap_or(0);
+        }
+        assert_eq!(total, 1 << 30);
+        let grown = rss_bytes().saturating_sub(before);
+        assert!(grown < 8 << 20, "{cache_control}: RSS grew {grown} bytes");
+    }
+}
