@@ -1,12 +1,15 @@
 //! The body of a response that passes through the cache: streamed to the client untouched,
 //! and, when the response may be stored, copied on the way up to a byte limit.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
+use parapet_core::StoreCall;
 use pin_project_lite::pin_project;
 
 use crate::StoredResponse;
@@ -33,10 +36,15 @@ pub(crate) struct Capture {
     pub chunks: Vec<Bytes>,
     pub len: usize,
     pub guard: Option<LeaderGuard>,
+    /// The store call under way once the body has ended: the end is reported to the client,
+    /// and waiters are released, only when the response is stored (or failed to be), so
+    /// that what they look up next is there.
+    pub pending: Option<StoreCall<()>>,
 }
 
 impl Capture {
-    fn finish(mut self) {
+    /// Starts storing the copy; `true` when done at once.
+    fn start(&mut self) -> bool {
         let body = match self.chunks.len() {
             0 => Bytes::new(),
             1 => self.chunks.pop().unwrap_or_default(),
@@ -48,10 +56,41 @@ impl Capture {
                 all.freeze()
             }
         };
+        self.chunks = Vec::new();
         self.template.body = body;
-        self.shared.put(Arc::new(self.template));
+        let response = Arc::new(self.template.clone());
+        match self.shared.put_call(response) {
+            None => {
+                self.land(false);
+                true
+            }
+            Some(call) => match call.now_or_later() {
+                Ok(result) => {
+                    self.settle(result);
+                    true
+                }
+                Err(call) => {
+                    self.pending = Some(call);
+                    false
+                }
+            },
+        }
+    }
+
+    fn settle(&mut self, result: Result<(), parapet_core::StoreError>) {
+        let stored = result.is_ok();
+        self.shared.settle_put(result);
+        self.land(stored);
+    }
+
+    fn land(&mut self, stored: bool) {
         if let Some(guard) = self.guard.take() {
-            guard.stored();
+            if stored {
+                guard.stored();
+            } else {
+                // The store failed: waiters go to the origin, later misses do not wait.
+                guard.not_stored(self.shared.micros(), Duration::ZERO);
+            }
         }
     }
 
@@ -90,6 +129,15 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
+        if let Some(capture) = this.capture.as_mut()
+            && let Some(call) = capture.pending.as_mut()
+        {
+            let result = ready!(Pin::new(call).poll(cx));
+            capture.pending = None;
+            capture.settle(result);
+            *this.capture = None;
+            return Poll::Ready(None);
+        }
         let polled = this.body.poll_frame(cx);
         let Some(capture) = this.capture.as_mut() else {
             return polled;
@@ -114,8 +162,12 @@ where
                 }
             }
             Poll::Ready(None) => {
-                if let Some(capture) = this.capture.take() {
-                    capture.finish();
+                if capture.start() {
+                    *this.capture = None;
+                } else {
+                    // Report the end once the store call is done.
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
                 }
             }
         }

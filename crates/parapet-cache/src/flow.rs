@@ -353,7 +353,7 @@ where
         if !validates(response.headers(), &stored.headers) {
             // The origin confirmed some other response than the one asked about: the
             // stored one cannot be used, and there is no body to forward.
-            shared.remove(&stored.key);
+            shared.remove(std::slice::from_ref(&stored.key)).await;
             let mut problem = Problem::new(StatusCode::BAD_GATEWAY, "invalid revalidation")
                 .string("detail", "the origin answered a conditional request with a 304 for another representation")
                 .into_response()
@@ -374,7 +374,8 @@ where
             requested_at,
             received,
             &client,
-        );
+        )
+        .await;
         let status = CacheStatus {
             fwd_status: Some(304),
             stored: refreshed.is_some(),
@@ -418,7 +419,7 @@ pub(crate) fn set_validators(headers: &mut HeaderMap, stored: &StoredResponse) {
 }
 
 /// The stored response updated by a `304` (§4.3.4) and stored again, if it may be.
-pub(crate) fn refreshed(
+pub(crate) async fn refreshed(
     shared: &Arc<Shared>,
     stored: &StoredResponse,
     not_modified: &HeaderMap,
@@ -453,7 +454,7 @@ pub(crate) fn refreshed(
         rules: plan.rules,
         ..stored.clone()
     });
-    shared.put(Arc::clone(&response));
+    shared.put(Arc::clone(&response)).await;
     Some(response)
 }
 
@@ -657,6 +658,7 @@ fn store_or_pass_with<B: http_body::Body>(
                 chunks: Vec::new(),
                 len: 0,
                 guard,
+                pending: None,
             };
             Response::from_parts(
                 parts,
@@ -667,13 +669,17 @@ fn store_or_pass_with<B: http_body::Body>(
 }
 
 /// §4.4: a successful unsafe request invalidates the target URI and the same-origin URIs
-/// in its `Location` and `Content-Location`.
-pub(crate) fn invalidate_after<B>(shared: &Arc<Shared>, key: &CacheKey, response: &Response<B>) {
+/// in its `Location` and `Content-Location`. The keys to remove.
+pub(crate) fn invalidated_by<B>(
+    shared: &Shared,
+    key: CacheKey,
+    response: &Response<B>,
+) -> Vec<CacheKey> {
     let status = response.status();
     if !(status.is_success() || status.is_redirection()) {
-        return;
+        return Vec::new();
     }
-    shared.remove(key);
+    let mut keys = Vec::with_capacity(3);
     for field in [LOCATION, CONTENT_LOCATION] {
         let Some(target) = response.headers().get(&field).and_then(|v| v.to_str().ok()) else {
             continue;
@@ -691,7 +697,9 @@ pub(crate) fn invalidate_after<B>(shared: &Arc<Shared>, key: &CacheKey, response
                 Some(query) => format!("{}?{}", uri.path(), shared.query.normalise(query)),
                 None => uri.path().to_owned(),
             };
-            shared.remove(&CacheKey::new(scheme, key.host(), &target));
+            keys.push(CacheKey::new(scheme, key.host(), &target));
         }
     }
+    keys.push(key);
+    keys
 }

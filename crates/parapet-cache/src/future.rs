@@ -9,7 +9,7 @@ use http::Response;
 use parapet_core::ResponseBody;
 use pin_project_lite::pin_project;
 
-use crate::flow::{invalidate_after, pass};
+use crate::flow::{invalidated_by, pass};
 use crate::shared::Shared;
 use crate::status::CacheStatus;
 use crate::{CacheKey, CaptureBody};
@@ -67,12 +67,15 @@ impl<F, B, E> ResponseFuture<F, B, E> {
 impl<F, B, E> Future for ResponseFuture<F, B, E>
 where
     F: Future<Output = Result<Response<B>, E>>,
+    B: Send + 'static,
+    E: Send + 'static,
 {
     type Output = Result<Response<ResponseBody<CaptureBody<B>>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Flow { future } => future.as_mut().poll(cx),
+        let mut kind = self.project().kind;
+        let (shared, keys, response, status) = match kind.as_mut().project() {
+            KindProj::Flow { future } => return future.as_mut().poll(cx),
             KindProj::Pass {
                 future,
                 shared,
@@ -80,11 +83,24 @@ where
                 status,
             } => {
                 let response = ready!(future.poll(cx))?;
-                if let Some(key) = invalidate.take() {
-                    invalidate_after(shared, &key, &response);
-                }
-                Poll::Ready(Ok(pass(shared, response, status.take())))
+                let Some(key) = invalidate.take() else {
+                    return Poll::Ready(Ok(pass(shared, response, status.take())));
+                };
+                let keys = invalidated_by(shared, key, &response);
+                (Arc::clone(shared), keys, response, status.take())
             }
+        };
+        // The response leaves once what it invalidated is gone, so that its client's next
+        // request cannot be served the old entry.
+        kind.set(Kind::Flow {
+            future: Box::pin(async move {
+                shared.remove(&keys).await;
+                Ok(pass(&shared, response, status))
+            }),
+        });
+        match kind.project() {
+            KindProj::Flow { future } => future.as_mut().poll(cx),
+            KindProj::Pass { .. } => Poll::Pending,
         }
     }
 }

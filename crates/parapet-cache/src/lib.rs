@@ -108,7 +108,7 @@ pub use layer::CacheLayer;
 pub use query_key::QueryKey;
 pub use service::Cache;
 pub use set_cookie::SetCookie;
-pub use store::{CacheStore, Lookup, MemoryStore};
+pub use store::{CacheStore, Lookup, MemoryStore, RedisStore};
 pub use stored::StoredResponse;
 
 /// A custom part of every cache key: see [`CacheBuilder::key_part`].

@@ -70,7 +70,8 @@ pub(crate) fn spawn<S, ReqBody, B>(
                         requested,
                         received,
                         &client,
-                    );
+                    )
+                    .await;
                     shared.counter(|c| &c.revalidated);
                 }
             } else {

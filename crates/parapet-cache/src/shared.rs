@@ -150,55 +150,63 @@ impl Shared {
         }
     }
 
-    /// Stores `response` now if the store answers at once, else in a task with a deadline.
-    pub(crate) fn put(self: &Arc<Self>, response: Arc<StoredResponse>) {
-        let micros = self.micros();
-        if !self.breaker.permit(micros).may_call() {
+    /// The store call that keeps `response`, or `None` while the breaker is open; its
+    /// result goes to [`settle_put`](Self::settle_put).
+    pub(crate) fn put_call(
+        &self,
+        response: Arc<StoredResponse>,
+    ) -> Option<parapet_core::StoreCall<()>> {
+        if !self.breaker.permit(self.micros()).may_call() {
             self.store_failed(
                 "put",
                 "circuit_open",
                 &"circuit open after repeated failures",
             );
-            return;
+            return None;
         }
-        bump(&self.counters.stored);
-        ::metrics::counter!(metrics::STORED).increment(1);
         let call = self.store.put(response, self.max_variants, self.now());
-        match call.now_or_later() {
-            Ok(result) => self.settle("put", result, micros),
+        Some(match call.now_or_later() {
+            Ok(result) => parapet_core::StoreCall::ready(result),
             Err(call) => {
-                let shared = Arc::clone(self);
-                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    runtime.spawn(async move {
-                        let result = match tokio::time::timeout(shared.store_timeout, call).await {
-                            Ok(result) => result,
-                            Err(_) => Err(StoreError::Timeout(shared.store_timeout)),
-                        };
-                        shared.settle("put", result, micros);
-                    });
-                }
+                let limit = self.store_timeout;
+                parapet_core::StoreCall::boxed(async move {
+                    match tokio::time::timeout(limit, call).await {
+                        Ok(result) => result,
+                        Err(_) => Err(StoreError::Timeout(limit)),
+                    }
+                })
             }
+        })
+    }
+
+    pub(crate) fn settle_put(&self, result: Result<(), StoreError>) {
+        if result.is_ok() {
+            bump(&self.counters.stored);
+            ::metrics::counter!(metrics::STORED).increment(1);
+        }
+        self.settle("put", result, self.micros());
+    }
+
+    /// Stores `response` and waits for the store (within its deadline).
+    pub(crate) async fn put(&self, response: Arc<StoredResponse>) {
+        if let Some(call) = self.put_call(response) {
+            self.settle_put(call.await);
         }
     }
 
-    /// Removes every variant of `key` (a §4.4 invalidation), in the background when the
-    /// store is remote.
-    pub(crate) fn remove(self: &Arc<Self>, key: &crate::CacheKey) {
-        let micros = self.micros();
-        match self.store.remove(key).now_or_later() {
-            Ok(result) => self.settle("remove", result, micros),
-            Err(call) => {
-                let shared = Arc::clone(self);
-                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    runtime.spawn(async move {
-                        let result = match tokio::time::timeout(shared.store_timeout, call).await {
-                            Ok(result) => result,
-                            Err(_) => Err(StoreError::Timeout(shared.store_timeout)),
-                        };
-                        shared.settle("remove", result, micros);
-                    });
-                }
-            }
+    /// Removes every variant of each key (a §4.4 invalidation), each call within the store
+    /// deadline; failures are counted, not returned.
+    pub(crate) async fn remove(&self, keys: &[crate::CacheKey]) {
+        for key in keys {
+            let micros = self.micros();
+            let result = match self.store.remove(key).now_or_later() {
+                Ok(result) => result,
+                Err(call) => match tokio::time::timeout(self.store_timeout, call).await {
+                    Ok(result) => result,
+                    Err(_) => Err(StoreError::Timeout(self.store_timeout)),
+                },
+            };
+            self.settle("remove", result, micros);
         }
     }
 

@@ -7,16 +7,15 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Origin, cache, fetch, get, send};
+use common::{Backend, Origin, cache, fetch, get, send};
 use parapet_cache::{CacheOverride, SetCookie};
 
 const PUBLIC_60: (&str, &str) = ("cache-control", "public, max-age=60");
 
-#[tokio::test]
-async fn fresh_responses_are_served_from_the_cache_with_age() {
+async fn fresh_responses_are_served_from_the_cache_with_age(backend: Backend) {
     let origin = Origin::new();
     origin.answer(200, &[PUBLIC_60, ("etag", "\"v1\"")], "hello");
-    let (svc, _, clock) = cache(&origin, |b| b);
+    let (svc, _, clock) = cache(backend, &origin, |b| b).await;
     let first = fetch(&svc, "http://a.example/x").await;
     assert_eq!(
         first.cache_status(),
@@ -30,8 +29,7 @@ async fn fresh_responses_are_served_from_the_cache_with_age() {
     assert_eq!(second.cache_status(), "parapet; hit; ttl=53");
 }
 
-#[tokio::test]
-async fn s_maxage_wins_over_max_age_which_wins_over_expires() {
+async fn s_maxage_wins_over_max_age_which_wins_over_expires(backend: Backend) {
     // §4.2.1
     let origin = Origin::new();
     origin.answer(
@@ -39,7 +37,7 @@ async fn s_maxage_wins_over_max_age_which_wins_over_expires() {
         &[("cache-control", "max-age=60, s-maxage=2, stale-if-error=0")],
         "x",
     );
-    let (svc, _, clock) = cache(&origin, |b| b.keep(Duration::ZERO));
+    let (svc, _, clock) = cache(backend, &origin, |b| b.keep(Duration::ZERO)).await;
     fetch(&svc, "http://a.example/s").await;
     clock.advance(Duration::from_secs(3));
     assert!(!fetch(&svc, "http://a.example/s").await.is_hit());
@@ -72,24 +70,22 @@ async fn s_maxage_wins_over_max_age_which_wins_over_expires() {
     );
 }
 
-#[tokio::test]
-async fn an_invalid_expires_means_already_stale() {
+async fn an_invalid_expires_means_already_stale(backend: Backend) {
     // §5.3: "0" and other non-dates are in the past.
     let origin = Origin::new();
     origin.answer(200, &[("expires", "0")], "x");
-    let (svc, _, _) = cache(&origin, |b| b.keep(Duration::ZERO));
+    let (svc, _, _) = cache(backend, &origin, |b| b.keep(Duration::ZERO)).await;
     fetch(&svc, "http://a.example/").await;
     assert!(!fetch(&svc, "http://a.example/").await.is_hit());
 }
 
-#[tokio::test]
-async fn heuristic_freshness_only_where_4_2_2_allows() {
+async fn heuristic_freshness_only_where_4_2_2_allows(backend: Backend) {
     let origin = Origin::new();
     let now = std::time::SystemTime::now();
     let modified = httpdate::fmt_http_date(now - Duration::from_secs(10 * 86_400));
     let date = httpdate::fmt_http_date(now);
     origin.answer(200, &[("last-modified", &modified), ("date", &date)], "x");
-    let (svc, _, clock) = cache(&origin, |b| b);
+    let (svc, _, clock) = cache(backend, &origin, |b| b).await;
     fetch(&svc, "http://a.example/h").await;
     clock.advance(Duration::from_secs(3600));
     assert!(
@@ -105,24 +101,23 @@ async fn heuristic_freshness_only_where_4_2_2_allows() {
         created.cache_status()
     );
 
-    let (strict, _, _) = cache(&origin, |b| b.heuristic(None));
+    let (strict, _, _) = cache(backend, &origin, |b| b.heuristic(None)).await;
     origin.answer(200, &[("last-modified", &modified)], "x");
     let got = fetch(&strict, "http://a.example/h").await;
     assert!(got.cache_status().contains("detail=no-freshness"));
 }
 
-#[tokio::test]
-async fn no_freshness_is_not_stored_unless_a_default_ttl_is_configured() {
+async fn no_freshness_is_not_stored_unless_a_default_ttl_is_configured(backend: Backend) {
     let origin = Origin::new();
     origin.answer(200, &[], "x");
-    let (svc, _, _) = cache(&origin, |b| b);
+    let (svc, _, _) = cache(backend, &origin, |b| b).await;
     fetch(&svc, "http://a.example/").await;
     assert!(!fetch(&svc, "http://a.example/").await.is_hit());
-    let (ttl, _, _) = cache(&origin, |b| b.default_ttl(Duration::from_secs(5)));
+    let (ttl, _, _) = cache(backend, &origin, |b| b.default_ttl(Duration::from_secs(5))).await;
     fetch(&ttl, "http://a.example/").await;
     assert!(fetch(&ttl, "http://a.example/").await.is_hit());
     // A per-request override gives its own default.
-    let (svc, _, _) = cache(&origin, |b| b);
+    let (svc, _, _) = cache(backend, &origin, |b| b).await;
     let with =
         || get("http://a.example/o").extension(CacheOverride::default_ttl(Duration::from_secs(5)));
     send(&svc, with()).await;
@@ -138,8 +133,7 @@ async fn no_freshness_is_not_stored_unless_a_default_ttl_is_configured() {
     );
 }
 
-#[tokio::test]
-async fn private_no_store_and_server_errors_are_never_stored() {
+async fn private_no_store_and_server_errors_are_never_stored(backend: Backend) {
     for (status, headers, detail) in [
         (
             200,
@@ -163,7 +157,7 @@ async fn private_no_store_and_server_errors_are_never_stored() {
     ] {
         let origin = Origin::new();
         origin.answer(status, &headers, "x");
-        let (svc, _, _) = cache(&origin, |b| b);
+        let (svc, _, _) = cache(backend, &origin, |b| b).await;
         let first = fetch(&svc, "http://a.example/").await;
         assert!(
             first.cache_status().ends_with(&format!("detail={detail}")),
@@ -175,11 +169,10 @@ async fn private_no_store_and_server_errors_are_never_stored() {
     }
 }
 
-#[tokio::test]
-async fn a_request_with_no_store_is_not_stored() {
+async fn a_request_with_no_store_is_not_stored(backend: Backend) {
     let origin = Origin::new();
     origin.answer(200, &[PUBLIC_60], "x");
-    let (svc, _, _) = cache(&origin, |b| b);
+    let (svc, _, _) = cache(backend, &origin, |b| b).await;
     send(
         &svc,
         get("http://a.example/").header("cache-control", "no-store"),
@@ -188,11 +181,10 @@ async fn a_request_with_no_store_is_not_stored() {
     assert!(!fetch(&svc, "http://a.example/").await.is_hit());
 }
 
-#[tokio::test]
-async fn authorization_needs_public_s_maxage_or_must_revalidate() {
+async fn authorization_needs_public_s_maxage_or_must_revalidate(backend: Backend) {
     // §3.5
     let origin = Origin::new();
-    let (svc, _, _) = cache(&origin, |b| b);
+    let (svc, _, _) = cache(backend, &origin, |b| b).await;
     let authed =
         |path: &str| get(&format!("http://a.example{path}")).header("authorization", "Bearer t");
     origin.answer(200, &[("cache-control", "max-age=60")], "mine");
@@ -211,11 +203,10 @@ async fn authorization_needs_public_s_maxage_or_must_revalidate() {
     }
 }
 
-#[tokio::test]
-async fn set_cookie_is_never_replayed_by_default() {
+async fn set_cookie_is_never_replayed_by_default(backend: Backend) {
     let origin = Origin::new();
     origin.answer(200, &[PUBLIC_60, ("set-cookie", "session=alice")], "x");
-    let (svc, _, _) = cache(&origin, |b| b);
+    let (svc, _, _) = cache(backend, &origin, |b| b).await;
     let first = fetch(&svc, "http://a.example/").await;
     assert_eq!(
         first.headers["set-cookie"], "session=alice",
@@ -225,7 +216,7 @@ async fn set_cookie_is_never_replayed_by_default() {
     let second = fetch(&svc, "http://a.example/").await;
     assert!(!second.is_hit());
 
-    let (strip, _, _) = cache(&origin, |b| b.set_cookie(SetCookie::Strip));
+    let (strip, _, _) = cache(backend, &origin, |b| b.set_cookie(SetCookie::Strip)).await;
     assert_eq!(
         fetch(&strip, "http://a.example/").await.headers["set-cookie"],
         "session=alice"
@@ -237,7 +228,7 @@ async fn set_cookie_is_never_replayed_by_default() {
         "stored without the cookie"
     );
 
-    let (as_is, _, _) = cache(&origin, |b| b.set_cookie(SetCookie::StoreAsIs));
+    let (as_is, _, _) = cache(backend, &origin, |b| b.set_cookie(SetCookie::StoreAsIs)).await;
     fetch(&as_is, "http://a.example/").await;
     assert_eq!(
         fetch(&as_is, "http://a.example/").await.headers["set-cookie"],
@@ -245,8 +236,7 @@ async fn set_cookie_is_never_replayed_by_default() {
     );
 }
 
-#[tokio::test]
-async fn no_cache_is_stored_but_revalidated_before_each_reuse() {
+async fn no_cache_is_stored_but_revalidated_before_each_reuse(backend: Backend) {
     // §5.2.2.4
     let origin = Origin::new();
     origin.answer(
@@ -257,7 +247,7 @@ async fn no_cache_is_stored_but_revalidated_before_each_reuse() {
         ],
         "body",
     );
-    let (svc, _, _) = cache(&origin, |b| b);
+    let (svc, _, _) = cache(backend, &origin, |b| b).await;
     fetch(&svc, "http://a.example/").await;
     origin.answer(304, &[("etag", "\"v1\"")], "");
     let second = fetch(&svc, "http://a.example/").await;
@@ -271,8 +261,7 @@ async fn no_cache_is_stored_but_revalidated_before_each_reuse() {
     );
 }
 
-#[tokio::test]
-async fn no_cache_with_field_names_strips_them_from_the_stored_copy() {
+async fn no_cache_with_field_names_strips_them_from_the_stored_copy(backend: Backend) {
     let origin = Origin::new();
     origin.answer(
         200,
@@ -282,7 +271,7 @@ async fn no_cache_with_field_names_strips_them_from_the_stored_copy() {
         ],
         "x",
     );
-    let (svc, _, _) = cache(&origin, |b| b);
+    let (svc, _, _) = cache(backend, &origin, |b| b).await;
     assert_eq!(
         fetch(&svc, "http://a.example/").await.headers["x-secret"],
         "s"
@@ -292,8 +281,7 @@ async fn no_cache_with_field_names_strips_them_from_the_stored_copy() {
     assert!(!hit.headers.contains_key("x-secret"));
 }
 
-#[tokio::test]
-async fn must_revalidate_is_never_served_stale() {
+async fn must_revalidate_is_never_served_stale(backend: Backend) {
     // §5.2.2.2: not with max-stale, not on error.
     let origin = Origin::new();
     origin.answer(
@@ -304,7 +292,7 @@ async fn must_revalidate_is_never_served_stale() {
         )],
         "x",
     );
-    let (svc, _, clock) = cache(&origin, |b| b.grace(Duration::from_secs(60)));
+    let (svc, _, clock) = cache(backend, &origin, |b| b.grace(Duration::from_secs(60))).await;
     fetch(&svc, "http://a.example/").await;
     clock.advance(Duration::from_secs(5));
     origin.answer(502, &[], "down");
@@ -316,12 +304,11 @@ async fn must_revalidate_is_never_served_stale() {
     assert_eq!(got.status, 502);
 }
 
-#[tokio::test]
-async fn request_directives_are_honoured() {
+async fn request_directives_are_honoured(backend: Backend) {
     // §5.2.1
     let origin = Origin::new();
     origin.answer(200, &[PUBLIC_60, ("etag", "\"e\"")], "x");
-    let (svc, _, clock) = cache(&origin, |b| b);
+    let (svc, _, clock) = cache(backend, &origin, |b| b).await;
     fetch(&svc, "http://a.example/").await;
     clock.advance(Duration::from_secs(10));
     let with = |cc: &str| get("http://a.example/").header("cache-control", cc);
@@ -345,11 +332,10 @@ async fn request_directives_are_honoured() {
     assert!(send(&svc, with("max-stale")).await.is_hit());
 }
 
-#[tokio::test]
-async fn only_if_cached_gets_504_without_a_usable_response() {
+async fn only_if_cached_gets_504_without_a_usable_response(backend: Backend) {
     let origin = Origin::new();
     origin.answer(200, &[PUBLIC_60], "x");
-    let (svc, _, _) = cache(&origin, |b| b);
+    let (svc, _, _) = cache(backend, &origin, |b| b).await;
     let only = || get("http://a.example/").header("cache-control", "only-if-cached");
     assert_eq!(send(&svc, only()).await.status, 504);
     assert_eq!(origin.calls(), 0);
@@ -357,8 +343,7 @@ async fn only_if_cached_gets_504_without_a_usable_response() {
     assert!(send(&svc, only()).await.is_hit());
 }
 
-#[tokio::test]
-async fn vary_keeps_one_variant_per_combination() {
+async fn vary_keeps_one_variant_per_combination(backend: Backend) {
     // §4.1
     let origin = Origin::new();
     origin.respond_with(|req| {
@@ -376,7 +361,7 @@ async fn vary_keeps_one_variant_per_combination() {
             lang.into(),
         )
     });
-    let (svc, _, _) = cache(&origin, |b| b);
+    let (svc, _, _) = cache(backend, &origin, |b| b).await;
     let lang = |l: &str| get("http://a.example/").header("accept-language", l);
     assert_eq!(send(&svc, lang("en")).await.body, "en");
     let fr = send(&svc, lang("fr")).await;
@@ -392,8 +377,7 @@ async fn vary_keeps_one_variant_per_combination() {
     assert_eq!(origin.calls(), 2);
 }
 
-#[tokio::test]
-async fn a_304_updates_the_stored_headers() {
+async fn a_304_updates_the_stored_headers(backend: Backend) {
     // §3.2, §4.3.4
     let origin = Origin::new();
     origin.answer(
@@ -405,7 +389,7 @@ async fn a_304_updates_the_stored_headers() {
         ],
         "body",
     );
-    let (svc, _, clock) = cache(&origin, |b| b);
+    let (svc, _, clock) = cache(backend, &origin, |b| b).await;
     fetch(&svc, "http://a.example/").await;
     clock.advance(Duration::from_secs(2));
     origin.answer(
@@ -431,15 +415,14 @@ async fn a_304_updates_the_stored_headers() {
     assert_eq!(origin.calls(), 2);
 }
 
-#[tokio::test]
-async fn a_304_for_another_representation_is_not_applied() {
+async fn a_304_for_another_representation_is_not_applied(backend: Backend) {
     let origin = Origin::new();
     origin.answer(
         200,
         &[("cache-control", "max-age=1"), ("etag", "\"v1\"")],
         "body",
     );
-    let (svc, _, clock) = cache(&origin, |b| b);
+    let (svc, _, clock) = cache(backend, &origin, |b| b).await;
     fetch(&svc, "http://a.example/").await;
     clock.advance(Duration::from_secs(2));
     origin.answer(304, &[("etag", "\"v2\"")], "");
@@ -456,8 +439,7 @@ async fn a_304_for_another_representation_is_not_applied() {
     );
 }
 
-#[tokio::test]
-async fn client_validators_are_answered_from_the_cache() {
+async fn client_validators_are_answered_from_the_cache(backend: Backend) {
     // RFC 9110 §13.1.1, §13.1.3, §13.2.2
     let origin = Origin::new();
     let modified = "Sun, 06 Nov 1994 08:49:37 GMT";
@@ -466,7 +448,7 @@ async fn client_validators_are_answered_from_the_cache() {
         &[PUBLIC_60, ("etag", "W/\"v1\""), ("last-modified", modified)],
         "body",
     );
-    let (svc, _, _) = cache(&origin, |b| b);
+    let (svc, _, _) = cache(backend, &origin, |b| b).await;
     fetch(&svc, "http://a.example/").await;
     let inm = send(
         &svc,
@@ -491,12 +473,11 @@ async fn client_validators_are_answered_from_the_cache() {
     assert_eq!(origin.calls(), 1);
 }
 
-#[tokio::test]
-async fn unsafe_methods_invalidate_the_target_and_same_origin_locations() {
+async fn unsafe_methods_invalidate_the_target_and_same_origin_locations(backend: Backend) {
     // §4.4
     let origin = Origin::new();
     origin.answer(200, &[PUBLIC_60], "x");
-    let (svc, _, _) = cache(&origin, |b| b);
+    let (svc, _, _) = cache(backend, &origin, |b| b).await;
     for path in ["/items", "/items/7", "/other"] {
         fetch(&svc, &format!("http://a.example{path}")).await;
     }
@@ -524,11 +505,10 @@ async fn unsafe_methods_invalidate_the_target_and_same_origin_locations() {
     assert!(fetch(&svc, "http://a.example/other").await.is_hit());
 }
 
-#[tokio::test]
-async fn head_is_answered_from_a_stored_get_and_never_stored_as_one() {
+async fn head_is_answered_from_a_stored_get_and_never_stored_as_one(backend: Backend) {
     let origin = Origin::new();
     origin.answer(200, &[PUBLIC_60, ("content-length", "5")], "hello");
-    let (svc, _, _) = cache(&origin, |b| b);
+    let (svc, _, _) = cache(backend, &origin, |b| b).await;
     let head = send(&svc, http::Request::head("http://a.example/h")).await;
     assert!(
         head.cache_status().ends_with("detail=method"),
@@ -545,8 +525,7 @@ async fn head_is_answered_from_a_stored_get_and_never_stored_as_one() {
     assert_eq!(head.headers["content-length"], "5");
 }
 
-#[tokio::test]
-async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
+async fn stale_while_revalidate_serves_stale_and_refreshes_once(backend: Backend) {
     // RFC 5861 §3
     let origin = Origin::new();
     origin.answer(
@@ -557,7 +536,7 @@ async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
         ],
         "old",
     );
-    let (svc, layer, clock) = cache(&origin, |b| b);
+    let (svc, layer, clock) = cache(backend, &origin, |b| b).await;
     fetch(&svc, "http://a.example/").await;
     clock.advance(Duration::from_secs(5));
     origin.answer(200, &[("cache-control", "max-age=60"), ("x-v", "2")], "new");
@@ -579,8 +558,7 @@ async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
     assert!(fresh.is_hit());
 }
 
-#[tokio::test]
-async fn stale_if_error_serves_stale_on_errors_within_its_window() {
+async fn stale_if_error_serves_stale_on_errors_within_its_window(backend: Backend) {
     // RFC 5861 §4
     let origin = Origin::new();
     origin.answer(
@@ -588,7 +566,7 @@ async fn stale_if_error_serves_stale_on_errors_within_its_window() {
         &[("cache-control", "max-age=1, stale-if-error=30")],
         "good",
     );
-    let (svc, _, clock) = cache(&origin, |b| b);
+    let (svc, _, clock) = cache(backend, &origin, |b| b).await;
     fetch(&svc, "http://a.example/").await;
     clock.advance(Duration::from_secs(10));
     origin.answer(503, &[], "down");
@@ -607,15 +585,17 @@ async fn stale_if_error_serves_stale_on_errors_within_its_window() {
     );
 }
 
-#[tokio::test]
-async fn stale_if_error_serves_stale_when_the_origin_is_too_slow() {
+async fn stale_if_error_serves_stale_when_the_origin_is_too_slow(backend: Backend) {
     let origin = Origin::new();
     origin.answer(
         200,
         &[("cache-control", "max-age=1, stale-if-error=30")],
         "good",
     );
-    let (svc, _, clock) = cache(&origin, |b| b.origin_timeout(Duration::from_millis(50)));
+    let (svc, _, clock) = cache(backend, &origin, |b| {
+        b.origin_timeout(Duration::from_millis(50))
+    })
+    .await;
     fetch(&svc, "http://a.example/").await;
     clock.advance(Duration::from_secs(5));
     origin.slow(Duration::from_secs(5));
@@ -626,8 +606,7 @@ async fn stale_if_error_serves_stale_when_the_origin_is_too_slow() {
     assert!(started.elapsed() < Duration::from_secs(2));
 }
 
-#[tokio::test]
-async fn cdn_cache_control_and_the_targeted_field_take_precedence() {
+async fn cdn_cache_control_and_the_targeted_field_take_precedence(backend: Backend) {
     // RFC 9213 §2.1
     let origin = Origin::new();
     origin.answer(
@@ -638,7 +617,7 @@ async fn cdn_cache_control_and_the_targeted_field_take_precedence() {
         ],
         "x",
     );
-    let (svc, _, _) = cache(&origin, |b| b);
+    let (svc, _, _) = cache(backend, &origin, |b| b).await;
     let first = fetch(&svc, "http://a.example/").await;
     assert_eq!(
         first.headers["cdn-cache-control"], "max-age=60",
@@ -654,7 +633,10 @@ async fn cdn_cache_control_and_the_targeted_field_take_precedence() {
         ],
         "x",
     );
-    let (own, _, _) = cache(&origin, |b| b.targeted_field("Parapet-Cache-Control"));
+    let (own, _, _) = cache(backend, &origin, |b| {
+        b.targeted_field("Parapet-Cache-Control")
+    })
+    .await;
     let first = fetch(&own, "http://a.example/").await;
     assert!(
         !first.headers.contains_key("parapet-cache-control"),
@@ -663,8 +645,7 @@ async fn cdn_cache_control_and_the_targeted_field_take_precedence() {
     assert!(!fetch(&own, "http://a.example/").await.is_hit());
 }
 
-#[tokio::test]
-async fn cache_status_is_a_valid_structured_field_list() {
+async fn cache_status_is_a_valid_structured_field_list(backend: Backend) {
     // RFC 9211 §2: an sf-list of items with parameters.
     let origin = Origin::new();
     origin.answer(
@@ -672,7 +653,7 @@ async fn cache_status_is_a_valid_structured_field_list() {
         &[PUBLIC_60, ("cache-status", "origin-cache; hit")],
         "x",
     );
-    let (svc, _, _) = cache(&origin, |b| b);
+    let (svc, _, _) = cache(backend, &origin, |b| b).await;
     for got in [
         fetch(&svc, "http://a.example/").await,
         fetch(&svc, "http://a.example/").await,
@@ -697,11 +678,10 @@ async fn cache_status_is_a_valid_structured_field_list() {
     }
 }
 
-#[tokio::test]
-async fn poisoning_headers_bypass_the_cache_unless_keyed() {
+async fn poisoning_headers_bypass_the_cache_unless_keyed(backend: Backend) {
     let origin = Origin::new();
     origin.answer(200, &[PUBLIC_60], "x");
-    let (svc, _, _) = cache(&origin, |b| b);
+    let (svc, _, _) = cache(backend, &origin, |b| b).await;
     fetch(&svc, "http://a.example/").await;
     for name in parapet_cache::UNKEYED_HEADERS {
         let got = send(&svc, get("http://a.example/").header(name, "evil.example")).await;
@@ -711,9 +691,10 @@ async fn poisoning_headers_bypass_the_cache_unless_keyed() {
             "{name}"
         );
     }
-    let (keyed, _, _) = cache(&origin, |b| {
+    let (keyed, _, _) = cache(backend, &origin, |b| {
         b.key_header(http::HeaderName::from_static("x-forwarded-host"))
-    });
+    })
+    .await;
     let host = |h: &str| get("http://a.example/").header("x-forwarded-host", h);
     send(&keyed, host("evil.example")).await;
     assert!(send(&keyed, host("evil.example")).await.is_hit());
@@ -723,11 +704,10 @@ async fn poisoning_headers_bypass_the_cache_unless_keyed() {
     );
 }
 
-#[tokio::test]
-async fn keys_separate_host_query_and_scheme() {
+async fn keys_separate_host_query_and_scheme(backend: Backend) {
     let origin = Origin::new();
     origin.answer(200, &[PUBLIC_60], "x");
-    let (svc, _, _) = cache(&origin, |b| b);
+    let (svc, _, _) = cache(backend, &origin, |b| b).await;
     fetch(&svc, "http://a.example/p?a=1&b=2").await;
     assert!(fetch(&svc, "http://A.EXAMPLE/p?a=1&b=2").await.is_hit());
     for other in [
@@ -738,25 +718,26 @@ async fn keys_separate_host_query_and_scheme() {
     ] {
         assert!(!fetch(&svc, other).await.is_hit(), "{other}");
     }
-    let (sorted, _, _) = cache(&origin, |b| b.query_key(parapet_cache::QueryKey::Sorted));
+    let (sorted, _, _) = cache(backend, &origin, |b| {
+        b.query_key(parapet_cache::QueryKey::Sorted)
+    })
+    .await;
     fetch(&sorted, "http://a.example/p?a=1&b=2").await;
     assert!(fetch(&sorted, "http://a.example/p?b=2&a=1").await.is_hit());
 }
 
-#[tokio::test]
-async fn bodies_over_the_limit_stream_through_unstored() {
+async fn bodies_over_the_limit_stream_through_unstored(backend: Backend) {
     let origin = Origin::new();
     let big = "x".repeat(2000);
     origin.answer(200, &[PUBLIC_60], &big);
-    let (svc, _, _) = cache(&origin, |b| b.max_body_bytes(1000));
+    let (svc, _, _) = cache(backend, &origin, |b| b.max_body_bytes(1000)).await;
     let got = fetch(&svc, "http://a.example/").await;
     assert_eq!(got.body.len(), 2000);
     assert!(got.cache_status().ends_with("detail=too-big"));
     assert!(!fetch(&svc, "http://a.example/").await.is_hit());
 }
 
-#[tokio::test]
-async fn purges_by_prefix_and_tag_hard_and_soft() {
+async fn purges_by_prefix_and_tag_hard_and_soft(backend: Backend) {
     let origin = Origin::new();
     origin.answer(
         200,
@@ -767,7 +748,7 @@ async fn purges_by_prefix_and_tag_hard_and_soft() {
         ],
         "x",
     );
-    let (svc, layer, clock) = cache(&origin, |b| b);
+    let (svc, layer, clock) = cache(backend, &origin, |b| b).await;
     let handle = layer.handle();
     for path in ["/products", "/products/1", "/productsale", "/t"] {
         let got = fetch(&svc, &format!("http://a.example{path}")).await;
@@ -808,11 +789,10 @@ async fn purges_by_prefix_and_tag_hard_and_soft() {
     assert!(!fetch(&svc, "http://a.example/productsale").await.is_hit());
 }
 
-#[tokio::test]
-async fn requests_with_ranges_and_preconditions_bypass() {
+async fn requests_with_ranges_and_preconditions_bypass(backend: Backend) {
     let origin = Origin::new();
     origin.answer(200, &[PUBLIC_60], "x");
-    let (svc, _, _) = cache(&origin, |b| b);
+    let (svc, _, _) = cache(backend, &origin, |b| b).await;
     fetch(&svc, "http://a.example/").await;
     for (name, value) in [
         ("range", "bytes=0-1"),
@@ -826,3 +806,51 @@ async fn requests_with_ranges_and_preconditions_bypass() {
         );
     }
 }
+
+/// Every requirement above, on every store: memory, Redis, Redis Cluster.
+macro_rules! on_every_store {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Memory).await })*
+        }
+        mod redis {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Redis).await })*
+        }
+        mod cluster {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Cluster).await })*
+        }
+    };
+}
+
+on_every_store!(
+    fresh_responses_are_served_from_the_cache_with_age,
+    s_maxage_wins_over_max_age_which_wins_over_expires,
+    an_invalid_expires_means_already_stale,
+    heuristic_freshness_only_where_4_2_2_allows,
+    no_freshness_is_not_stored_unless_a_default_ttl_is_configured,
+    private_no_store_and_server_errors_are_never_stored,
+    a_request_with_no_store_is_not_stored,
+    authorization_needs_public_s_maxage_or_must_revalidate,
+    set_cookie_is_never_replayed_by_default,
+    no_cache_is_stored_but_revalidated_before_each_reuse,
+    no_cache_with_field_names_strips_them_from_the_stored_copy,
+    must_revalidate_is_never_served_stale,
+    request_directives_are_honoured,
+    only_if_cached_gets_504_without_a_usable_response,
+    vary_keeps_one_variant_per_combination,
+    a_304_updates_the_stored_headers,
+    a_304_for_another_representation_is_not_applied,
+    client_validators_are_answered_from_the_cache,
+    unsafe_methods_invalidate_the_target_and_same_origin_locations,
+    head_is_answered_from_a_stored_get_and_never_stored_as_one,
+    stale_while_revalidate_serves_stale_and_refreshes_once,
+    stale_if_error_serves_stale_on_errors_within_its_window,
+    stale_if_error_serves_stale_when_the_origin_is_too_slow,
+    cdn_cache_control_and_the_targeted_field_take_precedence,
+    cache_status_is_a_valid_structured_field_list,
+    poisoning_headers_bypass_the_cache_unless_keyed,
+    keys_separate_host_query_and_scheme,
+    bodies_over_the_limit_stream_through_unstored,
+    purges_by_prefix_and_tag_hard_and_soft,
+    requests_with_ranges_and_preconditions_bypass,
+);

@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Origin, cache, fetch, get, send};
+use common::{Backend, Origin, cache, fetch, get, send};
 use http::{Request, Response};
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Full};
@@ -26,7 +26,7 @@ async fn ten_thousand_concurrent_misses_make_one_origin_call() {
     let origin = Origin::new();
     origin.answer(200, &[("cache-control", "public, max-age=60")], "cold");
     origin.slow(Duration::from_millis(300));
-    let (svc, layer, _) = cache(&origin, |b| b);
+    let (svc, layer, _) = cache(Backend::Memory, &origin, |b| b).await;
     let tasks: Vec<_> = (0..10_000)
         .map(|_| {
             let svc = svc.clone();
@@ -72,7 +72,7 @@ async fn waiters_never_receive_a_private_or_cookie_response() {
             common::response(200, &headers, Bytes::from(format!("user {i}")))
         });
         origin.slow(Duration::from_millis(100));
-        let (svc, _, _) = cache(&origin, |b| b);
+        let (svc, _, _) = cache(Backend::Memory, &origin, |b| b).await;
         let tasks: Vec<_> = (0..100)
             .map(|_| {
                 let svc = svc.clone();
@@ -130,7 +130,7 @@ proptest! {
         runtime.block_on(async {
             let origin = Origin::new();
             origin.respond_with(identity);
-            let (svc, _, _) = cache(&origin, |b| b);
+            let (svc, _, _) = cache(Backend::Memory, &origin, |b| b).await;
             for (method, host, path, query, lang) in requests {
                 let method = ["GET", "HEAD"][method];
                 let host = ["a.example", "b.example", "a.example:8080"][host];
@@ -184,7 +184,7 @@ proptest! {
             }
             headers.retain(|(_, v)| http::HeaderValue::from_str(v).is_ok());
             origin.answer(200, &headers, "body");
-            let (svc, _, clock) = cache(&origin, |b| b);
+            let (svc, _, clock) = cache(Backend::Memory, &origin, |b| b).await;
             for _ in 0..3 {
                 let mut request = get("http://a.example/");
                 for (name, value) in [("cache-control", &request_cc), ("if-none-match", &inm), ("if-modified-since", &ims)] {
@@ -211,7 +211,7 @@ async fn a_huge_vary_is_not_stored() {
         &[("cache-control", "public, max-age=60"), ("vary", &vary)],
         "x",
     );
-    let (svc, _, _) = cache(&origin, |b| b);
+    let (svc, _, _) = cache(Backend::Memory, &origin, |b| b).await;
     let got = fetch(&svc, "http://a.example/").await;
     assert!(got.cache_status().ends_with("detail=vary-too-large"));
 }
@@ -225,10 +225,11 @@ async fn the_memory_bound_holds_however_many_keys() {
         &[("cache-control", "public, max-age=600")],
         &"x".repeat(1000),
     );
-    let (svc, _, _) = cache(&origin, {
+    let (svc, _, _) = cache(Backend::Memory, &origin, {
         let store = Arc::clone(&store);
         move |b| b.store(store)
-    });
+    })
+    .await;
     for i in 0..1000 {
         fetch(&svc, &format!("http://a.example/{i}")).await;
         assert!(

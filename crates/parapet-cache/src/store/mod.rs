@@ -1,6 +1,8 @@
-//! Where responses are kept: the [`CacheStore`] trait and its memory backend.
+//! Where responses are kept: the [`CacheStore`] trait, in memory or on Redis.
 
+mod codec;
 mod memory;
+mod redis;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -11,6 +13,7 @@ use parapet_core::StoreCall;
 use crate::{CacheKey, StoredResponse};
 
 pub use memory::MemoryStore;
+pub use redis::RedisStore;
 
 /// What a store found for a request.
 #[derive(Debug, Clone)]

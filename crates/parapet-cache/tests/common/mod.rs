@@ -4,14 +4,16 @@
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use parapet_cache::{Cache, CacheBuilder, CacheLayer};
+use parapet_cache::{Cache, CacheBuilder, CacheLayer, RedisStore};
 use parapet_core::ManualClock;
+use parapet_core::{KeyPrefix, RedisHandle};
+use parapet_testkit::{RedisCluster, RedisServer};
 use tower::{Layer, ServiceExt};
 
 type Respond = dyn Fn(&Request<Full<Bytes>>) -> Response<Full<Bytes>> + Send + Sync;
@@ -88,15 +90,60 @@ pub type Svc = Cache<
     tower::util::BoxCloneSyncService<Request<Full<Bytes>>, Response<Full<Bytes>>, Infallible>,
 >;
 
-/// The layer over `origin`, built with `build` from a builder on a manual clock.
-pub fn cache(
+/// Where a test's cache keeps its responses. Redis servers are started once per test
+/// binary and shared; each cache gets its own key prefix.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Memory,
+    Redis,
+    Cluster,
+}
+
+static SERVER: OnceLock<RedisServer> = OnceLock::new();
+static CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
+static PREFIX: AtomicUsize = AtomicUsize::new(0);
+
+pub fn server() -> &'static RedisServer {
+    SERVER.get_or_init(RedisServer::start)
+}
+
+pub fn cluster() -> &'static RedisCluster {
+    CLUSTER.get_or_init(RedisCluster::start)
+}
+
+/// A Redis store on `backend` under a prefix of its own, if the backend is Redis.
+pub async fn redis_store(backend: Backend) -> Option<RedisStore> {
+    let handle = match backend {
+        Backend::Memory => return None,
+        Backend::Redis => RedisHandle::builder(server().url().as_str())
+            .build()
+            .await
+            .unwrap(),
+        Backend::Cluster => RedisHandle::cluster(cluster().urls())
+            .build()
+            .await
+            .unwrap(),
+    };
+    let prefix = format!("t{}", PREFIX.fetch_add(1, Ordering::SeqCst));
+    Some(
+        RedisStore::new(handle)
+            .unwrap()
+            .prefix(KeyPrefix::new(prefix).unwrap()),
+    )
+}
+
+/// The layer over `origin` on `backend`, built with `build` from a builder on a manual clock.
+pub async fn cache(
+    backend: Backend,
     origin: &Origin,
     build: impl FnOnce(CacheBuilder) -> CacheBuilder,
 ) -> (Svc, CacheLayer, ManualClock) {
     let clock = ManualClock::new();
-    let layer = build(CacheLayer::builder().clock(clock.clone()))
-        .build()
-        .unwrap();
+    let mut builder = CacheLayer::builder().clock(clock.clone());
+    if let Some(store) = redis_store(backend).await {
+        builder = builder.store(store);
+    }
+    let layer = build(builder).build().unwrap();
     let o = origin.clone();
     let inner = tower::service_fn(move |request: Request<Full<Bytes>>| {
         let o = o.clone();

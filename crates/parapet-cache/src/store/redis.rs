@@ -1,0 +1,229 @@
+//! Responses in Redis (standalone or Cluster), shared by every instance.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, HeaderName};
+use parapet_core::{
+    Command, KeyPrefix, KeySecret, Keyspace, RedisHandle, Script, StoreCall, StoreError,
+};
+
+use super::codec::{decode, encode};
+use super::{CacheStore, Lookup};
+use crate::{CacheKey, StoredResponse};
+
+const KIND: &str = "cache";
+const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
+/// Resources whose `Vary` fields this instance remembers, to look a variant up in one
+/// round trip; the memo is emptied when full.
+const MEMO_CAPACITY: usize = 10_000;
+
+static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("put.lua")));
+
+/// Responses in Redis, shared by every instance of a service.
+///
+/// - One hash per resource, `{prefix}:cache:{tag}`, where the tag is a SHA-256 (or
+///   HMAC-SHA-256 with [`key_secret`](Self::key_secret)) of the canonical key: field `v`
+///   holds the `Vary` field names, one field per variant holds the response in a compact
+///   binary form (head block + raw body) that carries the full canonical key, compared on
+///   read.
+/// - **A hit is one round trip** (`HMGET` of the `Vary` names and the variant this instance
+///   expects): each instance remembers the `Vary` names of the resources it has seen; a
+///   resource it has not seen costs a second `HGET` the first time when it has a `Vary`.
+/// - A store is one `EVALSHA` that replaces the variant, drops older variants when the
+///   `Vary` names change or there are more than `max_variants`, and sets the key's TTL to
+///   the longest time any variant may still be used (freshness plus stale windows). Every
+///   key has a TTL.
+/// - Ages are computed from the instances' clocks, like any HTTP cache's: instances with
+///   skewed clocks disagree on an entry's age by their skew.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use parapet_cache::{CacheLayer, RedisStore};
+/// use parapet_core::RedisHandle;
+///
+/// let redis = RedisHandle::builder("redis://127.0.0.1:6379").build().await?;
+/// let layer = CacheLayer::builder().store(RedisStore::new(redis)?).build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    redis: RedisHandle,
+    keyspace: Keyspace,
+    memo: Arc<Mutex<HashMap<String, Arc<[HeaderName]>>>>,
+}
+
+impl RedisStore {
+    /// A store on `redis`, with key prefix `parapet` and a deadline per call of 50 ms (or
+    /// the handle's own, if shorter).
+    pub fn new(redis: RedisHandle) -> Result<Self, StoreError> {
+        let timeout = DEFAULT_TIMEOUT.min(redis.timeout());
+        Ok(Self {
+            redis: redis.with_timeout(timeout)?,
+            keyspace: Keyspace::default(),
+            memo: Arc::default(),
+        })
+    }
+
+    /// The first part of every key (default `parapet`).
+    #[must_use]
+    pub fn prefix(mut self, prefix: KeyPrefix) -> Self {
+        self.keyspace = self.keyspace.with_prefix(prefix);
+        self
+    }
+
+    /// Keys hold an HMAC-SHA-256 of the URL under `secret` instead of a plain SHA-256.
+    #[must_use]
+    pub fn key_secret(mut self, secret: KeySecret) -> Self {
+        self.keyspace = self.keyspace.with_secret(secret);
+        self
+    }
+
+    /// The deadline of one call (default 50 ms): above zero and at most the handle's own.
+    pub fn timeout(mut self, timeout: Duration) -> Result<Self, StoreError> {
+        self.redis = self.redis.with_timeout(timeout)?;
+        Ok(self)
+    }
+
+    fn redis_key(&self, key: &CacheKey) -> String {
+        self.keyspace
+            .key(KIND, &self.keyspace.tag(key.as_bytes()), "")
+    }
+
+    fn remember(&self, redis_key: &str, names: Arc<[HeaderName]>) {
+        let mut memo = self
+            .memo
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if memo.len() >= MEMO_CAPACITY {
+            memo.clear();
+        }
+        memo.insert(redis_key.to_owned(), names);
+    }
+}
+
+/// The `v` field: the `Vary` names, comma-separated.
+fn spec(names: &[HeaderName]) -> String {
+    names
+        .iter()
+        .map(HeaderName::as_str)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn parse_spec(spec: &[u8]) -> Option<Arc<[HeaderName]>> {
+    if spec.is_empty() {
+        return Some(Arc::from([]));
+    }
+    spec.split(|&b| b == b',')
+        .map(|n| HeaderName::from_bytes(n).ok())
+        .collect::<Option<Vec<_>>>()
+        .map(Arc::from)
+}
+
+/// The field of the variant selected by these values: a hash of them, so request values
+/// of any size make a 34-byte field.
+fn variant_field(keyspace: &Keyspace, values: &[Box<[u8]>]) -> String {
+    let mut all = Vec::new();
+    for value in values {
+        all.extend_from_slice(&u32::try_from(value.len()).unwrap_or(u32::MAX).to_be_bytes());
+        all.extend_from_slice(value);
+    }
+    format!("d{}", keyspace.tag(&all))
+}
+
+fn found(blob: Option<Vec<u8>>, key: &CacheKey, names: &[HeaderName], now: SystemTime) -> Lookup {
+    match blob.and_then(|b| decode(b, key)) {
+        Some(response) if response.expires() > now => Lookup::Hit(Arc::new(response)),
+        _ => Lookup::VaryMiss(names.to_vec()),
+    }
+}
+
+impl CacheStore for RedisStore {
+    fn lookup(&self, key: &CacheKey, request: &HeaderMap, now: SystemTime) -> StoreCall<Lookup> {
+        let redis_key = self.redis_key(key);
+        let guess = self
+            .memo
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&redis_key)
+            .cloned()
+            .unwrap_or_else(|| Arc::from([]));
+        let field = variant_field(&self.keyspace, &crate::vary::values(request, &guess));
+        let store = self.clone();
+        let key = key.clone();
+        let request = request.clone();
+        StoreCall::boxed(async move {
+            let mut hmget = Command::new("HMGET");
+            hmget.arg(&redis_key).arg("v").arg(&field);
+            let (spec_bytes, blob): (Option<Vec<u8>>, Option<Vec<u8>>) =
+                store.redis.query(&hmget).await?;
+            let Some(spec_bytes) = spec_bytes else {
+                return Ok(Lookup::Miss);
+            };
+            let Some(names) = parse_spec(&spec_bytes) else {
+                return Ok(Lookup::Miss);
+            };
+            if names == guess {
+                return Ok(found(blob, &key, &names, now));
+            }
+            store.remember(&redis_key, Arc::clone(&names));
+            let field = variant_field(&store.keyspace, &crate::vary::values(&request, &names));
+            let mut hget = Command::new("HGET");
+            hget.arg(&redis_key).arg(&field);
+            let blob: Option<Vec<u8>> = store.redis.query(&hget).await?;
+            Ok(found(blob, &key, &names, now))
+        })
+    }
+
+    fn put(
+        &self,
+        response: Arc<StoredResponse>,
+        max_variants: usize,
+        now: SystemTime,
+    ) -> StoreCall<()> {
+        let redis_key = self.redis_key(&response.key);
+        let field = variant_field(&self.keyspace, &response.vary_values);
+        let left = response.expires().duration_since(now).unwrap_or_default();
+        let ttl_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.remember(&redis_key, Arc::from(response.vary.clone()));
+        let mut call = PUT.call(1);
+        call.key(&redis_key)
+            .arg(spec(&response.vary))
+            .arg(&field)
+            .arg(encode(&response))
+            .arg(ttl_ms)
+            .arg(max_variants);
+        let redis = self.redis.clone();
+        StoreCall::boxed(async move {
+            let _: i64 = redis.eval(&call).await?;
+            Ok(())
+        })
+    }
+
+    fn remove(&self, key: &CacheKey) -> StoreCall<()> {
+        let mut del = Command::new("DEL");
+        del.arg(self.redis_key(key));
+        let redis = self.redis.clone();
+        StoreCall::boxed(async move {
+            let _: i64 = redis.query(&del).await?;
+            Ok(())
+        })
+    }
+
+    fn clear(&self) -> StoreCall<()> {
+        StoreCall::ready(Err(StoreError::InvalidArgument(
+            "a Redis cache cannot be cleared without scanning its keys; purge a prefix instead",
+        )))
+    }
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("redis", &self.redis.target())
+            .field("prefix", &self.keyspace.prefix().as_str())
+            .finish_non_exhaustive()
+    }
+}
