@@ -5,7 +5,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
@@ -40,6 +39,8 @@ pub(crate) struct Capture {
     /// and waiters are released, only when the response is stored (or failed to be), so
     /// that what they look up next is there.
     pub pending: Option<StoreCall<()>>,
+    /// The response as stored, for the waiters.
+    pub landing: Option<Arc<StoredResponse>>,
 }
 
 impl Capture {
@@ -59,14 +60,14 @@ impl Capture {
         self.chunks = Vec::new();
         self.template.body = body;
         let response = Arc::new(self.template.clone());
-        match self.shared.put_call(response) {
-            None => {
-                self.land(false);
-                true
-            }
+        // Waiters get the response as stored even if the store call fails: it is exactly
+        // what a store hit would serve.
+        let landing = Arc::clone(&response);
+        let done = match self.shared.put_call(response) {
+            None => true,
             Some(call) => match call.now_or_later() {
                 Ok(result) => {
-                    self.settle(result);
+                    self.shared.settle_put(result);
                     true
                 }
                 Err(call) => {
@@ -74,23 +75,22 @@ impl Capture {
                     false
                 }
             },
+        };
+        self.landing = Some(landing);
+        if done {
+            self.land();
         }
+        done
     }
 
     fn settle(&mut self, result: Result<(), parapet_core::StoreError>) {
-        let stored = result.is_ok();
         self.shared.settle_put(result);
-        self.land(stored);
+        self.land();
     }
 
-    fn land(&mut self, stored: bool) {
-        if let Some(guard) = self.guard.take() {
-            if stored {
-                guard.stored();
-            } else {
-                // The store failed: waiters go to the origin, later misses do not wait.
-                guard.not_stored(self.shared.micros(), Duration::ZERO);
-            }
+    fn land(&mut self) {
+        if let (Some(guard), Some(response)) = (self.guard.take(), self.landing.take()) {
+            guard.stored(response);
         }
     }
 

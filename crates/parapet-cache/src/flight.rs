@@ -14,13 +14,16 @@ use std::time::Duration;
 use parapet_core::table::{Table, WhenFull};
 use tokio::sync::watch;
 
+use crate::StoredResponse;
+
 /// How a flight ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) enum Landing {
     /// Still in the air.
     Flying,
-    /// The leader stored its response: look it up.
-    Stored,
+    /// The leader's response was storable: this is it as stored (filtered exactly like a
+    /// store hit), whether or not the store call itself succeeded.
+    Stored(Arc<StoredResponse>),
     /// The leader's response could not be stored, or the leader gave up.
     NotStored,
 }
@@ -121,10 +124,10 @@ pub(crate) struct LeaderGuard {
 }
 
 impl LeaderGuard {
-    /// The response was stored.
-    pub(crate) fn stored(mut self) {
+    /// The response was storable (and stored, unless the store failed).
+    pub(crate) fn stored(mut self, response: Arc<StoredResponse>) {
         self.landed = true;
-        self.flights.land(self.h, Landing::Stored);
+        self.flights.land(self.h, Landing::Stored(response));
     }
 
     /// The response cannot be stored: for `for_how_long` from `now` (µs), misses on this
@@ -154,9 +157,10 @@ pub(crate) async fn wait(
     mut landing: watch::Receiver<Landing>,
     timeout: Duration,
 ) -> Option<Landing> {
-    let landed = tokio::time::timeout(timeout, landing.wait_for(|l| *l != Landing::Flying)).await;
+    let landed =
+        tokio::time::timeout(timeout, landing.wait_for(|l| !matches!(l, Landing::Flying))).await;
     match landed {
-        Ok(Ok(l)) => Some(*l),
+        Ok(Ok(l)) => Some(l.clone()),
         // The sender went away without a landing: treat as not stored.
         Ok(Err(_)) => Some(Landing::NotStored),
         Err(_) => None,
@@ -181,15 +185,12 @@ mod tests {
             panic!("third waits")
         };
         assert!(matches!(flights.board(h, 0), Role::Alone), "waiter cap");
-        guard.stored();
-        assert_eq!(
-            wait(w1, Duration::from_secs(1)).await,
-            Some(Landing::Stored)
-        );
-        assert_eq!(
-            wait(w2, Duration::from_secs(1)).await,
-            Some(Landing::Stored)
-        );
+        let response = Arc::new(crate::stored::tests::sample());
+        guard.stored(Arc::clone(&response));
+        for w in [w1, w2] {
+            let landed = wait(w, Duration::from_secs(1)).await;
+            assert!(matches!(landed, Some(Landing::Stored(r)) if Arc::ptr_eq(&r, &response)));
+        }
         assert_eq!(flights.in_flight(), 0);
 
         let Role::Leader(guard) = flights.board(h, 0) else {
@@ -214,10 +215,10 @@ mod tests {
             panic!("waiter")
         };
         drop(guard);
-        assert_eq!(
+        assert!(matches!(
             wait(w, Duration::from_secs(1)).await,
             Some(Landing::NotStored)
-        );
+        ));
     }
 
     #[tokio::test(start_paused = true)]
@@ -230,6 +231,6 @@ mod tests {
         let Role::Waiter(w) = flights.board(h, 0) else {
             panic!("waiter")
         };
-        assert_eq!(wait(w, Duration::from_millis(50)).await, None);
+        assert!(wait(w, Duration::from_millis(50)).await.is_none());
     }
 }

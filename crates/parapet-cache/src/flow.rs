@@ -502,11 +502,14 @@ where
         Role::Leader(guard) => (Some(guard), CacheStatus::forward(fwd)),
         Role::Alone => (None, CacheStatus::forward(fwd)),
         Role::Waiter(landing) => {
-            if wait(landing, shared.leader_timeout).await == Some(Landing::Stored) {
+            let landed = wait(landing, shared.leader_timeout).await;
+            if let Some(Landing::Stored(stored)) = landed {
                 let now = shared.now();
-                if let Lookup::Hit(stored) = shared.lookup(&key, request.headers(), now).await
+                // The leader's response as stored: served if this request's Vary-named
+                // fields select it, exactly as a lookup would.
+                if stored.matches(request.headers())
                     && stored.age(now) < stored.lifetime
-                    && shared.purges.check(&stored).is_none()
+                    && !stored.rules.no_cache
                 {
                     shared.counter(|c| &c.collapsed);
                     shared.counter(|c| &c.hits);
@@ -659,6 +662,7 @@ fn store_or_pass_with<B: http_body::Body>(
                 len: 0,
                 guard,
                 pending: None,
+                landing: None,
             };
             Response::from_parts(
                 parts,

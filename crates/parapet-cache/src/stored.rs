@@ -141,3 +141,25 @@ impl StoredResponse {
         std::mem::size_of::<Self>() + self.key.as_bytes().len() + headers + vary + self.body.len()
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A small stored response for unit tests.
+    pub(crate) fn sample() -> StoredResponse {
+        StoredResponse {
+            key: CacheKey::new("http", "a.example", "/"),
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: Bytes::from_static(b"x"),
+            vary: Vec::new(),
+            vary_values: Vec::new(),
+            requested: SystemTime::UNIX_EPOCH,
+            received: SystemTime::UNIX_EPOCH,
+            lifetime: Duration::from_secs(60),
+            rules: ReuseRules::default(),
+            tags: Vec::new(),
+        }
+    }
+}

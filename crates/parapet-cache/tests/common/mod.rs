@@ -143,7 +143,27 @@ pub async fn cache(
     if let Some(store) = redis_store(backend).await {
         builder = builder.store(store);
     }
-    let layer = build(builder).build().unwrap();
+    let (svc, layer) = cache_over(origin, build(builder).build().unwrap());
+    (svc, layer, clock)
+}
+
+/// The layer on `store` over `origin`, on a manual clock.
+pub async fn cache_with_store(
+    origin: &Origin,
+    store: RedisStore,
+) -> (Svc, CacheLayer, ManualClock) {
+    let clock = ManualClock::new();
+    let layer = CacheLayer::builder()
+        .clock(clock.clone())
+        .store(store)
+        .build()
+        .unwrap();
+    let (svc, layer) = cache_over(origin, layer);
+    (svc, layer, clock)
+}
+
+/// `layer` over `origin`.
+pub fn cache_over(origin: &Origin, layer: CacheLayer) -> (Svc, CacheLayer) {
     let o = origin.clone();
     let inner = tower::service_fn(move |request: Request<Full<Bytes>>| {
         let o = o.clone();
@@ -161,7 +181,6 @@ pub async fn cache(
     (
         layer.layer(tower::util::BoxCloneSyncService::new(inner)),
         layer,
-        clock,
     )
 }
 

@@ -1,0 +1,210 @@
+//! The Redis store's promises: one round trip per hit, a TTL on every key, responses shared
+//! by instances, and no client error however Redis fails.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Backend, Origin, cache, fetch, get, send};
+use parapet_cache::{CacheLayer, RedisStore};
+use parapet_core::{KeyPrefix, RedisHandle};
+use parapet_testkit::RedisServer;
+
+#[tokio::test]
+async fn a_hit_is_one_round_trip_and_every_key_has_a_ttl() {
+    let server = RedisServer::start();
+    let origin = Origin::new();
+    origin.answer(200, &[("cache-control", "public, max-age=60")], "x");
+    let store = RedisStore::new(
+        RedisHandle::builder(server.url().as_str())
+            .build()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let (svc, _, _) = common::cache_with_store(&origin, store).await;
+    fetch(&svc, "http://a.example/").await;
+    let before = total_calls(&server);
+    for _ in 0..10 {
+        assert!(fetch(&svc, "http://a.example/").await.is_hit());
+    }
+    assert_eq!(total_calls(&server) - before, 10, "one command per hit");
+    assert_eq!(server.command_calls("hmget"), 10 + 1);
+
+    // A resource with Vary costs a second read only the first time an instance sees it.
+    origin.answer(
+        200,
+        &[
+            ("cache-control", "public, max-age=60"),
+            ("vary", "accept-language"),
+        ],
+        "x",
+    );
+    let lang = || get("http://a.example/v").header("accept-language", "en");
+    send(&svc, lang()).await;
+    let other = RedisStore::new(
+        RedisHandle::builder(server.url().as_str())
+            .build()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let (instance_b, _, _) = common::cache_with_store(&origin, other).await;
+    let before = total_calls(&server);
+    assert!(send(&instance_b, lang()).await.is_hit());
+    assert_eq!(
+        total_calls(&server) - before,
+        2,
+        "first sight: HMGET + HGET"
+    );
+    let before = total_calls(&server);
+    assert!(send(&instance_b, lang()).await.is_hit());
+    assert_eq!(total_calls(&server) - before, 1);
+
+    let keys = server.command(&["KEYS", "*"]);
+    let keys: Vec<&str> = keys
+        .lines()
+        .filter(|k| k.starts_with("parapet:cache:"))
+        .collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    for key in keys {
+        let ttl: i64 = server
+            .command(&["PTTL", key])
+            .trim_start_matches(':')
+            .parse()
+            .unwrap();
+        assert!(ttl > 0 && ttl <= 60_000 + 60_000, "{key}: {ttl}");
+    }
+}
+
+/// Commands the server ran, all kinds, minus the INFO calls that count them.
+fn total_calls(server: &RedisServer) -> u64 {
+    let info = server.command(&["INFO", "commandstats"]);
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info:"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn instances_share_responses_and_invalidations() {
+    let origin = Origin::new();
+    origin.answer(200, &[("cache-control", "public, max-age=60")], "shared");
+    let (a, _, _) = cache(Backend::Redis, &origin, |b| b).await;
+    let prefix = KeyPrefix::new("shared").unwrap();
+    let store = || async {
+        let handle = RedisHandle::builder(common::server().url().as_str())
+            .build()
+            .await
+            .unwrap();
+        RedisStore::new(handle).unwrap().prefix(prefix.clone())
+    };
+    let (one, _, _) = common::cache_with_store(&origin, store().await).await;
+    let (two, _, _) = common::cache_with_store(&origin, store().await).await;
+    drop(a);
+    fetch(&one, "http://a.example/p").await;
+    assert!(
+        fetch(&two, "http://a.example/p").await.is_hit(),
+        "stored by one, served by two"
+    );
+    send(&two, http::Request::delete("http://a.example/p")).await;
+    assert!(
+        !fetch(&one, "http://a.example/p").await.is_hit(),
+        "invalidated by two, for one too"
+    );
+    assert_eq!(origin.calls(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_on_four_instances_make_at_most_one_call_each() {
+    let origin = Origin::new();
+    origin.answer(200, &[("cache-control", "public, max-age=60")], "cold");
+    origin.slow(Duration::from_millis(300));
+    let prefix = KeyPrefix::new("stampede").unwrap();
+    let mut instances = Vec::new();
+    for _ in 0..4 {
+        let handle = RedisHandle::builder(common::server().url().as_str())
+            .build()
+            .await
+            .unwrap();
+        let store = RedisStore::new(handle).unwrap().prefix(prefix.clone());
+        instances.push(common::cache_with_store(&origin, store).await.0);
+    }
+    let tasks: Vec<_> = (0..2_000)
+        .map(|i| {
+            let svc = instances[i % 4].clone();
+            tokio::spawn(async move { fetch(&svc, "http://a.example/cold").await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().body, "cold");
+    }
+    assert!(origin.calls() <= 4, "{} origin calls", origin.calls());
+}
+
+#[tokio::test]
+async fn redis_down_slow_or_restarted_never_reaches_the_client() {
+    let mut server = RedisServer::start();
+    let origin = Origin::new();
+    origin.answer(200, &[("cache-control", "public, max-age=60")], "x");
+    let handle = RedisHandle::builder(server.url().as_str())
+        .build()
+        .await
+        .unwrap();
+    let layer = CacheLayer::builder()
+        .store(RedisStore::new(handle).unwrap())
+        .store_timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let (svc, _) = common::cache_over(&origin, layer);
+    fetch(&svc, "http://a.example/").await;
+    assert!(fetch(&svc, "http://a.example/").await.is_hit());
+
+    server.pause();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let got = fetch(&svc, "http://a.example/").await;
+        assert_eq!(
+            (got.status, &got.body[..]),
+            (200, &b"x"[..]),
+            "from the origin"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    server.resume();
+
+    server.kill();
+    for _ in 0..5 {
+        let started = Instant::now();
+        assert_eq!(fetch(&svc, "http://a.example/").await.status, 200);
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    server.restart();
+    // It recovers by itself: the breaker lets a probe through, the connection comes back,
+    // the response is stored again and served.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if fetch(&svc, "http://a.example/").await.is_hit() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no hit after the restart");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
