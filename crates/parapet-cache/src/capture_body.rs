@@ -41,6 +41,8 @@ pub(crate) struct Capture {
     pub pending: Option<StoreCall<()>>,
     /// The response as stored, for the waiters.
     pub landing: Option<Arc<StoredResponse>>,
+    /// The last data frame, held back while a remote store call finishes.
+    pub held: Option<Bytes>,
 }
 
 impl Capture {
@@ -117,6 +119,29 @@ impl<B> CaptureBody<B> {
     }
 }
 
+/// Polls the store call under way; when it answers, releases the frame held back (or the
+/// end of the body).
+fn finish_store<D, E>(
+    slot: &mut Option<Box<Capture>>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<D>, E>>>
+where
+    D: From<Bytes>,
+{
+    let Some(capture) = slot.as_mut() else {
+        return Poll::Ready(None);
+    };
+    let Some(call) = capture.pending.as_mut() else {
+        return Poll::Ready(None);
+    };
+    let result = ready!(Pin::new(call).poll(cx));
+    capture.pending = None;
+    capture.settle(result);
+    let held = capture.held.take();
+    *slot = None;
+    Poll::Ready(held.map(|data| Ok(Frame::data(D::from(data)))))
+}
+
 impl<B> Body for CaptureBody<B>
 where
     B: Body<Data = Bytes>,
@@ -128,50 +153,57 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
+        let mut this = self.project();
         if let Some(capture) = this.capture.as_mut()
-            && let Some(call) = capture.pending.as_mut()
+            && capture.pending.is_some()
         {
-            let result = ready!(Pin::new(call).poll(cx));
-            capture.pending = None;
-            capture.settle(result);
-            *this.capture = None;
-            return Poll::Ready(None);
+            return finish_store(this.capture, cx);
         }
-        let polled = this.body.poll_frame(cx);
+        let polled = this.body.as_mut().poll_frame(cx);
         let Some(capture) = this.capture.as_mut() else {
             return polled;
         };
-        match &polled {
-            Poll::Pending => {}
+        let ended = match &polled {
+            Poll::Pending => false,
             Poll::Ready(Some(Ok(frame))) => match frame.data_ref() {
                 Some(data) if capture.len + data.len() <= capture.shared.max_body_bytes => {
                     capture.len += data.len();
                     capture.chunks.push(data.clone());
+                    // A body that knows its length (hyper stops polling once it is sent)
+                    // ends with its last data frame.
+                    this.body.is_end_stream()
                 }
                 // Too big, or trailers (which the cache cannot replay).
                 _ => {
                     if let Some(capture) = this.capture.take() {
                         capture.give_up();
                     }
+                    false
                 }
             },
             Poll::Ready(Some(Err(_))) => {
                 if let Some(capture) = this.capture.take() {
                     capture.give_up();
                 }
+                false
             }
-            Poll::Ready(None) => {
-                if capture.start() {
-                    *this.capture = None;
-                } else {
-                    // Report the end once the store call is done.
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
-            }
+            Poll::Ready(None) => true,
+        };
+        if !ended {
+            return polled;
         }
-        polled
+        let Some(capture) = this.capture.as_mut() else {
+            return polled;
+        };
+        if capture.start() {
+            *this.capture = None;
+            return polled;
+        }
+        // The store is remote: the last frame (or the end) is released once it answers.
+        if let Poll::Ready(Some(Ok(frame))) = polled {
+            capture.held = frame.into_data().ok();
+        }
+        finish_store(this.capture, cx)
     }
 
     fn is_end_stream(&self) -> bool {

@@ -663,6 +663,7 @@ fn store_or_pass_with<B: http_body::Body>(
                 guard,
                 pending: None,
                 landing: None,
+                held: None,
             };
             Response::from_parts(
                 parts,

@@ -1,0 +1,173 @@
+//! A caching reverse proxy for any HTTP origin: every method, path, query and header (but
+//! the hop-by-hop ones) goes to `UPSTREAM`, and the answers are cached as a plain RFC 9111
+//! shared cache with parapet's defaults — no extra TTLs, no overrides.
+//!
+//! ```text
+//! UPSTREAM=http://127.0.0.1:8080 cargo run --release --example cache_proxy   # on :3000
+//! curl -si localhost:3000/some/page | grep -i cache-status
+//! ```
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `UPSTREAM` | the origin (`http://host:port`) | `http://127.0.0.1:8080` |
+//! | `PORT` | the port to listen on | 3000 |
+//! | `REDIS_URL` | keep responses in this Redis, shared by every proxy instance | in-memory |
+//! | `RUST_LOG` | log filter | `info` |
+//!
+//! What the origin says is what happens: `Cache-Control: max-age=60` is cached for a
+//! minute, `private` or `Set-Cookie` never, `Vary` is honoured, `POST` invalidates, clients'
+//! `If-None-Match` get `304` from the cache, and an origin that is down is answered `502`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // an example fails loudly
+
+use std::convert::Infallible;
+use std::error::Error;
+
+use bytes::Bytes;
+use http::header::{CONNECTION, HeaderName};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use tower::ServiceBuilder;
+use tower_parapet::cache::{CacheLayer, RedisStore};
+use tower_parapet::core::RedisHandle;
+
+type Body = Either<Incoming, Full<Bytes>>;
+
+/// Fields that concern one connection only (RFC 9110 §7.6.1): never forwarded.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Forwards one request to `upstream`.
+async fn forward(
+    client: Client<HttpConnector, Incoming>,
+    upstream: Uri,
+    mut request: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let mut parts = upstream.into_parts();
+    parts.path_and_query = path.parse().ok();
+    *request.uri_mut() = Uri::from_parts(parts).unwrap_or_default();
+    strip_hop_by_hop(request.headers_mut());
+    match client.request(request).await {
+        Ok(response) => {
+            let (mut parts, body) = response.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            Ok(Response::from_parts(parts, Either::Left(body)))
+        }
+        Err(error) => {
+            tracing::warn!("upstream: {error}");
+            let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(
+                b"the upstream server cannot be reached\n",
+            ))));
+            *response.status_mut() = StatusCode::BAD_GATEWAY;
+            Ok(response)
+        }
+    }
+}
+
+/// The cache: in memory, or on Redis when `redis_url` is given.
+pub async fn cache(redis_url: Option<&str>) -> Result<CacheLayer, Box<dyn Error>> {
+    let mut builder = CacheLayer::builder();
+    if let Some(url) = redis_url {
+        let redis = RedisHandle::builder(url).build().await?;
+        redis
+            .ping()
+            .await
+            .map_err(|e| format!("cannot reach Redis at {}: {e}", redis.target()))?;
+        builder = builder.store(RedisStore::new(redis)?);
+    }
+    Ok(builder.build()?)
+}
+
+/// Serves connections from `listener`, forwarding to `upstream` through `cache`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    upstream: Uri,
+    cache: CacheLayer,
+) -> std::io::Result<()> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Incoming>();
+    let service = ServiceBuilder::new()
+        .layer(cache)
+        .service(tower::service_fn(move |request| {
+            forward(client.clone(), upstream.clone(), request)
+        }));
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let service = TowerToHyperService::new(service.clone());
+        tokio::spawn(async move {
+            let served = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            if let Err(error) = served {
+                tracing::debug!("connection error: {error}");
+            }
+        });
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    if let Err(e) = run().await {
+        tracing::error!("{e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), Box<dyn Error>> {
+    let var = |name| {
+        std::env::var(name)
+            .ok()
+            .filter(|v: &String| !v.trim().is_empty())
+    };
+    let port: u16 = var("PORT").and_then(|p| p.parse().ok()).unwrap_or(3000);
+    let upstream: Uri = var("UPSTREAM")
+        .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned())
+        .parse()
+        .map_err(|e| format!("UPSTREAM is not a URL: {e}"))?;
+    if upstream.scheme_str() != Some("http") || upstream.authority().is_none() {
+        return Err(format!("UPSTREAM must be http://host[:port], not {upstream}").into());
+    }
+    let cache = cache(var("REDIS_URL").as_deref()).await?;
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
+    tracing::info!(
+        "caching proxy on http://{} for {upstream}",
+        listener.local_addr()?
+    );
+    serve(listener, upstream, cache).await?;
+    Ok(())
+}
