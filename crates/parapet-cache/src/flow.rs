@@ -447,6 +447,7 @@ pub(crate) async fn refreshed(
         headers.remove(name);
     }
     let response = Arc::new(StoredResponse {
+        initial_age: StoredResponse::initial_age(&headers, requested, received),
         headers,
         requested,
         received,
@@ -640,6 +641,7 @@ fn store_or_pass_with<B: http_body::Body>(
             stored_headers.remove(crate::CACHE_STATUS);
             let vary = crate::vary::fields(&parts.headers).unwrap_or_default();
             let vary_values = crate::vary::values(request, &vary);
+            let initial_age = StoredResponse::initial_age(&stored_headers, requested, received);
             let template = StoredResponse {
                 key,
                 status: parts.status,
@@ -650,6 +652,7 @@ fn store_or_pass_with<B: http_body::Body>(
                 requested,
                 received,
                 lifetime: plan.lifetime,
+                initial_age,
                 rules: plan.rules,
                 tags,
             };

@@ -1,8 +1,7 @@
 //! The primary cache key (RFC 9111 §2, §4): method class, scheme, host, path, query, and
 //! any custom parts, encoded so that no two different requests share one.
 
-use std::sync::Arc;
-
+use bytes::Bytes;
 use http::header::HOST;
 use parapet_core::RequestHead;
 
@@ -16,7 +15,7 @@ use crate::QueryKey;
 /// never serve another resource.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
-    bytes: Arc<[u8]>,
+    bytes: Bytes,
     scheme: (usize, usize),
     host: (usize, usize),
     path: (usize, usize),
@@ -29,9 +28,9 @@ impl CacheKey {
     pub fn new(scheme: &str, host: &str, path_and_query: &str) -> Self {
         // The query part keeps its `?`: `/a?` and `/a` are different URIs (RFC 3986 §6.2.3
         // allows treating them alike only by scheme-specific rules).
-        let (path, query) = match path_and_query.find('?') {
-            Some(i) => path_and_query.split_at(i),
-            None => (path_and_query, ""),
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path_and_query, None),
         };
         Self::encode(scheme, host, path, query, &[])
     }
@@ -52,45 +51,64 @@ impl CacheKey {
                 .and_then(|h| h.to_str().ok())
                 .unwrap_or(""),
         };
-        let query = match uri.query() {
-            Some(q) => format!("?{}", query.normalise(q)),
-            None => String::new(),
-        };
+        let query = uri.query().map(|q| query.normalise(q));
         let mut custom = Vec::with_capacity(parts.len());
         for part in parts {
             custom.push(part(head)?);
         }
-        Some(Self::encode(scheme, host, uri.path(), &query, &custom))
+        Some(Self::encode(
+            scheme,
+            host,
+            uri.path(),
+            query.as_deref(),
+            &custom,
+        ))
     }
 
-    fn encode(scheme: &str, host: &str, path: &str, query: &str, custom: &[String]) -> Self {
-        let host = host.to_ascii_lowercase();
-        let scheme = scheme.to_ascii_lowercase();
+    fn encode(
+        scheme: &str,
+        host: &str,
+        path: &str,
+        query: Option<&str>,
+        custom: &[String],
+    ) -> Self {
+        let parts = [
+            scheme.len(),
+            host.len(),
+            path.len(),
+            query.map_or(0, |q| q.len() + 1),
+        ];
         let len = 1
-            + [&scheme, &host, path, query]
-                .iter()
-                .map(|p| p.len() + 4)
-                .sum::<usize>()
+            + parts.iter().map(|n| n + 4).sum::<usize>()
             + custom.iter().map(|p| p.len() + 4).sum::<usize>();
         let mut bytes = Vec::with_capacity(len);
         // GET and HEAD share entries (a HEAD is answered from a stored GET); no other method
         // is ever stored, so one class byte is the whole method part.
         bytes.push(b'G');
-        let mut put = |part: &str| {
-            let start = bytes.len() + 4;
-            bytes.extend_from_slice(&u32::try_from(part.len()).unwrap_or(u32::MAX).to_be_bytes());
-            bytes.extend_from_slice(part.as_bytes());
+        let mut put = |pieces: &[&[u8]], lowercase: bool| {
+            let n: usize = pieces.iter().map(|p| p.len()).sum();
+            bytes.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_be_bytes());
+            let start = bytes.len();
+            for piece in pieces {
+                bytes.extend_from_slice(piece);
+            }
+            if lowercase {
+                bytes[start..].make_ascii_lowercase();
+            }
             (start, bytes.len())
         };
-        let scheme = put(&scheme);
-        let host = put(&host);
-        let path = put(path);
-        put(query);
+        let scheme = put(&[scheme.as_bytes()], true);
+        let host = put(&[host.as_bytes()], true);
+        let path = put(&[path.as_bytes()], false);
+        match query {
+            Some(query) => put(&[b"?", query.as_bytes()], false),
+            None => put(&[], false),
+        };
         for part in custom {
-            put(part);
+            put(&[part.as_bytes()], false);
         }
         Self {
-            bytes: bytes.into(),
+            bytes: Bytes::from(bytes),
             scheme,
             host,
             path,

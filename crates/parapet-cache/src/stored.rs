@@ -25,6 +25,8 @@ pub struct StoredResponse {
     pub(crate) requested: SystemTime,
     pub(crate) received: SystemTime,
     pub(crate) lifetime: Duration,
+    /// The age it had when it arrived (§4.2.3 `corrected_initial_age`), computed once.
+    pub(crate) initial_age: Duration,
     pub(crate) rules: ReuseRules,
     pub(crate) tags: Vec<String>,
 }
@@ -81,7 +83,17 @@ impl StoredResponse {
 
     /// The age now (RFC 9111 §4.2.3).
     pub fn age(&self, now: SystemTime) -> Duration {
-        current_age(&self.headers, self.requested, self.received, now)
+        let resident = now.duration_since(self.received).unwrap_or_default();
+        self.initial_age.saturating_add(resident)
+    }
+
+    /// The age a response with these headers had when it arrived.
+    pub(crate) fn initial_age(
+        headers: &HeaderMap,
+        requested: SystemTime,
+        received: SystemTime,
+    ) -> Duration {
+        current_age(headers, requested, received, received)
     }
 
     /// How long it stays fresh from when it arrived.
@@ -158,6 +170,7 @@ pub(crate) mod tests {
             requested: SystemTime::UNIX_EPOCH,
             received: SystemTime::UNIX_EPOCH,
             lifetime: Duration::from_secs(60),
+            initial_age: Duration::ZERO,
             rules: ReuseRules::default(),
             tags: Vec::new(),
         }

@@ -41,10 +41,11 @@ async fn ten_thousand_concurrent_misses_make_one_origin_call() {
     }
     assert_eq!(bodies, 10_000);
     assert_eq!(origin.calls(), 1);
+    let stats = layer.handle().stats();
+    assert_eq!((stats.misses, stats.hits), (1, 9_999), "{stats:?}");
     assert!(
-        layer.handle().stats().collapsed >= 9_000,
-        "{:?}",
-        layer.handle().stats()
+        stats.collapsed > 0,
+        "some waited for the one call: {stats:?}"
     );
 }
 

@@ -155,6 +155,7 @@ pub(crate) fn decode(data: Vec<u8>, key: &CacheKey) -> Option<StoredResponse> {
         headers.append(name, value);
     }
     let body = r.data.slice(r.at..);
+    let initial_age = StoredResponse::initial_age(&headers, requested, received);
     Some(StoredResponse {
         key: key.clone(),
         status,
@@ -165,6 +166,7 @@ pub(crate) fn decode(data: Vec<u8>, key: &CacheKey) -> Option<StoredResponse> {
         requested,
         received,
         lifetime,
+        initial_age,
         rules,
         tags,
     })
@@ -191,6 +193,7 @@ mod tests {
             requested: UNIX_EPOCH + Duration::from_micros(1_700_000_000_000_001),
             received: UNIX_EPOCH + Duration::from_micros(1_700_000_000_000_002),
             lifetime: Duration::from_secs(30),
+            initial_age: Duration::ZERO,
             rules: ReuseRules {
                 no_cache: true,
                 must_revalidate: false,
