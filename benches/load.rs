@@ -11,30 +11,21 @@
 //! baseline). The table goes to stdout and `target/load-report.md`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench fails loudly
 
+mod harness;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use bytes::Bytes;
-use http::Request;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
 use parapet_testkit::RedisServer;
 use tower_governor::GovernorLayer;
 use tower_governor::governor::GovernorConfigBuilder;
 use tower_parapet::core::RedisHandle;
 use tower_parapet::ratelimit::{HeaderStyle, Quota, RateLimitLayer, RedisStore};
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use harness::{env, load, median, serve};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Path {
@@ -125,85 +116,6 @@ fn parapet_redis(path: Path, redis: RedisHandle, deny_cache: bool) -> Router {
         .build()
         .unwrap();
     hello().layer(layer)
-}
-
-async fn serve(app: Router) -> SocketAddr {
-    use axum::serve::ListenerExt;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    // As a production server would: no Nagle delay on small responses.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    addr
-}
-
-#[derive(Default)]
-struct Counts {
-    ok: AtomicU64,
-    limited: AtomicU64,
-    other: AtomicU64,
-}
-
-/// Keep-alive connections sending GET / back to back until `run` is over.
-async fn load(addr: SocketAddr, conns: u64, run: Duration) -> (u64, u64, u64) {
-    let counts = Arc::new(Counts::default());
-    let deadline = Instant::now() + run;
-    let mut tasks = Vec::new();
-    for _ in 0..conns {
-        let counts = counts.clone();
-        tasks.push(tokio::spawn(async move {
-            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-            stream.set_nodelay(true).unwrap();
-            let (mut sender, connection) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                    .await
-                    .unwrap();
-            tokio::spawn(connection);
-            while Instant::now() < deadline {
-                sender.ready().await.unwrap();
-                let request = Request::get("/")
-                    .header("host", "bench")
-                    .body(Empty::<Bytes>::new())
-                    .unwrap();
-                let response = sender.send_request(request).await.unwrap();
-                let status = response.status().as_u16();
-                response.into_body().collect().await.unwrap();
-                let counter = match status {
-                    200 => &counts.ok,
-                    429 => &counts.limited,
-                    _ => &counts.other,
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
-    (
-        counts.ok.load(Ordering::Relaxed),
-        counts.limited.load(Ordering::Relaxed),
-        counts.other.load(Ordering::Relaxed),
-    )
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
 }
 
 fn main() {
@@ -328,7 +240,7 @@ fn main() {
         .unwrap();
     // Warm-up: connections, script load, JIT-free but caches and allocators.
     for variant in &variants {
-        client_rt.block_on(load(variant.addr, conns, Duration::from_millis(300)));
+        client_rt.block_on(load("/", variant.addr, conns, Duration::from_millis(300)));
     }
     // Paired runs: each variant runs between two baseline runs, and its ratio is to their
     // mean, so slow drifts of the machine cancel out; rounds repeat the whole sequence.
@@ -340,17 +252,17 @@ fn main() {
     let mut redis_cpu: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     let per_sec = |(ok, limited, _): (u64, u64, u64)| (ok + limited) as f64 / run.as_secs_f64();
     for round in 0..rounds {
-        let mut before = per_sec(client_rt.block_on(load(baseline, conns, run)));
+        let mut before = per_sec(client_rt.block_on(load("/", baseline, conns, run)));
         rps.entry(0).or_default().push(before);
         ratios.entry(0).or_default().push(1.0);
         limited_share.entry(0).or_default().push(0.0);
         for (i, variant) in variants.iter().enumerate().skip(1) {
             let evalsha = redis_server.command_calls("evalsha");
             let cpu = redis_server.cpu_seconds();
-            let (ok, limited, other) = client_rt.block_on(load(variant.addr, conns, run));
+            let (ok, limited, other) = client_rt.block_on(load("/", variant.addr, conns, run));
             let calls = redis_server.command_calls("evalsha") - evalsha;
             let cpu = redis_server.cpu_seconds() - cpu;
-            let after = per_sec(client_rt.block_on(load(baseline, conns, run)));
+            let after = per_sec(client_rt.block_on(load("/", baseline, conns, run)));
             assert_eq!(other, 0, "{}: unexpected statuses", variant.name);
             let total = ok + limited;
             let this = total as f64 / run.as_secs_f64();

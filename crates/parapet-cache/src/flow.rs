@@ -143,6 +143,33 @@ fn gateway_timeout<B>(status: CacheStatus) -> Out<B> {
     response
 }
 
+/// A fresh hit answered without going async: for stores that answer at once (memory), a
+/// plain request (no bypass, no `Cache-Control` of its own) for a fresh, reusable response.
+/// `None`: take the full path.
+pub(crate) fn fast_hit<ReqBody, B>(shared: &Shared, request: &Request<ReqBody>) -> Option<Out<B>> {
+    let headers = request.headers();
+    if headers.contains_key(http::header::CACHE_CONTROL) || shared.bypass_reason(request).is_some()
+    {
+        return None;
+    }
+    if !shared.store.is_in_process() {
+        return None;
+    }
+    let key = shared.key_of(request)?;
+    let now = shared.now();
+    let Ok(Ok(Lookup::Hit(stored))) = shared.store.lookup(&key, headers, now).now_or_later() else {
+        return None;
+    };
+    let age = stored.age(now);
+    if age >= stored.lifetime || stored.rules.no_cache || shared.purges.check(&stored).is_some() {
+        return None;
+    }
+    shared.counter(|c| &c.hits);
+    metrics::request("hit");
+    let status = CacheStatus::hit(ttl(&stored, stored.lifetime, now));
+    Some(from_store(&stored, headers, request.method(), now, status))
+}
+
 /// Serves a `GET` or `HEAD`.
 pub(crate) async fn serve<S, ReqBody, B>(
     shared: Arc<Shared>,
@@ -500,7 +527,30 @@ where
             .board(shared.flights.hash(&variant), shared.micros())
     };
     let (guard, status) = match role {
-        Role::Leader(guard) => (Some(guard), CacheStatus::forward(fwd)),
+        Role::Leader(guard) => {
+            // A flight that landed between this request's lookup and its boarding stored
+            // its response first: look again, now that this request leads, so that the
+            // race does not cost a second origin call.
+            let now = shared.now();
+            if let Lookup::Hit(stored) = shared.lookup(&key, request.headers(), now).await
+                && stored.age(now) < stored.lifetime
+                && !stored.rules.no_cache
+                && shared.purges.check(&stored).is_none()
+            {
+                guard.stored(Arc::clone(&stored));
+                shared.counter(|c| &c.hits);
+                metrics::request("hit");
+                let status = CacheStatus::hit(ttl(&stored, stored.lifetime, now));
+                return Ok(from_store(
+                    &stored,
+                    request.headers(),
+                    request.method(),
+                    now,
+                    status,
+                ));
+            }
+            (Some(guard), CacheStatus::forward(fwd))
+        }
         Role::Alone => (None, CacheStatus::forward(fwd)),
         Role::Waiter(landing) => {
             let landed = wait(landing, shared.leader_timeout).await;

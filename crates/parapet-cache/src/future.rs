@@ -37,6 +37,7 @@ pin_project! {
             status: Option<CacheStatus>,
         },
         Flow { future: Flow<B, E> },
+        Ready { response: Option<Response<ResponseBody<CaptureBody<B>>>> },
     }
 }
 
@@ -53,6 +54,14 @@ impl<F, B, E> ResponseFuture<F, B, E> {
                 shared,
                 invalidate,
                 status,
+            },
+        }
+    }
+
+    pub(crate) fn ready(response: Response<ResponseBody<CaptureBody<B>>>) -> Self {
+        Self {
+            kind: Kind::Ready {
+                response: Some(response),
             },
         }
     }
@@ -76,6 +85,13 @@ where
         let mut kind = self.project().kind;
         let (shared, keys, response, status) = match kind.as_mut().project() {
             KindProj::Flow { future } => return future.as_mut().poll(cx),
+            KindProj::Ready { response } => {
+                return match response.take() {
+                    Some(response) => Poll::Ready(Ok(response)),
+                    // Polled again after completion: a contract breach by the caller.
+                    None => Poll::Pending,
+                };
+            }
             KindProj::Pass {
                 future,
                 shared,
@@ -100,7 +116,7 @@ where
         });
         match kind.project() {
             KindProj::Flow { future } => future.as_mut().poll(cx),
-            KindProj::Pass { .. } => Poll::Pending,
+            KindProj::Pass { .. } | KindProj::Ready { .. } => Poll::Pending,
         }
     }
 }

@@ -9,7 +9,7 @@ use http::{Method, Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
-use crate::flow::serve;
+use crate::flow::{fast_hit, serve};
 use crate::shared::Shared;
 use crate::status::{CacheStatus, Forward};
 use crate::{CaptureBody, ResponseFuture, metrics};
@@ -61,10 +61,19 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let shared = Arc::clone(&self.shared);
+        let method = request.method();
+        if (method == Method::GET || method == Method::HEAD)
+            && !is_grpc(&request)
+            && let Some(response) = fast_hit(&shared, &request)
+        {
+            // A fresh hit in memory needs neither the inner service nor a task; the
+            // readiness reserved by `poll_ready` carries over to the next call.
+            return ResponseFuture::ready(response);
+        }
         // The instance driven ready is the one called (or moved into the flow).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let shared = Arc::clone(&self.shared);
         if is_grpc(&request) {
             // gRPC rides on POST with its own semantics: untouched, no Cache-Status.
             return ResponseFuture::pass(inner.call(request), shared, None, None);

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
 
 use http::HeaderMap;
@@ -31,7 +31,7 @@ const SHARD_BYTES: usize = 4 << 20;
 /// ```
 #[derive(Debug)]
 pub struct MemoryStore {
-    shards: Box<[Mutex<Shard>]>,
+    shards: Box<[RwLock<Shard>]>,
     hasher: RandomState,
     capacity: usize,
     evicted: AtomicU64,
@@ -48,7 +48,7 @@ impl MemoryStore {
     pub fn new(capacity: usize) -> Self {
         let shards = (capacity / SHARD_BYTES).clamp(1, 16);
         Self {
-            shards: (0..shards).map(|_| Mutex::default()).collect(),
+            shards: (0..shards).map(|_| RwLock::default()).collect(),
             hasher: RandomState::new(),
             capacity,
             evicted: AtomicU64::new(0),
@@ -62,7 +62,7 @@ impl MemoryStore {
 
     /// The bytes held now.
     pub fn bytes(&self) -> usize {
-        self.shards.iter().map(|s| lock(s).bytes).sum()
+        self.shards.iter().map(|s| read(s).bytes).sum()
     }
 
     /// How many live entries were dropped to make room.
@@ -70,11 +70,21 @@ impl MemoryStore {
         self.evicted.load(Ordering::Relaxed)
     }
 
-    fn shard(&self, key: &CacheKey) -> (u64, MutexGuard<'_, Shard>) {
+    fn index(&self, key: &CacheKey) -> (u64, usize) {
         let h = self.hasher.hash_one(key.as_bytes());
         // The low bits pick the shard; the map hashes the whole value again.
-        let index = (h as usize) % self.shards.len();
-        (h, lock(&self.shards[index]))
+        (h, (h as usize) % self.shards.len())
+    }
+
+    /// Hits only read: concurrent hits on one resource do not queue behind each other.
+    fn shard(&self, key: &CacheKey) -> (u64, RwLockReadGuard<'_, Shard>) {
+        let (h, i) = self.index(key);
+        (h, read(&self.shards[i]))
+    }
+
+    fn shard_mut(&self, key: &CacheKey) -> (u64, RwLockWriteGuard<'_, Shard>) {
+        let (h, i) = self.index(key);
+        (h, write(&self.shards[i]))
     }
 
     fn shard_capacity(&self) -> usize {
@@ -82,11 +92,17 @@ impl MemoryStore {
     }
 }
 
-fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
-    // A panic while holding the lock leaves byte counts at worst slightly off; the cache
-    // must keep serving rather than poison every later request.
+// A panic while holding a lock leaves byte counts at worst slightly off; the cache must
+// keep serving rather than poison every later request.
+fn read(shard: &RwLock<Shard>) -> RwLockReadGuard<'_, Shard> {
     shard
-        .lock()
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write(shard: &RwLock<Shard>) -> RwLockWriteGuard<'_, Shard> {
+    shard
+        .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -169,7 +185,7 @@ impl CacheStore for MemoryStore {
         if weight > capacity {
             return StoreCall::ready(Ok(()));
         }
-        let (h, mut shard) = self.shard(&response.key);
+        let (h, mut shard) = self.shard_mut(&response.key);
         let same_resource = shard
             .resources
             .get(&h)
@@ -201,7 +217,7 @@ impl CacheStore for MemoryStore {
     }
 
     fn remove(&self, key: &CacheKey) -> StoreCall<()> {
-        let (h, mut shard) = self.shard(key);
+        let (h, mut shard) = self.shard_mut(key);
         if shard
             .resources
             .get(&h)
@@ -215,10 +231,14 @@ impl CacheStore for MemoryStore {
 
     fn clear(&self) -> StoreCall<()> {
         for shard in &*self.shards {
-            let mut shard = lock(shard);
+            let mut shard = write(shard);
             shard.resources.clear();
             shard.bytes = 0;
         }
         StoreCall::ready(Ok(()))
+    }
+
+    fn is_in_process(&self) -> bool {
+        true
     }
 }

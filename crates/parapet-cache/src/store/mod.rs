@@ -51,6 +51,13 @@ pub trait CacheStore: Send + Sync + 'static {
 
     /// Removes everything.
     fn clear(&self) -> StoreCall<()>;
+
+    /// True for a store in this process that always answers at once and never fails: the
+    /// layer then answers fresh hits without a task and without the circuit breaker.
+    /// Default: false.
+    fn is_in_process(&self) -> bool {
+        false
+    }
 }
 
 impl<T: CacheStore> CacheStore for Arc<T> {
@@ -73,5 +80,9 @@ impl<T: CacheStore> CacheStore for Arc<T> {
 
     fn clear(&self) -> StoreCall<()> {
         (**self).clear()
+    }
+
+    fn is_in_process(&self) -> bool {
+        (**self).is_in_process()
     }
 }

@@ -1,0 +1,285 @@
+//! The cache load harness: one axum app answering a 1 KiB JSON body with
+//! `Cache-Control: public, max-age=600`, served in this process and loaded over loopback by
+//! keep-alive HTTP/1.1 connections — bare (the baseline), and behind parapet's cache (memory
+//! and Redis), tower-http-cache and http-cache-tower-server (moka). Every cached variant is
+//! a hit on every request after the warm-up.
+//!
+//! Each variant runs between two runs of the baseline and is quoted as a ratio to their
+//! mean; rounds repeat the sequence and the median ratio is reported. For the Redis variant,
+//! Redis's `INFO commandstats` gives commands per request.
+//!
+//! `cargo bench --bench cache_load` (env: `LOAD_SECS` per run, default 2; `LOAD_ROUNDS`,
+//! default 5; `LOAD_CONNS`, default 32; `LOAD_ONLY`, a substring of the variants to run besides
+//! the baseline). The table goes to stdout and
+//! `target/cache-load-report.md`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a bench fails loudly
+
+mod harness;
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::error_handling::HandleErrorLayer;
+use axum::response::Response;
+use axum::routing::get;
+use axum::{BoxError, Router};
+use bytes::Bytes;
+use http::StatusCode;
+use http_body::{Frame, SizeHint};
+use parapet_testkit::RedisServer;
+use sync_wrapper::SyncWrapper;
+use tower::ServiceBuilder;
+use tower_parapet::cache::{CacheLayer, RedisStore};
+use tower_parapet::core::RedisHandle;
+
+use harness::{env, load, median, serve};
+
+const PATH: &str = "/api/products";
+
+/// The handler, counting its calls (a cached variant must not call it after the warm-up).
+fn products(calls: Arc<AtomicU64>) -> Router {
+    let body = Bytes::from(vec![b'x'; 1024]);
+    Router::new().route(
+        PATH,
+        get(move || {
+            calls.fetch_add(1, Ordering::Relaxed);
+            let body = body.clone();
+            async move {
+                (
+                    [
+                        ("cache-control", "public, max-age=600"),
+                        ("content-type", "application/json"),
+                    ],
+                    body,
+                )
+            }
+        }),
+    )
+}
+
+fn parapet(calls: Arc<AtomicU64>, store: Option<RedisStore>) -> Router {
+    let mut builder = CacheLayer::builder();
+    if let Some(store) = store {
+        builder = builder.store(store);
+    }
+    products(calls).layer(builder.build().unwrap())
+}
+
+/// tower-http-cache needs a `Sync` response body with an exact size hint (axum's is not
+/// `Sync`); this wrapper gives it one.
+struct SyncBody {
+    inner: SyncWrapper<Body>,
+    hint: SizeHint,
+}
+
+impl http_body::Body for SyncBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(self.get_mut().inner.get_mut()).poll_frame(cx)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.hint.clone()
+    }
+}
+
+fn tower_http_cache(calls: Arc<AtomicU64>) -> Router {
+    use tower_http_cache::CacheLayer;
+    use tower_http_cache::backend::memory::InMemoryBackend;
+    // Its TTL comes from configuration, not from max-age.
+    let cache = CacheLayer::builder(InMemoryBackend::new(10_000))
+        .ttl(Duration::from_secs(600))
+        .build();
+    products(calls).layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(|e: BoxError| async move {
+                (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            }))
+            .layer(cache)
+            .map_response(|r: Response| {
+                r.map(|body| {
+                    let hint = http_body::Body::size_hint(&body);
+                    SyncBody {
+                        inner: SyncWrapper::new(body),
+                        hint,
+                    }
+                })
+            }),
+    )
+}
+
+fn http_cache_tower_server(calls: Arc<AtomicU64>) -> Router {
+    use http_cache::{MokaCache, MokaManager};
+    use http_cache_tower_server::{QueryKeyer, ServerCacheLayer};
+    let cache = ServerCacheLayer::with_keyer(MokaManager::new(MokaCache::new(10_000)), QueryKeyer);
+    products(calls).layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(|e: BoxError| async move {
+                (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            }))
+            .layer(cache),
+    )
+}
+
+struct Variant {
+    name: &'static str,
+    addr: std::net::SocketAddr,
+    calls: Arc<AtomicU64>,
+    redis: bool,
+}
+
+fn main() {
+    let secs = env("LOAD_SECS", 2);
+    let rounds = env("LOAD_ROUNDS", 5) as usize;
+    let conns = env("LOAD_CONNS", 32);
+    let run = Duration::from_secs(secs);
+    let redis_server = RedisServer::start();
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = redis_server.url();
+    let variants: Vec<Variant> = server_rt.block_on(async {
+        let redis = RedisHandle::builder(url.as_str())
+            .timeout(Duration::from_secs(1))
+            .build()
+            .await
+            .unwrap();
+        let store = RedisStore::new(redis)
+            .unwrap()
+            .timeout(Duration::from_secs(1))
+            .unwrap();
+        let make: Vec<(
+            &'static str,
+            bool,
+            fn(Arc<AtomicU64>, Option<RedisStore>) -> Router,
+        )> = vec![
+            ("baseline: the handler, no cache", false, |c, _| products(c)),
+            ("parapet memory, hit", false, parapet),
+            ("parapet redis, hit", true, parapet),
+            ("tower-http-cache (moka), hit", false, |c, _| {
+                tower_http_cache(c)
+            }),
+            ("http-cache-tower-server (moka), hit", false, |c, _| {
+                http_cache_tower_server(c)
+            }),
+        ];
+        let mut v = Vec::new();
+        for (name, redis, build) in make {
+            let calls = Arc::new(AtomicU64::new(0));
+            let app = build(Arc::clone(&calls), redis.then(|| store.clone()));
+            v.push(Variant {
+                name,
+                addr: serve(app).await,
+                calls,
+                redis,
+            });
+        }
+        v
+    });
+    // LOAD_ONLY=substring keeps the baseline and the variants whose name contains it.
+    let only = std::env::var("LOAD_ONLY").unwrap_or_default();
+    let variants: Vec<Variant> = variants
+        .into_iter()
+        .enumerate()
+        .filter(|(i, v)| *i == 0 || v.name.contains(&only))
+        .map(|(_, v)| v)
+        .collect();
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    for variant in &variants {
+        client_rt.block_on(load(PATH, variant.addr, conns, Duration::from_millis(300)));
+        // http-cache-tower-server stores in a spawned task after the first response.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let warm: Vec<u64> = variants
+        .iter()
+        .map(|v| v.calls.load(Ordering::Relaxed))
+        .collect();
+    let baseline = variants[0].addr;
+    let mut rps: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    let mut ratios: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    let mut commands: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    let per_sec = |(ok, _, _): (u64, u64, u64)| ok as f64 / run.as_secs_f64();
+    for round in 0..rounds {
+        let mut before = per_sec(client_rt.block_on(load(PATH, baseline, conns, run)));
+        rps.entry(0).or_default().push(before);
+        ratios.entry(0).or_default().push(1.0);
+        for (i, variant) in variants.iter().enumerate().skip(1) {
+            let hmget = redis_server.command_calls("hmget");
+            let (ok, limited, other) = client_rt.block_on(load(PATH, variant.addr, conns, run));
+            assert_eq!(
+                (limited, other),
+                (0, 0),
+                "{}: statuses other than 200",
+                variant.name
+            );
+            let after = per_sec(client_rt.block_on(load(PATH, baseline, conns, run)));
+            let this = ok as f64 / run.as_secs_f64();
+            rps.entry(i).or_default().push(this);
+            ratios
+                .entry(i)
+                .or_default()
+                .push(this / ((before + after) / 2.0));
+            if variant.redis {
+                let calls = redis_server.command_calls("hmget") - hmget;
+                commands
+                    .entry(i)
+                    .or_default()
+                    .push(calls as f64 / ok as f64);
+            }
+            rps.entry(0).or_default().push(after);
+            before = after;
+        }
+        eprintln!("round {}/{rounds} done", round + 1);
+    }
+    for (variant, warm) in variants.iter().zip(warm).skip(1) {
+        assert_eq!(
+            variant.calls.load(Ordering::Relaxed),
+            warm,
+            "{}: the handler ran after the warm-up (not a hit)",
+            variant.name
+        );
+    }
+    let mut report = String::from(
+        "| variant | req/s (median) | × baseline (median of paired ratios) | min–max ratio | Redis commands / request |\n|---|---:|---:|---:|---:|\n",
+    );
+    for (i, variant) in variants.iter().enumerate() {
+        let r = &ratios[&i];
+        let (lo, hi) = r
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        let cmds = commands
+            .get(&i)
+            .map_or("–".to_owned(), |c| format!("{:.3}", median(c.clone())));
+        report.push_str(&format!(
+            "| {} | {:.0} | {:.3} | {:.3}–{:.3} | {} |\n",
+            variant.name,
+            median(rps[&i].clone()),
+            median(r.clone()),
+            lo,
+            hi,
+            cmds
+        ));
+    }
+    let header = format!(
+        "{rounds} rounds × {secs} s per variant, {conns} keep-alive connections, 1 KiB body, client and server in one process (2 worker threads each) on {} cores\n\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!("\n{header}{report}");
+    let _ = std::fs::write("target/cache-load-report.md", format!("{header}{report}"));
+}
