@@ -89,7 +89,7 @@ impl http_body::Body for SyncBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.hint.clone()
+        self.hint
     }
 }
 
@@ -131,6 +131,9 @@ fn http_cache_tower_server(calls: Arc<AtomicU64>) -> Router {
     )
 }
 
+/// Builds one variant's app around the call counter (and a Redis store, for those on Redis).
+type MakeApp = fn(Arc<AtomicU64>, Option<RedisStore>) -> Router;
+
 struct Variant {
     name: &'static str,
     addr: std::net::SocketAddr,
@@ -160,11 +163,7 @@ fn main() {
             .unwrap()
             .timeout(Duration::from_secs(1))
             .unwrap();
-        let make: Vec<(
-            &'static str,
-            bool,
-            fn(Arc<AtomicU64>, Option<RedisStore>) -> Router,
-        )> = vec![
+        let make: Vec<(&'static str, bool, MakeApp)> = vec![
             ("baseline: the handler, no cache", false, |c, _| products(c)),
             ("parapet memory, hit", false, parapet),
             ("parapet redis, hit", true, parapet),
