@@ -807,6 +807,42 @@ async fn requests_with_ranges_and_preconditions_bypass(backend: Backend) {
     }
 }
 
+async fn grpc_passes_through_untouched(backend: Backend) {
+    let origin = Origin::new();
+    origin.answer(
+        200,
+        &[
+            ("cache-control", "public, max-age=60"),
+            ("content-type", "application/grpc"),
+        ],
+        "x",
+    );
+    let (svc, _, _) = cache(backend, &origin, |b| b).await;
+    for _ in 0..2 {
+        let got = send(
+            &svc,
+            http::Request::post("http://a.example/pkg.Svc/Get")
+                .header("content-type", "application/grpc"),
+        )
+        .await;
+        assert!(!got.headers.contains_key("cache-status"));
+    }
+    assert_eq!(origin.calls(), 2);
+}
+
+async fn request_extensions_reach_the_inner_service(backend: Backend) {
+    #[derive(Clone)]
+    struct User(&'static str);
+    let origin = Origin::new();
+    origin.respond_with(|req| {
+        let user = req.extensions().get::<User>().map_or("none", |u| u.0);
+        common::response(200, &[], bytes::Bytes::from(user))
+    });
+    let (svc, _, _) = cache(backend, &origin, |b| b).await;
+    let got = send(&svc, get("http://a.example/").extension(User("alice"))).await;
+    assert_eq!(got.body, "alice");
+}
+
 /// Every requirement above, on every store: memory, Redis, Redis Cluster.
 macro_rules! on_every_store {
     ($($name:ident),* $(,)?) => {
@@ -823,6 +859,8 @@ macro_rules! on_every_store {
 }
 
 on_every_store!(
+    grpc_passes_through_untouched,
+    request_extensions_reach_the_inner_service,
     fresh_responses_are_served_from_the_cache_with_age,
     s_maxage_wins_over_max_age_which_wins_over_expires,
     an_invalid_expires_means_already_stale,
