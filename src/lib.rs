@@ -3,7 +3,7 @@
 //! | module | what | status |
 //! |---|---|---|
 //! | [`ratelimit`] (feature `ratelimit`, default) | rate-limit layer: GCRA, several policies per request, memory or Redis | available |
-//! | [`cache`] (feature `cache`) | response-cache layer: an RFC 9111 shared cache in memory | available (Redis store planned) |
+//! | [`cache`] (feature `cache`, default) | response-cache layer: an RFC 9111 shared cache, memory or Redis | available |
 //! | `session` | session layer and extractor | planned |
 //! | `jwt` | JWT layer with a revocation store | planned |
 //!

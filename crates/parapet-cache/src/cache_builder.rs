@@ -15,12 +15,18 @@ use crate::shared::Shared;
 use crate::store::CacheStore;
 use crate::{CacheLayer, KeyPart, MemoryStore, QueryKey, SetCookie};
 
-/// Request fields that change what many origins answer but are not in the cache key by
-/// default: a request carrying one bypasses the cache, so it can neither poison an entry
-/// nor be served one meant for another value. Add one to the key with
-/// [`CacheBuilder::key_header`] to cache it instead.
-pub const UNKEYED_HEADERS: [&str; 10] = [
+/// Request fields that change what many origins (or their frameworks) answer but are not in
+/// the cache key by default: a request carrying one bypasses the cache, so it can neither
+/// poison an entry nor be served one meant for another value. Put one into the key with
+/// [`CacheBuilder::key_header`] to cache such requests instead — behind a load balancer that
+/// sets `X-Forwarded-Proto` on every request, `.key_header(X_FORWARDED_PROTO)` keeps them
+/// cacheable — or add more with [`CacheBuilder::unkeyed_header`].
+pub const UNKEYED_HEADERS: [&str; 14] = [
+    "forwarded",
     "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
     "x-forwarded-server",
     "x-forwarded-scheme",
     "x-host",
@@ -52,6 +58,8 @@ pub struct CacheBuilder {
     query: QueryKey,
     key_parts: Vec<KeyPart>,
     key_headers: Vec<HeaderName>,
+    extra_unkeyed: Vec<HeaderName>,
+    obey_request_directives: bool,
     max_body_bytes: usize,
     max_variants: usize,
     default_ttl: Option<Duration>,
@@ -78,6 +86,8 @@ impl Default for CacheBuilder {
             query: QueryKey::AsIs,
             key_parts: Vec::new(),
             key_headers: Vec::new(),
+            extra_unkeyed: Vec::new(),
+            obey_request_directives: true,
             max_body_bytes: 1 << 20,
             max_variants: 16,
             default_ttl: None,
@@ -137,9 +147,36 @@ impl CacheBuilder {
     pub fn key_header(mut self, name: HeaderName) -> Self {
         let field = name.clone();
         self.key_parts.push(Arc::new(move |head: &RequestHead<'_>| {
-            Some(String::from_utf8_lossy(&crate::vary::value(head.headers, &field)).into_owned())
+            // Absent, text, and raw bytes each encode apart: no two values share a key.
+            if !head.headers.contains_key(&field) {
+                return Some(String::new());
+            }
+            let value = crate::vary::value(head.headers, &field);
+            Some(match std::str::from_utf8(&value) {
+                Ok(text) => format!("v{text}"),
+                Err(_) => value.iter().fold(String::from("x"), |mut hex, b| {
+                    hex.push_str(&format!("{b:02x}"));
+                    hex
+                }),
+            })
         }));
         self.key_headers.push(name);
+        self
+    }
+
+    /// Adds a request field to the bypass list ([`UNKEYED_HEADERS`]): a field your origin
+    /// reads that is not in the key.
+    pub fn unkeyed_header(mut self, name: HeaderName) -> Self {
+        self.extra_unkeyed.push(name);
+        self
+    }
+
+    /// Whether the request's own `no-cache`, `max-age` and `min-fresh` send it to the origin
+    /// for validation (RFC 9111 §5.2.1). With `false`, as CDNs commonly configure, a
+    /// client cannot make the cache revalidate at will. `no-store`, `max-stale` and
+    /// `only-if-cached` are obeyed either way. Default: true.
+    pub fn obey_request_directives(mut self, obey: bool) -> Self {
+        self.obey_request_directives = obey;
         self
     }
 
@@ -276,6 +313,7 @@ impl CacheBuilder {
         let unkeyed = UNKEYED_HEADERS
             .iter()
             .map(|n| HeaderName::from_static(n))
+            .chain(self.extra_unkeyed)
             .filter(|n| !self.key_headers.contains(n))
             .collect();
         let store = match self.store {
@@ -297,6 +335,7 @@ impl CacheBuilder {
             targeted,
             cdn_cache_control: self.cdn_cache_control,
             unkeyed,
+            obey_request_directives: self.obey_request_directives,
             leader_timeout: self.leader_timeout,
             hit_for_miss: self.hit_for_miss,
             origin_timeout: self.origin_timeout,

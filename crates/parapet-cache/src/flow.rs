@@ -15,7 +15,7 @@ use tower_service::Service;
 
 use crate::capture_body::Capture;
 use crate::conditional::{not_modified, not_modified_headers, updated, validates};
-use crate::flight::{Landing, Role, wait};
+use crate::flight::{Landing, LeaderGuard, Role, wait};
 use crate::policy::{CacheControl, Delta};
 use crate::purge::Purged;
 use crate::shared::{HOP_BY_HOP, Shared, TAG_FIELDS};
@@ -101,7 +101,9 @@ fn from_store<B>(
     let age = stored.age(now).as_secs();
     let mut buf = itoa::Buffer::new();
     let age = HeaderValue::from_str(buf.format(age)).unwrap_or(HeaderValue::from_static("0"));
-    if not_modified(request, &stored.headers) {
+    // Preconditions are evaluated only for a 2xx (RFC 9110 §13.2.1): a stored 404 or 301
+    // is sent whole, whatever the client's validators.
+    if stored.status.is_success() && not_modified(request, &stored.headers) {
         let mut headers = not_modified_headers(&stored.headers);
         headers.insert(AGE, age);
         mark(&mut headers, status);
@@ -114,6 +116,13 @@ fn from_store<B>(
     headers.insert(AGE, age);
     mark(&mut headers, status);
     let body = if method == Method::HEAD {
+        // The GET's length, which an empty HEAD body would otherwise replace.
+        if !headers.contains_key(http::header::CONTENT_LENGTH) {
+            let mut buf = itoa::Buffer::new();
+            if let Ok(length) = HeaderValue::from_str(buf.format(stored.body.len())) {
+                headers.insert(http::header::CONTENT_LENGTH, length);
+            }
+        }
         ResponseBody::default()
     } else {
         ResponseBody::full(stored.body.clone())
@@ -268,10 +277,11 @@ where
     let fresh = age < fresh_for;
     let remaining = fresh_for.saturating_sub(age);
     // §5.2.1: what the request itself accepts.
-    let requested = request_cc.no_cache.is_present()
-        || matches!(request_cc.max_age, Delta::Seconds(max) if age > max)
-        || matches!(request_cc.max_age, Delta::Bare | Delta::Invalid)
-        || matches!(request_cc.min_fresh, Delta::Seconds(min) if remaining < min);
+    let requested = shared.obey_request_directives
+        && (request_cc.no_cache.is_present()
+            || matches!(request_cc.max_age, Delta::Seconds(max) if age > max)
+            || matches!(request_cc.max_age, Delta::Bare | Delta::Invalid)
+            || matches!(request_cc.min_fresh, Delta::Seconds(min) if remaining < min));
     let method = request.method().clone();
     if fresh && !requested && !stored.rules.no_cache {
         shared.counter(|c| &c.hits);
@@ -322,17 +332,47 @@ where
             CacheStatus::forward(Forward::Stale).detail("only-if-cached"),
         ));
     }
-    let fwd = if fresh {
+    let fwd = if fresh && requested {
         Forward::Request
     } else {
         Forward::Stale
     };
     let may_serve_on_error = !fresh && may_be_stale && stale_by <= stored.rules.if_error;
-    revalidate(shared, inner, request, stored, fwd, may_serve_on_error, now).await
+    // Concurrent revalidations of one variant collapse like misses.
+    let may_lead =
+        method == Method::GET && !request.headers().contains_key(http::header::AUTHORIZATION);
+    let status = CacheStatus::forward(fwd);
+    let guard = match board(
+        &shared,
+        &stored.key,
+        request.headers(),
+        &method,
+        status,
+        stored.vary.clone(),
+        may_lead,
+        false,
+    )
+    .await
+    {
+        Boarding::Served(response) => return Ok(*response),
+        Boarding::Fetch(guard, _) => guard,
+    };
+    revalidate(
+        shared,
+        inner,
+        request,
+        stored,
+        fwd,
+        may_serve_on_error,
+        now,
+        guard,
+    )
+    .await
 }
 
 /// Asks the origin whether the stored response is still good (§4.3.1), serving it stale on
 /// an error within `stale-if-error` (RFC 5861 §4).
+#[allow(clippy::too_many_arguments)]
 async fn revalidate<S, ReqBody, B>(
     shared: Arc<Shared>,
     mut inner: S,
@@ -341,6 +381,7 @@ async fn revalidate<S, ReqBody, B>(
     fwd: Forward,
     may_serve_on_error: bool,
     now: SystemTime,
+    guard: Option<LeaderGuard>,
 ) -> Result<Out<B>, S::Error>
 where
     S: Service<Request<ReqBody>, Response = Response<B>> + Send + 'static,
@@ -410,6 +451,9 @@ where
         };
         shared.counter(|c| &c.revalidated);
         metrics::request("revalidated");
+        if let (Some(guard), Some(refreshed)) = (guard, &refreshed) {
+            guard.stored(Arc::clone(refreshed));
+        }
         let serve = refreshed.unwrap_or(stored);
         return Ok(from_store(&serve, &client, &method, received, status));
     }
@@ -419,7 +463,7 @@ where
     shared.counter(|c| &c.misses);
     metrics::request("miss");
     let status = CacheStatus::forward(fwd);
-    Ok(store_or_pass(
+    let (response, kept) = store_or_pass(
         &shared,
         stored.key.clone(),
         &method,
@@ -427,9 +471,15 @@ where
         requested_at,
         received,
         response,
-        None,
+        guard,
         status,
-    ))
+    );
+    if !kept && method == Method::GET {
+        // §4.3.3: the origin's full answer replaces the stored one; when it may not be
+        // stored, the old one must not be served any more either.
+        shared.remove(std::slice::from_ref(&stored.key)).await;
+    }
+    Ok(response)
 }
 
 /// Puts the stored response's validators on a request to the origin, in place of the
@@ -486,6 +536,109 @@ pub(crate) async fn refreshed(
     Some(response)
 }
 
+/// What a request that must go to the origin does about concurrent ones.
+enum Boarding<B> {
+    /// Answered from what another request fetched.
+    Served(Box<Out<B>>),
+    /// Fetch, leading the flight if there is a guard.
+    Fetch(Option<LeaderGuard>, CacheStatus),
+}
+
+/// The variant hash of `key` for `request`'s values of `vary`.
+fn variant_hash(
+    shared: &Shared,
+    key: &CacheKey,
+    headers: &HeaderMap,
+    vary: &[http::HeaderName],
+) -> u64 {
+    let mut variant = key.as_bytes().to_vec();
+    for value in crate::vary::values(headers, vary) {
+        variant.extend_from_slice(&u32::try_from(value.len()).unwrap_or(u32::MAX).to_be_bytes());
+        variant.extend_from_slice(&value);
+    }
+    shared.flights.hash(&variant)
+}
+
+/// Collapses this request onto the flight for its variant (§4): lead it, or wait for its
+/// landing and serve what it stored. A landing for another variant (a cold resource whose
+/// `Vary` was not known) sends the request to that variant's flight; at most three tries.
+/// `recheck`: a new leader looks the store up again first (for misses; a revalidation must
+/// reach the origin).
+#[allow(clippy::too_many_arguments)]
+async fn board<B>(
+    shared: &Arc<Shared>,
+    key: &CacheKey,
+    headers: &HeaderMap,
+    method: &Method,
+    status: CacheStatus,
+    mut vary: Vec<http::HeaderName>,
+    may_lead: bool,
+    recheck: bool,
+) -> Boarding<B> {
+    if !may_lead {
+        return Boarding::Fetch(None, status);
+    }
+    for _ in 0..3 {
+        let h = variant_hash(shared, key, headers, &vary);
+        match shared.flights.board(h, shared.micros()) {
+            Role::Alone => return Boarding::Fetch(None, status),
+            Role::Leader(guard) => {
+                // A flight that landed between this request's lookup and its boarding
+                // stored its response first: look again, now that this request leads, so
+                // that the race does not cost a second origin call.
+                let now = shared.now();
+                if recheck
+                    && let Lookup::Hit(stored) = shared.lookup(key, headers, now).await
+                    && usable(shared, &stored, now)
+                {
+                    guard.stored(Arc::clone(&stored));
+                    shared.counter(|c| &c.hits);
+                    metrics::request("hit");
+                    let status = CacheStatus::hit(ttl(&stored, stored.lifetime, now));
+                    return Boarding::Served(Box::new(from_store(
+                        &stored, headers, method, now, status,
+                    )));
+                }
+                return Boarding::Fetch(Some(guard), status);
+            }
+            Role::Waiter(landing) => match wait(landing, shared.leader_timeout).await {
+                Some(Landing::Stored(stored)) => {
+                    let now = shared.now();
+                    // The leader's response as stored: served if this request's
+                    // Vary-named fields select it, exactly as a lookup would.
+                    if stored.matches(headers) && usable(shared, &stored, now) {
+                        shared.counter(|c| &c.collapsed);
+                        shared.counter(|c| &c.hits);
+                        ::metrics::counter!(metrics::COLLAPSED).increment(1);
+                        metrics::request("hit");
+                        let status = CacheStatus {
+                            collapsed: true,
+                            ..CacheStatus::hit(ttl(&stored, stored.lifetime, now))
+                        };
+                        return Boarding::Served(Box::new(from_store(
+                            &stored, headers, method, now, status,
+                        )));
+                    }
+                    if stored.vary == vary {
+                        break;
+                    }
+                    vary = stored.vary.clone();
+                }
+                // Not storable (and marked so), or the leader too slow: go alone.
+                _ => break,
+            },
+        }
+    }
+    Boarding::Fetch(None, status.detail("collapse-failed"))
+}
+
+/// Whether a stored response may be served as a fresh hit without more checks.
+fn usable(shared: &Shared, stored: &StoredResponse, now: SystemTime) -> bool {
+    stored.age(now) < stored.lifetime
+        && !stored.rules.no_cache
+        && shared.purges.check(stored).is_none()
+}
+
 /// Nothing usable is stored: forward, collapsing concurrent misses on one variant (§4).
 async fn miss<S, ReqBody, B>(
     shared: Arc<Shared>,
@@ -510,77 +663,27 @@ where
     }
     let headers = request.headers();
     // A client's own conditional request goes to the origin as sent (its 304 is not
-    // storable), and so is one that may not be stored.
-    let own_conditional =
-        headers.contains_key(IF_NONE_MATCH) || headers.contains_key(IF_MODIFIED_SINCE);
-    let role = if own_conditional || request_cc.no_store {
-        Role::Alone
-    } else {
-        let mut variant = key.as_bytes().to_vec();
-        for value in crate::vary::values(headers, &vary) {
-            variant
-                .extend_from_slice(&u32::try_from(value.len()).unwrap_or(u32::MAX).to_be_bytes());
-            variant.extend_from_slice(&value);
-        }
-        shared
-            .flights
-            .board(shared.flights.hash(&variant), shared.micros())
-    };
-    let (guard, status) = match role {
-        Role::Leader(guard) => {
-            // A flight that landed between this request's lookup and its boarding stored
-            // its response first: look again, now that this request leads, so that the
-            // race does not cost a second origin call.
-            let now = shared.now();
-            if let Lookup::Hit(stored) = shared.lookup(&key, request.headers(), now).await
-                && stored.age(now) < stored.lifetime
-                && !stored.rules.no_cache
-                && shared.purges.check(&stored).is_none()
-            {
-                guard.stored(Arc::clone(&stored));
-                shared.counter(|c| &c.hits);
-                metrics::request("hit");
-                let status = CacheStatus::hit(ttl(&stored, stored.lifetime, now));
-                return Ok(from_store(
-                    &stored,
-                    request.headers(),
-                    request.method(),
-                    now,
-                    status,
-                ));
-            }
-            (Some(guard), CacheStatus::forward(fwd))
-        }
-        Role::Alone => (None, CacheStatus::forward(fwd)),
-        Role::Waiter(landing) => {
-            let landed = wait(landing, shared.leader_timeout).await;
-            if let Some(Landing::Stored(stored)) = landed {
-                let now = shared.now();
-                // The leader's response as stored: served if this request's Vary-named
-                // fields select it, exactly as a lookup would.
-                if stored.matches(request.headers())
-                    && stored.age(now) < stored.lifetime
-                    && !stored.rules.no_cache
-                {
-                    shared.counter(|c| &c.collapsed);
-                    shared.counter(|c| &c.hits);
-                    ::metrics::counter!(metrics::COLLAPSED).increment(1);
-                    metrics::request("hit");
-                    let status = CacheStatus {
-                        collapsed: true,
-                        ..CacheStatus::hit(ttl(&stored, stored.lifetime, now))
-                    };
-                    return Ok(from_store(
-                        &stored,
-                        request.headers(),
-                        request.method(),
-                        now,
-                        status,
-                    ));
-                }
-            }
-            (None, CacheStatus::forward(fwd).detail("collapse-failed"))
-        }
+    // storable), and so does one whose answer may not be stored because of the request
+    // itself: none of them may lead a flight, or its answer would stop others collapsing.
+    let may_lead = request.method() == Method::GET
+        && !headers.contains_key(IF_NONE_MATCH)
+        && !headers.contains_key(IF_MODIFIED_SINCE)
+        && !headers.contains_key(http::header::AUTHORIZATION)
+        && !request_cc.no_store;
+    let (guard, status) = match board(
+        &shared,
+        &key,
+        request.headers(),
+        request.method(),
+        CacheStatus::forward(fwd),
+        vary,
+        may_lead,
+        true,
+    )
+    .await
+    {
+        Boarding::Served(response) => return Ok(*response),
+        Boarding::Fetch(guard, status) => (guard, status),
     };
     shared.counter(|c| &c.misses);
     metrics::request("miss");
@@ -612,7 +715,8 @@ where
         guard,
         status,
         override_ttl,
-    ))
+    )
+    .0)
 }
 
 /// The origin's response to a cache miss: stored on its way to the client when it may be.
@@ -627,7 +731,7 @@ pub(crate) fn store_or_pass<B: http_body::Body>(
     response: Response<B>,
     guard: Option<crate::flight::LeaderGuard>,
     status: CacheStatus,
-) -> Out<B> {
+) -> (Out<B>, bool) {
     store_or_pass_with(
         shared, key, method, request, requested, received, response, guard, status, None,
     )
@@ -645,7 +749,7 @@ fn store_or_pass_with<B: http_body::Body>(
     guard: Option<crate::flight::LeaderGuard>,
     mut status: CacheStatus,
     override_ttl: Option<Duration>,
-) -> Out<B> {
+) -> (Out<B>, bool) {
     let (mut parts, body) = response.into_parts();
     status.fwd_status = Some(parts.status.as_u16());
     let tags = tags(&parts.headers);
@@ -669,10 +773,20 @@ fn store_or_pass_with<B: http_body::Body>(
     match plan {
         Err(reason) => {
             if let Some(guard) = guard {
-                guard.not_stored(shared.micros(), shared.hit_for_miss);
+                // A cookie of the leader's may be why the answer is personal: then it says
+                // nothing of what others would get, and sets no hit-for-miss marker.
+                let marker = if request.contains_key(http::header::COOKIE) {
+                    Duration::ZERO
+                } else {
+                    shared.hit_for_miss
+                };
+                guard.not_stored(shared.micros(), marker);
             }
             mark(&mut parts.headers, status.detail(reason));
-            Response::from_parts(parts, ResponseBody::inner(CaptureBody::pass(body)))
+            (
+                Response::from_parts(parts, ResponseBody::inner(CaptureBody::pass(body))),
+                false,
+            )
         }
         Ok(plan) => {
             let mut stored_headers = parts.headers.clone();
@@ -718,9 +832,12 @@ fn store_or_pass_with<B: http_body::Body>(
                 landing: None,
                 held: None,
             };
-            Response::from_parts(
-                parts,
-                ResponseBody::inner(CaptureBody::capture(body, capture)),
+            (
+                Response::from_parts(
+                    parts,
+                    ResponseBody::inner(CaptureBody::capture(body, capture)),
+                ),
+                true,
             )
         }
     }

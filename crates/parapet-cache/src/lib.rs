@@ -57,6 +57,23 @@
 //! - **Invalidation** from a [`CacheHandle`]: by key, path prefix and tag (`Surrogate-Key`,
 //!   `Cache-Tag`) in O(1), hard or soft.
 //!
+//! ## Limits and defaults to know
+//!
+//! - Heuristic freshness (§4.2.2) is on: a `200` with `Last-Modified` and no explicit
+//!   lifetime is kept for 10 % of its age, at most a day. `.heuristic(None)` turns it off.
+//! - `CDN-Cache-Control` is obeyed by default and may lift `no-store` for this cache; it
+//!   never lifts `private`.
+//! - `s-maxage` implies `proxy-revalidate` (§5.2.2.10): such responses are not served stale,
+//!   not even within the configured grace, unless they carry `stale-while-revalidate` or
+//!   `stale-if-error` themselves.
+//! - Prefix and tag purges are records in the process that makes them: with a
+//!   [`RedisStore`] shared by several instances, other instances keep serving what they
+//!   cover. Invalidation by key and by unsafe methods deletes the Redis entry and so reaches
+//!   every instance. A two-tier store (memory in front of Redis) is not built yet.
+//! - A leader whose client reads its body slowly holds its waiters up to `leader_timeout`;
+//!   they then go to the origin on their own.
+//! - Ranges are not served from stored responses: `Range` requests bypass the cache.
+//!
 //! ## Choices
 //!
 //! - **Policy engine: ours, with `http-cache-semantics` set aside.** That crate models a

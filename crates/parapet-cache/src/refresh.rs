@@ -77,7 +77,7 @@ pub(crate) fn spawn<S, ReqBody, B>(
             } else {
                 let method = http::Method::GET;
                 let status = CacheStatus::forward(Forward::Stale);
-                let response = store_or_pass(
+                let (response, _) = store_or_pass(
                     &shared,
                     stored.key.clone(),
                     &method,
@@ -90,7 +90,8 @@ pub(crate) fn spawn<S, ReqBody, B>(
                 );
                 // Reading the body to its end stores it.
                 let mut body = std::pin::pin!(response.into_body());
-                while let Some(Ok(_)) = body.frame().await {}
+                let drain = async { while let Some(Ok(_)) = body.frame().await {} };
+                let _ = tokio::time::timeout(limit, drain).await;
             }
         }
         shared.end_refresh(h);

@@ -53,6 +53,7 @@ pub(crate) struct Shared {
     pub targeted: Option<HeaderName>,
     pub cdn_cache_control: bool,
     pub unkeyed: Vec<HeaderName>,
+    pub obey_request_directives: bool,
     pub leader_timeout: Duration,
     pub hit_for_miss: Duration,
     pub origin_timeout: Option<Duration>,
@@ -106,9 +107,19 @@ impl Shared {
             {
                 return Some("precondition");
             }
-            if name.as_str().starts_with("x-") && self.unkeyed.contains(name) {
+            if self.unkeyed.contains(name) {
                 return Some("unkeyed-header");
             }
+        }
+        // An absolute-form target (or HTTP/2 `:authority`) that names another host than
+        // `Host`: the key would take one, the origin might read the other.
+        if let (Some(authority), Some(host)) =
+            (request.uri().authority(), headers.get(http::header::HOST))
+            && !host
+                .as_bytes()
+                .eq_ignore_ascii_case(authority.as_str().as_bytes())
+        {
+            return Some("host-mismatch");
         }
         None
     }
@@ -253,6 +264,11 @@ impl Shared {
                 .map(CacheControl::parse)
         };
         let targeted = targeted.or_else(cdn);
+        // A targeted field may lift `no-store` for this cache (RFC 9213's use), never
+        // `private`: a response for one user is never shared, whatever else it says.
+        if targeted.is_some() && CacheControl::from_headers(response).private.is_present() {
+            return Err("private");
+        }
         let cc = targeted
             .clone()
             .unwrap_or_else(|| CacheControl::from_headers(response));

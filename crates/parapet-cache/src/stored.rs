@@ -150,7 +150,13 @@ impl StoredResponse {
             .map(|(name, value)| name.as_str().len() + value.len() + 32)
             .sum();
         let vary: usize = self.vary_values.iter().map(|v| v.len() + 24).sum();
-        std::mem::size_of::<Self>() + self.key.as_bytes().len() + headers + vary + self.body.len()
+        let tags: usize = self.tags.iter().map(|t| t.len() + 24).sum();
+        std::mem::size_of::<Self>()
+            + self.key.as_bytes().len()
+            + headers
+            + vary
+            + tags
+            + self.body.len()
     }
 }
 

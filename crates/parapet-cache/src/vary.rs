@@ -38,8 +38,10 @@ pub(crate) fn values(request: &HeaderMap, names: &[HeaderName]) -> Vec<Box<[u8]>
 }
 
 pub(crate) fn value(request: &HeaderMap, name: &HeaderName) -> Box<[u8]> {
-    if name == ACCEPT_ENCODING {
-        return accept_encoding(request).as_bytes().into();
+    if name == ACCEPT_ENCODING
+        && let Some(folded) = accept_encoding(request)
+    {
+        return folded.as_bytes().into();
     }
     let mut out = Vec::new();
     for line in request.get_all(name) {
@@ -58,12 +60,15 @@ pub(crate) fn value(request: &HeaderMap, name: &HeaderName) -> Box<[u8]> {
 }
 
 /// The codings of `Accept-Encoding` that the request accepts (q > 0), as a sorted
-/// comma-separated list of those origins commonly produce.
-fn accept_encoding(request: &HeaderMap) -> &'static str {
+/// comma-separated list of those origins commonly produce; `None` when it names any other
+/// coding, whose effect the cache cannot know (the value is then kept as sent).
+fn accept_encoding(request: &HeaderMap) -> Option<&'static str> {
     const KNOWN: [&str; 4] = ["br", "deflate", "gzip", "zstd"];
     let mut accepted = [false; 4];
     for line in request.get_all(ACCEPT_ENCODING) {
-        let Ok(line) = line.to_str() else { continue };
+        let Ok(line) = line.to_str() else {
+            return None;
+        };
         for member in line.split(',') {
             let mut params = member.split(';');
             let coding = params.next().unwrap_or("").trim().to_ascii_lowercase();
@@ -79,11 +84,11 @@ fn accept_encoding(request: &HeaderMap) -> &'static str {
             match coding.as_str() {
                 "*" => accepted = [true; 4],
                 "x-gzip" => accepted[2] = true,
-                other => {
-                    if let Some(i) = KNOWN.iter().position(|k| *k == other) {
-                        accepted[i] = true;
-                    }
-                }
+                "identity" | "" => {}
+                other => match KNOWN.iter().position(|k| *k == other) {
+                    Some(i) => accepted[i] = true,
+                    None => return None,
+                },
             }
         }
     }
@@ -109,7 +114,7 @@ fn accept_encoding(request: &HeaderMap) -> &'static str {
         .iter()
         .enumerate()
         .fold(0, |acc, (i, &on)| acc | (usize::from(on) << i));
-    TABLE[index]
+    Some(TABLE[index])
 }
 
 #[cfg(test)]
@@ -160,7 +165,7 @@ mod tests {
         );
         let b = values(
             &headers(&[
-                ("accept-encoding", "br,x-gzip,unknown"),
+                ("accept-encoding", "br,x-gzip,identity"),
                 ("accept-language", "en"),
                 ("accept-language", "fr"),
             ]),
@@ -174,5 +179,8 @@ mod tests {
         );
         assert_eq!(&*refused[0], b"deflate");
         assert_eq!(&*values(&HeaderMap::new(), &names)[0], b"");
+        // A coding the cache does not know is kept as sent: it may select another body.
+        let odd = values(&headers(&[("accept-encoding", "gzip, compress")]), &names);
+        assert_eq!(&*odd[0], b"gzip,compress");
     }
 }

@@ -311,3 +311,269 @@ async fn a_gigabyte_streams_through_in_a_few_mebibytes() {
         assert!(grown < 8 << 20, "{cache_control}: RSS grew {grown} bytes");
     }
 }
+
+#[tokio::test]
+async fn a_host_that_disagrees_with_the_target_bypasses_the_cache() {
+    let origin = Origin::new();
+    origin.respond_with(|req| {
+        let host = req
+            .headers()
+            .get("host")
+            .map(|h| h.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        common::response(
+            200,
+            &[("cache-control".into(), "public, max-age=60".into())],
+            Bytes::from(host),
+        )
+    });
+    let (svc, _, _) = cache(Backend::Memory, &origin, |b| b).await;
+    let forged = send(
+        &svc,
+        get("http://victim.example/a").header("host", "evil.example"),
+    )
+    .await;
+    assert!(
+        forged.cache_status().ends_with("detail=host-mismatch"),
+        "{}",
+        forged.cache_status()
+    );
+    let via_forwarded = send(
+        &svc,
+        get("http://victim.example/a")
+            .header("host", "victim.example")
+            .header("forwarded", "host=evil.example"),
+    )
+    .await;
+    assert!(
+        via_forwarded
+            .cache_status()
+            .ends_with("detail=unkeyed-header")
+    );
+    let clean = send(
+        &svc,
+        get("http://victim.example/a").header("host", "victim.example"),
+    )
+    .await;
+    assert_eq!(clean.body, "victim.example");
+    assert!(!clean.is_hit(), "nothing was stored by the forged requests");
+}
+
+async fn concurrently(
+    svc: &common::Svc,
+    n: usize,
+    request: impl Fn() -> http::request::Builder,
+) -> Vec<common::Got> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let svc = svc.clone();
+            let request = request();
+            tokio::spawn(async move { send(&svc, request).await })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for task in tasks {
+        out.push(task.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revalidations_collapse_like_misses() {
+    let origin = Origin::new();
+    origin.answer(
+        200,
+        &[("cache-control", "public, max-age=1"), ("etag", "\"v\"")],
+        "x",
+    );
+    let (svc, _, clock) = cache(Backend::Memory, &origin, |b| b).await;
+    fetch(&svc, "http://a.example/").await;
+    clock.advance(Duration::from_secs(5));
+    origin.answer(
+        304,
+        &[("cache-control", "public, max-age=60"), ("etag", "\"v\"")],
+        "",
+    );
+    origin.slow(Duration::from_millis(200));
+    let got = concurrently(&svc, 50, || get("http://a.example/")).await;
+    assert!(got.iter().all(|g| g.status == 200 && g.body == "x"));
+    assert_eq!(origin.calls(), 2, "one revalidation for 50 stale requests");
+    // Clients asking for validation collapse too.
+    let got = concurrently(&svc, 50, || {
+        get("http://a.example/").header("cache-control", "no-cache")
+    })
+    .await;
+    assert!(got.iter().all(|g| g.body == "x"));
+    assert_eq!(origin.calls(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_cannot_store_do_not_lead_or_mark() {
+    let origin = Origin::new();
+    origin.answer(200, &[("cache-control", "max-age=60")], "x");
+    origin.slow(Duration::from_millis(200));
+    let (svc, _, _) = cache(Backend::Memory, &origin, |b| b).await;
+    // A HEAD and an Authorization request go first, alone; the GETs still collapse.
+    let head = tokio::spawn({
+        let svc = svc.clone();
+        async move { send(&svc, http::Request::head("http://a.example/")).await }
+    });
+    let authed = tokio::spawn({
+        let svc = svc.clone();
+        async move {
+            send(
+                &svc,
+                get("http://a.example/").header("authorization", "Bearer t"),
+            )
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    concurrently(&svc, 50, || get("http://a.example/")).await;
+    head.await.unwrap();
+    authed.await.unwrap();
+    assert_eq!(
+        origin.calls(),
+        3,
+        "HEAD, the Authorization GET, and one GET for fifty"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_of_another_variant_collapse_on_their_own_flight() {
+    let origin = Origin::new();
+    origin.respond_with(|req| {
+        let ae = req
+            .headers()
+            .get("accept-encoding")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        common::response(
+            200,
+            &[
+                ("cache-control".into(), "public, max-age=60".into()),
+                ("vary".into(), "accept-encoding".into()),
+            ],
+            Bytes::from(ae),
+        )
+    });
+    origin.slow(Duration::from_millis(200));
+    let (svc, _, _) = cache(Backend::Memory, &origin, |b| b).await;
+    let first = tokio::spawn({
+        let svc = svc.clone();
+        async move { fetch(&svc, "http://a.example/").await }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let got = concurrently(&svc, 50, || {
+        get("http://a.example/").header("accept-encoding", "gzip, br")
+    })
+    .await;
+    assert!(got.iter().all(|g| g.body == "gzip, br"));
+    assert_eq!(first.await.unwrap().body, "");
+    assert_eq!(origin.calls(), 2, "one call per variant");
+}
+
+#[tokio::test]
+async fn only_2xx_answers_get_304_and_head_keeps_the_length() {
+    let origin = Origin::new();
+    origin.answer(
+        404,
+        &[
+            ("cache-control", "public, max-age=60"),
+            ("etag", "\"gone\""),
+        ],
+        "not here",
+    );
+    let (svc, _, _) = cache(Backend::Memory, &origin, |b| b).await;
+    fetch(&svc, "http://a.example/gone").await;
+    let got = send(
+        &svc,
+        get("http://a.example/gone").header("if-none-match", "*"),
+    )
+    .await;
+    assert_eq!(
+        (got.status, &got.body[..]),
+        (404, &b"not here"[..]),
+        "RFC 9110 §13.2.1"
+    );
+
+    let plain = Origin::new();
+    plain.respond_with(|_| {
+        let mut r = http::Response::new(http_body_util::Full::new(Bytes::from_static(b"12345")));
+        r.headers_mut()
+            .insert("cache-control", "public, max-age=60".parse().unwrap());
+        r
+    });
+    let (svc, _, _) = cache(Backend::Memory, &plain, |b| b).await;
+    fetch(&svc, "http://a.example/").await;
+    let head = send(&svc, http::Request::head("http://a.example/")).await;
+    assert!(head.is_hit());
+    assert_eq!(head.headers["content-length"], "5");
+}
+
+#[tokio::test]
+async fn a_revalidation_answered_uncacheable_drops_the_old_entry() {
+    // RFC 9111 §4.3.3
+    let origin = Origin::new();
+    origin.answer(
+        200,
+        &[
+            ("cache-control", "max-age=1, stale-while-revalidate=0"),
+            ("etag", "\"v\""),
+        ],
+        "old",
+    );
+    let (svc, _, clock) = cache(Backend::Memory, &origin, |b| b).await;
+    fetch(&svc, "http://a.example/").await;
+    clock.advance(Duration::from_secs(5));
+    origin.answer(200, &[("cache-control", "no-store")], "new");
+    assert_eq!(fetch(&svc, "http://a.example/").await.body, "new");
+    origin.answer(500, &[], "down");
+    let got = send(
+        &svc,
+        get("http://a.example/").header("cache-control", "max-stale"),
+    )
+    .await;
+    assert_eq!(got.status, 500, "the old entry is gone, not served stale");
+}
+
+#[tokio::test]
+async fn request_directives_can_be_ignored() {
+    let origin = Origin::new();
+    origin.answer(200, &[("cache-control", "public, max-age=60")], "x");
+    let (svc, _, _) = cache(Backend::Memory, &origin, |b| {
+        b.obey_request_directives(false)
+    })
+    .await;
+    fetch(&svc, "http://a.example/").await;
+    for cc in ["no-cache", "max-age=0", "min-fresh=100"] {
+        assert!(
+            send(&svc, get("http://a.example/").header("cache-control", cc))
+                .await
+                .is_hit(),
+            "{cc}"
+        );
+    }
+    assert_eq!(origin.calls(), 1);
+}
+
+#[tokio::test]
+async fn a_targeted_field_never_lifts_private() {
+    let origin = Origin::new();
+    origin.answer(
+        200,
+        &[
+            ("cache-control", "private"),
+            ("cdn-cache-control", "max-age=60"),
+        ],
+        "mine",
+    );
+    let (svc, _, _) = cache(Backend::Memory, &origin, |b| b).await;
+    let first = fetch(&svc, "http://a.example/").await;
+    assert!(
+        first.cache_status().ends_with("detail=private"),
+        "{}",
+        first.cache_status()
+    );
+    assert!(!fetch(&svc, "http://a.example/").await.is_hit());
+}

@@ -148,7 +148,9 @@ pub(crate) fn decode(data: Vec<u8>, key: &CacheKey) -> Option<StoredResponse> {
         tags.push(String::from_utf8(r.str()?.to_vec()).ok()?);
     }
     let count = r.u16()?;
-    let mut headers = HeaderMap::with_capacity(usize::from(count));
+    // Each field takes at least 8 bytes: a damaged count cannot ask for a huge map.
+    let room = (r.data.len() - r.at.min(r.data.len())) / 8;
+    let mut headers = HeaderMap::try_with_capacity(usize::from(count).min(room)).ok()?;
     for _ in 0..count {
         let name = HeaderName::from_bytes(&r.str()?).ok()?;
         let value = HeaderValue::from_maybe_shared(r.str()?).ok()?;
@@ -215,7 +217,11 @@ mod tests {
         assert_eq!(back.rules, original.rules);
         assert_eq!(
             (back.vary, back.vary_values, back.tags),
-            (original.vary, original.vary_values, original.tags)
+            (
+                original.vary.clone(),
+                original.vary_values.clone(),
+                original.tags.clone()
+            )
         );
         assert!(
             decode(
@@ -225,6 +231,15 @@ mod tests {
             .is_none(),
             "another key"
         );
+        // A damaged header count asks for no huge map: the blob is refused, nothing panics.
+        let mut damaged = encode(&StoredResponse {
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            ..original.clone()
+        });
+        let count_at = damaged.len() - 2;
+        damaged[count_at..].copy_from_slice(&u16::MAX.to_be_bytes());
+        assert!(decode(damaged, &key).is_none());
         for cut in [0, 1, 10, 40, 90] {
             assert!(
                 decode(bytes[..cut].to_vec(), &key).is_none(),
