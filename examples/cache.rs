@@ -11,7 +11,7 @@
 //! | variable | meaning | default |
 //! |---|---|---|
 //! | `PORT` | the port to listen on | 3000 |
-//! | `REDIS_URL` | keep responses in this Redis, shared by every instance (checked at start) | in-memory |
+//! | `REDIS_URL` | keep responses in this Redis, shared by every instance, with this process's memory in front (checked at start) | in-memory |
 //! | `RUST_LOG` | log filter | `info` |
 //!
 //! The first request is a miss (`Cache-Status: parapet; fwd=uri-miss; fwd-status=200;
@@ -26,7 +26,7 @@ use axum::Router;
 use axum::http::header::{CACHE_CONTROL, ETAG};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use tower_parapet::cache::{CacheLayer, RedisStore};
+use tower_parapet::cache::{CacheLayer, MemoryStore, RedisStore, TieredStore};
 use tower_parapet::core::RedisHandle;
 
 /// The app: the cache in memory without a Redis URL, on Redis with one.
@@ -38,7 +38,12 @@ pub async fn app(redis_url: Option<&str>) -> Result<Router, Box<dyn Error>> {
             .ping()
             .await
             .map_err(|e| format!("cannot reach Redis at {}: {e}", redis.target()))?;
-        cache = cache.store(RedisStore::new(redis)?);
+        cache = cache.store(TieredStore::new(
+            // Hits from this process's memory; Redis shared by every instance, and
+            // removals heard by all of them.
+            MemoryStore::new(64 << 20),
+            RedisStore::new(redis)?,
+        ));
     }
     Ok(Router::new()
         .route("/api/products", get(products))

@@ -11,7 +11,7 @@
 //! |---|---|---|
 //! | `UPSTREAM` | the origin (`http://host:port`) | `http://127.0.0.1:8080` |
 //! | `PORT` | the port to listen on | 3000 |
-//! | `REDIS_URL` | keep responses in this Redis, shared by every proxy instance | in-memory |
+//! | `REDIS_URL` | keep responses in this Redis, shared by every proxy instance, with memory in front | in-memory |
 //! | `RUST_LOG` | log filter | `info` |
 //!
 //! What the origin says is what happens: `Cache-Control: max-age=60` is cached for a
@@ -33,7 +33,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use tower::ServiceBuilder;
-use tower_parapet::cache::{CacheLayer, RedisStore};
+use tower_parapet::cache::{CacheLayer, MemoryStore, RedisStore, TieredStore};
 use tower_parapet::core::RedisHandle;
 
 type Body = Either<Incoming, Full<Bytes>>;
@@ -103,7 +103,12 @@ pub async fn cache(redis_url: Option<&str>) -> Result<CacheLayer, Box<dyn Error>
             .ping()
             .await
             .map_err(|e| format!("cannot reach Redis at {}: {e}", redis.target()))?;
-        builder = builder.store(RedisStore::new(redis)?);
+        // Hits from this process's memory; Redis shared by every instance, and removals
+        // heard by all of them.
+        builder = builder.store(TieredStore::new(
+            MemoryStore::new(64 << 20),
+            RedisStore::new(redis)?,
+        ));
     }
     Ok(builder.build()?)
 }

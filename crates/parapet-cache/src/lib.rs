@@ -69,7 +69,7 @@
 //! - Prefix and tag purges are records in the process that makes them: with a
 //!   [`RedisStore`] shared by several instances, other instances keep serving what they
 //!   cover. Invalidation by key and by unsafe methods deletes the Redis entry and so reaches
-//!   every instance. A two-tier store (memory in front of Redis) is not built yet.
+//!   every instance (and, with a [`TieredStore`], every instance's memory tier).
 //! - A leader whose client reads its body slowly holds its waiters up to `leader_timeout`;
 //!   they then go to the origin on their own.
 //! - Ranges are not served from stored responses: `Range` requests bypass the cache.
@@ -125,7 +125,7 @@ pub use layer::CacheLayer;
 pub use query_key::QueryKey;
 pub use service::Cache;
 pub use set_cookie::SetCookie;
-pub use store::{CacheStore, Lookup, MemoryStore, RedisStore};
+pub use store::{CacheStore, Lookup, MemoryStore, RedisStore, TieredStore};
 pub use stored::StoredResponse;
 
 /// A custom part of every cache key: see [`CacheBuilder::key_part`].

@@ -843,7 +843,8 @@ async fn request_extensions_reach_the_inner_service(backend: Backend) {
     assert_eq!(got.body, "alice");
 }
 
-/// Every requirement above, on every store: memory, Redis, Redis Cluster.
+/// Every requirement above, on every store: memory, Redis, Redis Cluster, memory in front
+/// of Redis.
 macro_rules! on_every_store {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -854,6 +855,9 @@ macro_rules! on_every_store {
         }
         mod cluster {
             $(#[tokio::test] async fn $name() { super::$name(super::Backend::Cluster).await })*
+        }
+        mod tiered {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Tiered).await })*
         }
     };
 }

@@ -80,11 +80,16 @@ async fn a_hit_is_one_round_trip_and_every_key_has_a_ttl() {
     }
 }
 
-/// Commands the server ran, all kinds, minus the INFO calls that count them.
+/// Commands the server ran, all kinds, minus the INFO calls that count them and heartbeats.
 fn total_calls(server: &RedisServer) -> u64 {
     let info = server.command(&["INFO", "commandstats"]);
     info.lines()
-        .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info:"))
+        // INFO counts the calls; PING is the fan-out's heartbeat, not a request's.
+        .filter(|l| {
+            l.starts_with("cmdstat_")
+                && !l.starts_with("cmdstat_info:")
+                && !l.starts_with("cmdstat_ping:")
+        })
         .filter_map(|l| {
             l.split("calls=")
                 .nth(1)?
@@ -208,4 +213,95 @@ async fn redis_down_slow_or_restarted_never_reaches_the_client() {
         assert!(Instant::now() < deadline, "no hit after the restart");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Polls `cond` every 20 ms for up to `limit`.
+async fn eventually(limit: Duration, mut cond: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn two_tiers_serve_from_memory_and_hear_every_removal() {
+    use parapet_cache::{MemoryStore, TieredStore};
+    let mut server = RedisServer::start();
+    let origin = Origin::new();
+    origin.answer(200, &[("cache-control", "public, max-age=60")], "x");
+    let tiered = || async {
+        let handle = RedisHandle::builder(server.url().as_str())
+            .build()
+            .await
+            .unwrap();
+        TieredStore::new(MemoryStore::new(1 << 20), RedisStore::new(handle).unwrap())
+    };
+    let (store_a, store_b) = (tiered().await, tiered().await);
+    let (a, _) = common::cache_over(
+        &origin,
+        CacheLayer::builder()
+            .store(store_a.clone())
+            .build()
+            .unwrap(),
+    );
+    let (b, _) = common::cache_over(
+        &origin,
+        CacheLayer::builder()
+            .store(store_b.clone())
+            .build()
+            .unwrap(),
+    );
+    assert!(
+        eventually(Duration::from_secs(3), async || store_a.is_in_sync()
+            && store_b.is_in_sync())
+        .await
+    );
+
+    fetch(&a, "http://a.example/p").await;
+    assert!(
+        fetch(&b, "http://a.example/p").await.is_hit(),
+        "from Redis, then kept in B's memory"
+    );
+    let before = total_calls(&server);
+    for _ in 0..5 {
+        assert!(fetch(&b, "http://a.example/p").await.is_hit());
+    }
+    assert_eq!(
+        total_calls(&server) - before,
+        0,
+        "memory hits cost no round trip"
+    );
+
+    // A's DELETE removes the Redis entry and B's memory copy.
+    send(&a, http::Request::delete("http://a.example/p")).await;
+    assert!(
+        eventually(Duration::from_secs(1), async || store_b.memory().bytes()
+            == 0)
+        .await
+    );
+    assert!(!fetch(&b, "http://a.example/p").await.is_hit());
+
+    // While Redis is away the memory tier is not trusted; requests still succeed.
+    server.kill();
+    assert!(eventually(Duration::from_secs(2), async || !store_b.is_in_sync()).await);
+    for _ in 0..3 {
+        assert_eq!(fetch(&b, "http://a.example/p").await.status, 200);
+    }
+    server.restart();
+    assert!(
+        eventually(Duration::from_secs(10), async || store_b.is_in_sync()).await,
+        "resubscribed"
+    );
+    assert_eq!(store_b.memory().bytes(), 0, "emptied on resync");
+    assert!(
+        eventually(Duration::from_secs(5), async || {
+            fetch(&b, "http://a.example/p").await;
+            fetch(&b, "http://a.example/p").await.is_hit()
+        })
+        .await
+    );
 }

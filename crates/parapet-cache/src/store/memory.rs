@@ -87,6 +87,21 @@ impl MemoryStore {
         (h, write(&self.shards[i]))
     }
 
+    /// Removes every variant stored under the canonical key `bytes` (an announcement from
+    /// another instance carries only the bytes).
+    pub(crate) fn remove_bytes(&self, bytes: &[u8]) {
+        let h = self.hasher.hash_one(bytes);
+        let mut shard = write(&self.shards[(h as usize) % self.shards.len()]);
+        if shard
+            .resources
+            .get(&h)
+            .and_then(|vs| vs.first())
+            .is_some_and(|v| v.key.as_bytes() == bytes)
+        {
+            shard.remove_resource(h);
+        }
+    }
+
     fn shard_capacity(&self) -> usize {
         self.capacity / self.shards.len()
     }

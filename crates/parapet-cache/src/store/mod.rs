@@ -3,6 +3,7 @@
 mod codec;
 mod memory;
 mod redis;
+mod tiered;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -14,6 +15,7 @@ use crate::{CacheKey, StoredResponse};
 
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
+pub use tiered::TieredStore;
 
 /// What a store found for a request.
 #[derive(Debug, Clone)]

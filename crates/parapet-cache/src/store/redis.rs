@@ -20,6 +20,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 const MEMO_CAPACITY: usize = 10_000;
 
 static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("put.lua")));
+static REMOVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("remove.lua")));
 
 /// Responses in Redis, shared by every instance of a service.
 ///
@@ -34,7 +35,8 @@ static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("put.lu
 /// - A store is one `EVALSHA` that replaces the variant, drops older variants when the
 ///   `Vary` names change or there are more than `max_variants`, and sets the key's TTL to
 ///   the longest time any variant may still be used (freshness plus stale windows). Every
-///   key has a TTL.
+///   key has a TTL. A removal (`DEL`) is announced on `{prefix}:cache:changes` by the
+///   script that makes it, for the memory tiers of [`TieredStore`](super::TieredStore)s.
 /// - Ages are computed from the instances' clocks, like any HTTP cache's: instances with
 ///   skewed clocks disagree on an entry's age by their skew.
 ///
@@ -89,6 +91,15 @@ impl RedisStore {
     fn redis_key(&self, key: &CacheKey) -> String {
         self.keyspace
             .key(KIND, &self.keyspace.tag(key.as_bytes()), "")
+    }
+
+    /// The channel removals are announced on: `{prefix}:cache:changes`.
+    pub(crate) fn channel(&self) -> String {
+        self.keyspace.name(KIND, "changes")
+    }
+
+    pub(crate) fn handle(&self) -> &RedisHandle {
+        &self.redis
     }
 
     fn remember(&self, redis_key: &str, names: Arc<[HeaderName]>) {
@@ -203,11 +214,13 @@ impl CacheStore for RedisStore {
     }
 
     fn remove(&self, key: &CacheKey) -> StoreCall<()> {
-        let mut del = Command::new("DEL");
-        del.arg(self.redis_key(key));
+        let mut call = REMOVE.call(1);
+        call.key(self.redis_key(key))
+            .arg(self.channel())
+            .arg(key.as_bytes());
         let redis = self.redis.clone();
         StoreCall::boxed(async move {
-            let _: i64 = redis.query(&del).await?;
+            let _: i64 = redis.eval(&call).await?;
             Ok(())
         })
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use parapet_cache::{Cache, CacheBuilder, CacheLayer, RedisStore};
+use parapet_cache::{Cache, CacheBuilder, CacheLayer, MemoryStore, RedisStore, TieredStore};
 use parapet_core::ManualClock;
 use parapet_core::{KeyPrefix, RedisHandle};
 use parapet_testkit::{RedisCluster, RedisServer};
@@ -97,6 +97,8 @@ pub enum Backend {
     Memory,
     Redis,
     Cluster,
+    /// Memory in front of the shared standalone Redis.
+    Tiered,
 }
 
 static SERVER: OnceLock<RedisServer> = OnceLock::new();
@@ -115,7 +117,7 @@ pub fn cluster() -> &'static RedisCluster {
 pub async fn redis_store(backend: Backend) -> Option<RedisStore> {
     let handle = match backend {
         Backend::Memory => return None,
-        Backend::Redis => RedisHandle::builder(server().url().as_str())
+        Backend::Redis | Backend::Tiered => RedisHandle::builder(server().url().as_str())
             .build()
             .await
             .unwrap(),
@@ -141,7 +143,10 @@ pub async fn cache(
     let clock = ManualClock::new();
     let mut builder = CacheLayer::builder().clock(clock.clone());
     if let Some(store) = redis_store(backend).await {
-        builder = builder.store(store);
+        builder = match backend {
+            Backend::Tiered => builder.store(TieredStore::new(MemoryStore::new(16 << 20), store)),
+            _ => builder.store(store),
+        };
     }
     let (svc, layer) = cache_over(origin, build(builder).build().unwrap());
     (svc, layer, clock)

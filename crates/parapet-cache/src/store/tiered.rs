@@ -1,0 +1,145 @@
+//! Two tiers: this process's memory in front of a Redis shared by every instance.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use http::HeaderMap;
+use parapet_core::fanout::Event;
+use parapet_core::{FanOut, StoreCall};
+
+use super::{CacheStore, Lookup, MemoryStore, RedisStore};
+use crate::{CacheKey, StoredResponse};
+
+/// A [`MemoryStore`] in front of a [`RedisStore`]: hits are served from memory without a
+/// round trip; what memory lacks is read from Redis and kept in memory too.
+///
+/// Removals (by key, and the §4.4 invalidations of unsafe methods) are made in Redis by a
+/// script that announces them on the fan-out of `parapet-core`; every instance drops its
+/// memory copy within milliseconds. The memory tier is used **only while the fan-out is
+/// current** (every subscribed node confirmed within 500 ms): while it is not — Redis
+/// restarting, a partition — every lookup goes to Redis, and after a resubscription the
+/// memory tier starts empty, so it never serves an entry whose removal it may have missed.
+///
+/// A new response stored by one instance is not announced: another instance's memory copy
+/// of an older response stays until its own expiry, as any HTTP cache's would.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use parapet_cache::{CacheLayer, MemoryStore, RedisStore, TieredStore};
+/// use parapet_core::RedisHandle;
+///
+/// let redis = RedisHandle::builder("redis://127.0.0.1:6379").build().await?;
+/// let store = TieredStore::new(MemoryStore::new(64 << 20), RedisStore::new(redis)?);
+/// let layer = CacheLayer::builder().store(store).build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct TieredStore {
+    memory: Arc<MemoryStore>,
+    redis: RedisStore,
+    changes: FanOut,
+    /// Bumped by every announcement heard: a Redis reply read before one may predate the
+    /// removal it announces, and is then not copied into memory.
+    heard: Arc<AtomicU64>,
+}
+
+impl TieredStore {
+    /// `memory` in front of `redis`.
+    pub fn new(memory: MemoryStore, redis: RedisStore) -> Self {
+        let memory = Arc::new(memory);
+        let heard = Arc::new(AtomicU64::new(0));
+        let (tier, count) = (Arc::clone(&memory), Arc::clone(&heard));
+        let changes = FanOut::new(redis.handle(), redis.channel(), move |event| {
+            count.fetch_add(1, Ordering::AcqRel);
+            match event {
+                Event::Message(key) => tier.remove_bytes(key),
+                // Announcements may have been missed: nothing in memory can be trusted.
+                Event::Resync => {
+                    let _ = tier.clear().now_or_later();
+                }
+                _ => {}
+            }
+        });
+        changes.start();
+        Self {
+            memory,
+            redis,
+            changes,
+            heard,
+        }
+    }
+
+    /// Whether the memory tier is in use now (the fan-out is current).
+    pub fn is_in_sync(&self) -> bool {
+        self.changes.is_current()
+    }
+
+    /// The memory tier.
+    pub fn memory(&self) -> &MemoryStore {
+        &self.memory
+    }
+}
+
+impl CacheStore for TieredStore {
+    fn lookup(&self, key: &CacheKey, request: &HeaderMap, now: SystemTime) -> StoreCall<Lookup> {
+        let in_sync = self.changes.is_current();
+        if in_sync
+            && let Ok(Ok(Lookup::Hit(hit))) = self.memory.lookup(key, request, now).now_or_later()
+        {
+            return StoreCall::ready(Ok(Lookup::Hit(hit)));
+        }
+        let before = self.heard.load(Ordering::Acquire);
+        let remote = self.redis.lookup(key, request, now);
+        let memory = Arc::clone(&self.memory);
+        let changes = self.changes.clone();
+        let heard = Arc::clone(&self.heard);
+        StoreCall::boxed(async move {
+            let found = remote.await?;
+            if let Lookup::Hit(hit) = &found
+                && changes.is_current()
+                && heard.load(Ordering::Acquire) == before
+            {
+                let _ = memory.put(Arc::clone(hit), usize::MAX, now).now_or_later();
+            }
+            Ok(found)
+        })
+    }
+
+    fn put(
+        &self,
+        response: Arc<StoredResponse>,
+        max_variants: usize,
+        now: SystemTime,
+    ) -> StoreCall<()> {
+        let remote = self.redis.put(Arc::clone(&response), max_variants, now);
+        let memory = Arc::clone(&self.memory);
+        let changes = self.changes.clone();
+        StoreCall::boxed(async move {
+            remote.await?;
+            if changes.is_current() {
+                let _ = memory.put(response, max_variants, now).now_or_later();
+            }
+            Ok(())
+        })
+    }
+
+    fn remove(&self, key: &CacheKey) -> StoreCall<()> {
+        let _ = self.memory.remove(key).now_or_later();
+        self.redis.remove(key)
+    }
+
+    fn clear(&self) -> StoreCall<()> {
+        let _ = self.memory.clear().now_or_later();
+        self.redis.clear()
+    }
+}
+
+impl std::fmt::Debug for TieredStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TieredStore")
+            .field("memory", &self.memory)
+            .field("redis", &self.redis)
+            .finish_non_exhaustive()
+    }
+}
