@@ -321,6 +321,12 @@ impl CacheBuilder {
             None => Arc::new(MemoryStore::new(self.memory_capacity)),
         };
         let epoch = SystemTime::now() - Duration::from_micros(self.clock.now_micros());
+        // Purges made on other instances sharing the store are recorded here too.
+        let purges = Arc::new(Purges::default());
+        let heard = Arc::clone(&purges);
+        store.listen_for_purges(Arc::new(move |notice| {
+            let _ = heard.apply(&notice, crate::cache_handle::PURGE_MEMORY);
+        }));
         let shared = Shared {
             store,
             query: self.query,
@@ -345,7 +351,7 @@ impl CacheBuilder {
             breaker: Breaker::default(),
             failures: FailureLog::new("cache store", Duration::from_secs(10)),
             flights: Arc::new(Flights::new(self.max_waiters, 10_000)),
-            purges: Purges::default(),
+            purges: Arc::clone(&purges),
             counters: Counters::default(),
             clock: self.clock,
             epoch,

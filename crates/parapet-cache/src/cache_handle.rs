@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use parapet_core::StoreError;
 
-use crate::purge::{Purged, Recorded};
+use crate::purge::Recorded;
 use crate::shared::Shared;
-use crate::{CacheKey, CacheStats};
+use crate::{CacheKey, CacheStats, PurgeNotice};
 
 /// How long purge records are kept: longer than anything can be stored (a year of
 /// freshness is already far past any sane `max-age`), so that a purge covers every copy.
-const PURGE_MEMORY: Duration = Duration::from_secs(366 * 86_400);
+pub(crate) const PURGE_MEMORY: Duration = Duration::from_secs(366 * 86_400);
 
 /// A cloneable handle on a cache: invalidate by key, path prefix or tag, clear, and read
 /// statistics. Get it from [`CacheLayer::handle`](crate::CacheLayer::handle).
@@ -23,8 +23,8 @@ const PURGE_MEMORY: Duration = Duration::from_secs(366 * 86_400);
 /// let layer = CacheLayer::new();
 /// let cache = layer.handle();
 /// cache.invalidate(&CacheKey::new("http", "api.example", "/products?page=1")).await?;
-/// cache.purge_prefix("/products");
-/// cache.purge_tag("product-42");
+/// cache.purge_prefix("/products").await?;
+/// cache.purge_tag("product-42").await?;
 /// assert_eq!(cache.stats().hits, 0);
 /// # Ok(()) }
 /// ```
@@ -41,33 +41,43 @@ impl CacheHandle {
 
     /// Every response stored so far under a path that is `prefix` or below it (at a `/`
     /// boundary: `/products` covers `/products` and `/products/7`, not `/productsale`) is
-    /// gone. O(1): nothing is scanned now; later lookups check their path's prefixes.
-    pub fn purge_prefix(&self, prefix: &str) {
-        self.record(|p, now| p.prefix(prefix, Purged::Hard, now, PURGE_MEMORY));
+    /// gone. O(1): nothing is scanned now; later lookups check their path's prefixes. With a
+    /// Redis or tiered store the purge is recorded in Redis and announced: every instance
+    /// applies it (the error says when that could not be done; this instance applies it
+    /// either way).
+    pub async fn purge_prefix(&self, prefix: &str) -> Result<(), StoreError> {
+        self.purge(true, prefix, false).await
     }
 
     /// Like [`purge_prefix`](Self::purge_prefix), but the responses become stale instead
     /// of gone: revalidated with the origin (a cheap `304` when unchanged), or served
     /// within their stale windows.
-    pub fn soft_purge_prefix(&self, prefix: &str) {
-        self.record(|p, now| p.prefix(prefix, Purged::Soft, now, PURGE_MEMORY));
+    pub async fn soft_purge_prefix(&self, prefix: &str) -> Result<(), StoreError> {
+        self.purge(true, prefix, true).await
     }
 
     /// Every response stored so far with this tag (`Surrogate-Key` or `Cache-Tag`, space-
-    /// or comma-separated) is gone.
-    pub fn purge_tag(&self, tag: &str) {
-        self.record(|p, now| p.tag(tag, Purged::Hard, now, PURGE_MEMORY));
+    /// or comma-separated) is gone, on every instance as for prefixes.
+    pub async fn purge_tag(&self, tag: &str) -> Result<(), StoreError> {
+        self.purge(false, tag, false).await
     }
 
     /// Like [`purge_tag`](Self::purge_tag), but the responses become stale.
-    pub fn soft_purge_tag(&self, tag: &str) {
-        self.record(|p, now| p.tag(tag, Purged::Soft, now, PURGE_MEMORY));
+    pub async fn soft_purge_tag(&self, tag: &str) -> Result<(), StoreError> {
+        self.purge(false, tag, true).await
     }
 
-    fn record(&self, purge: impl FnOnce(&crate::purge::Purges, std::time::SystemTime) -> Recorded) {
-        if purge(&self.shared.purges, self.shared.now()) == Recorded::ClearAll {
-            let _ = self.shared.store.clear().now_or_later();
+    async fn purge(&self, prefix: bool, name: &str, soft: bool) -> Result<(), StoreError> {
+        let notice = PurgeNotice {
+            prefix,
+            name: name.to_owned(),
+            soft,
+            at: self.shared.now(),
+        };
+        if self.shared.purges.apply(&notice, PURGE_MEMORY) == Recorded::ClearAll {
+            let _ = self.shared.store.clear().await;
         }
+        self.shared.store.announce_purge(&notice).await
     }
 
     /// Removes everything.

@@ -66,10 +66,13 @@
 //! - `s-maxage` implies `proxy-revalidate` (§5.2.2.10): such responses are not served stale,
 //!   not even within the configured grace, unless they carry `stale-while-revalidate` or
 //!   `stale-if-error` themselves.
-//! - Prefix and tag purges are records in the process that makes them: with a
-//!   [`RedisStore`] shared by several instances, other instances keep serving what they
-//!   cover. Invalidation by key and by unsafe methods deletes the Redis entry and so reaches
-//!   every instance (and, with a [`TieredStore`], every instance's memory tier).
+//! - Prefix and tag purges are records kept by every instance (a purge is one record, so
+//!   nothing is scanned): on a [`RedisStore`] or [`TieredStore`] they are also kept in
+//!   Redis and announced on the fan-out, so every instance applies them within milliseconds
+//!   and an instance that (re)subscribes reads them back. They compare the purging
+//!   instance's clock with the storing instance's: clock skew between instances blurs them
+//!   by as much. Invalidation by key and by unsafe methods deletes the Redis entry and so
+//!   reaches every instance (and every memory tier).
 //! - A leader whose client reads its body slowly holds its waiters up to `leader_timeout`;
 //!   they then go to the origin on their own.
 //! - Ranges are not served from stored responses: `Range` requests bypass the cache.
@@ -125,7 +128,7 @@ pub use layer::CacheLayer;
 pub use query_key::QueryKey;
 pub use service::Cache;
 pub use set_cookie::SetCookie;
-pub use store::{CacheStore, Lookup, MemoryStore, RedisStore, TieredStore};
+pub use store::{CacheStore, Lookup, MemoryStore, PurgeNotice, RedisStore, TieredStore};
 pub use stored::StoredResponse;
 
 /// A custom part of every cache key: see [`CacheBuilder::key_part`].

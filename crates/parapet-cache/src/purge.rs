@@ -93,7 +93,8 @@ impl Purges {
         let slot = map(&mut records)
             .entry(name.to_owned())
             .or_insert(Record { at: now, how });
-        slot.at = now;
+        // Notices from other instances may arrive out of order: the latest purge counts.
+        slot.at = slot.at.max(now);
         slot.how = slot.how.max(how);
         self.any.store(true, Ordering::Release);
         Recorded::Done
@@ -125,5 +126,21 @@ impl Purges {
             }
         }
         verdict
+    }
+}
+
+impl Purges {
+    /// Records a purge another instance made (or one read back after a resubscription).
+    pub(crate) fn apply(&self, notice: &crate::PurgeNotice, forget_after: Duration) -> Recorded {
+        let how = if notice.soft {
+            Purged::Soft
+        } else {
+            Purged::Hard
+        };
+        if notice.prefix {
+            self.prefix(&notice.name, how, notice.at, forget_after)
+        } else {
+            self.tag(&notice.name, how, notice.at, forget_after)
+        }
     }
 }

@@ -63,7 +63,7 @@ pub(crate) struct Shared {
     pub breaker: Breaker,
     pub failures: FailureLog,
     pub flights: Arc<Flights>,
-    pub purges: Purges,
+    pub purges: Arc<Purges>,
     pub counters: Counters,
     pub clock: Arc<dyn Clock>,
     /// Wall time when `clock` read zero.

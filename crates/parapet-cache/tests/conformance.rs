@@ -758,17 +758,17 @@ async fn purges_by_prefix_and_tag_hard_and_soft(backend: Backend) {
         );
     }
     clock.advance(Duration::from_secs(1));
-    handle.purge_prefix("/products");
+    handle.purge_prefix("/products").await.unwrap();
     clock.advance(Duration::from_secs(1));
     assert!(!fetch(&svc, "http://a.example/products").await.is_hit());
     assert!(!fetch(&svc, "http://a.example/products/1").await.is_hit());
     assert!(fetch(&svc, "http://a.example/productsale").await.is_hit());
     clock.advance(Duration::from_secs(1));
-    handle.purge_tag("product-1");
+    handle.purge_tag("product-1").await.unwrap();
     clock.advance(Duration::from_secs(1));
     assert!(!fetch(&svc, "http://a.example/t").await.is_hit());
     clock.advance(Duration::from_secs(1));
-    handle.soft_purge_tag("list");
+    handle.soft_purge_tag("list").await.unwrap();
     origin.answer(304, &[("etag", "\"e\"")], "");
     let soft = fetch(&svc, "http://a.example/t").await;
     assert!(

@@ -2,6 +2,7 @@
 
 mod codec;
 mod memory;
+mod purge_notice;
 mod redis;
 mod tiered;
 
@@ -14,8 +15,12 @@ use parapet_core::StoreCall;
 use crate::{CacheKey, StoredResponse};
 
 pub use memory::MemoryStore;
+pub use purge_notice::PurgeNotice;
 pub use redis::RedisStore;
 pub use tiered::TieredStore;
+
+/// What a store calls with the purges other instances make.
+pub type PurgeFeed = Arc<dyn Fn(PurgeNotice) + Send + Sync>;
 
 /// What a store found for a request.
 #[derive(Debug, Clone)]
@@ -54,6 +59,19 @@ pub trait CacheStore: Send + Sync + 'static {
     /// Removes everything.
     fn clear(&self) -> StoreCall<()>;
 
+    /// Tells every other instance sharing this store of a purge (and keeps it for those
+    /// that join or resubscribe later). Default: nothing to tell (one process).
+    fn announce_purge(&self, notice: &PurgeNotice) -> StoreCall<()> {
+        let _ = notice;
+        StoreCall::ready(Ok(()))
+    }
+
+    /// Calls `feed` with every purge other instances announce, and with every recorded
+    /// purge after a (re)subscription. Default: none (one process).
+    fn listen_for_purges(&self, feed: PurgeFeed) {
+        let _ = feed;
+    }
+
     /// True for a store in this process that always answers at once and never fails: the
     /// layer then answers fresh hits without a task and without the circuit breaker.
     /// Default: false.
@@ -86,5 +104,13 @@ impl<T: CacheStore> CacheStore for Arc<T> {
 
     fn is_in_process(&self) -> bool {
         (**self).is_in_process()
+    }
+
+    fn announce_purge(&self, notice: &PurgeNotice) -> StoreCall<()> {
+        (**self).announce_purge(notice)
+    }
+
+    fn listen_for_purges(&self, feed: PurgeFeed) {
+        (**self).listen_for_purges(feed);
     }
 }

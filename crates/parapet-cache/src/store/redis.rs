@@ -1,16 +1,17 @@
 //! Responses in Redis (standalone or Cluster), shared by every instance.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, HeaderName};
+use parapet_core::fanout::Event;
 use parapet_core::{
-    Command, KeyPrefix, KeySecret, Keyspace, RedisHandle, Script, StoreCall, StoreError,
+    Command, FanOut, KeyPrefix, KeySecret, Keyspace, RedisHandle, Script, StoreCall, StoreError,
 };
 
 use super::codec::{decode, encode};
-use super::{CacheStore, Lookup};
+use super::{CacheStore, Lookup, PurgeFeed, PurgeNotice};
 use crate::{CacheKey, StoredResponse};
 
 const KIND: &str = "cache";
@@ -21,6 +22,10 @@ const MEMO_CAPACITY: usize = 10_000;
 
 static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("put.lua")));
 static REMOVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("remove.lua")));
+static PURGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("purge.lua")));
+/// How long purge records are kept in Redis after the last one: longer than anything is
+/// stored.
+const PURGE_RECORDS_MS: u64 = 366 * 86_400_000;
 
 /// Responses in Redis, shared by every instance of a service.
 ///
@@ -54,6 +59,7 @@ pub struct RedisStore {
     redis: RedisHandle,
     keyspace: Keyspace,
     memo: Arc<Mutex<HashMap<String, Arc<[HeaderName]>>>>,
+    purge_listener: Arc<OnceLock<FanOut>>,
 }
 
 impl RedisStore {
@@ -65,6 +71,7 @@ impl RedisStore {
             redis: redis.with_timeout(timeout)?,
             keyspace: Keyspace::default(),
             memo: Arc::default(),
+            purge_listener: Arc::default(),
         })
     }
 
@@ -102,6 +109,16 @@ impl RedisStore {
         &self.redis
     }
 
+    /// The hash of purge records: `{prefix}:cache:purges`.
+    fn purges_key(&self) -> String {
+        self.keyspace.name(KIND, "purges")
+    }
+
+    /// Reads every recorded purge into `feed`, in a task.
+    pub(crate) fn load_purges(&self, feed: PurgeFeed) {
+        load_purges(self.redis.clone(), self.purges_key(), feed);
+    }
+
     fn remember(&self, redis_key: &str, names: Arc<[HeaderName]>) {
         let mut memo = self
             .memo
@@ -112,6 +129,25 @@ impl RedisStore {
         }
         memo.insert(redis_key.to_owned(), names);
     }
+}
+
+/// Reads every purge recorded under `key` into `feed`, in a task.
+fn load_purges(redis: RedisHandle, key: String, feed: PurgeFeed) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let mut all = Command::new("HGETALL");
+    all.arg(key);
+    runtime.spawn(async move {
+        let Ok(flat) = redis.query::<Vec<Vec<u8>>>(&all).await else {
+            return;
+        };
+        for pair in flat.chunks_exact(2) {
+            if let Some(notice) = PurgeNotice::parse(&pair[0], &pair[1]) {
+                feed(notice);
+            }
+        }
+    });
 }
 
 /// The `v` field: the `Vary` names, comma-separated.
@@ -223,6 +259,39 @@ impl CacheStore for RedisStore {
             let _: i64 = redis.eval(&call).await?;
             Ok(())
         })
+    }
+
+    fn announce_purge(&self, notice: &PurgeNotice) -> StoreCall<()> {
+        let mut call = PURGE.call(1);
+        call.key(self.purges_key())
+            .arg(notice.field())
+            .arg(notice.value())
+            .arg(PURGE_RECORDS_MS)
+            .arg(self.channel())
+            .arg(notice.message());
+        let redis = self.redis.clone();
+        StoreCall::boxed(async move {
+            let _: i64 = redis.eval(&call).await?;
+            Ok(())
+        })
+    }
+
+    fn listen_for_purges(&self, feed: PurgeFeed) {
+        // The handler holds the handle, not the store: the store holds the listener.
+        let (redis, key) = (self.redis.clone(), self.purges_key());
+        let listener = self.purge_listener.get_or_init(|| {
+            FanOut::new(&self.redis, self.channel(), move |event| match event {
+                Event::Message(message) => {
+                    if let Some(notice) = PurgeNotice::from_message(message) {
+                        feed(notice);
+                    }
+                }
+                // Announcements may have been missed: read the records again.
+                Event::Resync => load_purges(redis.clone(), key.clone(), Arc::clone(&feed)),
+                _ => {}
+            })
+        });
+        listener.start();
     }
 
     fn clear(&self) -> StoreCall<()> {

@@ -1,14 +1,14 @@
 //! Two tiers: this process's memory in front of a Redis shared by every instance.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use http::HeaderMap;
 use parapet_core::fanout::Event;
 use parapet_core::{FanOut, StoreCall};
 
-use super::{CacheStore, Lookup, MemoryStore, RedisStore};
+use super::{CacheStore, Lookup, MemoryStore, PurgeFeed, PurgeNotice, RedisStore};
 use crate::{CacheKey, StoredResponse};
 
 /// A [`MemoryStore`] in front of a [`RedisStore`]: hits are served from memory without a
@@ -42,6 +42,7 @@ pub struct TieredStore {
     /// Bumped by every announcement heard: a Redis reply read before one may predate the
     /// removal it announces, and is then not copied into memory.
     heard: Arc<AtomicU64>,
+    purges: Arc<OnceLock<PurgeFeed>>,
 }
 
 impl TieredStore {
@@ -49,14 +50,31 @@ impl TieredStore {
     pub fn new(memory: MemoryStore, redis: RedisStore) -> Self {
         let memory = Arc::new(memory);
         let heard = Arc::new(AtomicU64::new(0));
-        let (tier, count) = (Arc::clone(&memory), Arc::clone(&heard));
+        let purges: Arc<OnceLock<PurgeFeed>> = Arc::default();
+        let (tier, count, feed, remote) = (
+            Arc::clone(&memory),
+            Arc::clone(&heard),
+            Arc::clone(&purges),
+            redis.clone(),
+        );
         let changes = FanOut::new(redis.handle(), redis.channel(), move |event| {
             count.fetch_add(1, Ordering::AcqRel);
             match event {
-                Event::Message(key) => tier.remove_bytes(key),
-                // Announcements may have been missed: nothing in memory can be trusted.
+                Event::Message(message) => match PurgeNotice::from_message(message) {
+                    Some(notice) => {
+                        if let Some(feed) = feed.get() {
+                            feed(notice);
+                        }
+                    }
+                    None => tier.remove_bytes(message),
+                },
+                // Announcements may have been missed: nothing in memory can be trusted,
+                // and purges are read again.
                 Event::Resync => {
                     let _ = tier.clear().now_or_later();
+                    if let Some(feed) = feed.get() {
+                        remote.load_purges(Arc::clone(feed));
+                    }
                 }
                 _ => {}
             }
@@ -67,6 +85,7 @@ impl TieredStore {
             redis,
             changes,
             heard,
+            purges,
         }
     }
 
@@ -132,6 +151,17 @@ impl CacheStore for TieredStore {
     fn clear(&self) -> StoreCall<()> {
         let _ = self.memory.clear().now_or_later();
         self.redis.clear()
+    }
+
+    fn announce_purge(&self, notice: &PurgeNotice) -> StoreCall<()> {
+        self.redis.announce_purge(notice)
+    }
+
+    fn listen_for_purges(&self, feed: PurgeFeed) {
+        if self.purges.set(Arc::clone(&feed)).is_ok() {
+            // The first resubscription may have passed already: read the records now.
+            self.redis.load_purges(feed);
+        }
     }
 }
 
