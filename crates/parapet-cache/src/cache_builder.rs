@@ -60,6 +60,8 @@ pub struct CacheBuilder {
     key_headers: Vec<HeaderName>,
     extra_unkeyed: Vec<HeaderName>,
     obey_request_directives: bool,
+    ttl_jitter: u32,
+    early_refresh: f64,
     max_body_bytes: usize,
     max_variants: usize,
     default_ttl: Option<Duration>,
@@ -88,6 +90,8 @@ impl Default for CacheBuilder {
             key_headers: Vec::new(),
             extra_unkeyed: Vec::new(),
             obey_request_directives: true,
+            ttl_jitter: 0,
+            early_refresh: 0.0,
             max_body_bytes: 1 << 20,
             max_variants: 16,
             default_ttl: None,
@@ -226,6 +230,24 @@ impl CacheBuilder {
         self
     }
 
+    /// Shortens each stored lifetime by a random share of up to `percent` (at most 50), so
+    /// that responses stored together do not expire, and miss, together. The `Cache-Status`
+    /// `ttl` shows the shortened lifetime. Default: 0.
+    pub fn ttl_jitter(mut self, percent: u32) -> Self {
+        self.ttl_jitter = percent;
+        self
+    }
+
+    /// Probabilistic early refresh (XFetch): a fresh hit near its expiry starts a background
+    /// refresh (at most one per variant) with a probability that grows as expiry nears and
+    /// with how long the origin took to answer, scaled by `beta` (1.0 is the usual value;
+    /// higher refreshes earlier). Popular entries are then refreshed before they expire and
+    /// never miss. Fresh hits then take the general path (a task per request). Default: off.
+    pub fn early_refresh(mut self, beta: f64) -> Self {
+        self.early_refresh = beta;
+        self
+    }
+
     /// What to do with responses that set cookies. Default: [`SetCookie::Bypass`].
     pub fn set_cookie(mut self, policy: SetCookie) -> Self {
         self.set_cookie = policy;
@@ -304,6 +326,17 @@ impl CacheBuilder {
         if self.refresh_tasks == 0 {
             return Err(ConfigError("refresh_tasks must be at least 1".into()));
         }
+        if self.ttl_jitter > 50 {
+            return Err(ConfigError(format!(
+                "ttl_jitter is at most 50 percent, not {}",
+                self.ttl_jitter
+            )));
+        }
+        if !(self.early_refresh.is_finite() && self.early_refresh >= 0.0) {
+            return Err(ConfigError(
+                "early_refresh's beta must be a finite number, zero or more".into(),
+            ));
+        }
         let targeted = match self.targeted {
             None => None,
             Some(name) => Some(HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
@@ -342,6 +375,8 @@ impl CacheBuilder {
             cdn_cache_control: self.cdn_cache_control,
             unkeyed,
             obey_request_directives: self.obey_request_directives,
+            ttl_jitter: self.ttl_jitter,
+            early_refresh: self.early_refresh,
             leader_timeout: self.leader_timeout,
             hit_for_miss: self.hit_for_miss,
             origin_timeout: self.origin_timeout,

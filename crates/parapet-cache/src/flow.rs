@@ -161,7 +161,8 @@ pub(crate) fn fast_hit<ReqBody, B>(shared: &Shared, request: &Request<ReqBody>) 
     {
         return None;
     }
-    if !shared.store.is_in_process() {
+    // XFetch needs the inner service for its refreshes: the general path.
+    if !shared.store.is_in_process() || shared.early_refresh > 0.0 {
         return None;
     }
     let key = shared.key_of(request)?;
@@ -286,13 +287,17 @@ where
     if fresh && !requested && !stored.rules.no_cache {
         shared.counter(|c| &c.hits);
         metrics::request("hit");
-        return Ok(from_store(
+        let response = from_store(
             &stored,
             request.headers(),
             &method,
             now,
             CacheStatus::hit(ttl),
-        ));
+        );
+        if shared.refreshes_early(&stored, age) {
+            crate::refresh::spawn(&shared, inner, request, &stored);
+        }
+        return Ok(response);
     }
     let stale_by = age.saturating_sub(fresh_for);
     let may_be_stale = !stored.rules.must_revalidate && !stored.rules.no_cache && !requested;

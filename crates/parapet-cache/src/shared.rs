@@ -54,6 +54,10 @@ pub(crate) struct Shared {
     pub cdn_cache_control: bool,
     pub unkeyed: Vec<HeaderName>,
     pub obey_request_directives: bool,
+    /// Percent by which stored lifetimes are shortened at random (0: none).
+    pub ttl_jitter: u32,
+    /// XFetch's β (0: off).
+    pub early_refresh: f64,
     pub leader_timeout: Duration,
     pub hit_for_miss: Duration,
     pub origin_timeout: Option<Duration>,
@@ -286,7 +290,10 @@ impl Shared {
             freshness_lifetime(status, response, &cc, received, heuristic)
                 .filter(|_| self.heuristic.is_some() || has_explicit_freshness(response, &cc))
         };
-        let lifetime = lifetime.or(override_ttl).or(self.default_ttl);
+        let lifetime = lifetime
+            .or(override_ttl)
+            .or(self.default_ttl)
+            .map(|l| self.jittered(l));
         let mut strip = Vec::new();
         let mut checked = response;
         let without_cookies;
@@ -342,6 +349,32 @@ impl Shared {
         })
     }
 
+    /// `lifetime` shortened by a random share of up to `ttl_jitter` percent, so that entries
+    /// stored together do not all expire together.
+    fn jittered(&self, lifetime: Duration) -> Duration {
+        if self.ttl_jitter == 0 {
+            return lifetime;
+        }
+        let share = random_unit() * f64::from(self.ttl_jitter) / 100.0;
+        lifetime.mul_f64(1.0 - share)
+    }
+
+    /// XFetch (probabilistic early expiration): a fresh hit starts a background refresh
+    /// with a probability that grows as expiry nears, scaled by how long the origin took
+    /// (`received − requested`) and β: refresh when `age + δ·β·(−ln U) ≥ lifetime`.
+    pub(crate) fn refreshes_early(&self, stored: &StoredResponse, age: Duration) -> bool {
+        if self.early_refresh <= 0.0 {
+            return false;
+        }
+        let delta = stored
+            .received
+            .duration_since(stored.requested)
+            .unwrap_or_default();
+        let draw = -random_unit().max(f64::MIN_POSITIVE).ln();
+        let ahead = delta.as_secs_f64() * self.early_refresh * draw;
+        age.as_secs_f64() + ahead >= stored.lifetime.as_secs_f64()
+    }
+
     /// A key used for at most one background refresh at a time: true if this call took it.
     pub(crate) fn start_refresh(&self, h: u64) -> bool {
         self.refreshing
@@ -380,4 +413,15 @@ fn detail(reason: NotStored) -> &'static str {
         NotStored::SetCookie => "set-cookie",
         NotStored::NoFreshness => "no-freshness",
     }
+}
+
+/// A uniform draw in [0, 1) from the standard library's randomly keyed hasher (no RNG
+/// dependency: jitter and XFetch need spread, not cryptographic quality).
+fn random_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::hash::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }

@@ -577,3 +577,62 @@ async fn a_targeted_field_never_lifts_private() {
     );
     assert!(!fetch(&svc, "http://a.example/").await.is_hit());
 }
+
+#[tokio::test]
+async fn ttl_jitter_spreads_lifetimes_within_its_bound() {
+    let origin = Origin::new();
+    origin.answer(200, &[("cache-control", "public, max-age=1000")], "x");
+    let (svc, _, _) = cache(Backend::Memory, &origin, |b| b.ttl_jitter(50)).await;
+    let mut ttls = std::collections::BTreeSet::new();
+    for i in 0..40 {
+        fetch(&svc, &format!("http://a.example/{i}")).await;
+        let hit = fetch(&svc, &format!("http://a.example/{i}")).await;
+        let ttl: i64 = hit
+            .cache_status()
+            .rsplit("ttl=")
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((500..=1000).contains(&ttl), "{ttl}");
+        ttls.insert(ttl);
+    }
+    assert!(ttls.len() > 10, "spread: {ttls:?}");
+    assert!(
+        parapet_cache::CacheLayer::builder()
+            .ttl_jitter(51)
+            .build()
+            .is_err()
+    );
+    assert!(
+        parapet_cache::CacheLayer::builder()
+            .early_refresh(f64::NAN)
+            .build()
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn early_refresh_refreshes_hot_entries_before_they_expire() {
+    let origin = Origin::new();
+    origin.answer(200, &[("cache-control", "public, max-age=600")], "x");
+    origin.slow(Duration::from_millis(20));
+    // β so large that the first hit already refreshes; off, nothing is refreshed.
+    for (beta, refreshed) in [(1e9, true), (0.0, false)] {
+        let before = origin.calls();
+        let (svc, layer) = common::cache_over(
+            &origin,
+            CacheLayer::builder().early_refresh(beta).build().unwrap(),
+        );
+        fetch(&svc, "http://a.example/hot").await;
+        for _ in 0..5 {
+            assert!(
+                fetch(&svc, "http://a.example/hot").await.is_hit(),
+                "served from the cache meanwhile"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(origin.calls() - before > 1, refreshed, "β = {beta}");
+        assert_eq!(layer.handle().stats().refreshes > 0, refreshed);
+    }
+}
