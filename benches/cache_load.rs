@@ -34,7 +34,7 @@ use http_body::{Frame, SizeHint};
 use parapet_testkit::RedisServer;
 use sync_wrapper::SyncWrapper;
 use tower::ServiceBuilder;
-use tower_parapet::cache::{CacheLayer, RedisStore};
+use tower_parapet::cache::{CacheLayer, MemoryStore, RedisStore, TieredStore};
 use tower_parapet::core::RedisHandle;
 
 use harness::{env, load, median, serve};
@@ -167,6 +167,19 @@ fn main() {
             ("baseline: the handler, no cache", false, |c, _| products(c)),
             ("parapet memory, hit", false, parapet),
             ("parapet redis, hit", true, parapet),
+            (
+                "parapet tiered (memory in front of redis), hit",
+                false,
+                |c, store| {
+                    let store = store.expect("a Redis store");
+                    products(c).layer(
+                        CacheLayer::builder()
+                            .store(TieredStore::new(MemoryStore::new(64 << 20), store))
+                            .build()
+                            .unwrap(),
+                    )
+                },
+            ),
             ("tower-http-cache (moka), hit", false, |c, _| {
                 tower_http_cache(c)
             }),
@@ -177,7 +190,10 @@ fn main() {
         let mut v = Vec::new();
         for (name, redis, build) in make {
             let calls = Arc::new(AtomicU64::new(0));
-            let app = build(Arc::clone(&calls), redis.then(|| store.clone()));
+            let app = build(
+                Arc::clone(&calls),
+                Some(store.clone()).filter(|_| redis || name.contains("tiered")),
+            );
             v.push(Variant {
                 name,
                 addr: serve(app).await,

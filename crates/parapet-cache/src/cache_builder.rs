@@ -62,6 +62,7 @@ pub struct CacheBuilder {
     obey_request_directives: bool,
     ttl_jitter: u32,
     early_refresh: f64,
+    lease_wait: Option<Duration>,
     max_body_bytes: usize,
     max_variants: usize,
     default_ttl: Option<Duration>,
@@ -92,6 +93,7 @@ impl Default for CacheBuilder {
             obey_request_directives: true,
             ttl_jitter: 0,
             early_refresh: 0.0,
+            lease_wait: None,
             max_body_bytes: 1 << 20,
             max_variants: 16,
             default_ttl: None,
@@ -248,6 +250,17 @@ impl CacheBuilder {
         self
     }
 
+    /// A fetch lease shared by every instance on a Redis or tiered store: of the instances
+    /// that miss one resource at once, one takes the lease and fetches; the others look the
+    /// store up every 10 ms for up to `wait` and serve what it stored, then fetch themselves.
+    /// The lease lives `leader_timeout` at most and is given back (token-checked) when its
+    /// holder's fetch ends. A store that is slow or down grants it: requests then fetch as
+    /// without a lease. Default: off (one fetch per instance).
+    pub fn distributed_lease(mut self, wait: Duration) -> Self {
+        self.lease_wait = Some(wait);
+        self
+    }
+
     /// What to do with responses that set cookies. Default: [`SetCookie::Bypass`].
     pub fn set_cookie(mut self, policy: SetCookie) -> Self {
         self.set_cookie = policy;
@@ -377,6 +390,7 @@ impl CacheBuilder {
             obey_request_directives: self.obey_request_directives,
             ttl_jitter: self.ttl_jitter,
             early_refresh: self.early_refresh,
+            lease_wait: self.lease_wait,
             leader_timeout: self.leader_timeout,
             hit_for_miss: self.hit_for_miss,
             origin_timeout: self.origin_timeout,

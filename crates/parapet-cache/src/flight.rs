@@ -93,6 +93,7 @@ impl Flights {
             flights: Arc::clone(self),
             h,
             landed: false,
+            on_land: None,
         })
     }
 
@@ -116,14 +117,28 @@ impl Flights {
 
 /// The leader's duty: report how its flight ended. Dropped without a report (the client
 /// went away, the body failed), it lands as [`Landing::NotStored`] so waiters move on.
-#[derive(Debug)]
 pub(crate) struct LeaderGuard {
     flights: Arc<Flights>,
     h: u64,
     landed: bool,
+    /// Called once the flight has landed, however: releases a distributed lease.
+    on_land: Option<Box<dyn FnOnce() + Send + Sync>>,
+}
+
+impl std::fmt::Debug for LeaderGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaderGuard")
+            .field("h", &self.h)
+            .finish_non_exhaustive()
+    }
 }
 
 impl LeaderGuard {
+    /// Runs `f` when the flight lands (stored, not stored, or abandoned).
+    pub(crate) fn on_land(&mut self, f: impl FnOnce() + Send + Sync + 'static) {
+        self.on_land = Some(Box::new(f));
+    }
+
     /// The response was storable (and stored, unless the store failed).
     pub(crate) fn stored(mut self, response: Arc<StoredResponse>) {
         self.landed = true;
@@ -148,6 +163,9 @@ impl Drop for LeaderGuard {
     fn drop(&mut self) {
         if !self.landed {
             self.flights.land(self.h, Landing::NotStored);
+        }
+        if let Some(release) = self.on_land.take() {
+            release();
         }
     }
 }

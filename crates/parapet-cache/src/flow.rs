@@ -604,7 +604,7 @@ async fn board<B>(
                         &stored, headers, method, now, status,
                     )));
                 }
-                return Boarding::Fetch(Some(guard), status);
+                return lease(shared, key, headers, method, guard, status).await;
             }
             Role::Waiter(landing) => match wait(landing, shared.leader_timeout).await {
                 Some(Landing::Stored(stored)) => {
@@ -635,6 +635,56 @@ async fn board<B>(
         }
     }
     Boarding::Fetch(None, status.detail("collapse-failed"))
+}
+
+/// With a distributed lease configured: take it and fetch, or wait for the instance that
+/// holds it and serve what it stores.
+async fn lease<B>(
+    shared: &Arc<Shared>,
+    key: &CacheKey,
+    headers: &HeaderMap,
+    method: &Method,
+    mut guard: LeaderGuard,
+    status: CacheStatus,
+) -> Boarding<B> {
+    let Some(wait) = shared.lease_wait else {
+        return Boarding::Fetch(Some(guard), status);
+    };
+    let token = crate::shared::random_u64();
+    if shared.take_lease(key, token).await {
+        let (shared, key) = (Arc::clone(shared), key.clone());
+        guard.on_land(move || {
+            let call = shared.store.release(&key, token);
+            if let Err(call) = call.now_or_later()
+                && let Ok(runtime) = tokio::runtime::Handle::try_current()
+            {
+                let limit = shared.store_timeout;
+                runtime.spawn(async move {
+                    let _ = tokio::time::timeout(limit, call).await;
+                });
+            }
+        });
+        return Boarding::Fetch(Some(guard), status);
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let now = shared.now();
+        if let Lookup::Hit(stored) = shared.lookup(key, headers, now).await
+            && usable(shared, &stored, now)
+        {
+            guard.stored(Arc::clone(&stored));
+            shared.counter(|c| &c.collapsed);
+            shared.counter(|c| &c.hits);
+            metrics::request("hit");
+            let status = CacheStatus {
+                collapsed: true,
+                ..CacheStatus::hit(ttl(&stored, stored.lifetime, now))
+            };
+            return Boarding::Served(Box::new(from_store(&stored, headers, method, now, status)));
+        }
+    }
+    Boarding::Fetch(Some(guard), status.detail("lease-timeout"))
 }
 
 /// Whether a stored response may be served as a fresh hit without more checks.

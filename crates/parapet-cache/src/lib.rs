@@ -44,9 +44,13 @@
 //! - **RFC 9211** `Cache-Status` on every response except gRPC (`hit`, `fwd=uri-miss`,
 //!   `vary-miss`, `stale`, `request`, `bypass`, `method`, `fwd-status`, `ttl`, `stored`,
 //!   `collapsed`, `detail`).
-//! - **Request collapsing**: concurrent misses on one variant make one origin call; waiters
-//!   read what the leader stored, never its response, so a `private` or `Set-Cookie`
-//!   answer cannot reach them.
+//! - **Request collapsing**: concurrent misses and revalidations of one variant make one
+//!   origin call; waiters get the leader's answer as stored (filtered exactly like a store
+//!   hit), never its response, so a `private` or `Set-Cookie` answer cannot reach them. With
+//!   [`distributed_lease`](CacheBuilder::distributed_lease), instances sharing Redis take
+//!   turns too. [`ttl_jitter`](CacheBuilder::ttl_jitter) and
+//!   [`early_refresh`](CacheBuilder::early_refresh) (XFetch) keep hot entries from
+//!   expiring together.
 //! - **Safe defaults**: only `GET`/`HEAD`; no `Set-Cookie` stored ([`SetCookie`]); no
 //!   `private`, `no-store`, `Authorization` (§3.5) or `5xx` responses stored; requests with
 //!   [`UNKEYED_HEADERS`] bypass the cache; bodies over

@@ -58,6 +58,9 @@ pub(crate) struct Shared {
     pub ttl_jitter: u32,
     /// XFetch's β (0: off).
     pub early_refresh: f64,
+    /// How long a request waits for another instance holding the fetch lease (`None`: no
+    /// lease).
+    pub lease_wait: Option<Duration>,
     pub leader_timeout: Duration,
     pub hit_for_miss: Duration,
     pub origin_timeout: Option<Duration>,
@@ -375,6 +378,26 @@ impl Shared {
         age.as_secs_f64() + ahead >= stored.lifetime.as_secs_f64()
     }
 
+    /// Takes the distributed fetch lease for `key` within the store deadline; a store that
+    /// is slow or failing grants it (the request then fetches, as without a lease).
+    pub(crate) async fn take_lease(&self, key: &crate::CacheKey, token: u64) -> bool {
+        let call = self.store.lease(key, token, self.leader_timeout);
+        let result = match call.now_or_later() {
+            Ok(result) => result,
+            Err(call) => match tokio::time::timeout(self.store_timeout, call).await {
+                Ok(result) => result,
+                Err(_) => Err(StoreError::Timeout(self.store_timeout)),
+            },
+        };
+        match result {
+            Ok(taken) => taken,
+            Err(error) => {
+                self.store_failed("lease", error.kind(), &error);
+                true
+            }
+        }
+    }
+
     /// A key used for at most one background refresh at a time: true if this call took it.
     pub(crate) fn start_refresh(&self, h: u64) -> bool {
         self.refreshing
@@ -415,13 +438,18 @@ fn detail(reason: NotStored) -> &'static str {
     }
 }
 
-/// A uniform draw in [0, 1) from the standard library's randomly keyed hasher (no RNG
-/// dependency: jitter and XFetch need spread, not cryptographic quality).
-fn random_unit() -> f64 {
+/// 64 random bits from the standard library's randomly keyed hasher (no RNG dependency:
+/// jitter, XFetch and lease tokens need spread and uniqueness, not secrecy).
+pub(crate) fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut hasher = std::hash::RandomState::new().build_hasher();
     hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+    hasher.finish()
+}
+
+/// A uniform draw in [0, 1).
+fn random_unit() -> f64 {
+    (random_u64() >> 11) as f64 / (1u64 << 53) as f64
 }

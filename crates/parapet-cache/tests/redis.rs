@@ -358,3 +358,38 @@ async fn purges_reach_every_instance_and_late_joiners() {
         "C read the tag purge at start"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_lease_four_instances_make_at_most_two_calls() {
+    let origin = Origin::new();
+    origin.answer(200, &[("cache-control", "public, max-age=60")], "cold");
+    origin.slow(Duration::from_millis(300));
+    let prefix = KeyPrefix::new("leased").unwrap();
+    let mut instances = Vec::new();
+    for _ in 0..4 {
+        let handle = RedisHandle::builder(common::server().url().as_str())
+            .build()
+            .await
+            .unwrap();
+        let store = RedisStore::new(handle).unwrap().prefix(prefix.clone());
+        let layer = CacheLayer::builder()
+            .store(store)
+            .distributed_lease(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        instances.push(common::cache_over(&origin, layer).0);
+    }
+    let tasks: Vec<_> = (0..2_000)
+        .map(|i| {
+            let svc = instances[i % 4].clone();
+            tokio::spawn(async move { fetch(&svc, "http://a.example/cold").await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().body, "cold");
+    }
+    assert!(origin.calls() <= 2, "{} origin calls", origin.calls());
+    // The lease was given back when its holder's fetch ended.
+    let leases = common::server().command(&["KEYS", "leased:cache:*:lease"]);
+    assert!(leases.lines().all(|l| !l.contains(":lease")), "{leases}");
+}

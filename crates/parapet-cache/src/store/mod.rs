@@ -7,7 +7,7 @@ mod redis;
 mod tiered;
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, HeaderName};
 use parapet_core::StoreCall;
@@ -72,6 +72,19 @@ pub trait CacheStore: Send + Sync + 'static {
         let _ = feed;
     }
 
+    /// Tries to take, for `ttl`, the lease on fetching `key` from the origin for every
+    /// instance sharing this store: `true` when taken. Default: always (one process).
+    fn lease(&self, key: &CacheKey, token: u64, ttl: Duration) -> StoreCall<bool> {
+        let _ = (key, token, ttl);
+        StoreCall::ready(Ok(true))
+    }
+
+    /// Gives the lease back if `token` still holds it. Default: nothing to give back.
+    fn release(&self, key: &CacheKey, token: u64) -> StoreCall<()> {
+        let _ = (key, token);
+        StoreCall::ready(Ok(()))
+    }
+
     /// True for a store in this process that always answers at once and never fails: the
     /// layer then answers fresh hits without a task and without the circuit breaker.
     /// Default: false.
@@ -112,5 +125,13 @@ impl<T: CacheStore> CacheStore for Arc<T> {
 
     fn listen_for_purges(&self, feed: PurgeFeed) {
         (**self).listen_for_purges(feed);
+    }
+
+    fn lease(&self, key: &CacheKey, token: u64, ttl: Duration) -> StoreCall<bool> {
+        (**self).lease(key, token, ttl)
+    }
+
+    fn release(&self, key: &CacheKey, token: u64) -> StoreCall<()> {
+        (**self).release(key, token)
     }
 }

@@ -22,6 +22,7 @@ const MEMO_CAPACITY: usize = 10_000;
 
 static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("put.lua")));
 static REMOVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("remove.lua")));
+static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("release.lua")));
 static PURGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("purge.lua")));
 /// How long purge records are kept in Redis after the last one: longer than anything is
 /// stored.
@@ -98,6 +99,12 @@ impl RedisStore {
     fn redis_key(&self, key: &CacheKey) -> String {
         self.keyspace
             .key(KIND, &self.keyspace.tag(key.as_bytes()), "")
+    }
+
+    /// `{prefix}:cache:{tag}:lease`: in the resource's Cluster slot.
+    fn lease_key(&self, key: &CacheKey) -> String {
+        self.keyspace
+            .key(KIND, &self.keyspace.tag(key.as_bytes()), "lease")
     }
 
     /// The channel removals are announced on: `{prefix}:cache:changes`.
@@ -269,6 +276,30 @@ impl CacheStore for RedisStore {
             .arg(PURGE_RECORDS_MS)
             .arg(self.channel())
             .arg(notice.message());
+        let redis = self.redis.clone();
+        StoreCall::boxed(async move {
+            let _: i64 = redis.eval(&call).await?;
+            Ok(())
+        })
+    }
+
+    fn lease(&self, key: &CacheKey, token: u64, ttl: Duration) -> StoreCall<bool> {
+        let mut set = Command::new("SET");
+        set.arg(self.lease_key(key))
+            .arg(token)
+            .arg("NX")
+            .arg("PX")
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+        let redis = self.redis.clone();
+        StoreCall::boxed(async move {
+            let taken: Option<String> = redis.query(&set).await?;
+            Ok(taken.is_some())
+        })
+    }
+
+    fn release(&self, key: &CacheKey, token: u64) -> StoreCall<()> {
+        let mut call = RELEASE.call(1);
+        call.key(self.lease_key(key)).arg(token);
         let redis = self.redis.clone();
         StoreCall::boxed(async move {
             let _: i64 = redis.eval(&call).await?;

@@ -157,6 +157,14 @@ impl CacheStore for TieredStore {
         self.redis.announce_purge(notice)
     }
 
+    fn lease(&self, key: &CacheKey, token: u64, ttl: std::time::Duration) -> StoreCall<bool> {
+        self.redis.lease(key, token, ttl)
+    }
+
+    fn release(&self, key: &CacheKey, token: u64) -> StoreCall<()> {
+        self.redis.release(key, token)
+    }
+
     fn listen_for_purges(&self, feed: PurgeFeed) {
         if self.purges.set(Arc::clone(&feed)).is_ok() {
             // The first resubscription may have passed already: read the records now.
