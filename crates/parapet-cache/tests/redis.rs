@@ -393,3 +393,93 @@ async fn with_the_lease_four_instances_make_at_most_two_calls() {
     let leases = common::server().command(&["KEYS", "leased:cache:*:lease"]);
     assert!(leases.lines().all(|l| !l.contains(":lease")), "{leases}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_load_redis_faults_cost_no_client_error() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let mut server = RedisServer::start();
+    let origin = Origin::new();
+    origin.answer(200, &[("cache-control", "public, max-age=60")], "x");
+    let handle = RedisHandle::builder(server.url().as_str())
+        .build()
+        .await
+        .unwrap();
+    let layer = CacheLayer::builder()
+        .store(RedisStore::new(handle).unwrap())
+        .store_timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let (svc, _) = common::cache_over(&origin, layer);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (served, errors, slowest) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let workers: Vec<_> = (0..8)
+        .map(|i| {
+            let (svc, stop, served, errors, slowest) = (
+                svc.clone(),
+                Arc::clone(&stop),
+                Arc::clone(&served),
+                Arc::clone(&errors),
+                Arc::clone(&slowest),
+            );
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    // A request through the cache may complete without waiting on anything
+                    // (the breaker open, the origin instant); a real client's next request
+                    // comes through a socket. Yield, or eight such loops starve the timers.
+                    tokio::task::yield_now().await;
+                    let started = Instant::now();
+                    let got = fetch(&svc, &format!("http://a.example/{}", i % 3)).await;
+                    let micros = u64::try_from(started.elapsed().as_micros()).unwrap();
+                    slowest.fetch_max(micros, Ordering::Relaxed);
+                    if got.status == 200 && got.body == "x" {
+                        served.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The test kit's calls block (they wait for the port): off the runtime's threads.
+    let server = std::sync::Arc::new(std::sync::Mutex::new(server));
+    let ctl = |f: fn(&mut RedisServer)| {
+        let server = std::sync::Arc::clone(&server);
+        tokio::task::spawn_blocking(move || f(&mut server.lock().unwrap()))
+    };
+    ctl(|s| s.pause()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ctl(|s| s.resume()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ctl(|s| s.kill()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ctl(|s| s.restart()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    assert_eq!(errors.load(Ordering::Relaxed), 0);
+    assert!(served.load(Ordering::Relaxed) > 100);
+    // Each request waits at most one store deadline for the lookup and one for the store.
+    let slowest = Duration::from_micros(slowest.load(Ordering::Relaxed));
+    assert!(
+        slowest < Duration::from_millis(400),
+        "slowest request: {slowest:?}"
+    );
+    // Recovered: hits again.
+    assert!(
+        eventually(Duration::from_secs(5), async || fetch(
+            &svc,
+            "http://a.example/0"
+        )
+        .await
+        .is_hit())
+        .await
+    );
+}
