@@ -398,7 +398,7 @@ async fn with_the_lease_four_instances_make_at_most_two_calls() {
 async fn under_load_redis_faults_cost_no_client_error() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    let mut server = RedisServer::start();
+    let server = RedisServer::start();
     let origin = Origin::new();
     origin.answer(200, &[("cache-control", "public, max-age=60")], "x");
     let handle = RedisHandle::builder(server.url().as_str())
