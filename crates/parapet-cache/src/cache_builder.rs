@@ -339,6 +339,14 @@ impl CacheBuilder {
         if self.refresh_tasks == 0 {
             return Err(ConfigError("refresh_tasks must be at least 1".into()));
         }
+        if let Some(wait) = self.lease_wait
+            && wait >= self.leader_timeout
+        {
+            return Err(ConfigError(format!(
+                "distributed_lease's wait ({wait:?}) must be shorter than leader_timeout ({:?})",
+                self.leader_timeout
+            )));
+        }
         if self.ttl_jitter > 50 {
             return Err(ConfigError(format!(
                 "ttl_jitter is at most 50 percent, not {}",

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use parapet_core::StoreError;
 
-use crate::purge::Recorded;
 use crate::shared::Shared;
 use crate::{CacheKey, CacheStats, PurgeNotice};
 
@@ -74,9 +73,7 @@ impl CacheHandle {
             soft,
             at: self.shared.now(),
         };
-        if self.shared.purges.apply(&notice, PURGE_MEMORY) == Recorded::ClearAll {
-            let _ = self.shared.store.clear().await;
-        }
+        let _ = self.shared.purges.apply(&notice, PURGE_MEMORY);
         self.shared.store.announce_purge(&notice).await
     }
 

@@ -667,8 +667,12 @@ async fn lease<B>(
         return Boarding::Fetch(Some(guard), status);
     }
     let deadline = tokio::time::Instant::now() + wait;
-    while tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        tokio::time::sleep(left.min(Duration::from_millis(10))).await;
         let now = shared.now();
         if let Lookup::Hit(stored) = shared.lookup(key, headers, now).await
             && usable(shared, &stored, now)

@@ -19,7 +19,7 @@ pub(crate) enum Purged {
     Hard,
 }
 
-/// The most purge records kept; past it the whole cache is cleared instead.
+/// The most purge records kept; past it they collapse into one that purges everything.
 pub(crate) const MAX_RECORDS: usize = 10_000;
 
 #[derive(Debug, Clone, Copy)]
@@ -40,12 +40,12 @@ struct Records {
     tags: HashMap<String, Record>,
 }
 
-/// What the caller must do after recording a purge.
+/// How a purge was recorded.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Recorded {
     Done,
-    /// Too many records: clear the store instead.
-    ClearAll,
+    /// Too many records: they were collapsed into one that purges everything older.
+    Collapsed,
 }
 
 impl Purges {
@@ -88,7 +88,25 @@ impl Purges {
         records.prefixes.retain(|_, r| r.at > horizon);
         records.tags.retain(|_, r| r.at > horizon);
         if records.prefixes.len() + records.tags.len() >= MAX_RECORDS {
-            return Recorded::ClearAll;
+            // Too many to keep: one record, the empty prefix (which covers every path),
+            // purges everything received before the latest of them. Over-purging is safe.
+            let latest = records
+                .prefixes
+                .values()
+                .chain(records.tags.values())
+                .map(|r| r.at)
+                .fold(now, SystemTime::max);
+            records.prefixes.clear();
+            records.tags.clear();
+            records.prefixes.insert(
+                String::new(),
+                Record {
+                    at: latest,
+                    how: Purged::Hard,
+                },
+            );
+            self.any.store(true, Ordering::Release);
+            return Recorded::Collapsed;
         }
         let slot = map(&mut records)
             .entry(name.to_owned())
@@ -142,5 +160,40 @@ impl Purges {
         } else {
             self.tag(&notice.name, how, notice.at, forget_after)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stored::tests::sample;
+
+    #[test]
+    fn too_many_records_collapse_into_one_that_purges_everything_older() {
+        let purges = Purges::default();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let forget = Duration::from_secs(86_400);
+        let mut stored = sample();
+        stored.received = t0;
+        assert_eq!(purges.check(&stored), None);
+        for i in 0..MAX_RECORDS {
+            let at = t0 + Duration::from_secs(1);
+            assert_eq!(
+                purges.tag(&format!("t{i}"), Purged::Soft, at, forget),
+                Recorded::Done
+            );
+        }
+        let later = t0 + Duration::from_secs(2);
+        assert_eq!(
+            purges.tag("one-more", Purged::Soft, later, forget),
+            Recorded::Collapsed
+        );
+        assert_eq!(
+            purges.check(&stored),
+            Some(Purged::Hard),
+            "older than the collapse"
+        );
+        stored.received = later + Duration::from_secs(1);
+        assert_eq!(purges.check(&stored), None, "newer entries are untouched");
     }
 }

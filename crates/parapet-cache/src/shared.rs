@@ -381,6 +381,10 @@ impl Shared {
     /// Takes the distributed fetch lease for `key` within the store deadline; a store that
     /// is slow or failing grants it (the request then fetches, as without a lease).
     pub(crate) async fn take_lease(&self, key: &crate::CacheKey, token: u64) -> bool {
+        let micros = self.micros();
+        if !self.breaker.permit(micros).may_call() {
+            return true;
+        }
         let call = self.store.lease(key, token, self.leader_timeout);
         let result = match call.now_or_later() {
             Ok(result) => result,
@@ -390,8 +394,12 @@ impl Shared {
             },
         };
         match result {
-            Ok(taken) => taken,
+            Ok(taken) => {
+                self.breaker.success();
+                taken
+            }
             Err(error) => {
+                self.breaker.failure(micros);
                 self.store_failed("lease", error.kind(), &error);
                 true
             }

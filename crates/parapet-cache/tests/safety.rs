@@ -636,3 +636,17 @@ async fn early_refresh_refreshes_hot_entries_before_they_expire() {
         assert_eq!(layer.handle().stats().refreshes > 0, refreshed);
     }
 }
+
+#[test]
+fn a_lease_wait_must_be_shorter_than_the_leader_timeout() {
+    let built = CacheLayer::builder()
+        .leader_timeout(Duration::from_secs(1))
+        .distributed_lease(Duration::from_secs(1))
+        .build();
+    assert!(
+        built
+            .unwrap_err()
+            .to_string()
+            .contains("shorter than leader_timeout")
+    );
+}

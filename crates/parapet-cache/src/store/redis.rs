@@ -275,7 +275,8 @@ impl CacheStore for RedisStore {
             .arg(notice.value())
             .arg(PURGE_RECORDS_MS)
             .arg(self.channel())
-            .arg(notice.message());
+            .arg(notice.message())
+            .arg(crate::purge::MAX_RECORDS);
         let redis = self.redis.clone();
         StoreCall::boxed(async move {
             let _: i64 = redis.eval(&call).await?;

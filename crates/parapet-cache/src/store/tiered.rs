@@ -11,6 +11,10 @@ use parapet_core::{FanOut, StoreCall};
 use super::{CacheStore, Lookup, MemoryStore, PurgeFeed, PurgeNotice, RedisStore};
 use crate::{CacheKey, StoredResponse};
 
+/// Variants of one resource kept in memory when copied from Redis (the layer's own
+/// `max_variants` applies to stores).
+const MEMORY_VARIANTS: usize = 16;
+
 /// A [`MemoryStore`] in front of a [`RedisStore`]: hits are served from memory without a
 /// round trip; what memory lacks is read from Redis and kept in memory too.
 ///
@@ -100,6 +104,30 @@ impl TieredStore {
     }
 }
 
+impl TieredStore {
+    /// Copies `response` into memory if no announcement was heard since `before`; one heard
+    /// meanwhile may be the removal of this very entry, so the copy is taken back. (The
+    /// handler counts an announcement before applying it, so whichever order the two run
+    /// in, a removed entry does not stay in memory.)
+    fn copy_to_memory(
+        memory: &MemoryStore,
+        heard: &AtomicU64,
+        before: u64,
+        response: Arc<StoredResponse>,
+        max_variants: usize,
+        now: SystemTime,
+    ) {
+        if heard.load(Ordering::Acquire) != before {
+            return;
+        }
+        let key = response.key.clone();
+        let _ = memory.put(response, max_variants, now).now_or_later();
+        if heard.load(Ordering::Acquire) != before {
+            let _ = memory.remove(&key).now_or_later();
+        }
+    }
+}
+
 impl CacheStore for TieredStore {
     fn lookup(&self, key: &CacheKey, request: &HeaderMap, now: SystemTime) -> StoreCall<Lookup> {
         let in_sync = self.changes.is_current();
@@ -117,9 +145,15 @@ impl CacheStore for TieredStore {
             let found = remote.await?;
             if let Lookup::Hit(hit) = &found
                 && changes.is_current()
-                && heard.load(Ordering::Acquire) == before
             {
-                let _ = memory.put(Arc::clone(hit), usize::MAX, now).now_or_later();
+                Self::copy_to_memory(
+                    &memory,
+                    &heard,
+                    before,
+                    Arc::clone(hit),
+                    MEMORY_VARIANTS,
+                    now,
+                );
             }
             Ok(found)
         })
@@ -131,13 +165,15 @@ impl CacheStore for TieredStore {
         max_variants: usize,
         now: SystemTime,
     ) -> StoreCall<()> {
+        let before = self.heard.load(Ordering::Acquire);
         let remote = self.redis.put(Arc::clone(&response), max_variants, now);
         let memory = Arc::clone(&self.memory);
         let changes = self.changes.clone();
+        let heard = Arc::clone(&self.heard);
         StoreCall::boxed(async move {
             remote.await?;
             if changes.is_current() {
-                let _ = memory.put(response, max_variants, now).now_or_later();
+                Self::copy_to_memory(&memory, &heard, before, response, max_variants, now);
             }
             Ok(())
         })
