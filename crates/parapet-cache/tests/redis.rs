@@ -126,12 +126,13 @@ async fn concurrent_misses_on_four_instances_make_at_most_one_call_each() {
     let prefix = KeyPrefix::new("stampede").unwrap();
     let mut instances = Vec::new();
     for _ in 0..4 {
-        let handle = RedisHandle::builder(common::server().url().as_str())
+        // Long deadlines: a store timeout is a miss (documented), not what this test is about.
+        let layer = CacheLayer::builder()
+            .store(patient_store(&prefix).await)
+            .store_timeout(Duration::from_secs(2))
             .build()
-            .await
             .unwrap();
-        let store = RedisStore::new(handle).unwrap().prefix(prefix.clone());
-        instances.push(common::cache_with_store(&origin, store).await.0);
+        instances.push(common::cache_over(&origin, layer).0);
     }
     let tasks: Vec<_> = (0..2_000)
         .map(|i| {
@@ -367,13 +368,11 @@ async fn with_the_lease_four_instances_make_at_most_two_calls() {
     let prefix = KeyPrefix::new("leased").unwrap();
     let mut instances = Vec::new();
     for _ in 0..4 {
-        let handle = RedisHandle::builder(common::server().url().as_str())
-            .build()
-            .await
-            .unwrap();
-        let store = RedisStore::new(handle).unwrap().prefix(prefix.clone());
+        // Deadlines long enough that a loaded test machine does not trip the documented
+        // fallback (a slow store grants the lease): this test is about the lease itself.
         let layer = CacheLayer::builder()
-            .store(store)
+            .store(patient_store(&prefix).await)
+            .store_timeout(Duration::from_secs(2))
             .distributed_lease(Duration::from_secs(2))
             .build()
             .unwrap();
@@ -482,4 +481,18 @@ async fn under_load_redis_faults_cost_no_client_error() {
         .is_hit())
         .await
     );
+}
+
+/// A store on the shared server under `prefix`, with 2 s deadlines.
+async fn patient_store(prefix: &KeyPrefix) -> RedisStore {
+    let handle = RedisHandle::builder(common::server().url().as_str())
+        .timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .unwrap();
+    RedisStore::new(handle)
+        .unwrap()
+        .timeout(Duration::from_secs(2))
+        .unwrap()
+        .prefix(prefix.clone())
 }
