@@ -557,11 +557,13 @@ fn variant_hash(
     vary: &[http::HeaderName],
 ) -> u64 {
     let mut variant = key.as_bytes().to_vec();
-    for value in crate::vary::values(headers, vary) {
-        variant.extend_from_slice(&u32::try_from(value.len()).unwrap_or(u32::MAX).to_be_bytes());
-        variant.extend_from_slice(&value);
-    }
+    variant.extend_from_slice(&variant_values(headers, vary));
     shared.flights.hash(&variant)
+}
+
+/// The request's values of `vary`, length-prefixed: what selects one variant.
+fn variant_values(headers: &HeaderMap, vary: &[http::HeaderName]) -> Vec<u8> {
+    crate::vary::encode(&crate::vary::values(headers, vary))
 }
 
 /// Collapses this request onto the flight for its variant (§4): lead it, or wait for its
@@ -604,7 +606,7 @@ async fn board<B>(
                         &stored, headers, method, now, status,
                     )));
                 }
-                return lease(shared, key, headers, method, guard, status).await;
+                return lease(shared, key, headers, method, &vary, guard, status).await;
             }
             Role::Waiter(landing) => match wait(landing, shared.leader_timeout).await {
                 Some(Landing::Stored(stored)) => {
@@ -639,11 +641,13 @@ async fn board<B>(
 
 /// With a distributed lease configured: take it and fetch, or wait for the instance that
 /// holds it and serve what it stores.
+#[allow(clippy::too_many_arguments)]
 async fn lease<B>(
     shared: &Arc<Shared>,
     key: &CacheKey,
     headers: &HeaderMap,
     method: &Method,
+    vary: &[http::HeaderName],
     mut guard: LeaderGuard,
     status: CacheStatus,
 ) -> Boarding<B> {
@@ -651,10 +655,11 @@ async fn lease<B>(
         return Boarding::Fetch(Some(guard), status);
     };
     let token = crate::shared::random_u64();
-    if shared.take_lease(key, token).await {
+    let variant = variant_values(headers, vary);
+    if shared.take_lease(key, &variant, token).await {
         let (shared, key) = (Arc::clone(shared), key.clone());
         guard.on_land(move || {
-            let call = shared.store.release(&key, token);
+            let call = shared.store.release(&key, &variant, token);
             if let Err(call) = call.now_or_later()
                 && let Ok(runtime) = tokio::runtime::Handle::try_current()
             {

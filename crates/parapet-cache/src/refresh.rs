@@ -34,10 +34,7 @@ pub(crate) fn spawn<S, ReqBody, B>(
         return;
     };
     let mut variant = stored.key.as_bytes().to_vec();
-    for value in &stored.vary_values {
-        variant.extend_from_slice(&u32::try_from(value.len()).unwrap_or(u32::MAX).to_be_bytes());
-        variant.extend_from_slice(value);
-    }
+    variant.extend_from_slice(&crate::vary::encode(&stored.vary_values));
     let h = shared.flights.hash(&variant);
     let Ok(permit) = Arc::clone(&shared.refresh_permits).try_acquire_owned() else {
         return;

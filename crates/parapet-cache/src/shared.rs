@@ -380,12 +380,17 @@ impl Shared {
 
     /// Takes the distributed fetch lease for `key` within the store deadline; a store that
     /// is slow or failing grants it (the request then fetches, as without a lease).
-    pub(crate) async fn take_lease(&self, key: &crate::CacheKey, token: u64) -> bool {
+    pub(crate) async fn take_lease(
+        &self,
+        key: &crate::CacheKey,
+        variant: &[u8],
+        token: u64,
+    ) -> bool {
         let micros = self.micros();
         if !self.breaker.permit(micros).may_call() {
             return true;
         }
-        let call = self.store.lease(key, token, self.leader_timeout);
+        let call = self.store.lease(key, variant, token, self.leader_timeout);
         let result = match call.now_or_later() {
             Ok(result) => result,
             Err(call) => match tokio::time::timeout(self.store_timeout, call).await {

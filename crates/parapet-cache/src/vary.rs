@@ -30,6 +30,16 @@ pub(crate) fn fields(response: &HeaderMap) -> Option<Vec<HeaderName>> {
     Some(names)
 }
 
+/// Values, length-prefixed into one byte string: what names one variant.
+pub(crate) fn encode(values: &[Box<[u8]>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for value in values {
+        out.extend_from_slice(&u32::try_from(value.len()).unwrap_or(u32::MAX).to_be_bytes());
+        out.extend_from_slice(value);
+    }
+    out
+}
+
 /// The request's canonical value of each field: lines joined by `,`, whitespace around
 /// members dropped, so that formatting alone does not split variants. `Accept-Encoding` is
 /// folded to the codings a cache can tell apart (RFC 9110 §12.5.3).

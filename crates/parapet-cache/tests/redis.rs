@@ -496,3 +496,42 @@ async fn patient_store(prefix: &KeyPrefix) -> RedisStore {
         .unwrap()
         .prefix(prefix.clone())
 }
+
+#[tokio::test]
+async fn every_layer_on_one_store_hears_purges() {
+    let origin = Origin::new();
+    origin.answer(200, &[("cache-control", "public, max-age=600")], "x");
+    let prefix = KeyPrefix::new("feeds").unwrap();
+    let shared = patient_store(&prefix).await;
+    let (one, _) = common::cache_over(
+        &origin,
+        CacheLayer::builder().store(shared.clone()).build().unwrap(),
+    );
+    let (two, _) = common::cache_over(
+        &origin,
+        CacheLayer::builder().store(shared).build().unwrap(),
+    );
+    let (_, purger) = common::cache_over(
+        &origin,
+        CacheLayer::builder()
+            .store(patient_store(&prefix).await)
+            .build()
+            .unwrap(),
+    );
+    fetch(&one, "http://a.example/a").await;
+    fetch(&two, "http://a.example/b").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    purger.handle().purge_prefix("/").await.unwrap();
+    for (svc, path) in [(&one, "/a"), (&two, "/b")] {
+        assert!(
+            eventually(Duration::from_secs(1), async || !fetch(
+                svc,
+                &format!("http://a.example{path}")
+            )
+            .await
+            .is_hit())
+            .await,
+            "{path}"
+        );
+    }
+}

@@ -72,16 +72,18 @@ pub trait CacheStore: Send + Sync + 'static {
         let _ = feed;
     }
 
-    /// Tries to take, for `ttl`, the lease on fetching `key` from the origin for every
-    /// instance sharing this store: `true` when taken. Default: always (one process).
-    fn lease(&self, key: &CacheKey, token: u64, ttl: Duration) -> StoreCall<bool> {
-        let _ = (key, token, ttl);
+    /// Tries to take, for `ttl`, the lease on fetching one variant of `key` from the origin
+    /// for every instance sharing this store: `true` when taken. `variant` is the request's
+    /// canonical values of the resource's `Vary` fields (empty without `Vary`). Default:
+    /// always (one process).
+    fn lease(&self, key: &CacheKey, variant: &[u8], token: u64, ttl: Duration) -> StoreCall<bool> {
+        let _ = (key, variant, token, ttl);
         StoreCall::ready(Ok(true))
     }
 
     /// Gives the lease back if `token` still holds it. Default: nothing to give back.
-    fn release(&self, key: &CacheKey, token: u64) -> StoreCall<()> {
-        let _ = (key, token);
+    fn release(&self, key: &CacheKey, variant: &[u8], token: u64) -> StoreCall<()> {
+        let _ = (key, variant, token);
         StoreCall::ready(Ok(()))
     }
 
@@ -127,11 +129,11 @@ impl<T: CacheStore> CacheStore for Arc<T> {
         (**self).listen_for_purges(feed);
     }
 
-    fn lease(&self, key: &CacheKey, token: u64, ttl: Duration) -> StoreCall<bool> {
-        (**self).lease(key, token, ttl)
+    fn lease(&self, key: &CacheKey, variant: &[u8], token: u64, ttl: Duration) -> StoreCall<bool> {
+        (**self).lease(key, variant, token, ttl)
     }
 
-    fn release(&self, key: &CacheKey, token: u64) -> StoreCall<()> {
-        (**self).release(key, token)
+    fn release(&self, key: &CacheKey, variant: &[u8], token: u64) -> StoreCall<()> {
+        (**self).release(key, variant, token)
     }
 }

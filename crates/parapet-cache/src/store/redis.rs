@@ -61,6 +61,7 @@ pub struct RedisStore {
     keyspace: Keyspace,
     memo: Arc<Mutex<HashMap<String, Arc<[HeaderName]>>>>,
     purge_listener: Arc<OnceLock<FanOut>>,
+    purge_feeds: Feeds,
 }
 
 impl RedisStore {
@@ -73,6 +74,7 @@ impl RedisStore {
             keyspace: Keyspace::default(),
             memo: Arc::default(),
             purge_listener: Arc::default(),
+            purge_feeds: Feeds::default(),
         })
     }
 
@@ -101,10 +103,18 @@ impl RedisStore {
             .key(KIND, &self.keyspace.tag(key.as_bytes()), "")
     }
 
-    /// `{prefix}:cache:{tag}:lease`: in the resource's Cluster slot.
-    fn lease_key(&self, key: &CacheKey) -> String {
+    /// `{prefix}:cache:{tag}:lease-<variant>`: in the resource's Cluster slot, one per
+    /// variant.
+    fn lease_key(&self, key: &CacheKey, variant: &[u8]) -> String {
+        let digest = self.keyspace.tag(variant);
+        let suffix = digest.as_bytes()[..8]
+            .iter()
+            .fold(String::from("lease-"), |mut s, b| {
+                s.push_str(&format!("{b:02x}"));
+                s
+            });
         self.keyspace
-            .key(KIND, &self.keyspace.tag(key.as_bytes()), "lease")
+            .key(KIND, &self.keyspace.tag(key.as_bytes()), &suffix)
     }
 
     /// The channel removals are announced on: `{prefix}:cache:changes`.
@@ -138,7 +148,41 @@ impl RedisStore {
     }
 }
 
-/// Reads every purge recorded under `key` into `feed`, in a task.
+/// The purge feeds of every layer built on one store.
+#[derive(Clone, Default)]
+pub(crate) struct Feeds(Arc<Mutex<Vec<PurgeFeed>>>);
+
+impl Feeds {
+    pub(crate) fn add(&self, feed: PurgeFeed) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(feed);
+    }
+
+    pub(crate) fn feed(&self, notice: PurgeNotice) {
+        let feeds = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for feed in feeds {
+            feed(notice.clone());
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.lock().map(|f| f.is_empty()).unwrap_or(true)
+    }
+
+    /// One feed that calls them all.
+    pub(crate) fn as_feed(&self) -> PurgeFeed {
+        let feeds = self.clone();
+        Arc::new(move |notice| feeds.feed(notice))
+    }
+}
+
+/// Reads every purge recorded under `key` into `feed`, in a task, retrying a few times.
 fn load_purges(redis: RedisHandle, key: String, feed: PurgeFeed) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
@@ -146,8 +190,18 @@ fn load_purges(redis: RedisHandle, key: String, feed: PurgeFeed) {
     let mut all = Command::new("HGETALL");
     all.arg(key);
     runtime.spawn(async move {
-        let Ok(flat) = redis.query::<Vec<Vec<u8>>>(&all).await else {
-            return;
+        // A failed read is retried (0.1, 0.2, 0.4, 0.8, 1.6 s): purges missed while
+        // disconnected must not stay missed until the next resubscription.
+        let mut pause = std::time::Duration::from_millis(100);
+        let flat = loop {
+            match redis.query::<Vec<Vec<u8>>>(&all).await {
+                Ok(flat) => break flat,
+                Err(_) if pause <= std::time::Duration::from_millis(1600) => {
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(_) => return,
+            }
         };
         for pair in flat.chunks_exact(2) {
             if let Some(notice) = PurgeNotice::parse(&pair[0], &pair[1]) {
@@ -179,12 +233,7 @@ fn parse_spec(spec: &[u8]) -> Option<Arc<[HeaderName]>> {
 /// The field of the variant selected by these values: a hash of them, so request values
 /// of any size make a 34-byte field.
 fn variant_field(keyspace: &Keyspace, values: &[Box<[u8]>]) -> String {
-    let mut all = Vec::new();
-    for value in values {
-        all.extend_from_slice(&u32::try_from(value.len()).unwrap_or(u32::MAX).to_be_bytes());
-        all.extend_from_slice(value);
-    }
-    format!("d{}", keyspace.tag(&all))
+    format!("d{}", keyspace.tag(&crate::vary::encode(values)))
 }
 
 fn found(blob: Option<Vec<u8>>, key: &CacheKey, names: &[HeaderName], now: SystemTime) -> Lookup {
@@ -284,9 +333,9 @@ impl CacheStore for RedisStore {
         })
     }
 
-    fn lease(&self, key: &CacheKey, token: u64, ttl: Duration) -> StoreCall<bool> {
+    fn lease(&self, key: &CacheKey, variant: &[u8], token: u64, ttl: Duration) -> StoreCall<bool> {
         let mut set = Command::new("SET");
-        set.arg(self.lease_key(key))
+        set.arg(self.lease_key(key, variant))
             .arg(token)
             .arg("NX")
             .arg("PX")
@@ -298,9 +347,9 @@ impl CacheStore for RedisStore {
         })
     }
 
-    fn release(&self, key: &CacheKey, token: u64) -> StoreCall<()> {
+    fn release(&self, key: &CacheKey, variant: &[u8], token: u64) -> StoreCall<()> {
         let mut call = RELEASE.call(1);
-        call.key(self.lease_key(key)).arg(token);
+        call.key(self.lease_key(key, variant)).arg(token);
         let redis = self.redis.clone();
         StoreCall::boxed(async move {
             let _: i64 = redis.eval(&call).await?;
@@ -309,21 +358,30 @@ impl CacheStore for RedisStore {
     }
 
     fn listen_for_purges(&self, feed: PurgeFeed) {
-        // The handler holds the handle, not the store: the store holds the listener.
-        let (redis, key) = (self.redis.clone(), self.purges_key());
+        // Every layer built on this store (or a clone of it) hears every purge.
+        self.purge_feeds.add(feed);
+        // The handler holds the handle and the feeds, not the store: the store holds the
+        // listener.
+        let (redis, key, feeds) = (
+            self.redis.clone(),
+            self.purges_key(),
+            self.purge_feeds.clone(),
+        );
         let listener = self.purge_listener.get_or_init(|| {
             FanOut::new(&self.redis, self.channel(), move |event| match event {
                 Event::Message(message) => {
                     if let Some(notice) = PurgeNotice::from_message(message) {
-                        feed(notice);
+                        feeds.feed(notice);
                     }
                 }
                 // Announcements may have been missed: read the records again.
-                Event::Resync => load_purges(redis.clone(), key.clone(), Arc::clone(&feed)),
+                Event::Resync => load_purges(redis.clone(), key.clone(), feeds.as_feed()),
                 _ => {}
             })
         });
         listener.start();
+        // A resubscription may have passed before this feed was added.
+        self.load_purges(self.purge_feeds.as_feed());
     }
 
     fn clear(&self) -> StoreCall<()> {

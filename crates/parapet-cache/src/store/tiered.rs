@@ -1,13 +1,14 @@
 //! Two tiers: this process's memory in front of a Redis shared by every instance.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use http::HeaderMap;
 use parapet_core::fanout::Event;
 use parapet_core::{FanOut, StoreCall};
 
+use super::redis::Feeds;
 use super::{CacheStore, Lookup, MemoryStore, PurgeFeed, PurgeNotice, RedisStore};
 use crate::{CacheKey, StoredResponse};
 
@@ -46,7 +47,7 @@ pub struct TieredStore {
     /// Bumped by every announcement heard: a Redis reply read before one may predate the
     /// removal it announces, and is then not copied into memory.
     heard: Arc<AtomicU64>,
-    purges: Arc<OnceLock<PurgeFeed>>,
+    purges: Feeds,
 }
 
 impl TieredStore {
@@ -54,11 +55,11 @@ impl TieredStore {
     pub fn new(memory: MemoryStore, redis: RedisStore) -> Self {
         let memory = Arc::new(memory);
         let heard = Arc::new(AtomicU64::new(0));
-        let purges: Arc<OnceLock<PurgeFeed>> = Arc::default();
+        let purges = Feeds::default();
         let (tier, count, feed, remote) = (
             Arc::clone(&memory),
             Arc::clone(&heard),
-            Arc::clone(&purges),
+            purges.clone(),
             redis.clone(),
         );
         let changes = FanOut::new(redis.handle(), redis.channel(), move |event| {
@@ -66,9 +67,7 @@ impl TieredStore {
             match event {
                 Event::Message(message) => match PurgeNotice::from_message(message) {
                     Some(notice) => {
-                        if let Some(feed) = feed.get() {
-                            feed(notice);
-                        }
+                        feed.feed(notice);
                     }
                     None => tier.remove_bytes(message),
                 },
@@ -76,8 +75,8 @@ impl TieredStore {
                 // and purges are read again.
                 Event::Resync => {
                     let _ = tier.clear().now_or_later();
-                    if let Some(feed) = feed.get() {
-                        remote.load_purges(Arc::clone(feed));
+                    if !feed.is_empty() {
+                        remote.load_purges(feed.as_feed());
                     }
                 }
                 _ => {}
@@ -193,19 +192,24 @@ impl CacheStore for TieredStore {
         self.redis.announce_purge(notice)
     }
 
-    fn lease(&self, key: &CacheKey, token: u64, ttl: std::time::Duration) -> StoreCall<bool> {
-        self.redis.lease(key, token, ttl)
+    fn lease(
+        &self,
+        key: &CacheKey,
+        variant: &[u8],
+        token: u64,
+        ttl: std::time::Duration,
+    ) -> StoreCall<bool> {
+        self.redis.lease(key, variant, token, ttl)
     }
 
-    fn release(&self, key: &CacheKey, token: u64) -> StoreCall<()> {
-        self.redis.release(key, token)
+    fn release(&self, key: &CacheKey, variant: &[u8], token: u64) -> StoreCall<()> {
+        self.redis.release(key, variant, token)
     }
 
     fn listen_for_purges(&self, feed: PurgeFeed) {
-        if self.purges.set(Arc::clone(&feed)).is_ok() {
-            // The first resubscription may have passed already: read the records now.
-            self.redis.load_purges(feed);
-        }
+        self.purges.add(Arc::clone(&feed));
+        // The first resubscription may have passed already: read the records now.
+        self.redis.load_purges(feed);
     }
 }
 
