@@ -170,14 +170,17 @@ pub(crate) fn fast_hit<ReqBody, B>(shared: &Shared, request: &Request<ReqBody>) 
     let Ok(Ok(Lookup::Hit(stored))) = shared.store.lookup(&key, headers, now).now_or_later() else {
         return None;
     };
-    let age = stored.age(now);
-    if age >= stored.lifetime || stored.rules.no_cache || shared.purges.check(&stored).is_some() {
+    if !usable(shared, &stored, now) {
         return None;
     }
-    shared.counter(|c| &c.hits);
-    metrics::request("hit");
-    let status = CacheStatus::hit(ttl(&stored, stored.lifetime, now));
-    Some(from_store(&stored, headers, request.method(), now, status))
+    Some(fresh_hit(
+        shared,
+        &stored,
+        headers,
+        request.method(),
+        now,
+        false,
+    ))
 }
 
 /// Serves a `GET` or `HEAD`.
@@ -285,15 +288,7 @@ where
             || matches!(request_cc.min_fresh, Delta::Seconds(min) if remaining < min));
     let method = request.method().clone();
     if fresh && !requested && !stored.rules.no_cache {
-        shared.counter(|c| &c.hits);
-        metrics::request("hit");
-        let response = from_store(
-            &stored,
-            request.headers(),
-            &method,
-            now,
-            CacheStatus::hit(ttl),
-        );
+        let response = fresh_hit(&shared, &stored, request.headers(), &method, now, false);
         if shared.refreshes_early(&stored, age) {
             crate::refresh::spawn(&shared, inner, request, &stored);
         }
@@ -513,7 +508,6 @@ pub(crate) async fn refreshed(
     never.push(http::header::SET_COOKIE);
     let mut headers = updated(&stored.headers, not_modified, &never);
     let targeted = strip_own_fields(shared, &mut headers);
-    let override_ttl = None;
     let plan = shared
         .plan(
             &Method::GET,
@@ -522,7 +516,7 @@ pub(crate) async fn refreshed(
             &headers,
             targeted,
             received,
-            override_ttl,
+            None,
         )
         .ok()?;
     for name in &plan.strip {
@@ -599,11 +593,8 @@ async fn board<B>(
                     && usable(shared, &stored, now)
                 {
                     guard.stored(Arc::clone(&stored));
-                    shared.counter(|c| &c.hits);
-                    metrics::request("hit");
-                    let status = CacheStatus::hit(ttl(&stored, stored.lifetime, now));
-                    return Boarding::Served(Box::new(from_store(
-                        &stored, headers, method, now, status,
+                    return Boarding::Served(Box::new(fresh_hit(
+                        shared, &stored, headers, method, now, false,
                     )));
                 }
                 return lease(shared, key, headers, method, &vary, guard, status).await;
@@ -614,16 +605,8 @@ async fn board<B>(
                     // The leader's response as stored: served if this request's
                     // Vary-named fields select it, exactly as a lookup would.
                     if stored.matches(headers) && usable(shared, &stored, now) {
-                        shared.counter(|c| &c.collapsed);
-                        shared.counter(|c| &c.hits);
-                        ::metrics::counter!(metrics::COLLAPSED).increment(1);
-                        metrics::request("hit");
-                        let status = CacheStatus {
-                            collapsed: true,
-                            ..CacheStatus::hit(ttl(&stored, stored.lifetime, now))
-                        };
-                        return Boarding::Served(Box::new(from_store(
-                            &stored, headers, method, now, status,
+                        return Boarding::Served(Box::new(fresh_hit(
+                            shared, &stored, headers, method, now, true,
                         )));
                     }
                     if stored.vary == vary {
@@ -683,17 +666,34 @@ async fn lease<B>(
             && usable(shared, &stored, now)
         {
             guard.stored(Arc::clone(&stored));
-            shared.counter(|c| &c.collapsed);
-            shared.counter(|c| &c.hits);
-            metrics::request("hit");
-            let status = CacheStatus {
-                collapsed: true,
-                ..CacheStatus::hit(ttl(&stored, stored.lifetime, now))
-            };
-            return Boarding::Served(Box::new(from_store(&stored, headers, method, now, status)));
+            return Boarding::Served(Box::new(fresh_hit(
+                shared, &stored, headers, method, now, true,
+            )));
         }
     }
     Boarding::Fetch(Some(guard), status.detail("lease-timeout"))
+}
+
+/// A fresh hit, counted: `collapsed` when another request fetched it.
+fn fresh_hit<B>(
+    shared: &Shared,
+    stored: &StoredResponse,
+    headers: &HeaderMap,
+    method: &Method,
+    now: SystemTime,
+    collapsed: bool,
+) -> Out<B> {
+    shared.counter(|c| &c.hits);
+    metrics::request("hit");
+    if collapsed {
+        shared.counter(|c| &c.collapsed);
+        ::metrics::counter!(metrics::COLLAPSED).increment(1);
+    }
+    let status = CacheStatus {
+        collapsed,
+        ..CacheStatus::hit(ttl(stored, stored.lifetime, now))
+    };
+    from_store(stored, headers, method, now, status)
 }
 
 /// Whether a stored response may be served as a fresh hit without more checks.

@@ -135,6 +135,31 @@ impl Shared {
         crate::CacheKey::of(&RequestHead::of(request), &self.query, &self.key_parts)
     }
 
+    /// One store call through the breaker and within the store deadline: its value, or
+    /// `None` when the breaker is open or the call failed (counted and logged).
+    async fn guarded<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        call: impl FnOnce() -> parapet_core::StoreCall<T>,
+    ) -> Option<T> {
+        let micros = self.micros();
+        if !self.breaker.permit(micros).may_call() {
+            self.store_failed(op, "circuit_open", &"circuit open after repeated failures");
+            return None;
+        }
+        match call().within(self.store_timeout).await {
+            Ok(value) => {
+                self.breaker.success();
+                Some(value)
+            }
+            Err(error) => {
+                self.breaker.failure(micros);
+                self.store_failed(op, error.kind(), &error);
+                None
+            }
+        }
+    }
+
     /// The store's answer within its deadline; a failure is a miss, counted and logged.
     pub(crate) async fn lookup(
         &self,
@@ -142,34 +167,9 @@ impl Shared {
         request: &HeaderMap,
         now: SystemTime,
     ) -> Lookup {
-        let micros = self.micros();
-        if !self.breaker.permit(micros).may_call() {
-            self.store_failed(
-                "lookup",
-                "circuit_open",
-                &"circuit open after repeated failures",
-            );
-            return Lookup::Miss;
-        }
-        let call = self.store.lookup(key, request, now);
-        let result = match call.now_or_later() {
-            Ok(result) => result,
-            Err(call) => match tokio::time::timeout(self.store_timeout, call).await {
-                Ok(result) => result,
-                Err(_) => Err(StoreError::Timeout(self.store_timeout)),
-            },
-        };
-        match result {
-            Ok(found) => {
-                self.breaker.success();
-                found
-            }
-            Err(error) => {
-                self.breaker.failure(micros);
-                self.store_failed("lookup", error.kind(), &error);
-                Lookup::Miss
-            }
-        }
+        self.guarded("lookup", || self.store.lookup(key, request, now))
+            .await
+            .unwrap_or(Lookup::Miss)
     }
 
     /// The store call that keeps `response`, or `None` while the breaker is open; its
@@ -186,19 +186,11 @@ impl Shared {
             );
             return None;
         }
-        let call = self.store.put(response, self.max_variants, self.now());
-        Some(match call.now_or_later() {
-            Ok(result) => parapet_core::StoreCall::ready(result),
-            Err(call) => {
-                let limit = self.store_timeout;
-                parapet_core::StoreCall::boxed(async move {
-                    match tokio::time::timeout(limit, call).await {
-                        Ok(result) => result,
-                        Err(_) => Err(StoreError::Timeout(limit)),
-                    }
-                })
-            }
-        })
+        Some(
+            self.store
+                .put(response, self.max_variants, self.now())
+                .within(self.store_timeout),
+        )
     }
 
     pub(crate) fn settle_put(&self, result: Result<(), StoreError>) {
@@ -220,15 +212,7 @@ impl Shared {
     /// deadline; failures are counted, not returned.
     pub(crate) async fn remove(&self, keys: &[crate::CacheKey]) {
         for key in keys {
-            let micros = self.micros();
-            let result = match self.store.remove(key).now_or_later() {
-                Ok(result) => result,
-                Err(call) => match tokio::time::timeout(self.store_timeout, call).await {
-                    Ok(result) => result,
-                    Err(_) => Err(StoreError::Timeout(self.store_timeout)),
-                },
-            };
-            self.settle("remove", result, micros);
+            self.guarded("remove", || self.store.remove(key)).await;
         }
     }
 
@@ -386,29 +370,11 @@ impl Shared {
         variant: &[u8],
         token: u64,
     ) -> bool {
-        let micros = self.micros();
-        if !self.breaker.permit(micros).may_call() {
-            return true;
-        }
-        let call = self.store.lease(key, variant, token, self.leader_timeout);
-        let result = match call.now_or_later() {
-            Ok(result) => result,
-            Err(call) => match tokio::time::timeout(self.store_timeout, call).await {
-                Ok(result) => result,
-                Err(_) => Err(StoreError::Timeout(self.store_timeout)),
-            },
-        };
-        match result {
-            Ok(taken) => {
-                self.breaker.success();
-                taken
-            }
-            Err(error) => {
-                self.breaker.failure(micros);
-                self.store_failed("lease", error.kind(), &error);
-                true
-            }
-        }
+        self.guarded("lease", || {
+            self.store.lease(key, variant, token, self.leader_timeout)
+        })
+        .await
+        .unwrap_or(true)
     }
 
     /// A key used for at most one background refresh at a time: true if this call took it.

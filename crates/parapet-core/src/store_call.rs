@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use crate::StoreError;
 
@@ -30,6 +31,22 @@ impl<T> StoreCall<T> {
     /// An answer still to come.
     pub fn boxed(future: impl Future<Output = Result<T, StoreError>> + Send + 'static) -> Self {
         Self(Kind::Boxed(Box::pin(future)))
+    }
+
+    /// The same call with a deadline: an answer already known stays as it is (no
+    /// allocation); one still to come fails with [`StoreError::Timeout`] past `deadline`.
+    pub fn within(self, deadline: Duration) -> Self
+    where
+        T: Send + 'static,
+    {
+        match self.0 {
+            Kind::Boxed(call) => Self::boxed(async move {
+                tokio::time::timeout(deadline, call)
+                    .await
+                    .unwrap_or(Err(StoreError::Timeout(deadline)))
+            }),
+            ready => Self(ready),
+        }
     }
 
     /// The answer if it is already known, or the call to await.
@@ -67,5 +84,18 @@ impl<T> fmt::Debug for StoreCall<T> {
             Kind::Boxed(_) => "pending",
         };
         f.debug_tuple("StoreCall").field(&kind).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn within_bounds_pending_calls_only() {
+        let ready = StoreCall::ready(Ok(7)).within(Duration::from_millis(1));
+        assert_eq!(ready.now_or_later().unwrap().unwrap(), 7, "still ready");
+        let slow = StoreCall::<u8>::boxed(std::future::pending()).within(Duration::from_millis(5));
+        assert!(matches!(slow.await, Err(StoreError::Timeout(d)) if d == Duration::from_millis(5)));
     }
 }
