@@ -37,7 +37,7 @@ use tower::ServiceBuilder;
 use tower_parapet::cache::{CacheLayer, MemoryStore, RedisStore, TieredStore};
 use tower_parapet::core::RedisHandle;
 
-use harness::{env, load, median, serve};
+use harness::{Paired, client_runtime, env, load, median, only, publish, serve};
 
 const PATH: &str = "/api/products";
 
@@ -204,18 +204,8 @@ fn main() {
         v
     });
     // LOAD_ONLY=substring keeps the baseline and the variants whose name contains it.
-    let only = std::env::var("LOAD_ONLY").unwrap_or_default();
-    let variants: Vec<Variant> = variants
-        .into_iter()
-        .enumerate()
-        .filter(|(i, v)| *i == 0 || v.name.contains(&only))
-        .map(|(_, v)| v)
-        .collect();
-    let client_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let variants = only(variants, |v| v.name);
+    let client_rt = client_runtime();
     for variant in &variants {
         client_rt.block_on(load(PATH, variant.addr, conns, Duration::from_millis(300)));
         // http-cache-tower-server stores in a spawned task after the first response.
@@ -226,15 +216,14 @@ fn main() {
         .map(|v| v.calls.load(Ordering::Relaxed))
         .collect();
     let baseline = variants[0].addr;
-    let mut rps: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
-    let mut ratios: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     let mut commands: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     let per_sec = |(ok, _, _): (u64, u64, u64)| ok as f64 / run.as_secs_f64();
-    for round in 0..rounds {
-        let mut before = per_sec(client_rt.block_on(load(PATH, baseline, conns, run)));
-        rps.entry(0).or_default().push(before);
-        ratios.entry(0).or_default().push(1.0);
-        for (i, variant) in variants.iter().enumerate().skip(1) {
+    let paired = Paired::run(
+        rounds,
+        variants.len(),
+        || per_sec(client_rt.block_on(load(PATH, baseline, conns, run))),
+        |i| {
+            let variant = &variants[i];
             let hmget = redis_server.command_calls("hmget");
             let (ok, limited, other) = client_rt.block_on(load(PATH, variant.addr, conns, run));
             assert_eq!(
@@ -243,13 +232,6 @@ fn main() {
                 "{}: statuses other than 200",
                 variant.name
             );
-            let after = per_sec(client_rt.block_on(load(PATH, baseline, conns, run)));
-            let this = ok as f64 / run.as_secs_f64();
-            rps.entry(i).or_default().push(this);
-            ratios
-                .entry(i)
-                .or_default()
-                .push(this / ((before + after) / 2.0));
             if variant.redis {
                 let calls = redis_server.command_calls("hmget") - hmget;
                 commands
@@ -257,11 +239,9 @@ fn main() {
                     .or_default()
                     .push(calls as f64 / ok as f64);
             }
-            rps.entry(0).or_default().push(after);
-            before = after;
-        }
-        eprintln!("round {}/{rounds} done", round + 1);
-    }
+            ok as f64 / run.as_secs_f64()
+        },
+    );
     for (variant, warm) in variants.iter().zip(warm).skip(1) {
         assert_eq!(
             variant.calls.load(Ordering::Relaxed),
@@ -274,27 +254,21 @@ fn main() {
         "| variant | req/s (median) | × baseline (median of paired ratios) | min–max ratio | Redis commands / request |\n|---|---:|---:|---:|---:|\n",
     );
     for (i, variant) in variants.iter().enumerate() {
-        let r = &ratios[&i];
-        let (lo, hi) = r
-            .iter()
-            .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        let (rps, ratio, lo, hi) = paired.summary(i);
         let cmds = commands
             .get(&i)
             .map_or("–".to_owned(), |c| format!("{:.3}", median(c.clone())));
         report.push_str(&format!(
             "| {} | {:.0} | {:.3} | {:.3}–{:.3} | {} |\n",
-            variant.name,
-            median(rps[&i].clone()),
-            median(r.clone()),
-            lo,
-            hi,
-            cmds
+            variant.name, rps, ratio, lo, hi, cmds
         ));
     }
-    let header = format!(
-        "{rounds} rounds × {secs} s per variant, {conns} keep-alive connections, 1 KiB body, client and server in one process (2 worker threads each) on {} cores\n\n",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+    publish(
+        "target/cache-load-report.md",
+        rounds,
+        secs,
+        conns,
+        "1 KiB body, ",
+        &report,
     );
-    println!("\n{header}{report}");
-    let _ = std::fs::write("target/cache-load-report.md", format!("{header}{report}"));
 }

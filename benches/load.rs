@@ -25,7 +25,7 @@ use tower_governor::governor::GovernorConfigBuilder;
 use tower_parapet::core::RedisHandle;
 use tower_parapet::ratelimit::{HeaderStyle, Quota, RateLimitLayer, RedisStore};
 
-use harness::{env, load, median, serve};
+use harness::{Paired, client_runtime, env, load, median, only, publish, serve};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Path {
@@ -226,51 +226,31 @@ fn main() {
     });
 
     // LOAD_ONLY=substring keeps the baseline and the variants whose name contains it.
-    let only = std::env::var("LOAD_ONLY").unwrap_or_default();
-    let variants: Vec<Variant> = variants
-        .into_iter()
-        .enumerate()
-        .filter(|(i, v)| *i == 0 || v.name.contains(&only))
-        .map(|(_, v)| v)
-        .collect();
-    let client_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let variants = only(variants, |v| &v.name);
+    let client_rt = client_runtime();
     // Warm-up: connections, script load, JIT-free but caches and allocators.
     for variant in &variants {
         client_rt.block_on(load("/", variant.addr, conns, Duration::from_millis(300)));
     }
-    // Paired runs: each variant runs between two baseline runs, and its ratio is to their
-    // mean, so slow drifts of the machine cancel out; rounds repeat the whole sequence.
     let baseline = variants[0].addr;
-    let mut rps: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
-    let mut ratios: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     let mut limited_share: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     let mut calls_per_request: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     let mut redis_cpu: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    limited_share.entry(0).or_default().push(0.0);
     let per_sec = |(ok, limited, _): (u64, u64, u64)| (ok + limited) as f64 / run.as_secs_f64();
-    for round in 0..rounds {
-        let mut before = per_sec(client_rt.block_on(load("/", baseline, conns, run)));
-        rps.entry(0).or_default().push(before);
-        ratios.entry(0).or_default().push(1.0);
-        limited_share.entry(0).or_default().push(0.0);
-        for (i, variant) in variants.iter().enumerate().skip(1) {
+    let paired = Paired::run(
+        rounds,
+        variants.len(),
+        || per_sec(client_rt.block_on(load("/", baseline, conns, run))),
+        |i| {
+            let variant = &variants[i];
             let evalsha = redis_server.command_calls("evalsha");
             let cpu = redis_server.cpu_seconds();
             let (ok, limited, other) = client_rt.block_on(load("/", variant.addr, conns, run));
             let calls = redis_server.command_calls("evalsha") - evalsha;
             let cpu = redis_server.cpu_seconds() - cpu;
-            let after = per_sec(client_rt.block_on(load("/", baseline, conns, run)));
             assert_eq!(other, 0, "{}: unexpected statuses", variant.name);
             let total = ok + limited;
-            let this = total as f64 / run.as_secs_f64();
-            rps.entry(i).or_default().push(this);
-            ratios
-                .entry(i)
-                .or_default()
-                .push(this / ((before + after) / 2.0));
             limited_share
                 .entry(i)
                 .or_default()
@@ -292,20 +272,15 @@ fn main() {
                 Path::Denied => assert!(ok <= 1, "{}: the denied path admitted {ok}", variant.name),
                 Path::Baseline => {}
             }
-            rps.entry(0).or_default().push(after);
-            before = after;
-        }
-        eprintln!("round {}/{rounds} done", round + 1);
-    }
+            total as f64 / run.as_secs_f64()
+        },
+    );
 
     let mut report = String::from(
         "| variant | req/s (median) | × baseline (median of paired ratios) | min–max ratio | 429 share | script calls / request | Redis CPU µs / request |\n|---|---:|---:|---:|---:|---:|---:|\n",
     );
     for (i, variant) in variants.iter().enumerate() {
-        let r = &ratios[&i];
-        let (lo, hi) = r
-            .iter()
-            .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        let (rps, ratio, lo, hi) = paired.summary(i);
         let calls = calls_per_request
             .get(&i)
             .map_or("–".to_owned(), |c| format!("{:.3}", median(c.clone())));
@@ -315,8 +290,8 @@ fn main() {
         report.push_str(&format!(
             "| {} | {:.0} | {:.3} | {:.3}–{:.3} | {:.1}% | {} | {} |\n",
             variant.name,
-            median(rps[&i].clone()),
-            median(r.clone()),
+            rps,
+            ratio,
             lo,
             hi,
             100.0 * median(limited_share[&i].clone()),
@@ -324,10 +299,5 @@ fn main() {
             cpu
         ));
     }
-    let header = format!(
-        "{rounds} rounds × {secs} s per variant, {conns} keep-alive connections, client and server in one process (2 worker threads each) on {} cores\n\n",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
-    println!("\n{header}{report}");
-    let _ = std::fs::write("target/load-report.md", format!("{header}{report}"));
+    publish("target/load-report.md", rounds, secs, conns, "", &report);
 }

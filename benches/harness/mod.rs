@@ -104,3 +104,80 @@ pub fn median(mut values: Vec<f64>) -> f64 {
         (values[n / 2 - 1] + values[n / 2]) / 2.0
     }
 }
+
+/// Keeps the baseline (the first) and the variants whose name contains `LOAD_ONLY`.
+pub fn only<T>(variants: Vec<T>, name: impl Fn(&T) -> &str) -> Vec<T> {
+    let only = std::env::var("LOAD_ONLY").unwrap_or_default();
+    variants
+        .into_iter()
+        .enumerate()
+        .filter(|(i, v)| *i == 0 || name(v).contains(&only))
+        .map(|(_, v)| v)
+        .collect()
+}
+
+/// The runtime the load clients run on: two workers, as the servers have.
+pub fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Throughputs of paired runs: per variant, its req/s and its ratio to the mean of the two
+/// baseline runs around it, one of each per round.
+pub struct Paired {
+    rps: Vec<Vec<f64>>,
+    ratios: Vec<Vec<f64>>,
+}
+
+impl Paired {
+    /// Runs `rounds` rounds of: the baseline, then each variant `1..variants` between two
+    /// baseline runs. `baseline` and `variant(i)` each run once and return req/s, so slow
+    /// drifts of the machine cancel out in the ratios.
+    pub fn run(
+        rounds: usize,
+        variants: usize,
+        mut baseline: impl FnMut() -> f64,
+        mut variant: impl FnMut(usize) -> f64,
+    ) -> Self {
+        let mut rps = vec![Vec::new(); variants];
+        let mut ratios = vec![Vec::new(); variants];
+        for round in 0..rounds {
+            let mut before = baseline();
+            rps[0].push(before);
+            ratios[0].push(1.0);
+            for i in 1..variants {
+                let this = variant(i);
+                let after = baseline();
+                rps[i].push(this);
+                ratios[i].push(this / ((before + after) / 2.0));
+                rps[0].push(after);
+                before = after;
+            }
+            eprintln!("round {}/{rounds} done", round + 1);
+        }
+        Self { rps, ratios }
+    }
+
+    /// Variant `i`'s median req/s, median ratio, and lowest and highest ratio.
+    pub fn summary(&self, i: usize) -> (f64, f64, f64, f64) {
+        let r = &self.ratios[i];
+        let (lo, hi) = r
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        (median(self.rps[i].clone()), median(r.clone()), lo, hi)
+    }
+}
+
+/// Prints the report table under a line saying how it was measured, and writes both to
+/// `path`.
+pub fn publish(path: &str, rounds: usize, secs: u64, conns: u64, what: &str, table: &str) {
+    let header = format!(
+        "{rounds} rounds × {secs} s per variant, {conns} keep-alive connections, {what}client and server in one process (2 worker threads each) on {} cores\n\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!("\n{header}{table}");
+    let _ = std::fs::write(path, format!("{header}{table}"));
+}
