@@ -120,19 +120,29 @@ async fn instances_share_responses_and_invalidations() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_misses_on_four_instances_make_at_most_one_call_each() {
+    let origin = four_instances_one_cold_key("stampede", false).await;
+    assert!(origin.calls() <= 4, "{} origin calls", origin.calls());
+}
+
+/// Four instances on the shared Redis under `prefix` (with the fetch lease or not), and
+/// 2,000 concurrent requests for one cold key spread over them; the origin they hit.
+async fn four_instances_one_cold_key(prefix: &str, lease: bool) -> Origin {
     let origin = Origin::new();
     origin.answer(200, &[("cache-control", "public, max-age=60")], "cold");
     origin.slow(Duration::from_millis(300));
-    let prefix = KeyPrefix::new("stampede").unwrap();
+    let prefix = KeyPrefix::new(prefix).unwrap();
     let mut instances = Vec::new();
     for _ in 0..4 {
-        // Long deadlines: a store timeout is a miss (documented), not what this test is about.
-        let layer = CacheLayer::builder()
+        // Long deadlines: a loaded test machine must not trip the documented slow-store
+        // fallbacks (a timeout is a miss, a slow store grants the lease); these tests are
+        // about collapsing.
+        let mut builder = CacheLayer::builder()
             .store(patient_store(&prefix).await)
-            .store_timeout(Duration::from_secs(2))
-            .build()
-            .unwrap();
-        instances.push(common::cache_over(&origin, layer).0);
+            .store_timeout(Duration::from_secs(2));
+        if lease {
+            builder = builder.distributed_lease(Duration::from_secs(2));
+        }
+        instances.push(common::cache_over(&origin, builder.build().unwrap()).0);
     }
     let tasks: Vec<_> = (0..2_000)
         .map(|i| {
@@ -143,7 +153,7 @@ async fn concurrent_misses_on_four_instances_make_at_most_one_call_each() {
     for task in tasks {
         assert_eq!(task.await.unwrap().body, "cold");
     }
-    assert!(origin.calls() <= 4, "{} origin calls", origin.calls());
+    origin
 }
 
 #[tokio::test]
@@ -362,35 +372,12 @@ async fn purges_reach_every_instance_and_late_joiners() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_lease_four_instances_make_at_most_two_calls() {
-    let origin = Origin::new();
-    origin.answer(200, &[("cache-control", "public, max-age=60")], "cold");
-    origin.slow(Duration::from_millis(300));
-    let prefix = KeyPrefix::new("leased").unwrap();
-    let mut instances = Vec::new();
-    for _ in 0..4 {
-        // Deadlines long enough that a loaded test machine does not trip the documented
-        // fallback (a slow store grants the lease): this test is about the lease itself.
-        let layer = CacheLayer::builder()
-            .store(patient_store(&prefix).await)
-            .store_timeout(Duration::from_secs(2))
-            .distributed_lease(Duration::from_secs(2))
-            .build()
-            .unwrap();
-        instances.push(common::cache_over(&origin, layer).0);
-    }
-    let tasks: Vec<_> = (0..2_000)
-        .map(|i| {
-            let svc = instances[i % 4].clone();
-            tokio::spawn(async move { fetch(&svc, "http://a.example/cold").await })
-        })
-        .collect();
-    for task in tasks {
-        assert_eq!(task.await.unwrap().body, "cold");
-    }
+    let origin = four_instances_one_cold_key("leased", true).await;
     assert!(origin.calls() <= 2, "{} origin calls", origin.calls());
-    // The lease was given back when its holder's fetch ended.
-    let leases = common::server().command(&["KEYS", "leased:cache:*:lease"]);
-    assert!(leases.lines().all(|l| !l.contains(":lease")), "{leases}");
+    // The lease was given back when its holder's fetch ended (the pattern matches the
+    // per-variant lease keys, `…:lease-<digest>`).
+    let leases = common::server().command(&["KEYS", "leased:cache:*:lease-*"]);
+    assert!(leases.lines().all(|l| !l.contains(":lease-")), "{leases}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
