@@ -47,13 +47,9 @@ fn weak_match_any(list: &str, etag: &str) -> bool {
             .any(|tag| opaque(tag).as_deref() == Some(&*stored))
 }
 
+/// The one valid HTTP-date of field `name`, if it has exactly one.
 fn single_date(headers: &HeaderMap, name: &HeaderName) -> Option<SystemTime> {
-    let mut lines = headers.get_all(name).iter();
-    let first = lines.next()?;
-    if lines.next().is_some() {
-        return None;
-    }
-    httpdate::parse_http_date(first.to_str().ok()?.trim()).ok()
+    crate::policy::single_date(headers, name).flatten()
 }
 
 /// The fields a `304` carries (RFC 9110 §15.4.5): those a `200` would have had among

@@ -25,6 +25,22 @@ use crate::{CacheKey, CacheOverride, CaptureBody, StoredResponse, metrics};
 
 pub(crate) type Out<B> = Response<ResponseBody<CaptureBody<B>>>;
 
+/// The inner service as the flow calls it: from any task, moved into background refreshes.
+pub(crate) trait Origin<ReqBody, B>:
+    Service<Request<ReqBody>, Response = Response<B>, Future: Send, Error: Send + 'static>
+    + Send
+    + 'static
+{
+}
+
+impl<T, ReqBody, B> Origin<ReqBody, B> for T
+where
+    T: Service<Request<ReqBody>, Response = Response<B>> + Send + 'static,
+    T::Future: Send,
+    T::Error: Send + 'static,
+{
+}
+
 /// Adds this cache's `Cache-Status` member after any from caches nearer the origin.
 fn mark(headers: &mut HeaderMap, status: CacheStatus) {
     headers.append(crate::CACHE_STATUS, status.to_header());
@@ -190,9 +206,7 @@ pub(crate) async fn serve<S, ReqBody, B>(
     request: Request<ReqBody>,
 ) -> Result<Out<B>, S::Error>
 where
-    S: Service<Request<ReqBody>, Response = Response<B>> + Send + 'static,
-    S::Future: Send,
-    S::Error: Send + 'static,
+    S: Origin<ReqBody, B>,
     ReqBody: Send + 'static,
     B: Body<Data = Bytes> + Send + 'static,
 {
@@ -209,54 +223,23 @@ where
     };
     let now = shared.now();
     let request_cc = CacheControl::from_headers(request.headers());
-    match shared.lookup(&key, request.headers(), now).await {
+    let (fwd, vary) = match shared.lookup(&key, request.headers(), now).await {
         Lookup::Hit(stored) => match shared.purges.check(&stored) {
-            Some(Purged::Hard) => {
-                miss(
-                    shared,
-                    inner,
-                    request,
-                    key,
-                    &request_cc,
-                    Forward::UriMiss,
-                    Vec::new(),
-                )
-                .await
-            }
+            Some(Purged::Hard) => (Forward::UriMiss, Vec::new()),
             soft => {
+                // A soft purge makes the stored response stale: revalidated before reuse.
                 let fresh_for = if soft.is_some() {
                     Duration::ZERO
                 } else {
                     stored.lifetime
                 };
-                reuse(shared, inner, request, stored, fresh_for, &request_cc, now).await
+                return reuse(shared, inner, request, stored, fresh_for, &request_cc, now).await;
             }
         },
-        Lookup::VaryMiss(fields) => {
-            miss(
-                shared,
-                inner,
-                request,
-                key,
-                &request_cc,
-                Forward::VaryMiss,
-                fields,
-            )
-            .await
-        }
-        Lookup::Miss => {
-            miss(
-                shared,
-                inner,
-                request,
-                key,
-                &request_cc,
-                Forward::UriMiss,
-                Vec::new(),
-            )
-            .await
-        }
-    }
+        Lookup::VaryMiss(fields) => (Forward::VaryMiss, fields),
+        Lookup::Miss => (Forward::UriMiss, Vec::new()),
+    };
+    miss(shared, inner, request, key, &request_cc, fwd, vary).await
 }
 
 /// A stored response exists: serve it fresh or stale, or revalidate it (§4.2, §4.3).
@@ -270,9 +253,7 @@ async fn reuse<S, ReqBody, B>(
     now: SystemTime,
 ) -> Result<Out<B>, S::Error>
 where
-    S: Service<Request<ReqBody>, Response = Response<B>> + Send + 'static,
-    S::Future: Send,
-    S::Error: Send + 'static,
+    S: Origin<ReqBody, B>,
     ReqBody: Send + 'static,
     B: Body<Data = Bytes> + Send + 'static,
 {
@@ -384,9 +365,7 @@ async fn revalidate<S, ReqBody, B>(
     guard: Option<LeaderGuard>,
 ) -> Result<Out<B>, S::Error>
 where
-    S: Service<Request<ReqBody>, Response = Response<B>> + Send + 'static,
-    S::Future: Send,
-    S::Error: Send + 'static,
+    S: Origin<ReqBody, B>,
     ReqBody: Send + 'static,
     B: Body<Data = Bytes> + Send + 'static,
 {
@@ -714,9 +693,7 @@ async fn miss<S, ReqBody, B>(
     vary: Vec<http::HeaderName>,
 ) -> Result<Out<B>, S::Error>
 where
-    S: Service<Request<ReqBody>, Response = Response<B>> + Send + 'static,
-    S::Future: Send,
-    S::Error: Send + 'static,
+    S: Origin<ReqBody, B>,
     ReqBody: Send + 'static,
     B: Body<Data = Bytes> + Send + 'static,
 {

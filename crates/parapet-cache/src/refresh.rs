@@ -4,14 +4,13 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{Request, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
-use tower_service::Service;
 
 use crate::StoredResponse;
 use crate::conditional::validates;
-use crate::flow::{refreshed, set_validators, store_or_pass};
+use crate::flow::{Origin, refreshed, set_validators, store_or_pass};
 use crate::shared::Shared;
 use crate::status::{CacheStatus, Forward};
 
@@ -24,9 +23,7 @@ pub(crate) fn spawn<S, ReqBody, B>(
     mut request: Request<ReqBody>,
     stored: &Arc<StoredResponse>,
 ) where
-    S: Service<Request<ReqBody>, Response = Response<B>> + Send + 'static,
-    S::Future: Send,
-    S::Error: Send + 'static,
+    S: Origin<ReqBody, B>,
     ReqBody: Send + 'static,
     B: Body<Data = Bytes> + Send + 'static,
 {

@@ -99,7 +99,7 @@ const MAX_LIFETIME: Duration = Duration::from_secs(1 << 31);
 
 /// The one HTTP-date of field `name`: `None` when absent, `Some(None)` when it is not
 /// exactly one valid date.
-fn single_date(headers: &HeaderMap, name: &HeaderName) -> Option<Option<SystemTime>> {
+pub(crate) fn single_date(headers: &HeaderMap, name: &HeaderName) -> Option<Option<SystemTime>> {
     let mut lines = headers.get_all(name).iter();
     let first = lines.next()?;
     if lines.next().is_some() {

@@ -7,5 +7,6 @@ mod freshness;
 mod storability;
 
 pub use cache_control::{CacheControl, Delta, Fields};
+pub(crate) use freshness::single_date;
 pub use freshness::{Heuristic, current_age, freshness_lifetime, is_heuristically_cacheable};
 pub use storability::{NotStored, storability};
