@@ -172,13 +172,14 @@ fn gateway_timeout<B>(status: CacheStatus) -> Out<B> {
 /// plain request (no bypass, no `Cache-Control` of its own) for a fresh, reusable response.
 /// `None`: take the full path.
 pub(crate) fn fast_hit<ReqBody, B>(shared: &Shared, request: &Request<ReqBody>) -> Option<Out<B>> {
+    // Checked first, so a remote store pays nothing here. XFetch needs the inner service
+    // for its refreshes: the general path.
+    if !shared.store.is_in_process() || shared.early_refresh > 0.0 {
+        return None;
+    }
     let headers = request.headers();
     if headers.contains_key(http::header::CACHE_CONTROL) || shared.bypass_reason(request).is_some()
     {
-        return None;
-    }
-    // XFetch needs the inner service for its refreshes: the general path.
-    if !shared.store.is_in_process() || shared.early_refresh > 0.0 {
         return None;
     }
     let key = shared.key_of(request)?;
