@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | [`ratelimit`] (feature `ratelimit`, default) | rate-limit layer: GCRA, several policies per request, memory or Redis | available |
 //! | [`cache`] (feature `cache`, default) | response-cache layer: an RFC 9111 shared cache, memory or Redis | available |
-//! | `session` | session layer and extractor | planned |
+//! | [`session`] (feature `session`, default) | session layer and extractor: field-by-field writes, per-user index, memory or Redis | available |
 //! | `jwt` | JWT layer with a revocation store | planned |
 //!
 //! [`core`] holds what they share: the Redis handle, store errors, the on-store-error policy.
@@ -23,6 +23,8 @@ pub use parapet_cache as cache;
 pub use parapet_core as core;
 #[cfg(feature = "ratelimit")]
 pub use parapet_ratelimit as ratelimit;
+#[cfg(feature = "session")]
+pub use parapet_session as session;
 
 /// The README's examples, compiled and run as doc tests.
 #[doc = include_str!("../README.md")]

@@ -265,6 +265,13 @@ impl<V: Expiring> Shard<V> {
         self.map.get(&key).filter(|v| v.expires() > now)
     }
 
+    /// The live value of `key`, to change in place: `None` when absent or expired at `now`.
+    /// A change that moves the expiry earlier is fine: the entry is then swept a little
+    /// later than it could be, and [`get`](Self::get) hides it from its expiry on.
+    pub fn get_mut(&mut self, key: u64, now: i64) -> Option<&mut V> {
+        self.map.get_mut(&key).filter(|v| v.expires() > now)
+    }
+
     /// Makes room for `new` more entries: sweeps expired ones, then evicts or refuses per the
     /// table's policy. After `Ok(evicted)`, `new` inserts of keys without a slot fit, so the
     /// writes of one decision are all made or, on `Err`, none.
@@ -328,6 +335,11 @@ impl<V: Expiring> Shard<V> {
     /// Removes `key`.
     pub fn remove(&mut self, key: u64) {
         self.map.remove(&key);
+    }
+
+    /// Removes `key` and returns its value, expired or not.
+    pub fn take(&mut self, key: u64) -> Option<V> {
+        self.map.remove(&key)
     }
 
     fn sweep(&mut self, now: i64) {

@@ -1,0 +1,602 @@
+//! Sessions in this process.
+
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use parapet_core::table::{Expiring, Table, WhenFull};
+use parapet_core::{Clock, StoreCall, StoreError, SystemClock};
+
+use super::{Changes, Created, Incremented, Loaded, NewSession, Revoke, Saved, SessionStore};
+use crate::{OverLimit, SessionInfo, SessionKey, SessionRules};
+
+/// Sessions in this process: for one instance, tests and development.
+///
+/// Bounded: at most [`capacity`](Self::capacity) sessions (100,000 by default), each at
+/// most [`max_session_bytes`](crate::SessionLayerBuilder::max_session_bytes) of data, so
+/// the worst case is about `capacity × (max_session_bytes + 300)` bytes. Expired sessions
+/// are swept by the table as it is used. When full of live sessions, new sessions are
+/// refused ([`StoreError::CapacityExceeded`], a 503) rather than logging users out; set
+/// [`when_full`](Self::when_full) to evict those nearest to expiry instead.
+///
+/// Every operation is atomic: reads and single-session writes lock one shard; creating,
+/// rotating, deleting and revoking (which touch a user's index too) hold the store's
+/// write lock, which a login rate never makes contended.
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sessions: Table<Record>,
+    users: Table<Index>,
+    /// Held for reading by single-session operations, for writing by those that touch an
+    /// index and several sessions, so no two shard locks are ever held together.
+    order: RwLock<()>,
+    clock: Arc<dyn Clock>,
+    /// Wall time (ms since the epoch) and clock time (µs) when the store was made.
+    wall_origin_ms: u64,
+    clock_origin_us: u64,
+}
+
+enum Record {
+    Live(Box<Live>),
+    /// A rotated id, pointing at its new key until the grace window ends.
+    Alias {
+        key: SessionKey,
+        to: SessionKey,
+        until: i64,
+    },
+}
+
+struct Live {
+    key: SessionKey,
+    fields: Vec<(String, Bytes)>,
+    bytes: usize,
+    user: Option<String>,
+    created: i64,
+    rotated: i64,
+    seen: i64,
+    absolute: i64,
+    expires: i64,
+    ip: Option<String>,
+    user_agent: Option<String>,
+}
+
+struct Index {
+    group: [u8; 16],
+    /// Id digest and absolute expiry of each session, in creation order.
+    members: Vec<([u8; 16], i64)>,
+    expires: i64,
+}
+
+impl Expiring for Record {
+    fn expires(&self) -> i64 {
+        match self {
+            Record::Live(live) => live.expires,
+            Record::Alias { until, .. } => *until,
+        }
+    }
+}
+
+impl Expiring for Index {
+    fn expires(&self) -> i64 {
+        self.expires
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// A store of at most 100,000 sessions on the system clock.
+    pub fn new() -> Self {
+        Self::build(100_000, WhenFull::Refuse, Arc::new(SystemClock))
+    }
+
+    /// At most `capacity` sessions (and as many user indexes).
+    #[must_use]
+    pub fn capacity(self, capacity: usize) -> Self {
+        let when_full = self.inner.sessions.when_full();
+        Self::build(capacity, when_full, Arc::clone(&self.inner.clock))
+    }
+
+    /// What a store full of live sessions does with a new one: refuse it (default) or
+    /// evict those nearest to expiry.
+    #[must_use]
+    pub fn when_full(self, when_full: WhenFull) -> Self {
+        let capacity = self.inner.sessions.capacity();
+        Self::build(capacity, when_full, Arc::clone(&self.inner.clock))
+    }
+
+    /// Takes time from `clock` (a [`ManualClock`](parapet_core::ManualClock) in tests).
+    #[must_use]
+    pub fn clock(self, clock: impl Clock) -> Self {
+        let capacity = self.inner.sessions.capacity();
+        let when_full = self.inner.sessions.when_full();
+        Self::build(capacity, when_full, Arc::new(clock))
+    }
+
+    /// Sessions stored now, expired ones included until swept.
+    pub fn len(&self) -> usize {
+        self.inner.sessions.len()
+    }
+
+    /// True when no session is stored.
+    pub fn is_empty(&self) -> bool {
+        self.inner.sessions.is_empty()
+    }
+
+    fn build(capacity: usize, when_full: WhenFull, clock: Arc<dyn Clock>) -> Self {
+        let wall_origin_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let clock_origin_us = clock.now_micros();
+        Self {
+            inner: Arc::new(Inner {
+                sessions: Table::new(capacity, when_full),
+                users: Table::new(capacity, when_full),
+                order: RwLock::new(()),
+                clock,
+                wall_origin_ms,
+                clock_origin_us,
+            }),
+        }
+    }
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+fn full() -> StoreError {
+    StoreError::CapacityExceeded("session store")
+}
+
+impl Inner {
+    fn now(&self) -> i64 {
+        i64::try_from(self.clock.now_micros()).unwrap_or(i64::MAX)
+    }
+
+    fn wall(&self, t: i64) -> SystemTime {
+        let since = u64::try_from(t)
+            .unwrap_or(0)
+            .saturating_sub(self.clock_origin_us);
+        UNIX_EPOCH + Duration::from_millis(self.wall_origin_ms) + Duration::from_micros(since)
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, ()> {
+        self.order
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, ()> {
+        self.order
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn slot(&self, key: &SessionKey) -> u64 {
+        self.sessions.hash(&key.to_bytes())
+    }
+
+    /// Runs `f` on the live session at `key` (not an alias); `None` when there is none.
+    fn with_live<T>(
+        &self,
+        key: &SessionKey,
+        now: i64,
+        f: impl FnOnce(&mut Live) -> T,
+    ) -> Option<T> {
+        let h = self.slot(key);
+        let mut shard = self.sessions.shard(h);
+        match shard.get_mut(h, now) {
+            Some(Record::Live(live)) if live.key == *key => Some(f(live)),
+            _ => None,
+        }
+    }
+
+    fn remove_session(&self, key: &SessionKey, now: i64) -> Option<Box<Live>> {
+        let h = self.slot(key);
+        let mut shard = self.sessions.shard(h);
+        let ours = match shard.get(h, now) {
+            Some(Record::Live(live)) => live.key == *key,
+            Some(Record::Alias { key: k, .. }) => *k == *key,
+            None => false,
+        };
+        if !ours {
+            return None;
+        }
+        match shard.take(h) {
+            Some(Record::Live(live)) => Some(live),
+            _ => None,
+        }
+    }
+
+    fn is_live(&self, key: &SessionKey, now: i64) -> bool {
+        self.with_live(key, now, |_| ()).is_some()
+    }
+
+    /// The members of the index of `group`.
+    fn members(&self, group: &[u8; 16], now: i64) -> Vec<([u8; 16], i64)> {
+        let h = self.users.hash(group);
+        let shard = self.users.shard(h);
+        match shard.get(h, now) {
+            Some(index) if index.group == *group => index.members.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The members of `group` whose session is live.
+    fn live_members(
+        &self,
+        group: &[u8; 16],
+        members: Vec<([u8; 16], i64)>,
+        now: i64,
+    ) -> Vec<([u8; 16], i64)> {
+        members
+            .into_iter()
+            .filter(|(id, _)| self.is_live(&SessionKey::new(*group, *id), now))
+            .collect()
+    }
+
+    /// The index of `group` with its dead members dropped.
+    fn prune(&self, group: &[u8; 16], now: i64) -> Vec<([u8; 16], i64)> {
+        self.live_members(group, self.members(group, now), now)
+    }
+
+    fn set_index(
+        &self,
+        group: &[u8; 16],
+        members: Vec<([u8; 16], i64)>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let h = self.users.hash(group);
+        let mut shard = self.users.shard(h);
+        match members.iter().map(|(_, abs)| *abs).max() {
+            None => shard.remove(h),
+            // A colliding index of another user (2⁻⁶⁴, keyed hash) is replaced: that user's
+            // sessions live on, unlisted.
+            Some(expires) => {
+                let index = Index {
+                    group: *group,
+                    members,
+                    expires,
+                };
+                shard.insert(h, index, now).map_err(|_| full())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies `changes` to `fields`, or says it would exceed `max` bytes (then nothing changed).
+fn apply(live: &mut Live, changes: &Changes, max: usize) -> bool {
+    let mut bytes = if changes.clear { 0 } else { live.bytes };
+    for (name, value) in &changes.set {
+        if !changes.clear
+            && let Some((k, v)) = live.fields.iter().find(|(k, _)| k == name)
+        {
+            bytes -= k.len() + v.len();
+        }
+        bytes += name.len() + value.len();
+    }
+    for name in &changes.remove {
+        if !changes.clear
+            && !changes.set.iter().any(|(k, _)| k == name)
+            && let Some((k, v)) = live.fields.iter().find(|(k, _)| k == name)
+        {
+            bytes -= k.len() + v.len();
+        }
+    }
+    if bytes > max {
+        return false;
+    }
+    if changes.clear {
+        live.fields.clear();
+    }
+    for (name, value) in &changes.set {
+        match live.fields.iter_mut().find(|(k, _)| k == name) {
+            Some(slot) => slot.1 = value.clone(),
+            None => live.fields.push((name.clone(), value.clone())),
+        }
+    }
+    live.fields.retain(|(k, _)| !changes.remove.contains(k));
+    live.bytes = bytes;
+    true
+}
+
+fn touch(live: &mut Live, now: i64, rules: &SessionRules) {
+    live.seen = now;
+    live.expires = now
+        .saturating_add(micros(rules.idle_timeout))
+        .min(live.absolute);
+}
+
+impl SessionStore for MemoryStore {
+    fn load(&self, key: &SessionKey, rules: &SessionRules) -> StoreCall<Option<Loaded>> {
+        let inner = &self.inner;
+        let _order = inner.read();
+        let now = inner.now();
+        let h = inner.slot(key);
+        let target = {
+            let shard = inner.sessions.shard(h);
+            match shard.get(h, now) {
+                Some(Record::Alias { key: k, to, .. }) if k == key => *to,
+                _ => *key,
+            }
+        };
+        let touch_after = micros(rules.touch_after);
+        let loaded = inner.with_live(&target, now, |live| {
+            if now - live.seen >= touch_after {
+                touch(live, now, rules);
+            }
+            let mut loaded = Loaded::new(target, inner.wall(live.created));
+            loaded.fields = live.fields.clone();
+            loaded.user = live.user.clone();
+            loaded.rotated = inner.wall(live.rotated);
+            loaded.ip = live.ip.clone();
+            loaded.user_agent = live.user_agent.clone();
+            loaded
+        });
+        StoreCall::ready(Ok(loaded))
+    }
+
+    fn save(&self, key: &SessionKey, changes: &Changes, rules: &SessionRules) -> StoreCall<Saved> {
+        let inner = &self.inner;
+        let _order = inner.read();
+        let now = inner.now();
+        let saved = inner.with_live(key, now, |live| {
+            if !apply(live, changes, rules.max_session_bytes) {
+                return Saved::TooLarge;
+            }
+            touch(live, now, rules);
+            Saved::Done
+        });
+        StoreCall::ready(Ok(saved.unwrap_or(Saved::Gone)))
+    }
+
+    fn create(
+        &self,
+        key: &SessionKey,
+        session: &NewSession,
+        rules: &SessionRules,
+    ) -> StoreCall<Created> {
+        let inner = &self.inner;
+        let _order = inner.write();
+        let now = inner.now();
+        let h = inner.slot(key);
+        if inner.sessions.shard(h).get(h, now).is_some() {
+            return StoreCall::ready(Ok(Created::Collision));
+        }
+        let bytes = session.changes.set_bytes();
+        if bytes > rules.max_session_bytes {
+            return StoreCall::ready(Ok(Created::TooLarge));
+        }
+        let absolute = now.saturating_add(micros(rules.absolute_timeout));
+        let mut evicted = 0;
+        let mut members = Vec::new();
+        if session.user.is_some() {
+            members = inner.prune(key.group(), now);
+            if let Some((limit, policy)) = session.limit {
+                while members.len() >= limit as usize && !members.is_empty() {
+                    if policy == OverLimit::RejectNew {
+                        let result = inner.set_index(key.group(), members, now);
+                        return StoreCall::ready(result.map(|()| Created::OverLimit));
+                    }
+                    let (oldest, _) = members.remove(0);
+                    inner.remove_session(&SessionKey::new(*key.group(), oldest), now);
+                    evicted += 1;
+                }
+            }
+        }
+        let live = Live {
+            key: *key,
+            fields: session.changes.set.clone(),
+            bytes,
+            user: session.user.clone(),
+            created: now,
+            rotated: now,
+            seen: now,
+            absolute,
+            expires: now.saturating_add(micros(rules.idle_timeout)).min(absolute),
+            ip: session.ip.clone(),
+            user_agent: session.user_agent.clone(),
+        };
+        if inner
+            .sessions
+            .shard(h)
+            .insert(h, Record::Live(Box::new(live)), now)
+            .is_err()
+        {
+            return StoreCall::ready(Err(full()));
+        }
+        if session.user.is_some() {
+            members.push((*key.id(), absolute));
+            if let Err(e) = inner.set_index(key.group(), members, now) {
+                inner.remove_session(key, now);
+                return StoreCall::ready(Err(e));
+            }
+        }
+        StoreCall::ready(Ok(Created::Done { evicted }))
+    }
+
+    fn rotate(
+        &self,
+        old: &SessionKey,
+        new: &SessionKey,
+        changes: &Changes,
+        grace: Duration,
+        rules: &SessionRules,
+    ) -> StoreCall<Saved> {
+        let inner = &self.inner;
+        let _order = inner.write();
+        let now = inner.now();
+        let hn = inner.slot(new);
+        if inner.sessions.shard(hn).get(hn, now).is_some() {
+            return StoreCall::ready(Ok(Saved::Collision));
+        }
+        let Some(mut live) = inner.remove_session(old, now) else {
+            return StoreCall::ready(Ok(Saved::Gone));
+        };
+        let put_back = |live: Box<Live>| {
+            let h = inner.slot(old);
+            inner.sessions.shard(h).put(h, Record::Live(live));
+        };
+        if !apply(&mut live, changes, rules.max_session_bytes) {
+            put_back(live);
+            return StoreCall::ready(Ok(Saved::TooLarge));
+        }
+        live.key = *new;
+        live.rotated = now;
+        touch(&mut live, now, rules);
+        let expires = live.expires;
+        let has_user = live.user.is_some();
+        if inner
+            .sessions
+            .shard(hn)
+            .insert(hn, Record::Live(live), now)
+            .is_err()
+        {
+            return StoreCall::ready(Err(full()));
+        }
+        if !grace.is_zero() {
+            let h = inner.slot(old);
+            let until = now.saturating_add(micros(grace)).min(expires);
+            let alias = Record::Alias {
+                key: *old,
+                to: *new,
+                until,
+            };
+            // Room was made when the old record was taken out; a failure only shortens the
+            // grace window to nothing.
+            let _ = inner.sessions.shard(h).insert(h, alias, now);
+        }
+        if has_user {
+            let moved = inner
+                .members(old.group(), now)
+                .into_iter()
+                .map(|(id, abs)| {
+                    if id == *old.id() {
+                        (*new.id(), abs)
+                    } else {
+                        (id, abs)
+                    }
+                })
+                .collect();
+            let members = inner.live_members(old.group(), moved, now);
+            let _ = inner.set_index(old.group(), members, now);
+        }
+        StoreCall::ready(Ok(Saved::Done))
+    }
+
+    fn incr(
+        &self,
+        key: &SessionKey,
+        field: &str,
+        by: i64,
+        rules: &SessionRules,
+    ) -> StoreCall<Incremented> {
+        let inner = &self.inner;
+        let _order = inner.read();
+        let now = inner.now();
+        let result = inner.with_live(key, now, |live| {
+            let current = match live.fields.iter().find(|(k, _)| k == field) {
+                None => 0,
+                Some((_, v)) => match std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|s| s.parse::<i64>().ok())
+                {
+                    Some(n) => n,
+                    None => return Incremented::NotAnInteger,
+                },
+            };
+            let Some(next) = current.checked_add(by) else {
+                return Incremented::NotAnInteger;
+            };
+            let mut changes = Changes::default();
+            changes
+                .set
+                .push((field.to_owned(), Bytes::from(next.to_string())));
+            if !apply(live, &changes, rules.max_session_bytes) {
+                return Incremented::TooLarge;
+            }
+            touch(live, now, rules);
+            Incremented::Value(next)
+        });
+        StoreCall::ready(Ok(result.unwrap_or(Incremented::Gone)))
+    }
+
+    fn delete(&self, key: &SessionKey) -> StoreCall<()> {
+        let inner = &self.inner;
+        let _order = inner.write();
+        let now = inner.now();
+        if let Some(live) = inner.remove_session(key, now)
+            && live.user.is_some()
+        {
+            let members = inner.prune(key.group(), now);
+            let _ = inner.set_index(key.group(), members, now);
+        }
+        StoreCall::ready(Ok(()))
+    }
+
+    fn list(&self, group: &[u8; 16]) -> StoreCall<Vec<SessionInfo>> {
+        let inner = &self.inner;
+        let _order = inner.write();
+        let now = inner.now();
+        let members = inner.prune(group, now);
+        let mut out = Vec::with_capacity(members.len());
+        for (id, _) in &members {
+            let key = SessionKey::new(*group, *id);
+            let info = inner.with_live(&key, now, |live| SessionInfo {
+                handle: key.handle(),
+                created: inner.wall(live.created),
+                last_seen: inner.wall(live.seen),
+                expires: inner.wall(live.expires),
+                ip: live.ip.clone(),
+                user_agent: live.user_agent.clone(),
+                current: false,
+            });
+            out.extend(info);
+        }
+        let result = inner.set_index(group, members, now).map(|()| out);
+        StoreCall::ready(result)
+    }
+
+    fn revoke(&self, group: &[u8; 16], which: Revoke) -> StoreCall<u64> {
+        let inner = &self.inner;
+        let _order = inner.write();
+        let now = inner.now();
+        let mut members = inner.prune(group, now);
+        let mut ended = 0;
+        members.retain(|(id, _)| {
+            let end = match which {
+                Revoke::One(one) => *id == one,
+                Revoke::All => true,
+                Revoke::AllExcept(keep) => *id != keep,
+            };
+            if end
+                && inner
+                    .remove_session(&SessionKey::new(*group, *id), now)
+                    .is_some()
+            {
+                ended += 1;
+            }
+            !end
+        });
+        let result = inner.set_index(group, members, now).map(|()| ended);
+        StoreCall::ready(result)
+    }
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("len", &self.inner.sessions.len())
+            .field("capacity", &self.inner.sessions.capacity())
+            .finish()
+    }
+}

@@ -1,0 +1,359 @@
+//! Sessions in Redis (standalone or Cluster), shared by every instance.
+
+use std::sync::LazyLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use parapet_core::{
+    HashTag, KeyPrefix, KeySecret, Keyspace, RedisHandle, Script, ScriptCall, StoreCall, StoreError,
+};
+
+use super::{Changes, Created, Incremented, Loaded, NewSession, Revoke, Saved, SessionStore};
+use crate::session_key::{hex, unhex};
+use crate::session_rules::millis;
+use crate::{OverLimit, SessionInfo, SessionKey, SessionRules};
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_millis(100);
+
+macro_rules! script {
+    ($file:literal) => {
+        LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("scripts/prelude.lua"),
+                include_str!($file)
+            ))
+        })
+    };
+}
+
+static LOAD: LazyLock<Script> = script!("scripts/load.lua");
+static SAVE: LazyLock<Script> = script!("scripts/save.lua");
+static CREATE: LazyLock<Script> = script!("scripts/create.lua");
+static ROTATE: LazyLock<Script> = script!("scripts/rotate.lua");
+static INCR: LazyLock<Script> = script!("scripts/incr.lua");
+static DELETE: LazyLock<Script> = script!("scripts/delete.lua");
+static LIST: LazyLock<Script> = script!("scripts/list.lua");
+static REVOKE: LazyLock<Script> = script!("scripts/revoke.lua");
+
+/// Sessions in Redis, shared by every instance of a service.
+///
+/// - One hash per session, `{prefix}:sess:{group tag}:<digest>`: one field per data field
+///   (so a request writes only the fields it changed), plus metadata. The digest is
+///   SHA-256 of the cookie's secret: a Redis dump holds no usable id.
+/// - One sorted set per user, `{prefix}:sessu:{group tag}:idx`, of the user's sessions
+///   scored by their absolute expiry. A user's sessions share the index's hash tag, so on
+///   Cluster one script limits, lists or revokes them all. Dead members are dropped when
+///   the index is used; the index expires with its longest-lived session.
+/// - Every operation is one `EVALSHA` with Redis `TIME`; every key has a TTL: the idle
+///   expiry, never past the absolute one.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use parapet_core::RedisHandle;
+/// use parapet_session::{RedisStore, SessionLayer};
+///
+/// let redis = RedisHandle::builder("redis://127.0.0.1:6379").build().await?;
+/// let layer = SessionLayer::builder().store(RedisStore::new(redis)?).build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    redis: RedisHandle,
+    keyspace: Keyspace,
+}
+
+impl RedisStore {
+    /// A store on `redis`, with key prefix `parapet` and a deadline per call of 100 ms (or
+    /// the handle's own, if shorter).
+    pub fn new(redis: RedisHandle) -> Result<Self, StoreError> {
+        let timeout = DEFAULT_TIMEOUT.min(redis.timeout());
+        Ok(Self {
+            redis: redis.with_timeout(timeout)?,
+            keyspace: Keyspace::default(),
+        })
+    }
+
+    /// The first part of every key (default `parapet`).
+    #[must_use]
+    pub fn prefix(mut self, prefix: KeyPrefix) -> Self {
+        self.keyspace = self.keyspace.with_prefix(prefix);
+        self
+    }
+
+    /// User groups become HMAC-SHA-256 of the user id under `secret`, so a Redis dump does
+    /// not tell which user a session belongs to by a plain hash of a guessable id.
+    #[must_use]
+    pub fn key_secret(mut self, secret: KeySecret) -> Self {
+        self.keyspace = self.keyspace.with_secret(secret);
+        self
+    }
+
+    /// The deadline of one call (default 100 ms): above zero and at most the handle's own.
+    pub fn timeout(mut self, timeout: Duration) -> Result<Self, StoreError> {
+        self.redis = self.redis.with_timeout(timeout)?;
+        Ok(self)
+    }
+
+    fn session_key(&self, key: &SessionKey) -> String {
+        self.keyspace
+            .key("sess", &HashTag::of(key.group()), &hex(key.id()))
+    }
+
+    /// The prefix of every session key of a group: `{prefix}:sess:{tag}`.
+    fn base(&self, group: &[u8; 16]) -> String {
+        self.keyspace.key("sess", &HashTag::of(group), "")
+    }
+
+    fn index_key(&self, group: &[u8; 16]) -> String {
+        self.keyspace.key("sessu", &HashTag::of(group), "idx")
+    }
+
+    fn eval<T>(&self, call: ScriptCall) -> StoreCall<T>
+    where
+        T: parapet_core::FromReply + Send + 'static,
+    {
+        let redis = self.redis.clone();
+        StoreCall::boxed(async move { redis.eval(&call).await })
+    }
+}
+
+fn push_changes(call: &mut ScriptCall, changes: &Changes) {
+    call.arg(if changes.clear { "1" } else { "0" })
+        .arg(changes.set.len());
+    for (name, value) in &changes.set {
+        call.arg(name.as_str()).arg(value.as_ref());
+    }
+    call.arg(changes.remove.len());
+    for name in &changes.remove {
+        call.arg(name.as_str());
+    }
+}
+
+fn wall(ms: &[u8]) -> SystemTime {
+    let ms = std::str::from_utf8(ms)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(0);
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+fn text(bytes: Vec<u8>) -> Option<String> {
+    (!bytes.is_empty()).then(|| String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Reads the reply of `load.lua`.
+fn loaded(asked: &SessionKey, reply: Option<Vec<Vec<u8>>>) -> Result<Option<Loaded>, StoreError> {
+    let Some(reply) = reply else {
+        return Ok(None);
+    };
+    let mut items = reply.into_iter();
+    let (Some(_now), Some(alias)) = (items.next(), items.next()) else {
+        return Err(StoreError::UnexpectedReply("session load"));
+    };
+    let key = if alias.is_empty() {
+        *asked
+    } else {
+        let to = std::str::from_utf8(&alias).ok().and_then(unhex);
+        SessionKey::new(
+            *asked.group(),
+            to.ok_or(StoreError::UnexpectedReply("session alias"))?,
+        )
+    };
+    let mut out = Loaded::new(key, UNIX_EPOCH);
+    while let (Some(name), Some(value)) = (items.next(), items.next()) {
+        if let Some(data) = name.strip_prefix(b"d:") {
+            out.fields.push((
+                String::from_utf8_lossy(data).into_owned(),
+                Bytes::from(value),
+            ));
+            continue;
+        }
+        match name.as_slice() {
+            b"m:user" => out.user = text(value),
+            b"m:created" => out.created = wall(&value),
+            b"m:rot" => out.rotated = wall(&value),
+            b"m:ip" => out.ip = text(value),
+            b"m:ua" => out.user_agent = text(value),
+            _ => {}
+        }
+    }
+    Ok(Some(out))
+}
+
+impl SessionStore for RedisStore {
+    fn load(&self, key: &SessionKey, rules: &SessionRules) -> StoreCall<Option<Loaded>> {
+        let mut call = LOAD.call(1);
+        call.key(self.session_key(key))
+            .arg(rules.idle_ms())
+            .arg(rules.touch_after_ms());
+        let redis = self.redis.clone();
+        let asked = *key;
+        StoreCall::boxed(async move { loaded(&asked, redis.eval(&call).await?) })
+    }
+
+    fn save(&self, key: &SessionKey, changes: &Changes, rules: &SessionRules) -> StoreCall<Saved> {
+        let mut call = SAVE.call(1);
+        call.key(self.session_key(key))
+            .arg(rules.idle_ms())
+            .arg(rules.max_session_bytes);
+        push_changes(&mut call, changes);
+        let redis = self.redis.clone();
+        StoreCall::boxed(async move {
+            match redis.eval::<i64>(&call).await? {
+                1 => Ok(Saved::Done),
+                0 => Ok(Saved::Gone),
+                2 => Ok(Saved::TooLarge),
+                _ => Err(StoreError::UnexpectedReply("session save")),
+            }
+        })
+    }
+
+    fn create(
+        &self,
+        key: &SessionKey,
+        session: &NewSession,
+        rules: &SessionRules,
+    ) -> StoreCall<Created> {
+        let (limit, policy) = match session.limit {
+            Some((n, OverLimit::RejectNew)) => (n, "reject"),
+            Some((n, _)) => (n, "evict"),
+            None => (0, "evict"),
+        };
+        let mut call = CREATE.call(2);
+        call.key(self.session_key(key))
+            .key(self.index_key(key.group()))
+            .arg(rules.idle_ms())
+            .arg(rules.absolute_ms())
+            .arg(rules.max_session_bytes)
+            .arg(session.user.as_deref().unwrap_or(""))
+            .arg(limit)
+            .arg(policy)
+            .arg(session.ip.as_deref().unwrap_or(""))
+            .arg(session.user_agent.as_deref().unwrap_or(""))
+            .arg(self.base(key.group()));
+        push_changes(&mut call, &session.changes);
+        let redis = self.redis.clone();
+        StoreCall::boxed(async move {
+            match redis.eval::<i64>(&call).await? {
+                n if n >= 0 => Ok(Created::Done {
+                    evicted: u32::try_from(n).unwrap_or(u32::MAX),
+                }),
+                -1 => Ok(Created::TooLarge),
+                -2 => Ok(Created::Collision),
+                -3 => Ok(Created::OverLimit),
+                _ => Err(StoreError::UnexpectedReply("session create")),
+            }
+        })
+    }
+
+    fn rotate(
+        &self,
+        old: &SessionKey,
+        new: &SessionKey,
+        changes: &Changes,
+        grace: Duration,
+        rules: &SessionRules,
+    ) -> StoreCall<Saved> {
+        let mut call = ROTATE.call(3);
+        call.key(self.session_key(old))
+            .key(self.session_key(new))
+            .key(self.index_key(old.group()))
+            .arg(rules.idle_ms())
+            .arg(millis(grace))
+            .arg(rules.max_session_bytes);
+        push_changes(&mut call, changes);
+        let redis = self.redis.clone();
+        StoreCall::boxed(async move {
+            match redis.eval::<i64>(&call).await? {
+                1 => Ok(Saved::Done),
+                0 => Ok(Saved::Gone),
+                2 => Ok(Saved::TooLarge),
+                -2 => Ok(Saved::Collision),
+                _ => Err(StoreError::UnexpectedReply("session rotate")),
+            }
+        })
+    }
+
+    fn incr(
+        &self,
+        key: &SessionKey,
+        field: &str,
+        by: i64,
+        rules: &SessionRules,
+    ) -> StoreCall<Incremented> {
+        let mut call = INCR.call(1);
+        call.key(self.session_key(key))
+            .arg(rules.idle_ms())
+            .arg(rules.max_session_bytes)
+            .arg(field)
+            .arg(by);
+        let redis = self.redis.clone();
+        StoreCall::boxed(async move {
+            let reply: Vec<i64> = redis.eval(&call).await?;
+            match reply.as_slice() {
+                [1, value] => Ok(Incremented::Value(*value)),
+                [0] => Ok(Incremented::Gone),
+                [2] => Ok(Incremented::TooLarge),
+                [3] => Ok(Incremented::NotAnInteger),
+                _ => Err(StoreError::UnexpectedReply("session incr")),
+            }
+        })
+    }
+
+    fn delete(&self, key: &SessionKey) -> StoreCall<()> {
+        let mut call = DELETE.call(2);
+        call.key(self.session_key(key))
+            .key(self.index_key(key.group()));
+        let redis = self.redis.clone();
+        StoreCall::boxed(async move { redis.eval::<i64>(&call).await.map(|_| ()) })
+    }
+
+    fn list(&self, group: &[u8; 16]) -> StoreCall<Vec<SessionInfo>> {
+        let mut call = LIST.call(1);
+        call.key(self.index_key(group)).arg(self.base(group));
+        let redis = self.redis.clone();
+        StoreCall::boxed(async move {
+            let reply: Vec<Vec<u8>> = redis.eval(&call).await?;
+            let mut out = Vec::new();
+            for row in reply.get(1..).unwrap_or_default().chunks_exact(6) {
+                out.push(SessionInfo {
+                    handle: String::from_utf8_lossy(&row[0]).into_owned(),
+                    created: wall(&row[1]),
+                    last_seen: wall(&row[2]),
+                    expires: wall(&row[3]),
+                    ip: text(row[4].clone()),
+                    user_agent: text(row[5].clone()),
+                    current: false,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn revoke(&self, group: &[u8; 16], which: Revoke) -> StoreCall<u64> {
+        let (mode, handle) = match which {
+            Revoke::One(id) => ("one", hex(&id)),
+            Revoke::All => ("all", String::new()),
+            Revoke::AllExcept(id) => ("except", hex(&id)),
+        };
+        let mut call = REVOKE.call(1);
+        call.key(self.index_key(group))
+            .arg(self.base(group))
+            .arg(mode)
+            .arg(handle);
+        self.eval(call)
+    }
+
+    fn user_group(&self, user: &str) -> [u8; 16] {
+        *self.keyspace.tag(user.as_bytes()).as_bytes()
+    }
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("redis", &self.redis)
+            .field("prefix", &self.keyspace.prefix().as_str())
+            .finish()
+    }
+}

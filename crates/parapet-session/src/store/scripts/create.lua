@@ -1,0 +1,46 @@
+-- KEYS[1] session, KEYS[2] its user's index. ARGV: idle ms, absolute ms, max bytes, user
+-- ('' none), limit (0 none), policy ('reject' or 'evict'), ip, user agent, session key
+-- base, changes from 10.
+-- Reply: evicted count (>= 0), -1 too large, -2 key taken, -3 over the limit.
+local now = now_ms()
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return -2
+end
+local absolute = now + tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], 'm:created', now, 'm:rot', now, 'm:seen', now, 'm:abs', absolute,
+  'm:bytes', 0)
+if not apply(KEYS[1], 10, tonumber(ARGV[3])) then
+  redis.call('DEL', KEYS[1])
+  return -1
+end
+local user = ARGV[4]
+local evicted = 0
+if user ~= '' then
+  redis.call('HSET', KEYS[1], 'm:user', user)
+  local base = ARGV[9]
+  prune(KEYS[2], base, now)
+  local limit = tonumber(ARGV[5])
+  if limit > 0 then
+    while redis.call('ZCARD', KEYS[2]) >= limit do
+      if ARGV[6] == 'reject' then
+        redis.call('DEL', KEYS[1])
+        return -3
+      end
+      -- Lowest score = earliest absolute expiry = created first.
+      local oldest = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+      redis.call('DEL', base .. ':' .. oldest)
+      redis.call('ZREM', KEYS[2], oldest)
+      evicted = evicted + 1
+    end
+  end
+  redis.call('ZADD', KEYS[2], absolute, string.sub(KEYS[1], -32))
+  extend(KEYS[2], absolute, now)
+end
+if ARGV[7] ~= '' then
+  redis.call('HSET', KEYS[1], 'm:ip', ARGV[7])
+end
+if ARGV[8] ~= '' then
+  redis.call('HSET', KEYS[1], 'm:ua', ARGV[8])
+end
+redis.call('PEXPIREAT', KEYS[1], math.min(now + tonumber(ARGV[1]), absolute))
+return evicted
