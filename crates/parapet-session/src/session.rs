@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderValue;
@@ -84,7 +84,8 @@ enum Record {
 struct Data {
     fields: HashMap<String, Bytes>,
     user: Option<String>,
-    rotated: SystemTime,
+    /// How long ago the id was issued, by the store's clock, when it was read.
+    age: Duration,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -282,7 +283,7 @@ impl Session {
         state.record = Record::Present(Data {
             fields: carried,
             user: Some(user.to_owned()),
-            rotated: SystemTime::now(),
+            age: Duration::ZERO,
         });
         state.changes.clear();
         state.clear = false;
@@ -294,8 +295,13 @@ impl Session {
     /// privilege change (a role granted, a password changed). No-op without a session.
     pub async fn rotate(&self) -> Result<(), SessionError> {
         let mut state = self.loaded().await?;
-        self.move_to_new_id(&mut state, Duration::ZERO, "privilege")
-            .await
+        let result = self
+            .move_to_new_id(&mut state, Duration::ZERO, "privilege")
+            .await;
+        if let Err(SessionError::Gone) = result {
+            return Err(state.ended());
+        }
+        result
     }
 
     /// Ends the session at once (logout): its record is deleted and the cookie removed.
@@ -368,21 +374,22 @@ impl Session {
         let pending = !state.changes.is_empty() || state.clear;
         let due = match (&state.record, shared.rotate_every) {
             (Record::Present(data), Some(every)) => {
-                write
-                    && data.user.is_some()
-                    && SystemTime::now()
-                        .duration_since(data.rotated)
-                        .is_ok_and(|age| age >= every)
+                write && data.user.is_some() && data.age >= every
             }
             _ => false,
         };
-        let result = if due {
-            self.move_to_new_id(&mut state, shared.rotation_grace, "periodic")
+        let result = match due {
+            // A concurrent request of the same session may have rotated it first (its old
+            // id is then an alias): this one's writes follow it, without a second rotation.
+            true => match self
+                .move_to_new_id(&mut state, shared.rotation_grace, "periodic")
                 .await
-        } else if pending {
-            self.write(&mut state).await
-        } else {
-            Ok(())
+            {
+                Err(SessionError::Gone) if state.key.is_some() => self.write(&mut state).await,
+                other => other,
+            },
+            false if pending => self.write(&mut state).await,
+            false => Ok(()),
         };
         Flushed {
             set_cookie: match state.cookie {
@@ -422,9 +429,9 @@ impl Session {
         let mut saved = self
             .call("save", shared.store.save(&key, &changes, &shared.rules))
             .await?;
-        if saved == Saved::Gone && matches!(state.record, Record::Unknown) {
-            // Written without a read: the id may have been rotated within its grace
-            // window. Reading follows the alias; write there.
+        if saved == Saved::Gone {
+            // The id may have been rotated by a concurrent request, within its grace
+            // window: reading follows the alias; write there.
             let loaded = self
                 .call("load", shared.store.load(&key, &shared.rules))
                 .await?;
@@ -466,7 +473,7 @@ impl Session {
                     metrics::rotated(reason);
                     if let Record::Present(data) = &mut state.record {
                         data.apply(&changes);
-                        data.rotated = SystemTime::now();
+                        data.age = Duration::ZERO;
                     }
                     state.id = Some(id);
                     state.key = Some(new);
@@ -475,7 +482,12 @@ impl Session {
                 }
                 Saved::Collision => continue,
                 Saved::TooLarge => return Err(SessionError::TooLarge("session")),
-                _ => return Err(state.ended()),
+                _ => {
+                    // Gone from its old id: the caller decides whether the session moved
+                    // (a concurrent rotation) or ended. The changes are still to write.
+                    state.restore(changes);
+                    return Err(SessionError::Gone);
+                }
             }
         }
         Err(collision())
@@ -543,7 +555,10 @@ impl Session {
                 state.record = Record::Present(Data {
                     fields: loaded.fields.into_iter().collect(),
                     user: loaded.user,
-                    rotated: loaded.rotated,
+                    age: loaded
+                        .now
+                        .duration_since(loaded.rotated)
+                        .unwrap_or_default(),
                 });
             }
             None => {
@@ -572,6 +587,17 @@ impl State {
         match &self.record {
             Record::Present(data) if !self.clear => data.fields.get(name),
             _ => None,
+        }
+    }
+
+    /// Puts back changes [`take_changes`](Self::take_changes) took, for another attempt.
+    fn restore(&mut self, changes: Changes) {
+        self.clear = changes.clear;
+        for (name, value) in changes.set {
+            self.changes.insert(name, Some(value));
+        }
+        for name in changes.remove {
+            self.changes.insert(name, None);
         }
     }
 

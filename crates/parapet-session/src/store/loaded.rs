@@ -21,6 +21,8 @@ pub struct Loaded {
     pub created: SystemTime,
     /// When its id was last rotated (or created).
     pub rotated: SystemTime,
+    /// The store's time of this read: how old the session is is judged by one clock.
+    pub now: SystemTime,
     /// The client IP that created it.
     pub ip: Option<String>,
     /// The `User-Agent` that created it.
@@ -36,6 +38,7 @@ impl Loaded {
             user: None,
             created,
             rotated: created,
+            now: created,
             ip: None,
             user_agent: None,
         }

@@ -202,16 +202,17 @@ impl Inner {
     fn remove_session(&self, key: &SessionKey, now: i64) -> Option<Box<Live>> {
         let h = self.slot(key);
         let mut shard = self.sessions.shard(h);
+        // A rotation alias stays: it ends with its grace window.
         let ours = match shard.get(h, now) {
             Some(Record::Live(live)) => live.key == *key,
-            Some(Record::Alias { key: k, .. }) => *k == *key,
-            None => false,
+            _ => false,
         };
         if !ours {
             return None;
         }
         match shard.take(h) {
             Some(Record::Live(live)) => Some(live),
+            // Not reached: only a live record of this key is taken.
             _ => None,
         }
     }
@@ -338,6 +339,7 @@ impl SessionStore for MemoryStore {
             loaded.fields = live.fields.clone();
             loaded.user = live.user.clone();
             loaded.rotated = inner.wall(live.rotated);
+            loaded.now = inner.wall(now);
             loaded.ip = live.ip.clone();
             loaded.user_agent = live.user_agent.clone();
             loaded

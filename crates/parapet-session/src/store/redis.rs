@@ -41,7 +41,7 @@ static REVOKE: LazyLock<Script> = script!("scripts/revoke.lua");
 ///   (so a request writes only the fields it changed), plus metadata. The digest is
 ///   SHA-256 of the cookie's secret: a Redis dump holds no usable id.
 /// - One sorted set per user, `{prefix}:sessu:{group tag}:idx`, of the user's sessions
-///   scored by their absolute expiry. A user's sessions share the index's hash tag, so on
+///   scored by their absolute expiry in µs (so creation order is kept within a ms). A user's sessions share the index's hash tag, so on
 ///   Cluster one script limits, lists or revokes them all. Dead members are dropped when
 ///   the index is used; the index expires with its longest-lived session.
 /// - Every operation is one `EVALSHA` with Redis `TIME`; every key has a TTL: the idle
@@ -147,7 +147,7 @@ fn loaded(asked: &SessionKey, reply: Option<Vec<Vec<u8>>>) -> Result<Option<Load
         return Ok(None);
     };
     let mut items = reply.into_iter();
-    let (Some(_now), Some(alias)) = (items.next(), items.next()) else {
+    let (Some(now), Some(alias)) = (items.next(), items.next()) else {
         return Err(StoreError::UnexpectedReply("session load"));
     };
     let key = if alias.is_empty() {
@@ -160,6 +160,7 @@ fn loaded(asked: &SessionKey, reply: Option<Vec<Vec<u8>>>) -> Result<Option<Load
         )
     };
     let mut out = Loaded::new(key, UNIX_EPOCH);
+    out.now = wall(&now);
     while let (Some(name), Some(value)) = (items.next(), items.next()) {
         if let Some(data) = name.strip_prefix(b"d:") {
             out.fields.push((

@@ -26,14 +26,14 @@ if user ~= '' then
         redis.call('DEL', KEYS[1])
         return -3
       end
-      -- Lowest score = earliest absolute expiry = created first.
+      -- Lowest score = earliest absolute expiry = created first (scores are in µs).
       local oldest = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
       redis.call('DEL', base .. ':' .. oldest)
       redis.call('ZREM', KEYS[2], oldest)
       evicted = evicted + 1
     end
   end
-  redis.call('ZADD', KEYS[2], absolute, string.sub(KEYS[1], -32))
+  redis.call('ZADD', KEYS[2], now_us() + tonumber(ARGV[2]) * 1000, string.sub(KEYS[1], -32))
   extend(KEYS[2], absolute, now)
 end
 if ARGV[7] ~= '' then

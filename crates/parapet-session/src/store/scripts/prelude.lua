@@ -7,6 +7,13 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Microseconds: index scores, so that sessions created in the same millisecond still
+-- have an order (2^53 µs is 285 years: exact in a Lua number).
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
 -- Applies the changes encoded in ARGV from index i (clear flag, set count, name/value
 -- pairs, remove count, names) to `key`, all or nothing: false when the data would pass
 -- `max` bytes, and then nothing is written.
@@ -73,11 +80,11 @@ local function live(key)
   return redis.call('EXISTS', key) == 1 and redis.call('HEXISTS', key, 'm:alias') == 0
 end
 
--- Drops index members whose session has ended: by score (the absolute expiry) first, then
+-- Drops index members whose session has ended: by score (the absolute expiry, in µs) first, then
 -- those ended earlier (idle, logout), checked one by one. The sessions of a user share the
 -- index's hash tag, so these keys are in its Cluster slot.
 local function prune(index, base, now)
-  redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', now * 1000)
   for _, m in ipairs(redis.call('ZRANGE', index, 0, -1)) do
     if not live(base .. ':' .. m) then
       redis.call('ZREM', index, m)

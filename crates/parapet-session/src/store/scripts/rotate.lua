@@ -20,9 +20,10 @@ if grace > 0 then
   redis.call('PEXPIRE', KEYS[1], grace)
 end
 if redis.call('HEXISTS', KEYS[2], 'm:user') == 1 then
-  redis.call('ZREM', KEYS[3], string.sub(KEYS[1], -32))
   local abs = tonumber(redis.call('HGET', KEYS[2], 'm:abs'))
-  redis.call('ZADD', KEYS[3], abs, string.sub(KEYS[2], -32))
+  local score = redis.call('ZSCORE', KEYS[3], string.sub(KEYS[1], -32)) or abs * 1000
+  redis.call('ZREM', KEYS[3], string.sub(KEYS[1], -32))
+  redis.call('ZADD', KEYS[3], score, string.sub(KEYS[2], -32))
   extend(KEYS[3], abs, now)
 end
 return 1
