@@ -1,0 +1,116 @@
+//! Redis slow, paused, killed and restarted: a clear 503 within the deadline, never a new
+//! empty session, and recovery by itself.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::{Client, app, layer};
+use parapet_core::{KeyPrefix, RedisHandle};
+use parapet_session::{RedisStore, SessionStore};
+use parapet_testkit::RedisServer;
+
+async fn redis_app(server: &RedisServer, prefix: &str) -> Client {
+    let handle = RedisHandle::builder(server.url()).build().await.unwrap();
+    let store: Arc<dyn SessionStore> = Arc::new(
+        RedisStore::new(handle)
+            .unwrap()
+            .prefix(KeyPrefix::new(prefix).unwrap()),
+    );
+    Client::new(app(layer(store, |b| b)))
+}
+
+#[tokio::test]
+async fn a_paused_redis_gets_503_within_the_deadline_and_nothing_acknowledged_is_lost() {
+    let server = RedisServer::start();
+    let client = redis_app(&server, "pause").await;
+    client.send("POST", "/login/ivy", "").await;
+    assert_eq!(client.send("POST", "/put/cart", "kept").await.status, 200);
+    let cookie = client.cookie();
+    server.pause();
+    for (method, path) in [("GET", "/me"), ("POST", "/put/cart2"), ("POST", "/visit")] {
+        let started = Instant::now();
+        let reply = client.send(method, path, "x").await;
+        let took = started.elapsed();
+        assert_eq!(reply.status, 503, "{method} {path}: {}", reply.body);
+        assert_eq!(reply.headers["retry-after"], "1");
+        assert!(reply.body.contains("session store unavailable"));
+        assert!(took < Duration::from_millis(900), "{method} {path} took {took:?}");
+        assert_eq!(reply.set_cookie(), None, "the client keeps its cookie");
+    }
+    assert_eq!(client.cookie(), cookie);
+    // A route that does not touch its session is not affected.
+    assert_eq!(client.send("GET", "/untouched", "").await.status, 200);
+    server.resume();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let me = client.send("GET", "/me", "").await;
+        if me.status == 200 {
+            assert_eq!(me.body, "\"ivy\"", "still logged in");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery: {}", me.status);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(client.send("GET", "/get/cart", "").await.body, "\"kept\"");
+}
+
+#[tokio::test]
+async fn a_killed_redis_gets_503_and_the_layer_recovers_after_a_restart() {
+    let mut server = RedisServer::start();
+    let client = redis_app(&server, "kill").await;
+    client.send("POST", "/login/jon", "").await;
+    server.kill();
+    let started = Instant::now();
+    let reply = client.send("GET", "/me", "").await;
+    assert_eq!(reply.status, 503);
+    assert!(started.elapsed() < Duration::from_millis(900));
+    // A new visitor's first write is refused too: no session is made up.
+    let stranger = Client::new(client.app.clone());
+    let reply = stranger.send("POST", "/put/a", "1").await;
+    assert_eq!((reply.status.as_u16(), reply.set_cookie()), (503, None));
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = stranger.send("POST", "/login/jon", "").await;
+        if reply.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery: {}", reply.status);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stranger.send("GET", "/me", "").await.body, "\"jon\"");
+}
+
+#[tokio::test]
+async fn redis_never_holds_a_usable_id() {
+    let server = RedisServer::start();
+    let client = redis_app(&server, "dump").await;
+    client.send("POST", "/login/kim", "").await;
+    client.send("POST", "/put/a", "1").await;
+    let cookie = client.cookie().unwrap();
+    let value = cookie.split_once('=').unwrap().1;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(value)
+        .unwrap();
+    let secret_hex: String = bytes[..32].iter().map(|b| format!("{b:02x}")).collect();
+    let keys = server.command(&["KEYS", "dump:*"]);
+    assert!(keys.contains("dump:sess:"), "{keys}");
+    let mut dump = keys.clone();
+    for key in keys.split_whitespace().filter(|k| k.starts_with("dump:")) {
+        let kind = server.command(&["TYPE", key]);
+        if kind.contains("hash") {
+            dump.push_str(&server.command(&["HGETALL", key]));
+        } else {
+            dump.push_str(&server.command(&["ZRANGE", key, "0", "-1"]));
+        }
+        assert!(server.command(&["PTTL", key]).trim_start_matches(':').parse::<i64>().unwrap() > 0, "{key} has a TTL");
+    }
+    assert!(!dump.contains(value), "the cookie value is in Redis");
+    assert!(!dump.contains(&secret_hex), "the secret is in Redis");
+    assert!(!dump.contains(&value[..43]), "the secret's base64 is in Redis");
+}
