@@ -54,11 +54,23 @@ pub async fn load(
     conns: u64,
     run: Duration,
 ) -> (u64, u64, u64) {
+    load_with(path, addr, conns, run, &[]).await
+}
+
+/// [`load`], connection `i` sending `Cookie: cookies[i % len]` (none when empty).
+pub async fn load_with(
+    path: &'static str,
+    addr: SocketAddr,
+    conns: u64,
+    run: Duration,
+    cookies: &[String],
+) -> (u64, u64, u64) {
     let counts = Arc::new(Counts::default());
     let deadline = Instant::now() + run;
     let mut tasks = Vec::new();
-    for _ in 0..conns {
+    for i in 0..conns {
         let counts = counts.clone();
+        let cookie = (!cookies.is_empty()).then(|| cookies[i as usize % cookies.len()].clone());
         tasks.push(tokio::spawn(async move {
             let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
             stream.set_nodelay(true).unwrap();
@@ -69,10 +81,11 @@ pub async fn load(
             tokio::spawn(connection);
             while Instant::now() < deadline {
                 sender.ready().await.unwrap();
-                let request = Request::get(path)
-                    .header("host", "bench")
-                    .body(Empty::<Bytes>::new())
-                    .unwrap();
+                let mut request = Request::get(path).header("host", "bench");
+                if let Some(cookie) = &cookie {
+                    request = request.header("cookie", cookie.as_str());
+                }
+                let request = request.body(Empty::<Bytes>::new()).unwrap();
                 let response = sender.send_request(request).await.unwrap();
                 let status = response.status().as_u16();
                 response.into_body().collect().await.unwrap();

@@ -299,3 +299,79 @@ impl std::fmt::Debug for SessionLayerBuilder {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fails(builder: SessionLayerBuilder, what: &str) {
+        match builder.build() {
+            Ok(_) => panic!("{what}: accepted"),
+            Err(e) => assert!(!e.0.is_empty(), "{what}: an empty message"),
+        }
+    }
+
+    #[test]
+    fn the_defaults_build_and_are_secure() {
+        let layer = SessionLayerBuilder::default()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let shared = &layer.shared;
+        assert!(shared.cookie.secure);
+        assert_eq!(shared.cookie.same_site, SameSite::Lax);
+        assert_eq!(shared.cookie.path, "/");
+        assert_eq!(shared.rules.touch_after, Duration::from_secs(60));
+        let host = SessionLayer::builder()
+            .host_prefix()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(host.shared.cookie.name, "__Host-session");
+        // touch_after is clamped to half the idle timeout.
+        let short = SessionLayer::builder()
+            .idle_timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(short.shared.rules.touch_after, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn invalid_options_are_errors_at_build_time() {
+        let b = SessionLayer::builder;
+        fails(
+            b().insecure_cookie().host_prefix(),
+            "__Host- without Secure",
+        );
+        fails(
+            b().cookie_domain("example.com").host_prefix(),
+            "__Host- with a Domain",
+        );
+        fails(b().cookie_path("/app").host_prefix(), "__Host- with a Path");
+        fails(b().cookie_name("a;b"), "a separator in the name");
+        fails(b().cookie_name(""), "an empty name");
+        fails(b().cookie_path("x"), "a relative path");
+        fails(b().cookie_path("/a;b"), "a ';' in the path");
+        fails(
+            b().insecure_cookie().same_site(SameSite::None),
+            "SameSite=None without Secure",
+        );
+        fails(
+            b().idle_timeout(Duration::from_millis(10)),
+            "a sub-second idle timeout",
+        );
+        fails(
+            b().idle_timeout(Duration::from_secs(60))
+                .absolute_timeout(Duration::from_secs(30)),
+            "absolute below idle",
+        );
+        fails(
+            b().max_sessions(0, OverLimit::RejectNew),
+            "a zero session limit",
+        );
+        fails(b().max_session_bytes(0), "a zero byte limit");
+        fails(
+            b().rotation_grace(Duration::from_secs(3600)),
+            "an hour of grace",
+        );
+        fails(b().store_timeout(Duration::ZERO), "a zero deadline");
+    }
+}

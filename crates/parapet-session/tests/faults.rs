@@ -39,7 +39,10 @@ async fn a_paused_redis_gets_503_within_the_deadline_and_nothing_acknowledged_is
         assert_eq!(reply.status, 503, "{method} {path}: {}", reply.body);
         assert_eq!(reply.headers["retry-after"], "1");
         assert!(reply.body.contains("session store unavailable"));
-        assert!(took < Duration::from_millis(900), "{method} {path} took {took:?}");
+        assert!(
+            took < Duration::from_millis(900),
+            "{method} {path} took {took:?}"
+        );
         assert_eq!(reply.set_cookie(), None, "the client keeps its cookie");
     }
     assert_eq!(client.cookie(), cookie);
@@ -108,9 +111,20 @@ async fn redis_never_holds_a_usable_id() {
         } else {
             dump.push_str(&server.command(&["ZRANGE", key, "0", "-1"]));
         }
-        assert!(server.command(&["PTTL", key]).trim_start_matches(':').parse::<i64>().unwrap() > 0, "{key} has a TTL");
+        assert!(
+            server
+                .command(&["PTTL", key])
+                .trim_start_matches(':')
+                .parse::<i64>()
+                .unwrap()
+                > 0,
+            "{key} has a TTL"
+        );
     }
     assert!(!dump.contains(value), "the cookie value is in Redis");
     assert!(!dump.contains(&secret_hex), "the secret is in Redis");
-    assert!(!dump.contains(&value[..43]), "the secret's base64 is in Redis");
+    assert!(
+        !dump.contains(&value[..43]),
+        "the secret's base64 is in Redis"
+    );
 }

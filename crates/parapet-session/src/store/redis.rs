@@ -5,7 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use parapet_core::{
-    HashTag, KeyPrefix, KeySecret, Keyspace, RedisHandle, Script, ScriptCall, StoreCall, StoreError,
+    Command, HashTag, KeyPrefix, KeySecret, Keyspace, RedisHandle, Script, ScriptCall, StoreCall,
+    StoreError,
 };
 
 use super::{Changes, Created, Incremented, Loaded, NewSession, Revoke, Saved, SessionStore};
@@ -26,7 +27,7 @@ macro_rules! script {
     };
 }
 
-static LOAD: LazyLock<Script> = script!("scripts/load.lua");
+static TOUCH: LazyLock<Script> = script!("scripts/touch.lua");
 static SAVE: LazyLock<Script> = script!("scripts/save.lua");
 static CREATE: LazyLock<Script> = script!("scripts/create.lua");
 static ROTATE: LazyLock<Script> = script!("scripts/rotate.lua");
@@ -44,8 +45,8 @@ static REVOKE: LazyLock<Script> = script!("scripts/revoke.lua");
 ///   scored by their absolute expiry in µs (so creation order is kept within a ms). A user's sessions share the index's hash tag, so on
 ///   Cluster one script limits, lists or revokes them all. Dead members are dropped when
 ///   the index is used; the index expires with its longest-lived session.
-/// - Every operation is one `EVALSHA` with Redis `TIME`; every key has a TTL: the idle
-///   expiry, never past the absolute one.
+/// - A read is one `HGETALL`. Every write is one `EVALSHA` that takes its time from Redis
+///   `TIME`; every key has a TTL: the idle expiry, never past the absolute one.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -141,26 +142,16 @@ fn text(bytes: Vec<u8>) -> Option<String> {
     (!bytes.is_empty()).then(|| String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// Reads the reply of `load.lua`.
-fn loaded(asked: &SessionKey, reply: Option<Vec<Vec<u8>>>) -> Result<Option<Loaded>, StoreError> {
-    let Some(reply) = reply else {
+/// Reads an `HGETALL` of a session: `None` when it is empty, a rotation alias (`Err` with
+/// the digest it points to), or the session and its last touch (ms).
+fn parse(key: SessionKey, reply: Vec<Vec<u8>>) -> Result<Option<(Loaded, u64)>, [u8; 16]> {
+    if reply.is_empty() {
         return Ok(None);
-    };
-    let mut items = reply.into_iter();
-    let (Some(now), Some(alias)) = (items.next(), items.next()) else {
-        return Err(StoreError::UnexpectedReply("session load"));
-    };
-    let key = if alias.is_empty() {
-        *asked
-    } else {
-        let to = std::str::from_utf8(&alias).ok().and_then(unhex);
-        SessionKey::new(
-            *asked.group(),
-            to.ok_or(StoreError::UnexpectedReply("session alias"))?,
-        )
-    };
+    }
     let mut out = Loaded::new(key, UNIX_EPOCH);
-    out.now = wall(&now);
+    out.now = SystemTime::now();
+    let mut seen = None;
+    let mut items = reply.into_iter();
     while let (Some(name), Some(value)) = (items.next(), items.next()) {
         if let Some(data) = name.strip_prefix(b"d:") {
             out.fields.push((
@@ -170,6 +161,13 @@ fn loaded(asked: &SessionKey, reply: Option<Vec<Vec<u8>>>) -> Result<Option<Load
             continue;
         }
         match name.as_slice() {
+            b"m:alias" => {
+                return std::str::from_utf8(&value)
+                    .ok()
+                    .and_then(unhex)
+                    .map_or(Ok(None), Err);
+            }
+            b"m:seen" => seen = millis_of(&value),
             b"m:user" => out.user = text(value),
             b"m:created" => out.created = wall(&value),
             b"m:rot" => out.rotated = wall(&value),
@@ -178,18 +176,53 @@ fn loaded(asked: &SessionKey, reply: Option<Vec<Vec<u8>>>) -> Result<Option<Load
             _ => {}
         }
     }
-    Ok(Some(out))
+    // A hash without `m:seen` is not a whole session (a key of someone else's): none.
+    Ok(seen.map(|seen| (out, seen)))
+}
+
+fn millis_of(bytes: &[u8]) -> Option<u64> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
 }
 
 impl SessionStore for RedisStore {
+    /// One `HGETALL` (no script: the cheapest read Redis has). Following a rotation alias
+    /// costs a second; moving the idle expiry, when the last move is older than
+    /// `touch_after` by this instance's clock, a `touch` script (the expiry itself is
+    /// computed from Redis time).
     fn load(&self, key: &SessionKey, rules: &SessionRules) -> StoreCall<Option<Loaded>> {
-        let mut call = LOAD.call(1);
-        call.key(self.session_key(key))
-            .arg(rules.idle_ms())
-            .arg(rules.touch_after_ms());
-        let redis = self.redis.clone();
-        let asked = *key;
-        StoreCall::boxed(async move { loaded(&asked, redis.eval(&call).await?) })
+        let store = self.clone();
+        let key = *key;
+        let rules = *rules;
+        StoreCall::boxed(async move {
+            let mut target = key;
+            let mut found = None;
+            for _ in 0..2 {
+                let mut hgetall = Command::new("HGETALL");
+                hgetall.arg(store.session_key(&target));
+                match parse(target, store.redis.query(&hgetall).await?) {
+                    Ok(loaded) => {
+                        found = loaded;
+                        break;
+                    }
+                    // Only the id asked for may be an alias; an alias of an alias is none.
+                    Err(to) if target == key => target = SessionKey::new(*key.group(), to),
+                    Err(_) => break,
+                }
+            }
+            let Some((loaded, seen)) = found else {
+                return Ok(None);
+            };
+            let now = millis(loaded.now.duration_since(UNIX_EPOCH).unwrap_or_default());
+            if now.saturating_sub(seen) >= rules.touch_after_ms() {
+                let mut call = TOUCH.call(1);
+                call.key(store.session_key(&target)).arg(rules.idle_ms());
+                // A failed touch leaves the expiry where it was: the read still stands.
+                if let Err(e) = store.redis.eval::<i64>(&call).await {
+                    crate::metrics::store_error("touch", &e);
+                }
+            }
+            Ok(Some(loaded))
+        })
     }
 
     fn save(&self, key: &SessionKey, changes: &Changes, rules: &SessionRules) -> StoreCall<Saved> {

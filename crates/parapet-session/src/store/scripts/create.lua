@@ -7,16 +7,26 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   return -2
 end
 local absolute = now + tonumber(ARGV[2])
-redis.call('HSET', KEYS[1], 'm:created', now, 'm:rot', now, 'm:seen', now, 'm:abs', absolute,
-  'm:bytes', 0)
-if not apply(KEYS[1], 10, tonumber(ARGV[3])) then
+local head = {'m:created', now, 'm:rot', now, 'm:abs', absolute}
+if ARGV[4] ~= '' then
+  head[#head + 1] = 'm:user'
+  head[#head + 1] = ARGV[4]
+end
+if ARGV[7] ~= '' then
+  head[#head + 1] = 'm:ip'
+  head[#head + 1] = ARGV[7]
+end
+if ARGV[8] ~= '' then
+  head[#head + 1] = 'm:ua'
+  head[#head + 1] = ARGV[8]
+end
+hset(KEYS[1], head)
+if not apply(KEYS[1], 10, tonumber(ARGV[3]), 0, now) then
   redis.call('DEL', KEYS[1])
   return -1
 end
-local user = ARGV[4]
 local evicted = 0
-if user ~= '' then
-  redis.call('HSET', KEYS[1], 'm:user', user)
+if ARGV[4] ~= '' then
   local base = ARGV[9]
   prune(KEYS[2], base, now)
   local limit = tonumber(ARGV[5])
@@ -35,12 +45,6 @@ if user ~= '' then
   end
   redis.call('ZADD', KEYS[2], now_us() + tonumber(ARGV[2]) * 1000, string.sub(KEYS[1], -32))
   extend(KEYS[2], absolute, now)
-end
-if ARGV[7] ~= '' then
-  redis.call('HSET', KEYS[1], 'm:ip', ARGV[7])
-end
-if ARGV[8] ~= '' then
-  redis.call('HSET', KEYS[1], 'm:ua', ARGV[8])
 end
 redis.call('PEXPIREAT', KEYS[1], math.min(now + tonumber(ARGV[1]), absolute))
 return evicted

@@ -14,26 +14,46 @@ local function now_us()
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 
+-- {abs, alias, bytes} of a session key, in one call. A live session has `abs` and no
+-- `alias` (HMGET gives false for a missing field).
+local function meta(key)
+  return redis.call('HMGET', key, 'm:abs', 'm:alias', 'm:bytes')
+end
+
+local function is_live(m)
+  return m[1] and not m[2]
+end
+
+-- HSET of a flat name/value list, in chunks that stay within Lua's stack for unpack.
+local function hset(key, list)
+  for first = 1, #list, 1000 do
+    redis.call('HSET', key, unpack(list, first, math.min(first + 999, #list)))
+  end
+end
+
 -- Applies the changes encoded in ARGV from index i (clear flag, set count, name/value
--- pairs, remove count, names) to `key`, all or nothing: false when the data would pass
--- `max` bytes, and then nothing is written.
-local function apply(key, i, max)
+-- pairs, remove count, names) to `key`, whose data holds `bytes`, and marks it seen at
+-- `now`; all or nothing: false when the data would pass `max` bytes, and then nothing is
+-- written. A stored value is never empty (JSON), so HSTRLEN > 0 means the field exists.
+local function apply(key, i, max, bytes, now)
   local clear = ARGV[i] == '1'
-  local bytes = 0
-  if not clear then
-    bytes = tonumber(redis.call('HGET', key, 'm:bytes') or '0')
+  if clear then
+    bytes = 0
   end
   local j = i + 2
-  local sets = {}
+  local writes = {}
   for _ = 1, tonumber(ARGV[i + 1]) do
     local name, value = ARGV[j], ARGV[j + 1]
     local f = 'd:' .. name
-    if not clear and redis.call('HEXISTS', key, f) == 1 then
-      bytes = bytes - #name - redis.call('HSTRLEN', key, f)
+    if not clear then
+      local old = redis.call('HSTRLEN', key, f)
+      if old > 0 then
+        bytes = bytes - #name - old
+      end
     end
     bytes = bytes + #name + #value
-    sets[#sets + 1] = f
-    sets[#sets + 1] = value
+    writes[#writes + 1] = f
+    writes[#writes + 1] = value
     j = j + 2
   end
   local removes = {}
@@ -42,8 +62,11 @@ local function apply(key, i, max)
   for _ = 1, count do
     local name = ARGV[j]
     local f = 'd:' .. name
-    if not clear and redis.call('HEXISTS', key, f) == 1 then
-      bytes = bytes - #name - redis.call('HSTRLEN', key, f)
+    if not clear then
+      local old = redis.call('HSTRLEN', key, f)
+      if old > 0 then
+        bytes = bytes - #name - old
+      end
     end
     removes[#removes + 1] = f
     j = j + 1
@@ -58,35 +81,24 @@ local function apply(key, i, max)
       end
     end
   end
-  for n = 1, #sets, 2 do
-    redis.call('HSET', key, sets[n], sets[n + 1])
+  for first = 1, #removes, 1000 do
+    redis.call('HDEL', key, unpack(removes, first, math.min(first + 999, #removes)))
   end
-  for _, f in ipairs(removes) do
-    redis.call('HDEL', key, f)
-  end
-  redis.call('HSET', key, 'm:bytes', bytes)
+  writes[#writes + 1] = 'm:bytes'
+  writes[#writes + 1] = bytes
+  writes[#writes + 1] = 'm:seen'
+  writes[#writes + 1] = now
+  hset(key, writes)
   return true
 end
 
--- Marks `key` used now: the idle expiry moves, never past the absolute one.
-local function touch(key, now, idle)
-  local abs = tonumber(redis.call('HGET', key, 'm:abs'))
-  redis.call('HSET', key, 'm:seen', now)
-  redis.call('PEXPIREAT', key, math.min(now + idle, abs))
-end
-
--- A live session (not a rotation alias) at `key`.
-local function live(key)
-  return redis.call('EXISTS', key) == 1 and redis.call('HEXISTS', key, 'm:alias') == 0
-end
-
--- Drops index members whose session has ended: by score (the absolute expiry, in µs) first, then
--- those ended earlier (idle, logout), checked one by one. The sessions of a user share the
--- index's hash tag, so these keys are in its Cluster slot.
+-- Drops index members whose session has ended: by score (the absolute expiry, in µs)
+-- first, then those ended earlier (idle, logout), checked one by one. The sessions of a
+-- user share the index's hash tag, so these keys are in its Cluster slot.
 local function prune(index, base, now)
   redis.call('ZREMRANGEBYSCORE', index, '-inf', now * 1000)
   for _, m in ipairs(redis.call('ZRANGE', index, 0, -1)) do
-    if not live(base .. ':' .. m) then
+    if not is_live(meta(base .. ':' .. m)) then
       redis.call('ZREM', index, m)
     end
   end

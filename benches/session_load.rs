@@ -1,0 +1,284 @@
+//! The session load harness: one axum app served in this process and loaded over loopback
+//! by keep-alive HTTP/1.1 connections, each with a session of its own. Three routes: one
+//! that never touches its session, one that reads a field, one that writes a field. Bare
+//! (the baseline, no session layer), behind parapet's `SessionLayer` (memory and Redis)
+//! and behind tower-sessions (its memory store, and its Redis store on fred).
+//!
+//! Each variant runs between two runs of the baseline and is quoted as a ratio to their
+//! mean; rounds repeat the sequence and the median ratio is reported. For Redis variants,
+//! `INFO commandstats` gives Redis commands per request.
+//!
+//! `cargo bench --bench session_load` (env: `LOAD_SECS` per run, default 2; `LOAD_ROUNDS`,
+//! default 3; `LOAD_CONNS`, default 32; `LOAD_ONLY`, a substring of the variants to run
+//! besides the baseline). The table goes to stdout and `target/session-load-report.md`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a bench fails loudly
+
+#[allow(dead_code)] // `load` (without cookies) is for the other harnesses
+mod harness;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use parapet_testkit::RedisServer;
+use tower_parapet::core::RedisHandle;
+use tower_parapet::session::{RedisStore, Session, SessionLayer};
+use tower_sessions::{MemoryStore as TsMemoryStore, SessionManagerLayer};
+use tower_sessions_redis_store::RedisStore as TsRedisStore;
+use tower_sessions_redis_store::fred::prelude::{ClientLike, Config, Pool};
+
+use harness::{Paired, client_runtime, env, load_with, median, only, publish, serve};
+
+/// The routes, on parapet's `Session`.
+fn parapet_routes() -> Router {
+    Router::new()
+        .route(
+            "/login",
+            get(|s: Session| async move {
+                s.insert("user", "someone").await.unwrap();
+                "ok"
+            }),
+        )
+        .route("/untouched", get(|| async { "hello" }))
+        .route(
+            "/read",
+            get(|s: Session| async move {
+                let user: Option<String> = s.get("user").await.unwrap();
+                assert!(user.is_some(), "the session was found");
+                "hello"
+            }),
+        )
+        .route(
+            "/write",
+            get(|s: Session| async move {
+                s.insert("n", &1).await.unwrap();
+                "hello"
+            }),
+        )
+}
+
+/// The same routes on tower-sessions' `Session`.
+fn tower_sessions_routes() -> Router {
+    use tower_sessions::Session;
+    Router::new()
+        .route(
+            "/login",
+            get(|s: Session| async move {
+                s.insert("user", "someone").await.unwrap();
+                "ok"
+            }),
+        )
+        .route("/untouched", get(|| async { "hello" }))
+        .route(
+            "/read",
+            get(|s: Session| async move {
+                let user: Option<String> = s.get("user").await.unwrap();
+                assert!(user.is_some(), "the session was found");
+                "hello"
+            }),
+        )
+        .route(
+            "/write",
+            get(|s: Session| async move {
+                s.insert("n", 1).await.unwrap();
+                "hello"
+            }),
+        )
+}
+
+/// A session of its own for each connection: `GET /login` and the cookie it sets.
+async fn sessions(addr: SocketAddr, n: u64) -> Vec<String> {
+    let mut cookies = Vec::new();
+    for _ in 0..n {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let request = Request::get("/login")
+            .header("host", "bench")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let cookie = response.headers()["set-cookie"].to_str().unwrap();
+        cookies.push(cookie.split(';').next().unwrap().to_owned());
+        response.into_body().collect().await.unwrap();
+    }
+    cookies
+}
+
+/// Every command Redis ran so far (`INFO commandstats`, the `INFO` calls left out).
+fn commands(server: &RedisServer) -> u64 {
+    server
+        .command(&["INFO", "commandstats"])
+        .lines()
+        .filter(|line| !line.starts_with("cmdstat_info:"))
+        .filter_map(|line| {
+            line.split_once(":calls=")?
+                .1
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+struct Variant {
+    name: String,
+    path: &'static str,
+    addr: SocketAddr,
+    cookies: Vec<String>,
+    redis: bool,
+}
+
+fn main() {
+    let secs = env("LOAD_SECS", 2);
+    let rounds = env("LOAD_ROUNDS", 3) as usize;
+    let conns = env("LOAD_CONNS", 32);
+    let run = Duration::from_secs(secs);
+    let redis_server = RedisServer::start();
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = redis_server.url();
+    let variants: Vec<Variant> = server_rt.block_on(async {
+        let redis = RedisHandle::builder(url.as_str())
+            .timeout(Duration::from_secs(1))
+            .build()
+            .await
+            .unwrap();
+        let parapet_redis = RedisStore::new(redis)
+            .unwrap()
+            .timeout(Duration::from_secs(1))
+            .unwrap();
+        let pool = Pool::new(Config::from_url(&url).unwrap(), None, None, None, 6).unwrap();
+        let _connection = pool.connect();
+        pool.wait_for_connect().await.unwrap();
+        let apps: Vec<(&str, Router, bool)> = vec![
+            ("baseline: no session layer", parapet_routes(), false),
+            (
+                "parapet memory",
+                parapet_routes().layer(SessionLayer::new()),
+                false,
+            ),
+            (
+                "tower-sessions memory",
+                tower_sessions_routes().layer(SessionManagerLayer::new(TsMemoryStore::default())),
+                false,
+            ),
+            (
+                "parapet redis",
+                parapet_routes().layer(
+                    SessionLayer::builder()
+                        .store(parapet_redis)
+                        .store_timeout(Duration::from_secs(1))
+                        .build()
+                        .unwrap(),
+                ),
+                true,
+            ),
+            (
+                "tower-sessions redis (fred pool of 6)",
+                tower_sessions_routes().layer(SessionManagerLayer::new(TsRedisStore::new(pool))),
+                true,
+            ),
+        ];
+        let mut variants = Vec::new();
+        for (name, app, redis) in apps {
+            let addr = serve(app).await;
+            let baseline = name.starts_with("baseline");
+            let cookies = if baseline {
+                Vec::new()
+            } else {
+                sessions(addr, conns).await
+            };
+            let paths: &[&'static str] = match (baseline, redis) {
+                (true, _) => &["/untouched"],
+                (false, false) => &["/untouched", "/read", "/write"],
+                (false, true) => &["/read", "/write"],
+            };
+            for path in paths {
+                variants.push(Variant {
+                    name: format!("{name}, {}", &path[1..]),
+                    path,
+                    addr,
+                    cookies: cookies.clone(),
+                    redis,
+                });
+            }
+        }
+        variants
+    });
+    let variants = only(variants, |v| v.name.as_str());
+    let client_rt = client_runtime();
+    for v in &variants {
+        client_rt.block_on(load_with(
+            v.path,
+            v.addr,
+            conns,
+            Duration::from_millis(300),
+            &v.cookies,
+        ));
+    }
+    let baseline = &variants[0];
+    let mut per_request: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    let paired = Paired::run(
+        rounds,
+        variants.len(),
+        || {
+            let (ok, _, _) =
+                client_rt.block_on(load_with(baseline.path, baseline.addr, conns, run, &[]));
+            ok as f64 / run.as_secs_f64()
+        },
+        |i| {
+            let v = &variants[i];
+            let before = commands(&redis_server);
+            let (ok, limited, other) =
+                client_rt.block_on(load_with(v.path, v.addr, conns, run, &v.cookies));
+            assert_eq!(
+                (limited, other),
+                (0, 0),
+                "{}: statuses other than 200",
+                v.name
+            );
+            if v.redis {
+                let ran = commands(&redis_server) - before;
+                per_request
+                    .entry(i)
+                    .or_default()
+                    .push(ran as f64 / ok as f64);
+            }
+            ok as f64 / run.as_secs_f64()
+        },
+    );
+    let mut report = String::from(
+        "| variant | req/s (median) | × baseline (median of paired ratios) | min–max ratio | Redis commands / request |\n|---|---:|---:|---:|---:|\n",
+    );
+    for (i, v) in variants.iter().enumerate() {
+        let (rps, ratio, lo, hi) = paired.summary(i);
+        let cmds = per_request
+            .get(&i)
+            .map_or("–".to_owned(), |c| format!("{:.3}", median(c.clone())));
+        report.push_str(&format!(
+            "| {} | {:.0} | {:.3} | {:.3}–{:.3} | {} |\n",
+            v.name, rps, ratio, lo, hi, cmds
+        ));
+    }
+    publish(
+        "target/session-load-report.md",
+        rounds,
+        secs,
+        conns,
+        "a session per connection, ",
+        &report,
+    );
+}
