@@ -22,7 +22,6 @@ use crate::{MemoryStore, OverLimit, SessionLayer, SessionRules, SessionStore};
 ///     .idle_timeout(Duration::from_secs(30 * 60))
 ///     .absolute_timeout(Duration::from_secs(12 * 3600))
 ///     .max_sessions(5, OverLimit::EvictOldest)
-///     .host_prefix()
 ///     .build()?;
 /// # Ok::<(), parapet_core::ConfigError>(())
 /// ```
@@ -56,10 +55,10 @@ impl Default for SessionLayerBuilder {
                 secure: true,
                 same_site: SameSite::Lax,
             },
-            host_prefix: false,
+            host_prefix: true,
             rotate_every: None,
             rotation_grace: Duration::from_secs(10),
-            max_sessions: None,
+            max_sessions: Some((100, OverLimit::EvictOldest)),
             store_timeout: Duration::from_millis(100),
             client_ip: None,
             peer_ip: PeerIp::new(),
@@ -108,22 +107,23 @@ impl SessionLayerBuilder {
         self
     }
 
-    /// The cookie's name (default `session`). With [`host_prefix`](Self::host_prefix) it
-    /// gets the `__Host-` prefix.
+    /// The cookie's name (default `session`), given the `__Host-` prefix unless
+    /// [`host_prefix(false)`](Self::host_prefix): `__Host-session` by default.
     #[must_use]
     pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
         self.cookie.name = name.into();
         self
     }
 
-    /// The cookie's `Path` (default `/`).
+    /// The cookie's `Path` (default `/`; another needs [`host_prefix(false)`](Self::host_prefix)).
     #[must_use]
     pub fn cookie_path(mut self, path: impl Into<String>) -> Self {
         self.cookie.path = path.into();
         self
     }
 
-    /// The cookie's `Domain` (default none: this host only).
+    /// The cookie's `Domain` (default none: this host only; one needs
+    /// [`host_prefix(false)`](Self::host_prefix)).
     #[must_use]
     pub fn cookie_domain(mut self, domain: impl Into<String>) -> Self {
         self.cookie.domain = Some(domain.into());
@@ -138,18 +138,23 @@ impl SessionLayerBuilder {
         self
     }
 
-    /// Names the cookie `__Host-<name>` (RFC 6265bis §4.1.3.2): the browser then keeps it
-    /// only if it is `Secure`, has `Path=/` and no `Domain`, so a sibling subdomain cannot
-    /// plant a session cookie for this host. Recommended in production.
+    /// Whether the cookie is named `__Host-<name>` (default: yes). The browser keeps such a
+    /// cookie only if it is `Secure`, has `Path=/` and no `Domain` (RFC 6265bis §4.1.3.2), so
+    /// a sibling subdomain cannot plant a session id for this host (cookie tossing: the
+    /// victim would be logged into the attacker's session, or logged out again and again).
+    /// Turn it off only to share the cookie across subdomains, under another path, or over
+    /// plain HTTP on a host other than `localhost`.
     #[must_use]
-    pub fn host_prefix(mut self) -> Self {
-        self.host_prefix = true;
+    pub fn host_prefix(mut self, on: bool) -> Self {
+        self.host_prefix = on;
         self
     }
 
-    /// Drops `Secure` from the cookie, for plain-HTTP development only. (curl and browsers
-    /// treat `http://localhost` as secure and keep `Secure` cookies there, so even local
-    /// development rarely needs this.)
+    /// Drops `Secure` from the cookie (and needs [`host_prefix(false)`](Self::host_prefix)),
+    /// for plain-HTTP development on a host other than `localhost` only. curl and browsers
+    /// treat `http://localhost` as secure and keep `Secure` and `__Host-` cookies there, so
+    /// local development does not need this. Without it, over plain HTTP elsewhere, the
+    /// client drops the cookie and every request starts a new session.
     #[must_use]
     pub fn insecure_cookie(mut self) -> Self {
         self.cookie.secure = false;
@@ -175,7 +180,8 @@ impl SessionLayerBuilder {
     }
 
     /// At most `limit` live sessions per user, and what a login beyond it does (default:
-    /// no limit).
+    /// 100, [`OverLimit::EvictOldest`]). The bound also keeps each user's index, which a
+    /// login scans, small.
     #[must_use]
     pub fn max_sessions(mut self, limit: u32, policy: OverLimit) -> Self {
         self.max_sessions = Some((limit, policy));
@@ -221,6 +227,17 @@ impl SessionLayerBuilder {
         if rules.max_session_bytes == 0 {
             return err("max_session_bytes must be above zero");
         }
+        // RFC 6265bis §5.6.1: user agents cap a cookie's lifetime at 400 days.
+        if rules.absolute_timeout > Duration::from_secs(400 * 86_400) {
+            return err("absolute_timeout must be at most 400 days");
+        }
+        if self
+            .rotate_every
+            .is_some_and(|every| every <= self.rotation_grace)
+        {
+            // An id rotated again within its grace window would alias an alias.
+            return err("rotate_every must be longer than rotation_grace");
+        }
         if self.rotation_grace > Duration::from_secs(300) {
             return err("rotation_grace must be at most 5 minutes");
         }
@@ -259,7 +276,10 @@ impl SessionLayerBuilder {
         }
         if self.host_prefix {
             if !cookie.secure || cookie.path != "/" || cookie.domain.is_some() {
-                return err("a __Host- cookie must be Secure, with Path=/ and no Domain");
+                return err(
+                    "a __Host- cookie must be Secure, with Path=/ and no Domain: call \
+                     host_prefix(false) to use insecure_cookie, cookie_path or cookie_domain",
+                );
             }
             cookie.name = format!("__Host-{}", cookie.name);
         }
@@ -311,49 +331,40 @@ mod tests {
         }
     }
 
+    fn built(builder: SessionLayerBuilder) -> SessionLayer {
+        builder.build().unwrap_or_else(|e| panic!("{e}"))
+    }
+
     #[test]
     fn the_defaults_build_and_are_secure() {
-        let layer = SessionLayerBuilder::default()
-            .build()
-            .unwrap_or_else(|e| panic!("{e}"));
+        let layer = built(SessionLayerBuilder::default());
         let shared = &layer.shared;
         assert!(shared.cookie.secure);
         assert_eq!(shared.cookie.same_site, SameSite::Lax);
         assert_eq!(shared.cookie.path, "/");
+        assert_eq!(shared.cookie.name, "__Host-session");
         assert_eq!(shared.rules.touch_after, Duration::from_secs(60));
-        let host = SessionLayer::builder()
-            .host_prefix()
-            .build()
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(host.shared.cookie.name, "__Host-session");
+        assert_eq!(shared.max_sessions, Some((100, OverLimit::EvictOldest)));
+        let plain = built(
+            SessionLayer::builder()
+                .host_prefix(false)
+                .insecure_cookie()
+                .cookie_path("/app"),
+        );
+        assert_eq!(plain.shared.cookie.name, "session");
         // touch_after is clamped to half the idle timeout.
-        let short = SessionLayer::builder()
-            .idle_timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_else(|e| panic!("{e}"));
+        let short = built(SessionLayer::builder().idle_timeout(Duration::from_secs(10)));
         assert_eq!(short.shared.rules.touch_after, Duration::from_secs(5));
     }
 
     #[test]
     fn invalid_options_are_errors_at_build_time() {
         let b = SessionLayer::builder;
-        fails(
-            b().insecure_cookie().host_prefix(),
-            "__Host- without Secure",
-        );
-        fails(
-            b().cookie_domain("example.com").host_prefix(),
-            "__Host- with a Domain",
-        );
-        fails(b().cookie_path("/app").host_prefix(), "__Host- with a Path");
+        fails(b().insecure_cookie(), "__Host- without Secure");
+        fails(b().cookie_domain("example.com"), "__Host- with a Domain");
+        fails(b().cookie_path("/app"), "__Host- with a Path");
         fails(b().cookie_name("a;b"), "a separator in the name");
         fails(b().cookie_name(""), "an empty name");
-        fails(b().cookie_path("x"), "a relative path");
-        fails(b().cookie_path("/a;b"), "a ';' in the path");
-        fails(
-            b().insecure_cookie().same_site(SameSite::None),
-            "SameSite=None without Secure",
-        );
         fails(
             b().idle_timeout(Duration::from_millis(10)),
             "a sub-second idle timeout",
@@ -362,6 +373,15 @@ mod tests {
             b().idle_timeout(Duration::from_secs(60))
                 .absolute_timeout(Duration::from_secs(30)),
             "absolute below idle",
+        );
+        fails(
+            b().absolute_timeout(Duration::from_secs(500 * 86_400)),
+            "past 400 days",
+        );
+        fails(
+            b().rotate_every(Duration::from_secs(5))
+                .rotation_grace(Duration::from_secs(10)),
+            "rotation within the grace window",
         );
         fails(
             b().max_sessions(0, OverLimit::RejectNew),
@@ -373,5 +393,12 @@ mod tests {
             "an hour of grace",
         );
         fails(b().store_timeout(Duration::ZERO), "a zero deadline");
+        let b = || SessionLayer::builder().host_prefix(false);
+        fails(b().cookie_path("x"), "a relative path");
+        fails(b().cookie_path("/a;b"), "a ';' in the path");
+        fails(
+            b().insecure_cookie().same_site(SameSite::None),
+            "SameSite=None without Secure",
+        );
     }
 }

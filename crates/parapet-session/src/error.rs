@@ -15,6 +15,7 @@ use parapet_core::{Problem, StoreError};
 /// | [`Gone`](Self::Gone), [`NotLoggedIn`](Self::NotLoggedIn) | 401 |
 /// | [`TooManySessions`](Self::TooManySessions) | 409 |
 /// | [`TooLarge`](Self::TooLarge) | 413 |
+/// | [`Empty`](Self::Empty) | 400 |
 /// | [`NotAnInteger`](Self::NotAnInteger), [`Serialize`](Self::Serialize), [`Deserialize`](Self::Deserialize) | 500: the application's own data |
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -31,6 +32,9 @@ pub enum SessionError {
     /// The user is at the concurrent-session limit and the policy refuses new sessions.
     #[error("the user has too many sessions")]
     TooManySessions,
+    /// A field name or user id that is empty.
+    #[error("session {0} must not be empty")]
+    Empty(&'static str),
     /// A field name, a value or the whole session is past its size limit.
     #[error("session data too large: {0}")]
     TooLarge(&'static str),
@@ -53,6 +57,7 @@ impl SessionError {
             Self::Gone | Self::NotLoggedIn => StatusCode::UNAUTHORIZED,
             Self::TooManySessions => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Empty(_) => StatusCode::BAD_REQUEST,
             Self::NotAnInteger | Self::Serialize(_) | Self::Deserialize(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -67,6 +72,7 @@ impl SessionError {
             Self::NotLoggedIn => "not logged in",
             Self::TooManySessions => "too many sessions",
             Self::TooLarge(_) => "session data too large",
+            Self::Empty(_) => "empty session field name or user id",
             Self::NotAnInteger | Self::Serialize(_) | Self::Deserialize(_) => "session data error",
         };
         let mut response = Problem::new(self.status(), title).into_response();

@@ -4,13 +4,18 @@ use crate::Session;
 
 /// A [`Session`] that exists: the extractor (feature `axum`) reads it from the store
 /// (one round trip) and answers 401 when the request has none, 503 when the store
-/// cannot say. It derefs to [`Session`].
+/// cannot say; `Option<ExistingSession>` is `None` when there is none. It derefs to
+/// [`Session`].
+///
+/// (`Option<Session>` is `None` only when the route has no [`SessionLayer`](crate::SessionLayer):
+/// every request behind the layer has a `Session`, new or not.)
 ///
 /// ```
-/// # #[cfg(feature = "axum")]
-/// async fn cart(session: parapet_session::ExistingSession) -> String {
-///     let items: Option<Vec<String>> = session.get("items").await.ok().flatten();
-///     format!("{items:?}")
+/// use parapet_session::{ExistingSession, SessionError};
+///
+/// async fn cart(session: ExistingSession) -> Result<String, SessionError> {
+///     let items: Option<Vec<String>> = session.get("items").await?;
+///     Ok(format!("{items:?}"))
 /// }
 /// ```
 #[derive(Debug, Clone)]

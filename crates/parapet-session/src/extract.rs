@@ -42,6 +42,22 @@ impl<S: Send + Sync> FromRequestParts<S> for ExistingSession {
     }
 }
 
+/// `None` when the request has no live session; the store's failure is still an error.
+impl<S: Send + Sync> OptionalFromRequestParts<S> for ExistingSession {
+    type Rejection = SessionRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        match <Self as FromRequestParts<S>>::from_request_parts(parts, state).await {
+            Ok(session) => Ok(Some(session)),
+            Err(SessionRejection::NoSession) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+}
+
 impl IntoResponse for SessionRejection {
     fn into_response(self) -> Response {
         self.response().map(axum_core::body::Body::from)

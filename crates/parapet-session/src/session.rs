@@ -250,7 +250,10 @@ impl Session {
     ///
     /// Round trips: a load (when not yet loaded), the create, and the removal of the old id.
     pub async fn set_user(&self, user: &str) -> Result<(), SessionError> {
-        if user.is_empty() || user.len() > MAX_NAME * 2 {
+        if user.is_empty() {
+            return Err(SessionError::Empty("user id"));
+        }
+        if user.len() > MAX_NAME * 2 {
             return Err(SessionError::TooLarge("user id"));
         }
         let mut state = self.loaded().await?;
@@ -260,6 +263,9 @@ impl Session {
             Record::Present(_) => state.key,
             _ => None,
         };
+        // The same user logging in again: the store ends the old id in the create itself,
+        // and it does not count toward the limit.
+        let replaces = old.filter(|k| *k.group() == group).map(|k| *k.id());
         let carried = state.carried(user);
         let mut session = NewSession::default();
         session.changes.set = carried
@@ -270,11 +276,17 @@ impl Session {
         session.limit = shared.max_sessions;
         session.ip = self.inner.ip.map(|ip| ip.to_string());
         session.user_agent = self.user_agent();
+        session.replaces = replaces;
         let (id, key) = self.create(group, &session).await?;
         metrics::created("login");
-        if let Some(old) = old {
-            // The old id holds no login; if its removal fails it ends by its idle expiry.
+        if let Some(old) = old.filter(|_| replaces.is_none()) {
+            // An anonymous old id holds no login: if its removal fails, it ends by its idle
+            // expiry. Another user's must not outlive the switch: that failure is an error.
+            let was_logged_in = matches!(&state.record, Record::Present(d) if d.user.is_some());
             if let Err(e) = shared.call("delete", shared.store.delete(&old)).await {
+                if was_logged_in {
+                    return Err(e);
+                }
                 tracing::warn!(error = %e, "could not remove the pre-login session");
             }
         }
@@ -411,20 +423,7 @@ impl Session {
             (_, None, Some(id)) => Some(id.key()),
         };
         let Some(key) = target else {
-            if changes.set.is_empty() {
-                return Ok(());
-            }
-            let mut session = NewSession::default();
-            session.changes.set = changes.set;
-            session.ip = self.inner.ip.map(|ip| ip.to_string());
-            session.user_agent = self.user_agent();
-            let group = SessionId::generate(None).map_err(random_failed)?.group();
-            let (id, key) = self.create(group, &session).await?;
-            metrics::created("new");
-            state.id = Some(id);
-            state.key = Some(key);
-            state.cookie = CookieAction::Set;
-            return Ok(());
+            return self.write_new(state, changes).await;
         };
         let mut saved = self
             .call("save", shared.store.save(&key, &changes, &shared.rules))
@@ -435,12 +434,22 @@ impl Session {
             let loaded = self
                 .call("load", shared.store.load(&key, &shared.rules))
                 .await?;
-            if let Some(loaded) = loaded.filter(|l| l.key != key) {
-                let moved = loaded.key;
-                state.key = Some(moved);
-                saved = self
-                    .call("save", shared.store.save(&moved, &changes, &shared.rules))
-                    .await?;
+            match loaded {
+                Some(loaded) if loaded.key != key => {
+                    let moved = loaded.key;
+                    state.key = Some(moved);
+                    saved = self
+                        .call("save", shared.store.save(&moved, &changes, &shared.rules))
+                        .await?;
+                }
+                // Written without a read, to an id the store does not know (expired, or
+                // never was): as for a read, that is no session, and the writes start a
+                // new one. A session this request read and that ended during it is 401.
+                None if matches!(state.record, Record::Unknown) => {
+                    metrics::unknown();
+                    return self.write_new(state, changes).await;
+                }
+                _ => {}
             }
         }
         match saved {
@@ -448,6 +457,25 @@ impl Session {
             Saved::TooLarge => Err(SessionError::TooLarge("session")),
             _ => Err(state.ended()),
         }
+    }
+
+    /// Creates an anonymous session holding the fields `changes` sets.
+    async fn write_new(&self, state: &mut State, changes: Changes) -> Result<(), SessionError> {
+        if changes.set.is_empty() {
+            state.unknown();
+            return Ok(());
+        }
+        let mut session = NewSession::default();
+        session.changes.set = changes.set;
+        session.ip = self.inner.ip.map(|ip| ip.to_string());
+        session.user_agent = self.user_agent();
+        let group = SessionId::generate(None).map_err(random_failed)?.group();
+        let (id, key) = self.create(group, &session).await?;
+        metrics::created("new");
+        state.id = Some(id);
+        state.key = Some(key);
+        state.cookie = CookieAction::Set;
+        Ok(())
     }
 
     /// Rotates the current session to a new id of the same group, with the pending changes.
@@ -563,7 +591,7 @@ impl Session {
             }
             None => {
                 metrics::unknown();
-                state.forget();
+                state.unknown();
             }
         }
         Ok(state)
@@ -642,6 +670,15 @@ impl State {
         }
     }
 
+    /// The cookie's id is not a session (expired, or never was): later writes start a new
+    /// one. The cookie is left alone: a removal could race with, and delete, the cookie of
+    /// a login answered to a concurrent request.
+    fn unknown(&mut self) {
+        self.id = None;
+        self.key = None;
+        self.record = Record::Missing;
+    }
+
     /// The session is gone: the client's cookie is removed, and later writes start anew.
     fn forget(&mut self) {
         self.id = None;
@@ -673,7 +710,10 @@ impl Data {
 }
 
 fn check_name(name: &str) -> Result<(), SessionError> {
-    if name.is_empty() || name.len() > MAX_NAME {
+    if name.is_empty() {
+        return Err(SessionError::Empty("field name"));
+    }
+    if name.len() > MAX_NAME {
         return Err(SessionError::TooLarge("field name"));
     }
     Ok(())

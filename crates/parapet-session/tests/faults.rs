@@ -128,3 +128,46 @@ async fn redis_never_holds_a_usable_id() {
         "the secret's base64 is in Redis"
     );
 }
+
+#[tokio::test]
+async fn a_read_is_one_redis_command_and_a_write_one_script_call() {
+    let server = RedisServer::start();
+    let client = redis_app(&server, "trips").await;
+    client.send("POST", "/put/a", "1").await;
+    // The first call of each script loads it (EVALSHA, NOSCRIPT, then EVAL): once per
+    // script and server.
+    client.send("POST", "/put/w", "1").await;
+    client.send("GET", "/get/a", "").await;
+    let count = || {
+        (
+            server.command_calls("hgetall"),
+            server.command_calls("evalsha"),
+            server.command_calls("eval"),
+        )
+    };
+    let before = count();
+    assert_eq!(client.send("GET", "/get/a", "").await.body, "\"1\"");
+    let after_read = count();
+    assert_eq!(
+        (
+            after_read.0 - before.0,
+            after_read.1 - before.1,
+            after_read.2 - before.2
+        ),
+        (1, 0, 0),
+        "a read: one HGETALL, no script"
+    );
+    assert_eq!(client.send("POST", "/put/b", "2").await.status, 200);
+    let after_write = count();
+    assert_eq!(
+        (
+            after_write.0 - after_read.0,
+            after_write.1 - after_read.1,
+            after_write.2 - after_read.2
+        ),
+        (0, 1, 0),
+        "a write: one EVALSHA"
+    );
+    assert_eq!(client.send("GET", "/untouched", "").await.status, 200);
+    assert_eq!(count(), after_write, "untouched: nothing");
+}

@@ -123,28 +123,29 @@ async fn rotate_and_logout_kill_the_old_id_at_once(backend: Backend) {
     assert_ne!(client.cookie(), old.cookie());
     assert_eq!(old.send("GET", "/me", "").await.status, 401);
     assert_eq!(client.send("GET", "/me", "").await.body, "\"eve\"");
+    let kept = client.same_cookie(client.app.clone());
     let reply = client.send("POST", "/logout", "").await;
     assert!(
         reply.set_cookie().unwrap().contains("Max-Age=0"),
         "the cookie is removed"
     );
     assert_eq!(client.cookie(), None);
-    let copy = client.same_cookie(client.app.clone());
-    copy.set_cookie_value(reply.set_cookie().map(|_| String::new()));
-    assert_eq!(client.send("GET", "/me", "").await.status, 401);
+    // A copy of the id kept from before the logout is dead in the store.
+    assert_eq!(kept.send("GET", "/me", "").await.status, 401);
+    assert_eq!(kept.send("GET", "/get/a", "").await.body, "null");
 }
 
 async fn periodic_rotation_keeps_requests_in_flight_working(backend: Backend) {
     let clock = parapet_core::ManualClock::new();
     let store = common::store_with(backend, &clock, &common::prefix()).await;
     let build = |b: parapet_session::SessionLayerBuilder| {
-        b.rotate_every(Duration::from_secs(1))
-            .rotation_grace(Duration::from_secs(2))
+        b.rotate_every(Duration::from_secs(2))
+            .rotation_grace(Duration::from_secs(1))
     };
     let client = Client::new(app(layer(store, build)));
     client.send("POST", "/login/fay", "").await;
     let old = client.cookie();
-    common::advance(backend, &clock, Duration::from_millis(1100)).await;
+    common::advance(backend, &clock, Duration::from_millis(2100)).await;
     // 30 concurrent requests all carry the old id; the first to finish rotates it.
     let tabs: Vec<_> = (0..30)
         .map(|i| {
@@ -177,7 +178,7 @@ async fn periodic_rotation_keeps_requests_in_flight_working(backend: Backend) {
         serde_json::from_str(&latest.send("GET", "/keys", "").await.body).unwrap();
     assert_eq!(keys.len(), 30, "no write of an in-flight request was lost");
     client.set_cookie_value(old);
-    common::advance(backend, &clock, Duration::from_millis(2100)).await;
+    common::advance(backend, &clock, Duration::from_millis(1100)).await;
     assert_eq!(
         client.send("GET", "/me", "").await.status,
         401,
@@ -234,6 +235,9 @@ async fn the_session_limit_refuses_or_evicts(backend: Backend) {
     let third = clients[2].send("POST", "/login/hal", "").await;
     assert_eq!(third.status, 409, "{}", third.body);
     assert!(third.body.contains("too many sessions"));
+    // Logging in again on a device that is logged in replaces its session: not a third.
+    assert_eq!(clients[1].send("POST", "/login/hal", "").await.status, 200);
+    assert_eq!(clients[0].send("GET", "/me", "").await.status, 200);
     let lenient = app(layer(shared, |b| b.max_sessions(2, OverLimit::EvictOldest)));
     let fourth = Client::new(lenient);
     assert_eq!(fourth.send("POST", "/login/hal", "").await.status, 200);
@@ -257,13 +261,13 @@ async fn bad_cookies_are_no_session_and_never_a_500(backend: Backend) {
     let huge = "A".repeat(10_000);
     let many: String = (0..200).map(|i| format!("c{i}=v; ")).collect();
     let cases = [
-        (format!("session={}", "garbage"), false),
-        (format!("session={}", &value[..40]), false),
-        (format!("session={value}="), false),
-        (format!("session={huge}"), false),
-        (format!("{many}session=%%%"), false),
-        ("session".to_string(), false),
-        (format!("session={tampered}"), true),
+        (format!("__Host-session={}", "garbage"), false),
+        (format!("__Host-session={}", &value[..40]), false),
+        (format!("__Host-session={value}="), false),
+        (format!("__Host-session={huge}"), false),
+        (format!("{many}__Host-session=%%%"), false),
+        ("__Host-session".to_string(), false),
+        (format!("__Host-session={tampered}"), true),
     ];
     counting.take();
     for (cookie, well_formed) in cases {
@@ -271,6 +275,12 @@ async fn bad_cookies_are_no_session_and_never_a_500(backend: Backend) {
         probe.set_cookie_value(Some(cookie.clone()));
         let me = probe.send("GET", "/me", "").await;
         assert_eq!(me.status, 401, "{cookie:.60}");
+        assert_eq!(
+            me.set_cookie(),
+            None,
+            "{cookie:.60}: the client's cookie is left alone"
+        );
+        probe.set_cookie_value(Some(cookie.clone()));
         let get = probe.send("GET", "/get/a", "").await;
         assert_eq!(
             (get.status, get.body.as_str()),
@@ -285,7 +295,7 @@ async fn bad_cookies_are_no_session_and_never_a_500(backend: Backend) {
         .uri("/me")
         .header(
             "cookie",
-            axum::http::HeaderValue::from_bytes(b"session=\xff\xfe\x80").unwrap(),
+            axum::http::HeaderValue::from_bytes(b"__Host-session=\xff\xfe\x80").unwrap(),
         )
         .body(axum::body::Body::empty())
         .unwrap();
@@ -293,7 +303,7 @@ async fn bad_cookies_are_no_session_and_never_a_500(backend: Backend) {
     assert!(counting.take().is_empty());
     // Many cookies with the real one among them still find it.
     let probe = Client::new(client.app.clone());
-    probe.set_cookie_value(Some(format!("{many}session=junk; {good}")));
+    probe.set_cookie_value(Some(format!("{many}__Host-session=junk; {good}")));
     assert_eq!(probe.send("GET", "/get/a", "").await.body, "\"1\"");
 }
 
@@ -335,15 +345,37 @@ async fn cookies_are_secure_by_default(backend: Backend) {
     ] {
         assert!(cookie.contains(attribute), "{attribute} in {cookie}");
     }
-    assert!(cookie.starts_with("session="));
+    assert!(cookie.starts_with("__Host-session="));
     assert_eq!(reply.headers["cache-control"], "private");
     let read = client.send("GET", "/get/a", "").await;
     assert_eq!(read.headers["vary"], "cookie");
     let host = app(layer(store(backend).await, |b| {
-        b.host_prefix().cookie_name("id")
+        b.host_prefix(false).cookie_name("id")
     }));
     let reply = Client::new(host).send("POST", "/put/a", "1").await;
-    assert!(reply.set_cookie().unwrap().starts_with("__Host-id="));
+    assert!(reply.set_cookie().unwrap().starts_with("id="));
+}
+
+async fn a_write_with_an_unknown_id_starts_a_new_session(backend: Backend) {
+    let (_, client) = counted(backend).await;
+    client.send("POST", "/put/a", "1").await;
+    let stale = client.cookie().unwrap();
+    client.send("POST", "/logout", "").await;
+    // A tab that kept the ended id writes without reading first.
+    client.set_cookie_value(Some(stale.clone()));
+    let reply = client.send("POST", "/put/b", "2").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let fresh = client.cookie().unwrap();
+    assert_ne!(fresh, stale, "a new id");
+    assert_eq!(client.send("GET", "/get/b", "").await.body, "\"2\"");
+    assert_eq!(
+        client.send("GET", "/get/a", "").await.body,
+        "null",
+        "nothing of the old one"
+    );
+    // A request that read its session, which then ended, is told so.
+    client.send("POST", "/login/ned", "").await;
+    assert_eq!(client.send("GET", "/me", "").await.status, 200);
 }
 
 async fn a_failed_request_writes_nothing(backend: Backend) {
@@ -367,4 +399,5 @@ on_every_store!(
     huge_values_get_413_and_the_session_is_kept,
     cookies_are_secure_by_default,
     a_failed_request_writes_nothing,
+    a_write_with_an_unknown_id_starts_a_new_session,
 );

@@ -413,6 +413,144 @@ async fn idle_and_absolute_expiry_are_enforced_by_the_store(backend: Backend) {
     assert!(store.list(used.group()).await.unwrap().is_empty());
 }
 
+async fn incr_past_the_byte_limit_changes_nothing(backend: Backend) {
+    let clock = ManualClock::new();
+    let store = store_with(backend, &clock, &common::prefix()).await;
+    let k = key(10, 1);
+    // 64 + 1 + 880 bytes: one more field of 64 + 1 + 1 fits (1011 of 1024); one of 18
+    // digits does not.
+    store
+        .create(&k, &new_session(&[("a", &"x".repeat(880))], None), &rules())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.incr(&k, "n", 7, &rules()).await.unwrap(),
+        Incremented::Value(7)
+    );
+    let big = 10_i64.pow(17);
+    assert_eq!(
+        store.incr(&k, "n", big, &rules()).await.unwrap(),
+        Incremented::TooLarge
+    );
+    assert_eq!(
+        store.incr(&k, "n", 0, &rules()).await.unwrap(),
+        Incremented::Value(7),
+        "rolled back exactly"
+    );
+    assert_eq!(
+        store.incr(&k, "m", big, &rules()).await.unwrap(),
+        Incremented::TooLarge
+    );
+    assert_eq!(
+        fields(&*store, &k).await.unwrap().len(),
+        2,
+        "no field left behind"
+    );
+    // Values past 2^53 stay exact (no floating point on the way).
+    let k2 = key(10, 2);
+    store
+        .create(&k2, &new_session(&[], None), &rules())
+        .await
+        .unwrap();
+    let near = i64::MAX - 3;
+    assert_eq!(
+        store.incr(&k2, "n", near, &rules()).await.unwrap(),
+        Incremented::Value(near)
+    );
+    assert_eq!(
+        store.incr(&k2, "n", 1, &rules()).await.unwrap(),
+        Incremented::Value(near + 1)
+    );
+}
+
+async fn a_new_login_replacing_a_session_of_the_same_user_is_not_over_the_limit(backend: Backend) {
+    let clock = ManualClock::new();
+    let store = store_with(backend, &clock, &common::prefix()).await;
+    let group = store.user_group("ike");
+    let k = |i: u8| SessionKey::new(group, [i; 16]);
+    let mut first = new_session(&[], Some("ike"));
+    first.limit = Some((1, OverLimit::RejectNew));
+    assert_eq!(
+        store.create(&k(1), &first, &rules()).await.unwrap(),
+        Created::Done { evicted: 0 }
+    );
+    let mut again = first.clone();
+    again.replaces = Some(*k(1).id());
+    assert_eq!(
+        store.create(&k(2), &again, &rules()).await.unwrap(),
+        Created::Done { evicted: 0 }
+    );
+    assert_eq!(
+        store.load(&k(1), &rules()).await.unwrap(),
+        None,
+        "the replaced id ended"
+    );
+    assert!(store.load(&k(2), &rules()).await.unwrap().is_some());
+    // Another device is still refused, and the session it would replace is kept.
+    let mut other = first.clone();
+    other.replaces = Some([0x77; 16]);
+    assert_eq!(
+        store.create(&k(3), &other, &rules()).await.unwrap(),
+        Created::OverLimit
+    );
+    assert!(store.load(&k(2), &rules()).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_full_memory_store_keeps_a_session_it_cannot_rotate() {
+    use parapet_session::MemoryStore;
+    // Two shards of one session each, both full.
+    let store = MemoryStore::new().capacity(2);
+    let mut live = Vec::new();
+    for i in 1..=20 {
+        if store
+            .create(&key(11, i), &new_session(&[("a", "1")], None), &rules())
+            .await
+            .is_ok()
+        {
+            live.push(key(11, i));
+        }
+    }
+    assert_eq!(
+        live.len(),
+        2,
+        "the store holds its capacity and refuses the rest"
+    );
+    let mut current = live[0];
+    let mut refused = 0;
+    for i in 100..160 {
+        let new = key(11, i);
+        match store
+            .rotate(
+                &current,
+                &new,
+                &sets(&[("b", "2")]),
+                Duration::ZERO,
+                &rules(),
+            )
+            .await
+        {
+            Ok(saved) => {
+                assert_eq!(saved, Saved::Done);
+                current = new;
+            }
+            Err(_) => {
+                refused += 1;
+                let kept = fields(&store, &current).await;
+                assert!(
+                    kept.is_some(),
+                    "a rotation refused for room keeps the session"
+                );
+            }
+        }
+    }
+    assert!(refused > 0, "some new ids fell in the other, full shard");
+    assert!(
+        store.load(&live[1], &rules()).await.unwrap().is_some(),
+        "nothing was evicted"
+    );
+}
+
 on_every_store!(
     create_then_load,
     saves_touch_only_the_fields_they_change,
@@ -424,4 +562,6 @@ on_every_store!(
     revoking_a_thousand_sessions_is_one_call,
     the_session_limit_rejects_or_evicts,
     idle_and_absolute_expiry_are_enforced_by_the_store,
+    incr_past_the_byte_limit_changes_nothing,
+    a_new_login_replacing_a_session_of_the_same_user_is_not_over_the_limit,
 );

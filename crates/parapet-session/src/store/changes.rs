@@ -22,9 +22,4 @@ impl Changes {
     pub fn is_empty(&self) -> bool {
         !self.clear && self.set.is_empty() && self.remove.is_empty()
     }
-
-    /// Bytes of names plus values the writes add.
-    pub(crate) fn set_bytes(&self) -> usize {
-        self.set.iter().map(|(k, v)| k.len() + v.len()).sum()
-    }
 }

@@ -274,6 +274,13 @@ impl Inner {
     }
 }
 
+/// What a field costs beyond its name and value, for the byte limit (as in Redis).
+const FIELD_OVERHEAD: usize = 64;
+
+fn cost(name: &str, value: &[u8]) -> usize {
+    FIELD_OVERHEAD + name.len() + value.len()
+}
+
 /// Applies `changes` to `fields`, or says it would exceed `max` bytes (then nothing changed).
 fn apply(live: &mut Live, changes: &Changes, max: usize) -> bool {
     let mut bytes = if changes.clear { 0 } else { live.bytes };
@@ -281,16 +288,16 @@ fn apply(live: &mut Live, changes: &Changes, max: usize) -> bool {
         if !changes.clear
             && let Some((k, v)) = live.fields.iter().find(|(k, _)| k == name)
         {
-            bytes -= k.len() + v.len();
+            bytes -= cost(k, v);
         }
-        bytes += name.len() + value.len();
+        bytes += cost(name, value);
     }
     for name in &changes.remove {
         if !changes.clear
             && !changes.set.iter().any(|(k, _)| k == name)
             && let Some((k, v)) = live.fields.iter().find(|(k, _)| k == name)
         {
-            bytes -= k.len() + v.len();
+            bytes -= cost(k, v);
         }
     }
     if bytes > max {
@@ -374,25 +381,43 @@ impl SessionStore for MemoryStore {
         if inner.sessions.shard(h).get(h, now).is_some() {
             return StoreCall::ready(Ok(Created::Collision));
         }
-        let bytes = session.changes.set_bytes();
+        let bytes: usize = session.changes.set.iter().map(|(k, v)| cost(k, v)).sum();
         if bytes > rules.max_session_bytes {
             return StoreCall::ready(Ok(Created::TooLarge));
+        }
+        // Nothing is evicted for a session that would not fit (the write lock is held:
+        // the room made stays).
+        if inner.sessions.shard(h).make_room(1, now).is_err() {
+            return StoreCall::ready(Err(full()));
         }
         let absolute = now.saturating_add(micros(rules.absolute_timeout));
         let mut evicted = 0;
         let mut members = Vec::new();
         if session.user.is_some() {
             members = inner.prune(key.group(), now);
+            let replaced = session
+                .replaces
+                .filter(|r| members.iter().any(|(id, _)| id == r));
+            let counted = members.len() - usize::from(replaced.is_some());
             if let Some((limit, policy)) = session.limit {
-                while members.len() >= limit as usize && !members.is_empty() {
-                    if policy == OverLimit::RejectNew {
-                        let result = inner.set_index(key.group(), members, now);
-                        return StoreCall::ready(result.map(|()| Created::OverLimit));
-                    }
-                    let (oldest, _) = members.remove(0);
-                    inner.remove_session(&SessionKey::new(*key.group(), oldest), now);
-                    evicted += 1;
+                let mut over = (counted + 1).saturating_sub(limit as usize);
+                if over > 0 && policy == OverLimit::RejectNew {
+                    let result = inner.set_index(key.group(), members, now);
+                    return StoreCall::ready(result.map(|()| Created::OverLimit));
                 }
+                members.retain(|(id, _)| {
+                    if over == 0 || Some(*id) == replaced {
+                        return true;
+                    }
+                    over -= 1;
+                    evicted += 1;
+                    inner.remove_session(&SessionKey::new(*key.group(), *id), now);
+                    false
+                });
+            }
+            if let Some(replaced) = replaced {
+                inner.remove_session(&SessionKey::new(*key.group(), replaced), now);
+                members.retain(|(id, _)| *id != replaced);
             }
         }
         let live = Live {
@@ -448,6 +473,7 @@ impl SessionStore for MemoryStore {
             let h = inner.slot(old);
             inner.sessions.shard(h).put(h, Record::Live(live));
         };
+        let before = (live.fields.clone(), live.bytes);
         if !apply(&mut live, changes, rules.max_session_bytes) {
             put_back(live);
             return StoreCall::ready(Ok(Saved::TooLarge));
@@ -457,14 +483,14 @@ impl SessionStore for MemoryStore {
         touch(&mut live, now, rules);
         let expires = live.expires;
         let has_user = live.user.is_some();
-        if inner
-            .sessions
-            .shard(hn)
-            .insert(hn, Record::Live(live), now)
-            .is_err()
-        {
+        if inner.sessions.shard(hn).make_room(1, now).is_err() {
+            // No room for the new id: the session stays as it was, under its old id.
+            (live.fields, live.bytes) = before;
+            live.key = *old;
+            put_back(live);
             return StoreCall::ready(Err(full()));
         }
+        inner.sessions.shard(hn).put(hn, Record::Live(live));
         if !grace.is_zero() {
             let h = inner.slot(old);
             let until = now.saturating_add(micros(grace)).min(expires);

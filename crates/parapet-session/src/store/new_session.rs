@@ -16,4 +16,7 @@ pub struct NewSession {
     pub ip: Option<String>,
     /// The `User-Agent`.
     pub user_agent: Option<String>,
+    /// The id digest of a session of the same group (the same user logging in again) that
+    /// this one replaces: it ends in the same step, and does not count toward the limit.
+    pub replaces: Option<[u8; 16]>,
 }

@@ -264,7 +264,8 @@ impl SessionStore for RedisStore {
             .arg(policy)
             .arg(session.ip.as_deref().unwrap_or(""))
             .arg(session.user_agent.as_deref().unwrap_or(""))
-            .arg(self.base(key.group()));
+            .arg(self.base(key.group()))
+            .arg(session.replaces.as_ref().map(hex).unwrap_or_default());
         push_changes(&mut call, &session.changes);
         let redis = self.redis.clone();
         StoreCall::boxed(async move {
@@ -323,12 +324,16 @@ impl SessionStore for RedisStore {
             .arg(by);
         let redis = self.redis.clone();
         StoreCall::boxed(async move {
-            let reply: Vec<i64> = redis.eval(&call).await?;
+            let reply: Vec<String> = redis.eval(&call).await?;
+            let reply: Vec<&str> = reply.iter().map(String::as_str).collect();
             match reply.as_slice() {
-                [1, value] => Ok(Incremented::Value(*value)),
-                [0] => Ok(Incremented::Gone),
-                [2] => Ok(Incremented::TooLarge),
-                [3] => Ok(Incremented::NotAnInteger),
+                ["1", value] => value
+                    .parse()
+                    .map(Incremented::Value)
+                    .map_err(|_| StoreError::UnexpectedReply("session incr value")),
+                ["0"] => Ok(Incremented::Gone),
+                ["2"] => Ok(Incremented::TooLarge),
+                ["3"] => Ok(Incremented::NotAnInteger),
                 _ => Err(StoreError::UnexpectedReply("session incr")),
             }
         })

@@ -1,6 +1,6 @@
 -- KEYS[1] session, KEYS[2] its user's index. ARGV: idle ms, absolute ms, max bytes, user
 -- ('' none), limit (0 none), policy ('reject' or 'evict'), ip, user agent, session key
--- base, changes from 10.
+-- base, digest of a session of the same user this one replaces ('' none), changes from 11.
 -- Reply: evicted count (>= 0), -1 too large, -2 key taken, -3 over the limit.
 local now = now_ms()
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -21,27 +21,42 @@ if ARGV[8] ~= '' then
   head[#head + 1] = ARGV[8]
 end
 hset(KEYS[1], head)
-if not apply(KEYS[1], 10, tonumber(ARGV[3]), 0, now) then
+if not apply(KEYS[1], 11, tonumber(ARGV[3]), 0, now) then
   redis.call('DEL', KEYS[1])
   return -1
 end
 local evicted = 0
 if ARGV[4] ~= '' then
-  local base = ARGV[9]
+  local base, replaced = ARGV[9], ARGV[10]
   prune(KEYS[2], base, now)
+  -- A new login of a session of this user replaces it: the old id does not count, and
+  -- ends here once the new one is admitted.
+  local count = redis.call('ZCARD', KEYS[2])
+  if replaced ~= '' and redis.call('ZSCORE', KEYS[2], replaced) then
+    count = count - 1
+  end
   local limit = tonumber(ARGV[5])
   if limit > 0 then
-    while redis.call('ZCARD', KEYS[2]) >= limit do
+    while count >= limit do
       if ARGV[6] == 'reject' then
         redis.call('DEL', KEYS[1])
         return -3
       end
       -- Lowest score = earliest absolute expiry = created first (scores are in µs).
-      local oldest = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
-      redis.call('DEL', base .. ':' .. oldest)
-      redis.call('ZREM', KEYS[2], oldest)
+      local oldest = redis.call('ZRANGE', KEYS[2], 0, 1)
+      local victim = oldest[1]
+      if victim == replaced then
+        victim = oldest[2]
+      end
+      redis.call('DEL', base .. ':' .. victim)
+      redis.call('ZREM', KEYS[2], victim)
       evicted = evicted + 1
+      count = count - 1
     end
+  end
+  if replaced ~= '' then
+    redis.call('DEL', base .. ':' .. replaced)
+    redis.call('ZREM', KEYS[2], replaced)
   end
   redis.call('ZADD', KEYS[2], now_us() + tonumber(ARGV[2]) * 1000, string.sub(KEYS[1], -32))
   extend(KEYS[2], absolute, now)

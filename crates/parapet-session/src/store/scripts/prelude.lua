@@ -24,6 +24,10 @@ local function is_live(m)
   return m[1] and not m[2]
 end
 
+-- What a field costs beyond its name and value, for the byte limit: a stored field is a
+-- hash entry, not just its bytes, so many tiny fields cannot pass the limit in real memory.
+local FIELD = 64
+
 -- HSET of a flat name/value list, in chunks that stay within Lua's stack for unpack.
 local function hset(key, list)
   for first = 1, #list, 1000 do
@@ -32,7 +36,7 @@ local function hset(key, list)
 end
 
 -- Applies the changes encoded in ARGV from index i (clear flag, set count, name/value
--- pairs, remove count, names) to `key`, whose data holds `bytes`, and marks it seen at
+-- pairs, remove count, names) to `key`, whose data costs `bytes`, and marks it seen at
 -- `now`; all or nothing: false when the data would pass `max` bytes, and then nothing is
 -- written. A stored value is never empty (JSON), so HSTRLEN > 0 means the field exists.
 local function apply(key, i, max, bytes, now)
@@ -48,10 +52,10 @@ local function apply(key, i, max, bytes, now)
     if not clear then
       local old = redis.call('HSTRLEN', key, f)
       if old > 0 then
-        bytes = bytes - #name - old
+        bytes = bytes - FIELD - #name - old
       end
     end
-    bytes = bytes + #name + #value
+    bytes = bytes + FIELD + #name + #value
     writes[#writes + 1] = f
     writes[#writes + 1] = value
     j = j + 2
@@ -65,7 +69,7 @@ local function apply(key, i, max, bytes, now)
     if not clear then
       local old = redis.call('HSTRLEN', key, f)
       if old > 0 then
-        bytes = bytes - #name - old
+        bytes = bytes - FIELD - #name - old
       end
     end
     removes[#removes + 1] = f
