@@ -27,7 +27,11 @@
 //! | reads (`get`, `user`) | 1 (the idle expiry moves in the same call, at most once per [`touch_after`](SessionLayerBuilder::touch_after)) | none |
 //! | writes (`insert`, `remove`, `clear`) | 1 after the handler, or 2 with a read | set when the session is new |
 //! | `incr` | 1 (+1 for the read) | set when new |
-//! | `set_user` (login) | load + create + removal of the old id | new id |
+//! | `set_user` (login) | load + create (+ removal of an anonymous old id) | new id |
+//!
+//! Reads are a plain `HGETALL` on Redis; every write is one script. The idle expiry is
+//! moved by a separate `touch` call at most once per `touch_after`, judged by this
+//! instance's clock (the expiry itself is computed from Redis time).
 //!
 //! ## Identity and cookie
 //!
@@ -38,9 +42,14 @@
 //! - A cookie that is not exactly a well-formed id (garbage, truncated, padded, oversized)
 //!   is no session, without a store call. An id the store does not know is no session
 //!   either, and its cookie is removed. Neither is ever a 500.
-//! - The cookie (through the `cookie` crate): `HttpOnly`, `Secure`, `SameSite=Lax`,
-//!   `Path=/`, `Max-Age` = the absolute timeout; [`host_prefix`](SessionLayerBuilder::host_prefix)
-//!   for `__Host-`. curl and browsers keep `Secure` cookies on `http://localhost`.
+//! - The cookie (through the `cookie` crate): `__Host-session`, `HttpOnly`, `Secure`,
+//!   `SameSite=Lax`, `Path=/`, `Max-Age` = the absolute timeout (counted again from each new
+//!   id). The `__Host-` prefix keeps a sibling subdomain from planting an id for this host;
+//!   [`host_prefix(false)`](SessionLayerBuilder::host_prefix) to share the cookie. Of
+//!   several cookies of that name, the first well-formed one is used.
+//! - curl and browsers keep `Secure` and `__Host-` cookies on `http://localhost`. Over
+//!   plain HTTP on any other host they drop it, and every request starts a new session:
+//!   serve HTTPS, or (development only) `host_prefix(false).insecure_cookie()`.
 //! - A response that sets the cookie gets `Cache-Control: private` unless it has a
 //!   `Cache-Control`; one whose handler read the session gets `Vary: cookie`.
 //!
@@ -48,11 +57,15 @@
 //!
 //! - Only changed fields are written, by one atomic script that refreshes the expiry too:
 //!   requests that change different fields never lose an update; [`Session::incr`] is
-//!   atomic for counters.
+//!   atomic for counters. Two requests that set the *same* field: the last write wins.
+//! - A session holds at most [`max_session_bytes`](SessionLayerBuilder::max_session_bytes)
+//!   (64 KiB), each field counted as its name, its JSON value and 64 bytes of overhead.
 //! - An idle timeout and an absolute lifetime together, both enforced by the store (a
 //!   Redis TTL, never past the absolute expiry).
 //! - [`Session::set_user`] (login) and [`Session::rotate`] (privilege change) issue a new
-//!   id and kill the old one at once. [`rotate_every`](SessionLayerBuilder::rotate_every)
+//!   id and kill the old one at once. At login the fields of an anonymous session carry
+//!   over (a cart): regenerate any security token kept in the session (CSRF, OAuth
+//!   `state`) after login. [`rotate_every`](SessionLayerBuilder::rotate_every)
 //!   rotates a logged-in session periodically, the old id working for a short grace window
 //!   so requests in flight with it do not fail.
 //!
@@ -63,15 +76,42 @@
 //! [`SessionControl`] does the same for any user. With Redis the index lives in the same
 //! Cluster slot as the user's sessions, so each of these is one script call, and a
 //! revocation holds on every instance at once (every request reads Redis). At most
-//! [`max_sessions`](SessionLayerBuilder::max_sessions) per user, by [`OverLimit`].
+//! [`max_sessions`](SessionLayerBuilder::max_sessions) per user (100, evicting the oldest,
+//! by default; see [`OverLimit`]); logging in again on a logged-in device replaces its
+//! session and does not count twice. The index must survive for "log out everywhere" to
+//! reach every session: run Redis with `maxmemory-policy noeviction` (see parapet-core).
+//!
+//! The client IP recorded at creation is the TCP peer; behind a proxy, give the layer the
+//! same [`ClientIp`](parapet_core::ClientIp) the rate limiter uses
+//! ([`client_ip`](SessionLayerBuilder::client_ip)). With axum, serve with
+//! `into_make_service_with_connect_info::<SocketAddr>()`, or no IP is recorded.
 //!
 //! ## Failures
 //!
 //! A store that fails or misses its deadline ([`store_timeout`](SessionLayerBuilder::store_timeout),
-//! 100 ms) makes the session call fail with [`SessionError::Store`], a 503 with
-//! `Retry-After: 1`; a failed write after the handler replaces its response with that 503.
-//! Never is a session silently replaced by an empty one: a user is not logged out, and
-//! does not lose a cart, because Redis blinked. Counted in [`metrics`].
+//! 100 ms per call; `RedisStore::timeout` also bounds each call, the shorter wins) makes the
+//! session call fail with [`SessionError::Store`], a 503 with `Retry-After: 1`. Never is a
+//! session silently replaced by an empty one: a user is not logged out, and does not lose
+//! a cart, because Redis blinked. Counted in [`metrics`].
+//!
+//! After the handler:
+//! - a response with a 5xx status writes none of the request's pending changes (what
+//!   acted at once — `incr` on an existing session, `set_user`, `rotate`, `destroy` — did);
+//! - a failed write replaces the handler's response with the error's: 503 (store), 401
+//!   (the session ended during the request), 413 (the session would pass its byte limit).
+//!
+//! ## Migrating from tower-sessions
+//!
+//! | tower-sessions | parapet-session |
+//! |---|---|
+//! | `SessionManagerLayer::new(store)` | `SessionLayer::builder().store(store).build()?` |
+//! | `.with_secure(false)` | `.host_prefix(false).insecure_cookie()` (not needed on `localhost`) |
+//! | `.with_expiry(Expiry::OnInactivity(d))` | `.idle_timeout(d)` (with `.absolute_timeout`, both at once) |
+//! | `session.get::<T>(k)`, `insert(k, v)` | the same names (`insert` takes `&v`) |
+//! | `session.remove::<T>(k)` | `get::<T>(k)` then `remove(k)` |
+//! | `session.cycle_id()` | `session.rotate()`, or `set_user(id)` at login |
+//! | `session.flush()` / `delete()` | `session.destroy()` |
+//! | `MemoryStore`, `tower-sessions-redis-store` | `MemoryStore` (bounded), `RedisStore` |
 //!
 //! ## Features
 //!

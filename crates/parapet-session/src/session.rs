@@ -37,7 +37,8 @@ const ID_ATTEMPTS: usize = 3;
 /// [`set_user`](Self::set_user), [`rotate`](Self::rotate) and [`destroy`](Self::destroy)
 /// act at once, as their answer depends on the store.
 ///
-/// Values are JSON (serde). Clones share the same state.
+/// Values are JSON (serde). Clones share the same state; changes made through a clone after
+/// the response was sent (a spawned task) are not written.
 ///
 /// ```
 /// # async fn handler(session: parapet_session::Session) -> Result<String, parapet_session::SessionError> {

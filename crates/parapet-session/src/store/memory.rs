@@ -13,11 +13,15 @@ use crate::{OverLimit, SessionInfo, SessionKey, SessionRules};
 /// Sessions in this process: for one instance, tests and development.
 ///
 /// Bounded: at most [`capacity`](Self::capacity) sessions (100,000 by default), each at
-/// most [`max_session_bytes`](crate::SessionLayerBuilder::max_session_bytes) of data, so
-/// the worst case is about `capacity × (max_session_bytes + 300)` bytes. Expired sessions
+/// most [`max_session_bytes`](crate::SessionLayerBuilder::max_session_bytes) of data
+/// (fields counted with 64 bytes of overhead each, about what a field costs here), so the
+/// worst case is about `capacity × (max_session_bytes + 300)` bytes: 6.6 GB with the
+/// defaults, a few hundred bytes per typical session. Lower either bound for a small host. Expired sessions
 /// are swept by the table as it is used. When full of live sessions, new sessions are
 /// refused ([`StoreError::CapacityExceeded`], a 503) rather than logging users out; set
-/// [`when_full`](Self::when_full) to evict those nearest to expiry instead.
+/// [`when_full`](Self::when_full) to evict those nearest to expiry instead. Any route that
+/// writes to an anonymous session creates one: rate-limit such routes, or a client can
+/// fill the store (then logins get 503 until sessions expire).
 ///
 /// Every operation is atomic: reads and single-session writes lock one shard; creating,
 /// rotating, deleting and revoking (which touch a user's index too) hold the store's
