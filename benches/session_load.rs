@@ -231,6 +231,7 @@ fn main() {
     }
     let baseline = &variants[0];
     let mut per_request: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    let mut redis_cpu: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     let paired = Paired::run(
         rounds,
         variants.len(),
@@ -242,6 +243,7 @@ fn main() {
         |i| {
             let v = &variants[i];
             let before = commands(&redis_server);
+            let cpu = redis_server.cpu_seconds();
             let (ok, limited, other) =
                 client_rt.block_on(load_with(v.path, v.addr, conns, run, &v.cookies));
             assert_eq!(
@@ -256,21 +258,26 @@ fn main() {
                     .entry(i)
                     .or_default()
                     .push(ran as f64 / ok as f64);
+                let used = redis_server.cpu_seconds() - cpu;
+                redis_cpu.entry(i).or_default().push(used * 1e6 / ok as f64);
             }
             ok as f64 / run.as_secs_f64()
         },
     );
     let mut report = String::from(
-        "| variant | req/s (median) | × baseline (median of paired ratios) | min–max ratio | Redis commands / request |\n|---|---:|---:|---:|---:|\n",
+        "| variant | req/s (median) | × baseline (median of paired ratios) | min–max ratio | Redis commands / request | Redis CPU µs / request |\n|---|---:|---:|---:|---:|---:|\n",
     );
     for (i, v) in variants.iter().enumerate() {
         let (rps, ratio, lo, hi) = paired.summary(i);
         let cmds = per_request
             .get(&i)
             .map_or("–".to_owned(), |c| format!("{:.3}", median(c.clone())));
+        let cpu = redis_cpu
+            .get(&i)
+            .map_or("–".to_owned(), |c| format!("{:.1}", median(c.clone())));
         report.push_str(&format!(
-            "| {} | {:.0} | {:.3} | {:.3}–{:.3} | {} |\n",
-            v.name, rps, ratio, lo, hi, cmds
+            "| {} | {:.0} | {:.3} | {:.3}–{:.3} | {} | {} |\n",
+            v.name, rps, ratio, lo, hi, cmds, cpu
         ));
     }
     publish(

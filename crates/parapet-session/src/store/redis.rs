@@ -229,7 +229,8 @@ impl SessionStore for RedisStore {
         let mut call = SAVE.call(1);
         call.key(self.session_key(key))
             .arg(rules.idle_ms())
-            .arg(rules.max_session_bytes);
+            .arg(rules.max_session_bytes)
+            .arg(rules.touch_after_ms());
         push_changes(&mut call, changes);
         let redis = self.redis.clone();
         StoreCall::boxed(async move {
@@ -321,7 +322,8 @@ impl SessionStore for RedisStore {
             .arg(rules.idle_ms())
             .arg(rules.max_session_bytes)
             .arg(field)
-            .arg(by);
+            .arg(by)
+            .arg(rules.touch_after_ms());
         let redis = self.redis.clone();
         StoreCall::boxed(async move {
             let reply: Vec<String> = redis.eval(&call).await?;

@@ -7,7 +7,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   return -2
 end
 local absolute = now + tonumber(ARGV[2])
-local head = {'m:created', now, 'm:rot', now, 'm:abs', absolute}
+local head = {'m:created', now, 'm:rot', now, 'm:abs', absolute, 'm:seen', now}
 if ARGV[4] ~= '' then
   head[#head + 1] = 'm:user'
   head[#head + 1] = ARGV[4]
@@ -21,7 +21,7 @@ if ARGV[8] ~= '' then
   head[#head + 1] = ARGV[8]
 end
 hset(KEYS[1], head)
-if not apply(KEYS[1], 11, tonumber(ARGV[3]), 0, now) then
+if not apply(KEYS[1], 11, tonumber(ARGV[3]), 0, {}) then
   redis.call('DEL', KEYS[1])
   return -1
 end

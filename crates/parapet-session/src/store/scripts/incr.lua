@@ -1,4 +1,4 @@
--- KEYS[1] session. ARGV: idle ms, max bytes, field name, increment.
+-- KEYS[1] session. ARGV: idle ms, max bytes, field name, increment, touch-after ms.
 -- Reply: {1, value as text}, {0} gone, {2} too large, {3} not an integer or overflow.
 -- Values stay text end to end: a Lua number is a double, exact only to 2^53.
 local now = now_ms()
@@ -26,6 +26,5 @@ if bytes > tonumber(ARGV[2]) then
   end
   return {'2'}
 end
-redis.call('HSET', KEYS[1], 'm:bytes', bytes, 'm:seen', now)
-redis.call('PEXPIREAT', KEYS[1], math.min(now + tonumber(ARGV[1]), tonumber(m[1])))
+hset(KEYS[1], touch(KEYS[1], m, now, tonumber(ARGV[1]), tonumber(ARGV[5]), {'m:bytes', bytes}))
 return {'1', value}

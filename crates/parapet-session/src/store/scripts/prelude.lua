@@ -14,10 +14,23 @@ local function now_us()
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 
--- {abs, alias, bytes} of a session key, in one call. A live session has `abs` and no
--- `alias` (HMGET gives false for a missing field).
+-- {abs, alias, bytes, seen} of a session key, in one call. A live session has `abs` and
+-- no `alias` (HMGET gives false for a missing field).
 local function meta(key)
-  return redis.call('HMGET', key, 'm:abs', 'm:alias', 'm:bytes')
+  return redis.call('HMGET', key, 'm:abs', 'm:alias', 'm:bytes', 'm:seen')
+end
+
+-- Marks a live session (meta `m`) used at `now`: the idle expiry moves, never past the
+-- absolute one, when the last move is at least `after` ms old (a write is a use, but
+-- moving the expiry on every write would cost two more commands each time). Returns the
+-- fields to add to the caller's HSET.
+local function touch(key, m, now, idle, after, writes)
+  if now - tonumber(m[4] or '0') >= after then
+    writes[#writes + 1] = 'm:seen'
+    writes[#writes + 1] = now
+    redis.call('PEXPIREAT', key, math.min(now + idle, tonumber(m[1])))
+  end
+  return writes
 end
 
 local function is_live(m)
@@ -36,10 +49,11 @@ local function hset(key, list)
 end
 
 -- Applies the changes encoded in ARGV from index i (clear flag, set count, name/value
--- pairs, remove count, names) to `key`, whose data costs `bytes`, and marks it seen at
--- `now`; all or nothing: false when the data would pass `max` bytes, and then nothing is
--- written. A stored value is never empty (JSON), so HSTRLEN > 0 means the field exists.
-local function apply(key, i, max, bytes, now)
+-- pairs, remove count, names) to `key`, whose data costs `bytes`, with `extra` fields
+-- written in the same HSET; all or nothing: false when the data would pass `max` bytes,
+-- and then nothing is written. A stored value is never empty (JSON), so HSTRLEN > 0 means
+-- the field exists.
+local function apply(key, i, max, bytes, extra)
   local clear = ARGV[i] == '1'
   if clear then
     bytes = 0
@@ -90,8 +104,9 @@ local function apply(key, i, max, bytes, now)
   end
   writes[#writes + 1] = 'm:bytes'
   writes[#writes + 1] = bytes
-  writes[#writes + 1] = 'm:seen'
-  writes[#writes + 1] = now
+  for _, v in ipairs(extra) do
+    writes[#writes + 1] = v
+  end
   hset(key, writes)
   return true
 end

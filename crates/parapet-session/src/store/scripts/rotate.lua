@@ -9,7 +9,7 @@ end
 if redis.call('EXISTS', KEYS[2]) == 1 then
   return -2
 end
-if not apply(KEYS[1], 4, tonumber(ARGV[3]), tonumber(m[3] or '0'), now) then
+if not apply(KEYS[1], 4, tonumber(ARGV[3]), tonumber(m[3] or '0'), {'m:seen', now}) then
   return 2
 end
 local abs = tonumber(m[1])

@@ -5,6 +5,5 @@ local m = meta(KEYS[1])
 if not is_live(m) then
   return 0
 end
-redis.call('HSET', KEYS[1], 'm:seen', now)
-redis.call('PEXPIREAT', KEYS[1], math.min(now + tonumber(ARGV[1]), tonumber(m[1])))
+hset(KEYS[1], touch(KEYS[1], m, now, tonumber(ARGV[1]), 0, {}))
 return 1
