@@ -477,7 +477,12 @@ impl SessionStore for MemoryStore {
             let h = inner.slot(old);
             inner.sessions.shard(h).put(h, Record::Live(live));
         };
-        let before = (live.fields.clone(), live.bytes);
+        // Room for the new id first (taking the old record out may have made it): both
+        // refusals below leave the session as it was, under its old id.
+        if inner.sessions.shard(hn).make_room(1, now).is_err() {
+            put_back(live);
+            return StoreCall::ready(Err(full()));
+        }
         if !apply(&mut live, changes, rules.max_session_bytes) {
             put_back(live);
             return StoreCall::ready(Ok(Saved::TooLarge));
@@ -487,13 +492,6 @@ impl SessionStore for MemoryStore {
         touch(&mut live, now, rules);
         let expires = live.expires;
         let has_user = live.user.is_some();
-        if inner.sessions.shard(hn).make_room(1, now).is_err() {
-            // No room for the new id: the session stays as it was, under its old id.
-            (live.fields, live.bytes) = before;
-            live.key = *old;
-            put_back(live);
-            return StoreCall::ready(Err(full()));
-        }
         inner.sessions.shard(hn).put(hn, Record::Live(live));
         if !grace.is_zero() {
             let h = inner.slot(old);
