@@ -19,7 +19,9 @@ impl SessionControl {
     /// The live sessions of `user`, oldest first.
     pub async fn list(&self, user: &str) -> Result<Vec<SessionInfo>, SessionError> {
         let group = self.shared.store.user_group(user);
-        self.call("list", self.shared.store.list(&group)).await
+        self.shared
+            .call("list", self.shared.store.list(&group))
+            .await
     }
 
     /// Ends the session of `user` with this handle; answers whether it was live.
@@ -29,6 +31,7 @@ impl SessionControl {
         };
         let group = self.shared.store.user_group(user);
         let ended = self
+            .shared
             .call("revoke", self.shared.store.revoke(&group, Revoke::One(id)))
             .await?;
         Ok(ended > 0)
@@ -37,16 +40,9 @@ impl SessionControl {
     /// Ends every session of `user` ("log out everywhere"); answers how many.
     pub async fn revoke_all(&self, user: &str) -> Result<u64, SessionError> {
         let group = self.shared.store.user_group(user);
-        self.call("revoke", self.shared.store.revoke(&group, Revoke::All))
+        self.shared
+            .call("revoke", self.shared.store.revoke(&group, Revoke::All))
             .await
-    }
-
-    async fn call<T: Send + 'static>(
-        &self,
-        op: &'static str,
-        call: parapet_core::StoreCall<T>,
-    ) -> Result<T, SessionError> {
-        self.shared.call(op, call).await
     }
 }
 

@@ -212,9 +212,9 @@ impl Session {
                 return Ok(next);
             }
         };
-        let shared = Arc::clone(&self.inner.shared);
+        let shared = &*self.inner.shared;
         let call = shared.store.incr(&key, name, by, &shared.rules);
-        match self.call("incr", call).await? {
+        match shared.call("incr", call).await? {
             Incremented::Value(value) => {
                 if let Record::Present(data) = &mut state.record {
                     data.fields
@@ -258,7 +258,7 @@ impl Session {
             return Err(SessionError::TooLarge("user id"));
         }
         let mut state = self.loaded().await?;
-        let shared = Arc::clone(&self.inner.shared);
+        let shared = &*self.inner.shared;
         let group = shared.store.user_group(user);
         let old = match &state.record {
             Record::Present(_) => state.key,
@@ -321,8 +321,8 @@ impl Session {
     pub async fn destroy(&self) -> Result<(), SessionError> {
         let mut state = self.loaded().await?;
         if let (Record::Present(_), Some(key)) = (&state.record, state.key) {
-            let shared = Arc::clone(&self.inner.shared);
-            self.call("delete", shared.store.delete(&key)).await?;
+            let shared = &*self.inner.shared;
+            shared.call("delete", shared.store.delete(&key)).await?;
         }
         state.forget();
         Ok(())
@@ -332,8 +332,8 @@ impl Session {
     pub async fn sessions(&self) -> Result<Vec<SessionInfo>, SessionError> {
         let state = self.loaded().await?;
         let key = state.logged_in()?;
-        let shared = Arc::clone(&self.inner.shared);
-        let mut list = self.call("list", shared.store.list(key.group())).await?;
+        let shared = &*self.inner.shared;
+        let mut list = shared.call("list", shared.store.list(key.group())).await?;
         let current = key.handle();
         for info in &mut list {
             info.current = info.handle == current;
@@ -349,8 +349,8 @@ impl Session {
         let Some(id) = unhex(handle) else {
             return Ok(false);
         };
-        let shared = Arc::clone(&self.inner.shared);
-        let ended = self
+        let shared = &*self.inner.shared;
+        let ended = shared
             .call("revoke", shared.store.revoke(key.group(), Revoke::One(id)))
             .await?;
         if id == *key.id() {
@@ -363,9 +363,10 @@ impl Session {
     pub async fn revoke_others(&self) -> Result<u64, SessionError> {
         let state = self.loaded().await?;
         let key = state.logged_in()?;
-        let shared = Arc::clone(&self.inner.shared);
+        let shared = &*self.inner.shared;
         let which = Revoke::AllExcept(*key.id());
-        self.call("revoke", shared.store.revoke(key.group(), which))
+        shared
+            .call("revoke", shared.store.revoke(key.group(), which))
             .await
     }
 
@@ -379,7 +380,7 @@ impl Session {
     /// needs: the cookie to set or remove, and the error to answer with instead.
     pub(crate) async fn flush(&self, write: bool) -> Flushed {
         let mut state = self.inner.state.lock().await;
-        let shared = Arc::clone(&self.inner.shared);
+        let shared = &*self.inner.shared;
         if !write {
             state.changes.clear();
             state.clear = false;
@@ -416,7 +417,7 @@ impl Session {
     }
 
     async fn write(&self, state: &mut State) -> Result<(), SessionError> {
-        let shared = Arc::clone(&self.inner.shared);
+        let shared = &*self.inner.shared;
         let changes = state.take_changes();
         let target = match (&state.record, state.key, &state.id) {
             (Record::Missing, _, _) | (_, _, None) => None,
@@ -426,20 +427,20 @@ impl Session {
         let Some(key) = target else {
             return self.write_new(state, changes).await;
         };
-        let mut saved = self
+        let mut saved = shared
             .call("save", shared.store.save(&key, &changes, &shared.rules))
             .await?;
         if saved == Saved::Gone {
             // The id may have been rotated by a concurrent request, within its grace
             // window: reading follows the alias; write there.
-            let loaded = self
+            let loaded = shared
                 .call("load", shared.store.load(&key, &shared.rules))
                 .await?;
             match loaded {
                 Some(loaded) if loaded.key != key => {
                     let moved = loaded.key;
                     state.key = Some(moved);
-                    saved = self
+                    saved = shared
                         .call("save", shared.store.save(&moved, &changes, &shared.rules))
                         .await?;
                 }
@@ -489,7 +490,7 @@ impl Session {
         let (Record::Present(_), Some(old)) = (&state.record, state.key) else {
             return Ok(());
         };
-        let shared = Arc::clone(&self.inner.shared);
+        let shared = &*self.inner.shared;
         let changes = state.take_changes();
         for _ in 0..ID_ATTEMPTS {
             let id = SessionId::generate(Some(*old.group())).map_err(random_failed)?;
@@ -497,7 +498,7 @@ impl Session {
             let call = shared
                 .store
                 .rotate(&old, &new, &changes, grace, &shared.rules);
-            match self.call("rotate", call).await? {
+            match shared.call("rotate", call).await? {
                 Saved::Done => {
                     metrics::rotated(reason);
                     if let Record::Present(data) = &mut state.record {
@@ -528,12 +529,12 @@ impl Session {
         group: [u8; 16],
         session: &NewSession,
     ) -> Result<(SessionId, SessionKey), SessionError> {
-        let shared = Arc::clone(&self.inner.shared);
+        let shared = &*self.inner.shared;
         for _ in 0..ID_ATTEMPTS {
             let id = SessionId::generate(Some(group)).map_err(random_failed)?;
             let key = id.key();
             let call = shared.store.create(&key, session, &shared.rules);
-            match self.call("create", call).await? {
+            match shared.call("create", call).await? {
                 Created::Done { evicted } => {
                     metrics::evicted(evicted);
                     return Ok((id, key));
@@ -547,14 +548,6 @@ impl Session {
             }
         }
         Err(collision())
-    }
-
-    async fn call<T: Send + 'static>(
-        &self,
-        op: &'static str,
-        call: parapet_core::StoreCall<T>,
-    ) -> Result<T, SessionError> {
-        self.inner.shared.call(op, call).await
     }
 
     async fn lock(&self) -> MutexGuard<'_, State> {
@@ -574,8 +567,8 @@ impl Session {
             return Ok(state);
         };
         let key = id.key();
-        let shared = Arc::clone(&self.inner.shared);
-        let loaded: Option<Loaded> = self
+        let shared = &*self.inner.shared;
+        let loaded: Option<Loaded> = shared
             .call("load", shared.store.load(&key, &shared.rules))
             .await?;
         match loaded {
