@@ -109,12 +109,14 @@ impl RedisStore {
         self.keyspace.key("sessu", &HashTag::of(group), "idx")
     }
 
-    fn eval<T>(&self, call: ScriptCall) -> StoreCall<T>
+    /// Runs `call` and reads its reply with `read`.
+    fn eval<R, T>(&self, call: ScriptCall, read: fn(R) -> Result<T, StoreError>) -> StoreCall<T>
     where
-        T: parapet_core::FromReply + Send + 'static,
+        R: parapet_core::FromReply + Send + 'static,
+        T: Send + 'static,
     {
         let redis = self.redis.clone();
-        StoreCall::boxed(async move { redis.eval(&call).await })
+        StoreCall::boxed(async move { read(redis.eval(&call).await?) })
     }
 }
 
@@ -232,14 +234,11 @@ impl SessionStore for RedisStore {
             .arg(rules.max_session_bytes)
             .arg(rules.touch_after_ms());
         push_changes(&mut call, changes);
-        let redis = self.redis.clone();
-        StoreCall::boxed(async move {
-            match redis.eval::<i64>(&call).await? {
-                1 => Ok(Saved::Done),
-                0 => Ok(Saved::Gone),
-                2 => Ok(Saved::TooLarge),
-                _ => Err(StoreError::UnexpectedReply("session save")),
-            }
+        self.eval(call, |reply: i64| match reply {
+            1 => Ok(Saved::Done),
+            0 => Ok(Saved::Gone),
+            2 => Ok(Saved::TooLarge),
+            _ => Err(StoreError::UnexpectedReply("session save")),
         })
     }
 
@@ -268,17 +267,14 @@ impl SessionStore for RedisStore {
             .arg(self.base(key.group()))
             .arg(session.replaces.as_ref().map(hex).unwrap_or_default());
         push_changes(&mut call, &session.changes);
-        let redis = self.redis.clone();
-        StoreCall::boxed(async move {
-            match redis.eval::<i64>(&call).await? {
-                n if n >= 0 => Ok(Created::Done {
-                    evicted: u32::try_from(n).unwrap_or(u32::MAX),
-                }),
-                -1 => Ok(Created::TooLarge),
-                -2 => Ok(Created::Collision),
-                -3 => Ok(Created::OverLimit),
-                _ => Err(StoreError::UnexpectedReply("session create")),
-            }
+        self.eval(call, |reply: i64| match reply {
+            n if n >= 0 => Ok(Created::Done {
+                evicted: u32::try_from(n).unwrap_or(u32::MAX),
+            }),
+            -1 => Ok(Created::TooLarge),
+            -2 => Ok(Created::Collision),
+            -3 => Ok(Created::OverLimit),
+            _ => Err(StoreError::UnexpectedReply("session create")),
         })
     }
 
@@ -298,15 +294,12 @@ impl SessionStore for RedisStore {
             .arg(millis(grace))
             .arg(rules.max_session_bytes);
         push_changes(&mut call, changes);
-        let redis = self.redis.clone();
-        StoreCall::boxed(async move {
-            match redis.eval::<i64>(&call).await? {
-                1 => Ok(Saved::Done),
-                0 => Ok(Saved::Gone),
-                2 => Ok(Saved::TooLarge),
-                -2 => Ok(Saved::Collision),
-                _ => Err(StoreError::UnexpectedReply("session rotate")),
-            }
+        self.eval(call, |reply: i64| match reply {
+            1 => Ok(Saved::Done),
+            0 => Ok(Saved::Gone),
+            2 => Ok(Saved::TooLarge),
+            -2 => Ok(Saved::Collision),
+            _ => Err(StoreError::UnexpectedReply("session rotate")),
         })
     }
 
@@ -324,9 +317,7 @@ impl SessionStore for RedisStore {
             .arg(field)
             .arg(by)
             .arg(rules.touch_after_ms());
-        let redis = self.redis.clone();
-        StoreCall::boxed(async move {
-            let reply: Vec<String> = redis.eval(&call).await?;
+        self.eval(call, |reply: Vec<String>| {
             let reply: Vec<&str> = reply.iter().map(String::as_str).collect();
             match reply.as_slice() {
                 ["1", value] => value
@@ -345,16 +336,13 @@ impl SessionStore for RedisStore {
         let mut call = DELETE.call(2);
         call.key(self.session_key(key))
             .key(self.index_key(key.group()));
-        let redis = self.redis.clone();
-        StoreCall::boxed(async move { redis.eval::<i64>(&call).await.map(|_| ()) })
+        self.eval(call, |_: i64| Ok(()))
     }
 
     fn list(&self, group: &[u8; 16]) -> StoreCall<Vec<SessionInfo>> {
         let mut call = LIST.call(1);
         call.key(self.index_key(group)).arg(self.base(group));
-        let redis = self.redis.clone();
-        StoreCall::boxed(async move {
-            let reply: Vec<Vec<u8>> = redis.eval(&call).await?;
+        self.eval(call, |reply: Vec<Vec<u8>>| {
             let mut out = Vec::new();
             for row in reply.get(1..).unwrap_or_default().chunks_exact(6) {
                 out.push(SessionInfo {
@@ -382,7 +370,7 @@ impl SessionStore for RedisStore {
             .arg(self.base(group))
             .arg(mode)
             .arg(handle);
-        self.eval(call)
+        self.eval(call, Ok)
     }
 
     fn user_group(&self, user: &str) -> [u8; 16] {
