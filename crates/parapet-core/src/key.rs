@@ -76,9 +76,21 @@ impl HashTag {
         Self(tag)
     }
 
+    /// A tag of 16 bytes digested elsewhere (read back from a store, say).
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+
     /// The 16 bytes of the tag.
     pub fn as_bytes(&self) -> &[u8; 16] {
         &self.0
+    }
+
+    /// 32 lowercase hex digits, without the braces of a key.
+    pub fn hex(&self) -> String {
+        let mut out = String::with_capacity(32);
+        self.push_hex(&mut out);
+        out
     }
 }
 
@@ -200,15 +212,19 @@ impl Keyspace {
 }
 
 impl HashTag {
-    /// Appends `{32 hex digits}` (keys are built on every store call: no formatting machinery).
-    fn write_to(&self, out: &mut String) {
+    fn push_hex(&self, out: &mut String) {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        out.reserve(34);
-        out.push('{');
         for byte in self.0 {
             out.push(char::from(HEX[usize::from(byte >> 4)]));
             out.push(char::from(HEX[usize::from(byte & 0xf)]));
         }
+    }
+
+    /// Appends `{32 hex digits}` (keys are built on every store call: no formatting machinery).
+    fn write_to(&self, out: &mut String) {
+        out.reserve(34);
+        out.push('{');
+        self.push_hex(out);
         out.push('}');
     }
 }

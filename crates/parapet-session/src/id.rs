@@ -2,7 +2,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sha2::{Digest, Sha256};
+use parapet_core::HashTag;
 
 use crate::SessionKey;
 
@@ -72,10 +72,7 @@ impl SessionId {
     /// What the store sees: the group and SHA-256 of the secret (128 bits kept), so a store
     /// dump or a log line never yields a usable id.
     pub(crate) fn key(&self) -> SessionKey {
-        let digest = Sha256::digest(self.secret);
-        let mut id = [0; 16];
-        id.copy_from_slice(&digest[..16]);
-        SessionKey::new(self.group, id)
+        SessionKey::new(self.group, *HashTag::of(&self.secret).as_bytes())
     }
 
     /// The group this id lives in.

@@ -123,7 +123,8 @@
 //!
 //! - Cookies: the `cookie` crate parses `Cookie` headers and writes `Set-Cookie`.
 //! - Randomness: `getrandom` (the OS CSPRNG directly, no user-space generator to seed).
-//! - Encoding: `base64` (URL-safe, unpadded); hashing: `sha2`; values: `serde_json`.
+//! - Encoding: `base64` (URL-safe, unpadded); hashing: parapet-core's SHA-256 digest
+//!   (`sha2`); values: `serde_json`.
 //! - Memory store: parapet-core's bounded, sharded table.
 
 mod builder;

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use parapet_core::HashTag;
+
 /// A session as a store sees it: its group (which user, or a random group for an anonymous
 /// session) and a 128-bit SHA-256 digest of its secret id. The cookie's secret never
 /// reaches a store, a log or a metric; a key cannot be turned back into a cookie.
@@ -44,13 +46,7 @@ impl SessionKey {
 
 /// Lowercase hex of 16 bytes.
 pub(crate) fn hex(bytes: &[u8; 16]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(32);
-    for byte in bytes {
-        out.push(char::from(HEX[usize::from(byte >> 4)]));
-        out.push(char::from(HEX[usize::from(byte & 0xf)]));
-    }
-    out
+    HashTag::from_bytes(*bytes).hex()
 }
 
 /// The 16 bytes of a 32-hex-digit handle, if it is one.
