@@ -96,7 +96,7 @@ async fn instances_share_responses_and_invalidations() {
     let (a, _, _) = cache(Backend::Redis, &origin, |b| b).await;
     let prefix = KeyPrefix::new("shared").unwrap();
     let store = || async {
-        let handle = RedisHandle::builder(common::server().url().as_str())
+        let handle = RedisHandle::builder(RedisServer::shared().url().as_str())
             .build()
             .await
             .unwrap();
@@ -318,7 +318,7 @@ async fn purges_reach_every_instance_and_late_joiners() {
     );
     let prefix = KeyPrefix::new("purges").unwrap();
     let store = || async {
-        let handle = RedisHandle::builder(common::server().url().as_str())
+        let handle = RedisHandle::builder(RedisServer::shared().url().as_str())
             .build()
             .await
             .unwrap();
@@ -376,7 +376,7 @@ async fn with_the_lease_four_instances_make_at_most_two_calls() {
     assert!(origin.calls() <= 2, "{} origin calls", origin.calls());
     // The lease was given back when its holder's fetch ended (the pattern matches the
     // per-variant lease keys, `…:lease-<digest>`).
-    let leases = common::server().command(&["KEYS", "leased:cache:*:lease-*"]);
+    let leases = RedisServer::shared().command(&["KEYS", "leased:cache:*:lease-*"]);
     assert!(leases.lines().all(|l| !l.contains(":lease-")), "{leases}");
 }
 
@@ -472,7 +472,7 @@ async fn under_load_redis_faults_cost_no_client_error() {
 
 /// A store on the shared server under `prefix`, with 2 s deadlines.
 async fn patient_store(prefix: &KeyPrefix) -> RedisStore {
-    let handle = RedisHandle::builder(common::server().url().as_str())
+    let handle = RedisHandle::builder(RedisServer::shared().url().as_str())
         .timeout(Duration::from_secs(2))
         .build()
         .await

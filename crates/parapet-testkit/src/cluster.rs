@@ -1,5 +1,6 @@
 //! A 3-master Redis Cluster of real `redis-server` processes.
 
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::RedisServer;
@@ -11,6 +12,13 @@ pub struct RedisCluster {
 }
 
 impl RedisCluster {
+    /// One cluster for the whole test binary, started on first use; its tests keep apart
+    /// by key prefix.
+    pub fn shared() -> &'static RedisCluster {
+        static CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
+        CLUSTER.get_or_init(Self::start)
+    }
+
     /// Starts three masters, splits the slots between them and waits for `cluster_state:ok`.
     pub fn start() -> Self {
         let nodes: Vec<RedisServer> = (0..3)

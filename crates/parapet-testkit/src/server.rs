@@ -3,6 +3,7 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::resp;
@@ -23,6 +24,13 @@ impl RedisServer {
     /// Starts a standalone server. Panics (with how to fix it) if `redis-server` is missing.
     pub fn start() -> Self {
         Self::start_with(&[])
+    }
+
+    /// One server for the whole test binary, started on first use; its tests keep apart
+    /// by key prefix. (Tests that kill or pause a server start their own.)
+    pub fn shared() -> &'static RedisServer {
+        static SERVER: OnceLock<RedisServer> = OnceLock::new();
+        SERVER.get_or_init(Self::start)
     }
 
     /// Starts a server with extra `redis-server` arguments (`--cluster-enabled yes`, …).

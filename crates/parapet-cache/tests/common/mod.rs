@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -101,27 +101,19 @@ pub enum Backend {
     Tiered,
 }
 
-static SERVER: OnceLock<RedisServer> = OnceLock::new();
-static CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
 static PREFIX: AtomicUsize = AtomicUsize::new(0);
-
-pub fn server() -> &'static RedisServer {
-    SERVER.get_or_init(RedisServer::start)
-}
-
-pub fn cluster() -> &'static RedisCluster {
-    CLUSTER.get_or_init(RedisCluster::start)
-}
 
 /// A Redis store on `backend` under a prefix of its own, if the backend is Redis.
 pub async fn redis_store(backend: Backend) -> Option<RedisStore> {
     let handle = match backend {
         Backend::Memory => return None,
-        Backend::Redis | Backend::Tiered => RedisHandle::builder(server().url().as_str())
-            .build()
-            .await
-            .unwrap(),
-        Backend::Cluster => RedisHandle::cluster(cluster().urls())
+        Backend::Redis | Backend::Tiered => {
+            RedisHandle::builder(RedisServer::shared().url().as_str())
+                .build()
+                .await
+                .unwrap()
+        }
+        Backend::Cluster => RedisHandle::cluster(RedisCluster::shared().urls())
             .build()
             .await
             .unwrap(),

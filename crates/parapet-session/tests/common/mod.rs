@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -28,23 +28,13 @@ pub enum Backend {
     Cluster,
 }
 
-static SERVER: OnceLock<RedisServer> = OnceLock::new();
-static CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
 static PREFIX: AtomicUsize = AtomicUsize::new(0);
-
-pub fn server() -> &'static RedisServer {
-    SERVER.get_or_init(RedisServer::start)
-}
-
-pub fn cluster() -> &'static RedisCluster {
-    CLUSTER.get_or_init(RedisCluster::start)
-}
 
 pub async fn handle(backend: Backend) -> RedisHandle {
     let builder = match backend {
         Backend::Memory => unreachable!("no redis for the memory backend"),
-        Backend::Redis => RedisHandle::builder(server().url().as_str()),
-        Backend::Cluster => RedisHandle::cluster(cluster().urls()),
+        Backend::Redis => RedisHandle::builder(RedisServer::shared().url().as_str()),
+        Backend::Cluster => RedisHandle::cluster(RedisCluster::shared().urls()),
     };
     builder
         .timeout(Duration::from_secs(2))
