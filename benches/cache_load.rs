@@ -37,7 +37,7 @@ use tower::ServiceBuilder;
 use tower_parapet::cache::{CacheLayer, MemoryStore, RedisStore, TieredStore};
 use tower_parapet::core::RedisHandle;
 
-use harness::{Paired, client_runtime, env, load, median, only, publish, serve};
+use harness::{Paired, Settings, load, median, only, publish, runtime, serve};
 
 const PATH: &str = "/api/products";
 
@@ -142,16 +142,14 @@ struct Variant {
 }
 
 fn main() {
-    let secs = env("LOAD_SECS", 2);
-    let rounds = env("LOAD_ROUNDS", 5) as usize;
-    let conns = env("LOAD_CONNS", 32);
-    let run = Duration::from_secs(secs);
+    let Settings {
+        secs,
+        rounds,
+        conns,
+        run,
+    } = Settings::from_env(5);
     let redis_server = RedisServer::start();
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let server_rt = runtime();
     let url = redis_server.url();
     let variants: Vec<Variant> = server_rt.block_on(async {
         let redis = RedisHandle::builder(url.as_str())
@@ -205,7 +203,7 @@ fn main() {
     });
     // LOAD_ONLY=substring keeps the baseline and the variants whose name contains it.
     let variants = only(variants, |v| v.name);
-    let client_rt = client_runtime();
+    let client_rt = runtime();
     for variant in &variants {
         client_rt.block_on(load(PATH, variant.addr, conns, Duration::from_millis(300)));
         // http-cache-tower-server stores in a spawned task after the first response.

@@ -25,7 +25,7 @@ use tower_governor::governor::GovernorConfigBuilder;
 use tower_parapet::core::RedisHandle;
 use tower_parapet::ratelimit::{HeaderStyle, Quota, RateLimitLayer, RedisStore};
 
-use harness::{Paired, client_runtime, env, load, median, only, publish, serve};
+use harness::{Paired, Settings, load, median, only, publish, runtime, serve};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Path {
@@ -119,18 +119,15 @@ fn parapet_redis(path: Path, redis: RedisHandle, deny_cache: bool) -> Router {
 }
 
 fn main() {
-    let secs = env("LOAD_SECS", 2);
-    let rounds = env("LOAD_ROUNDS", 5) as usize;
-    let conns = env("LOAD_CONNS", 32);
-    let run = Duration::from_secs(secs);
+    let Settings {
+        secs,
+        rounds,
+        conns,
+        run,
+    } = Settings::from_env(5);
     let redis_server = RedisServer::start();
 
-    // The servers get a runtime of their own, as they would in production.
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let server_rt = runtime();
     let url = redis_server.url();
     let variants: Vec<Variant> = server_rt.block_on(async {
         let multiplexed = RedisHandle::builder(url.clone())
@@ -227,7 +224,7 @@ fn main() {
 
     // LOAD_ONLY=substring keeps the baseline and the variants whose name contains it.
     let variants = only(variants, |v| &v.name);
-    let client_rt = client_runtime();
+    let client_rt = runtime();
     // Warm-up: connections, script load, JIT-free but caches and allocators.
     for variant in &variants {
         client_rt.block_on(load("/", variant.addr, conns, Duration::from_millis(300)));

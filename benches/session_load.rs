@@ -33,7 +33,7 @@ use tower_sessions::{MemoryStore as TsMemoryStore, SessionManagerLayer};
 use tower_sessions_redis_store::RedisStore as TsRedisStore;
 use tower_sessions_redis_store::fred::prelude::{ClientLike, Config, Pool};
 
-use harness::{Paired, client_runtime, env, load_with, median, only, publish, serve};
+use harness::{Paired, Settings, load_with, median, only, publish, runtime, serve};
 
 /// The routes, on parapet's `Session`.
 fn parapet_routes() -> Router {
@@ -139,16 +139,14 @@ struct Variant {
 }
 
 fn main() {
-    let secs = env("LOAD_SECS", 2);
-    let rounds = env("LOAD_ROUNDS", 3) as usize;
-    let conns = env("LOAD_CONNS", 32);
-    let run = Duration::from_secs(secs);
+    let Settings {
+        secs,
+        rounds,
+        conns,
+        run,
+    } = Settings::from_env(3);
     let redis_server = RedisServer::start();
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let server_rt = runtime();
     let url = redis_server.url();
     let variants: Vec<Variant> = server_rt.block_on(async {
         let redis = RedisHandle::builder(url.as_str())
@@ -219,7 +217,7 @@ fn main() {
         variants
     });
     let variants = only(variants, |v| v.name.as_str());
-    let client_rt = client_runtime();
+    let client_rt = runtime();
     for v in &variants {
         client_rt.block_on(load_with(
             v.path,

@@ -129,13 +129,35 @@ pub fn only<T>(variants: Vec<T>, name: impl Fn(&T) -> &str) -> Vec<T> {
         .collect()
 }
 
-/// The runtime the load clients run on: two workers, as the servers have.
-pub fn client_runtime() -> tokio::runtime::Runtime {
+/// A runtime of two workers: the servers get one of their own, as they would in
+/// production, and the load clients another.
+pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// How long, how often and how wide a harness loads: `LOAD_SECS` per run (default 2),
+/// `LOAD_ROUNDS` (default `rounds`), `LOAD_CONNS` keep-alive connections (default 32).
+pub struct Settings {
+    pub secs: u64,
+    pub rounds: usize,
+    pub conns: u64,
+    pub run: Duration,
+}
+
+impl Settings {
+    pub fn from_env(rounds: u64) -> Self {
+        let secs = env("LOAD_SECS", 2);
+        Self {
+            secs,
+            rounds: env("LOAD_ROUNDS", rounds) as usize,
+            conns: env("LOAD_CONNS", 32),
+            run: Duration::from_secs(secs),
+        }
+    }
 }
 
 /// Throughputs of paired runs: per variant, its req/s and its ratio to the mean of the two
