@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
 use http::{Method, Request, Response};
 use http_body::Body;
 use tower_service::Service;
@@ -29,10 +28,7 @@ impl<S> Cache<S> {
 }
 
 fn is_grpc<B>(request: &Request<B>) -> bool {
-    request
-        .headers()
-        .get(CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+    parapet_core::grpc::is_grpc(request.headers())
 }
 
 /// Methods whose success invalidates what is stored for the target (RFC 9111 §4.4): all

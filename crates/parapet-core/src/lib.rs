@@ -70,6 +70,7 @@ mod clock;
 mod error;
 mod failure_log;
 pub mod fanout;
+pub mod grpc;
 mod key;
 pub mod metrics;
 mod on_store_error;

@@ -1,0 +1,256 @@
+//! Options of a [`JwtLayer`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use parapet_core::ConfigError;
+
+use crate::guard::{Guard, KeySource};
+use crate::keys::KeyRing;
+use crate::rejection::is_quotable;
+use crate::verifier::Rules;
+use crate::{JwtLayer, Revocations, TokenSource};
+
+/// Options of [`JwtLayer`]. At least one key (or a JWKS) is required; the rest defaults:
+///
+/// | option | default |
+/// |---|---|
+/// | [`token_source`](Self::token_source) | `Authorization: Bearer` |
+/// | [`leeway`](Self::leeway) | 60 s (as jsonwebtoken's) |
+/// | [`issuer`](Self::issuer), [`audience`](Self::audience) | any issuer; no `aud` allowed |
+/// | [`max_token_bytes`](Self::max_token_bytes) | 8 KiB |
+/// | [`require_jti`](Self::require_jti) | off |
+/// | [`revocations`](Self::revocations) | none |
+/// | [`optional`](Self::optional) | off: a request without a token gets 401 |
+///
+/// `exp` and `iat` are always required: `exp` so a token ends, `iat` so user and global
+/// revocations can tell old tokens from new.
+#[derive(Default)]
+pub struct JwtLayerBuilder {
+    ring: KeyRing,
+    error: Option<ConfigError>,
+    #[cfg(feature = "jwks-fetch")]
+    jwks: Option<crate::jwks::JwksOptions>,
+    issuers: Vec<String>,
+    audiences: Vec<String>,
+    leeway: Option<Duration>,
+    max_token_bytes: Option<usize>,
+    source: TokenSource,
+    realm: Option<String>,
+    revocations: Option<Revocations>,
+    optional: bool,
+    require_jti: bool,
+}
+
+impl JwtLayerBuilder {
+    fn fail(&mut self, error: ConfigError) {
+        self.error.get_or_insert(error);
+    }
+
+    /// Verifies HS256 tokens with `secret` (at least 32 bytes, RFC 7518 §3.2).
+    pub fn hs256(self, secret: impl AsRef<[u8]>) -> Self {
+        self.key(Algorithm::HS256, DecodingKey::from_secret(secret.as_ref()))
+    }
+
+    /// Verifies tokens with `key`, for `algorithm` only. Build keys with jsonwebtoken's
+    /// [`DecodingKey`] (`from_rsa_pem`, `from_ec_pem`, `from_ed_pem`, `from_secret`, …). A
+    /// key without an id is used for every token and must be the only key.
+    pub fn key(mut self, algorithm: Algorithm, key: DecodingKey) -> Self {
+        if let Err(e) = self.ring.add(None, algorithm, key) {
+            self.fail(e);
+        }
+        self
+    }
+
+    /// Verifies tokens whose header names `kid`, with `key`, for `algorithm` only.
+    pub fn key_with_id(mut self, kid: impl Into<String>, algorithm: Algorithm, key: DecodingKey) -> Self {
+        if let Err(e) = self.ring.add(Some(kid.into()), algorithm, key) {
+            self.fail(e);
+        }
+        self
+    }
+
+    /// A PEM public key (`-----BEGIN PUBLIC KEY-----` or `RSA PUBLIC KEY`) for `algorithm`
+    /// (RS*, PS*, ES*, EdDSA).
+    pub fn public_key_pem(mut self, algorithm: Algorithm, pem: impl AsRef<[u8]>) -> Self {
+        let pem = pem.as_ref();
+        let key = match algorithm {
+            Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(pem),
+            Algorithm::EdDSA => DecodingKey::from_ed_pem(pem),
+            _ => DecodingKey::from_rsa_pem(pem),
+        };
+        match key {
+            Ok(key) => self.key(algorithm, key),
+            Err(e) => {
+                self.fail(ConfigError(format!("unreadable {algorithm:?} public key: {e}")));
+                self
+            }
+        }
+    }
+
+    /// The signature keys of a JWKS document held by the app, found by `kid`. See the crate
+    /// docs for which keys are used.
+    pub fn jwks(mut self, set: &JwkSet) -> Self {
+        match KeyRing::from_jwks(set) {
+            Ok(ring) if ring.is_empty() => self.fail(ConfigError("the JWKS holds no usable signature key".into())),
+            Ok(ring) if self.ring.is_empty() => self.ring = ring,
+            Ok(_) => self.fail(ConfigError("a JWKS cannot be mixed with other keys".into())),
+            Err(e) => self.fail(e),
+        }
+        self
+    }
+
+    /// Fetches the JWKS document at `url` (fetched at the first request, refreshed every
+    /// 5 minutes, refetched on an unknown `kid` at most every 30 s; see
+    /// [`jwks_refresh`](Self::jwks_refresh)).
+    #[cfg(feature = "jwks-fetch")]
+    pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
+        self.jwks = Some(crate::jwks::JwksOptions::new(url.into()));
+        self
+    }
+
+    /// How often the fetched JWKS is refreshed, and how soon after a fetch an unknown `kid`
+    /// may cause another.
+    #[cfg(feature = "jwks-fetch")]
+    pub fn jwks_refresh(mut self, every: Duration, unknown_kid_at_most_every: Duration) -> Self {
+        match &mut self.jwks {
+            Some(options) => {
+                options.refresh = every;
+                options.min_refetch = unknown_kid_at_most_every;
+            }
+            None => self.fail(ConfigError("jwks_refresh needs jwks_url first".into())),
+        }
+        self
+    }
+
+    /// Accepts tokens whose `iss` is `issuer` (call again for more); `iss` is then required.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuers.push(issuer.into());
+        self
+    }
+
+    /// Accepts tokens whose `aud` names `audience` (call again for more).
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// Clock skew forgiven on `exp`, `nbf` and `iat`.
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = Some(leeway);
+        self
+    }
+
+    /// The longest token accepted; longer is a 400 before any decoding.
+    pub fn max_token_bytes(mut self, n: usize) -> Self {
+        self.max_token_bytes = Some(n);
+        self
+    }
+
+    /// Where the token is read from.
+    pub fn token_source(mut self, source: TokenSource) -> Self {
+        self.source = source;
+        self
+    }
+
+    /// The `realm` of `WWW-Authenticate` challenges (printable ASCII without `"` or `\`).
+    pub fn realm(mut self, realm: impl Into<String>) -> Self {
+        self.realm = Some(realm.into());
+        self
+    }
+
+    /// Checks every token against these revocations, and refuses tokens older than their
+    /// [`max_token_age`](crate::RevocationsBuilder::max_token_age).
+    pub fn revocations(mut self, revocations: Revocations) -> Self {
+        self.revocations = Some(revocations);
+        self
+    }
+
+    /// Requires `jti`, so that every accepted token can be revoked alone.
+    pub fn require_jti(mut self) -> Self {
+        self.require_jti = true;
+        self
+    }
+
+    /// Lets requests without any token through (no [`VerifiedToken`](crate::VerifiedToken);
+    /// `Option<Claims<T>>` is `None`). A token that is present is still checked.
+    pub fn optional(mut self) -> Self {
+        self.optional = true;
+        self
+    }
+
+    /// The layer, or what is wrong with the options.
+    pub fn build(self) -> Result<JwtLayer, ConfigError> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        let leeway = self.leeway.unwrap_or(Duration::from_secs(60));
+        if let Some(revocations) = &self.revocations
+            && leeway > revocations.leeway()
+        {
+            return Err(ConfigError(format!(
+                "the guard's leeway ({leeway:?}) exceeds the revocations' ({:?}): a revoked token could outlive its revocation",
+                revocations.leeway()
+            )));
+        }
+        if self.realm.as_deref().is_some_and(|r| !is_quotable(r)) {
+            return Err(ConfigError("the realm must be printable ASCII without '\"' or '\\'".into()));
+        }
+        let max_bytes = self.max_token_bytes.unwrap_or(8 * 1024);
+        if max_bytes < 16 {
+            return Err(ConfigError("max_token_bytes must be at least 16".into()));
+        }
+        let keys = self.key_source()?;
+        let non_empty = |list: Vec<String>| (!list.is_empty()).then(|| list.into_boxed_slice());
+        Ok(JwtLayer {
+            guard: Arc::new(Guard {
+                keys,
+                rules: Rules {
+                    issuers: non_empty(self.issuers),
+                    audiences: non_empty(self.audiences),
+                    leeway: leeway.as_secs_f64(),
+                    max_age: self.revocations.as_ref().map(|r| r.max_token_age().as_secs_f64()),
+                    require_jti: self.require_jti,
+                },
+                source: self.source,
+                max_bytes,
+                realm: self.realm.map(String::into_boxed_str),
+                revocations: self.revocations,
+                optional: self.optional,
+            }),
+        })
+    }
+
+    #[cfg(feature = "jwks-fetch")]
+    fn key_source(&self) -> Result<KeySource, ConfigError> {
+        match (&self.jwks, self.ring.is_empty()) {
+            (Some(options), true) => Ok(KeySource::Fetched(crate::jwks::Jwks::new(options.clone())?)),
+            (Some(_), false) => Err(ConfigError("a JWKS URL cannot be mixed with other keys".into())),
+            (None, _) => self.static_keys(),
+        }
+    }
+
+    #[cfg(not(feature = "jwks-fetch"))]
+    fn key_source(&self) -> Result<KeySource, ConfigError> {
+        self.static_keys()
+    }
+
+    fn static_keys(&self) -> Result<KeySource, ConfigError> {
+        if self.ring.is_empty() {
+            return Err(ConfigError("the guard needs a key: hs256, key, public_key_pem or jwks".into()));
+        }
+        Ok(KeySource::Static(self.ring.clone()))
+    }
+}
+
+impl std::fmt::Debug for JwtLayerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtLayerBuilder")
+            .field("issuers", &self.issuers)
+            .field("audiences", &self.audiences)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,117 @@
+//! A JWT guard as a tower layer, with revocation that costs no round trip.
+//!
+//! [`JwtLayer`] checks the bearer token of every request and puts a [`VerifiedToken`] in
+//! the request's extensions; with feature `axum`, [`Claims<T>`] reads its claims into your
+//! type. It works on any tower stack: axum, plain hyper, tonic (refusals become gRPC
+//! statuses: UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE).
+//!
+//! ```
+//! use std::time::Duration;
+//! use parapet_jwt::{JwtLayer, Revocations};
+//!
+//! let revocations = Revocations::memory();
+//! let layer = JwtLayer::builder()
+//!     .hs256(b"a secret of at least thirty-two bytes!")
+//!     .issuer("https://auth.example")
+//!     .leeway(Duration::from_secs(30))
+//!     .revocations(revocations.clone())
+//!     .build()?;
+//! // axum: Router::new().route(..).layer(layer); revoke with `revocations.revoke_user("alice")`.
+//! # Ok::<_, parapet_core::ConfigError>(())
+//! ```
+//!
+//! # What is checked
+//!
+//! - **Keys and algorithms.** Every key is pinned to one algorithm when the guard is built:
+//!   HMAC secrets (at least as long as the hash, RFC 7518 §3.2), RSA, RSA-PSS, ECDSA and
+//!   EdDSA public keys, or a JWKS document (static, or fetched from a URL with feature
+//!   `jwks-fetch`, refreshed in the background and refetched, at most every 30 s, when a
+//!   token names an unknown `kid`). The token's `kid` picks the key; its `alg` must then
+//!   equal the key's algorithm. So `alg: none` and algorithm confusion (an HS256 token
+//!   "signed" with an RSA public key) cannot pass, and header fields that point elsewhere
+//!   (`jku`, `jwk`, `x5u`) are never followed. A header with `crit` is refused (RFC 7515
+//!   §4.1.11: we understand no extension).
+//! - **Claims.** `exp` and `iat` are required numbers; `nbf` if present; all with a leeway.
+//!   `iss` and `aud` against what you configure; an `aud` is refused when you expect none
+//!   (RFC 7519 §4.1.3). `jti` is optional unless [`require_jti`](JwtLayerBuilder::require_jti).
+//! - **Size and shape.** The token must be one RFC 6750 `b64token` of at most 8 KiB (by
+//!   default), from one place: two credentials are a 400.
+//!
+//! Refusals follow RFC 6750 §3 (see [`JwtRejection`] for the table): 401 with
+//! `WWW-Authenticate: Bearer realm=…` and `error="invalid_token"` when the token is bad or
+//! revoked, 400 `invalid_request` for malformed credentials, 403 `insufficient_scope` from
+//! [`VerifiedToken::require_scope`]. The token is never echoed or logged.
+//!
+//! ## Why not `jsonwebtoken::decode`
+//!
+//! The signature check, the keys and the JWK parsing are jsonwebtoken's
+//! (`jsonwebtoken::crypto::verify`, `DecodingKey`, `JwkSet`). `decode` itself reads the
+//! header twice and the claims twice (once for its validation, once into your type), and
+//! cannot give the guard `iat` and `jti` without a third read. The guard reads the header
+//! once and the registered claims once, borrowed, and validates them itself; your type is
+//! read once, by [`Claims<T>`]. Measured in `BENCHMARKS.md`.
+//!
+//! # Revocation
+//!
+//! [`Revocations`] revokes one token (issuer + `jti`, remembered until the token would have
+//! expired anyway), every token of a user issued so far (a per-user epoch compared with
+//! `iat`), or every token issued so far (a global epoch). Each instance holds a replica and
+//! checks requests against it: zero round trips. On Redis (standalone or Cluster) a
+//! revocation is one script that writes and announces; every instance hears it through
+//! parapet-core's fan-out, reloads the whole set after any disconnect before trusting its
+//! replica again, and applies [`WhenStale`] while its replica cannot be confirmed current
+//! within the staleness bound (500 ms by default): refuse with 503 (default), ask Redis,
+//! or let through on what it knew.
+//!
+//! Tokens without `jti` can still be revoked by user (`sub`) and by the global epoch.
+//! Epochs have millisecond resolution and `iat` usually whole seconds: a token issued in the
+//! same second as a user's revocation, even just after it, is revoked too.
+//!
+//! A revocation must be remembered while a token issued before it can be presented, so a
+//! guard with revocations refuses tokens older than
+//! [`max_token_age`](RevocationsBuilder::max_token_age) (24 h by default). Redis must not
+//! evict the revocation keys (`noeviction`, see parapet-core) and should persist them (AOF):
+//! an instance keeps what it knew across a Redis restart, but one started afterwards learns
+//! only what Redis kept.
+//!
+//! # Metrics
+//!
+//! See [`metrics`] for names and labels.
+//!
+//! # Crates used
+//!
+//! `jsonwebtoken` (signatures, keys, JWK), `serde_json` (claims), `cookie` (the cookie
+//! source), `reqwest` with rustls (JWKS fetching, feature `jwks-fetch`).
+
+mod builder;
+mod claims;
+mod future;
+mod guard;
+#[cfg(feature = "jwks-fetch")]
+mod jwks;
+mod keys;
+mod layer;
+pub mod metrics;
+mod rejection;
+mod replica;
+mod revocations;
+mod revocations_builder;
+mod service;
+mod token_source;
+mod verified_token;
+mod verifier;
+mod when_stale;
+
+pub use builder::JwtLayerBuilder;
+pub use claims::Claims;
+pub use future::ResponseFuture;
+pub use jsonwebtoken::jwk::JwkSet;
+pub use jsonwebtoken::{Algorithm, DecodingKey};
+pub use layer::JwtLayer;
+pub use rejection::JwtRejection;
+pub use revocations::Revocations;
+pub use revocations_builder::RevocationsBuilder;
+pub use service::JwtService;
+pub use token_source::TokenSource;
+pub use verified_token::VerifiedToken;
+pub use when_stale::WhenStale;

@@ -1,0 +1,39 @@
+//! Metric names (the `metrics` facade: install any recorder to collect them).
+
+use parapet_core::StoreError;
+
+/// Counter: requests the guard decided, labelled `result`: `allowed`, `anonymous` (no
+/// token on an optional guard), `missing`, `malformed`, `invalid`, `revoked`,
+/// `unavailable`.
+pub const REQUESTS: &str = "parapet_jwt_requests_total";
+/// Counter: requests checked while the revocation replica could not be confirmed current,
+/// labelled `policy`: `fail_closed` (refused with 503), `check_store` (asked Redis),
+/// `fail_open` (let through on what the replica knew).
+pub const STALE: &str = "parapet_jwt_stale_total";
+/// Counter: store failures, labelled `op` (`revoke`, `load`, `check`) and `kind`.
+pub const STORE_ERRORS: &str = "parapet_jwt_store_errors_total";
+/// Gauge: revoked tokens held by this instance's replica.
+pub const REPLICA_TOKENS: &str = "parapet_jwt_replica_tokens";
+/// Counter: JWKS fetches, labelled `result`: `ok`, `error`.
+pub const JWKS_FETCHES: &str = "parapet_jwt_jwks_fetches_total";
+
+pub(crate) fn request(result: &'static str) {
+    metrics::counter!(REQUESTS, "result" => result).increment(1);
+}
+
+pub(crate) fn stale(policy: &'static str) {
+    metrics::counter!(STALE, "policy" => policy).increment(1);
+}
+
+pub(crate) fn store_error(op: &'static str, error: &StoreError) {
+    metrics::counter!(STORE_ERRORS, "op" => op, "kind" => error.kind()).increment(1);
+}
+
+pub(crate) fn replica_tokens(n: usize) {
+    metrics::gauge!(REPLICA_TOKENS).set(n as f64);
+}
+
+#[cfg_attr(not(feature = "jwks-fetch"), allow(dead_code))]
+pub(crate) fn jwks_fetch(ok: bool) {
+    metrics::counter!(JWKS_FETCHES, "result" => if ok { "ok" } else { "error" }).increment(1);
+}

@@ -1,0 +1,436 @@
+//! The revocation handle: revoke, and check with no round trip.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parapet_core::fanout::Event;
+use parapet_core::{ConfigError, FanOut, HashTag, KeyPrefix, Keyspace, RedisHandle, Script, StoreCall, StoreError};
+
+use crate::replica::{Facts, Replica, member};
+use crate::{RevocationsBuilder, VerifiedToken, WhenStale};
+
+macro_rules! script {
+    ($file:literal) => {
+        LazyLock::new(|| Script::new(concat!(include_str!("scripts/prelude.lua"), include_str!($file))))
+    };
+}
+
+static REVOKE_TOKEN: LazyLock<Script> = script!("scripts/revoke_token.lua");
+static REVOKE_USER: LazyLock<Script> = script!("scripts/revoke_user.lua");
+static REVOKE_ALL: LazyLock<Script> = script!("scripts/revoke_all.lua");
+static LOAD: LazyLock<Script> = script!("scripts/load.lua");
+static CHECK: LazyLock<Script> = script!("scripts/check.lua");
+
+/// Revocations of tokens (by issuer and `jti`), of users (every token of a `sub` issued so
+/// far) and of everything (every token issued so far), for a [`JwtLayer`](crate::JwtLayer).
+///
+/// Every instance holds a replica of the whole set in memory, so checking a request costs
+/// no network round trip. On Redis, a revocation is written and announced in one script;
+/// every instance applies the announcement through parapet-core's
+/// [`FanOut`](parapet_core::FanOut), and after any disconnect reloads the set before it
+/// trusts its replica again. While the replica cannot be confirmed current within the
+/// staleness bound, the [`WhenStale`] policy applies.
+///
+/// Memory is bounded: a revoked token is forgotten when it would have expired anyway
+/// (`min(exp, iat + max_token_age) + leeway`), a user or global epoch after
+/// `max_token_age`, and [`max_entries`](RevocationsBuilder::max_entries) caps the rest.
+///
+/// Cheap to clone; clones share the replica.
+#[derive(Clone)]
+pub struct Revocations {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rules {
+    pub(crate) max_age_ms: u64,
+    pub(crate) leeway_ms: u64,
+    pub(crate) max_entries: usize,
+}
+
+struct Inner {
+    replica: Arc<Replica>,
+    rules: Rules,
+    redis: Option<RedisPart>,
+}
+
+struct RedisPart {
+    redis: RedisHandle,
+    keys: Arc<Keys>,
+    fanout: FanOut,
+    sync: Arc<SyncState>,
+    when_stale: WhenStale,
+    timeout: Duration,
+}
+
+struct Keys {
+    tokens: String,
+    users: String,
+    epoch: String,
+    channel: String,
+}
+
+/// Resyncs asked for and loads completed, counted: the replica is trusted only when the
+/// last load started after the last resync.
+#[derive(Default)]
+struct SyncState {
+    resyncs: AtomicU64,
+    loaded: AtomicU64,
+}
+
+/// The outcome of checking a token's revocation.
+pub(crate) enum Check {
+    Allowed,
+    Revoked,
+    Unavailable,
+    /// The replica is stale and the policy asks Redis.
+    AskStore(StoreCall<bool>),
+}
+
+impl Revocations {
+    /// Revocations in this process only, with the defaults of [`RevocationsBuilder`].
+    pub fn memory() -> Self {
+        Self::new_memory(RevocationsBuilder::default().rules)
+    }
+
+    /// Revocations on Redis with the defaults of [`RevocationsBuilder`].
+    pub fn redis(redis: RedisHandle) -> Result<Self, ConfigError> {
+        RevocationsBuilder::default().redis(redis)
+    }
+
+    /// A builder to set options.
+    pub fn builder() -> RevocationsBuilder {
+        RevocationsBuilder::default()
+    }
+
+    pub(crate) fn new_memory(rules: Rules) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                replica: Arc::new(Replica::new(rules.max_age_ms)),
+                rules,
+                redis: None,
+            }),
+        }
+    }
+
+    pub(crate) fn new_redis(
+        options: RevocationsBuilder,
+        redis: RedisHandle,
+        prefix: KeyPrefix,
+    ) -> Result<Self, ConfigError> {
+        let rules = options.rules;
+        let keyspace = Keyspace::new(prefix);
+        // One hash tag for every key: one Cluster slot, so one script sees them all.
+        let tag = HashTag::of(b"revocations");
+        let keys = Arc::new(Keys {
+            tokens: keyspace.key("jwt", &tag, "tokens"),
+            users: keyspace.key("jwt", &tag, "users"),
+            epoch: keyspace.key("jwt", &tag, "epoch"),
+            channel: keyspace.name("jwt", "revocations"),
+        });
+        let replica = Arc::new(Replica::new(rules.max_age_ms));
+        let sync = Arc::new(SyncState::default());
+        let handler = {
+            let (replica, sync, redis, keys) = (replica.clone(), sync.clone(), redis.clone(), keys.clone());
+            move |event: Event<'_>| match event {
+                Event::Message(payload) => {
+                    replica.apply(payload, unix_ms());
+                    metric_len(&replica);
+                }
+                Event::Resync => {
+                    let generation = sync.resyncs.fetch_add(1, Ordering::AcqRel) + 1;
+                    tokio::spawn(reload(
+                        replica.clone(),
+                        sync.clone(),
+                        redis.clone(),
+                        keys.clone(),
+                        rules,
+                        generation,
+                    ));
+                }
+                _ => {}
+            }
+        };
+        let heartbeat = (options.staleness / 5).max(Duration::from_millis(2));
+        let fanout = FanOut::with_timing(&redis, keys.channel.clone(), heartbeat, options.staleness, handler)
+            .map_err(|e| ConfigError(e.to_string()))?;
+        fanout.start();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                replica,
+                rules,
+                redis: Some(RedisPart {
+                    redis,
+                    keys,
+                    fanout,
+                    sync,
+                    when_stale: options.when_stale,
+                    timeout: options.timeout,
+                }),
+            }),
+        })
+    }
+
+    /// Revokes `token` (by issuer and `jti`) on every instance, until it would have expired
+    /// anyway. A token without `jti` cannot be revoked alone
+    /// ([`StoreError::InvalidArgument`]): revoke its user, or require `jti` in the guard.
+    pub async fn revoke_token(&self, token: &VerifiedToken) -> Result<(), StoreError> {
+        let jti = token
+            .token_id()
+            .ok_or(StoreError::InvalidArgument("the token has no jti"))?;
+        let end_s = token.expires_at().min(token.issued_at() + self.inner.rules.max_age_ms as f64 / 1000.0);
+        self.revoke_token_id(token.issuer(), jti, end_s).await
+    }
+
+    /// Revokes the token of `issuer` and `jti` on every instance until `expires_at` (its
+    /// `exp`, seconds since the Unix epoch) plus the leeway.
+    pub async fn revoke_token_id(&self, issuer: Option<&str>, jti: &str, expires_at: f64) -> Result<(), StoreError> {
+        if jti.is_empty() || !expires_at.is_finite() {
+            return Err(StoreError::InvalidArgument("a jti and a finite expiry are needed"));
+        }
+        let until_ms = (expires_at.max(0.0) * 1000.0) as u64 + self.inner.rules.leeway_ms;
+        let member = member(issuer, jti);
+        let Some(part) = &self.inner.redis else {
+            let now = unix_ms();
+            let (tokens, _) = self.inner.replica.len();
+            if tokens >= self.inner.rules.max_entries {
+                return Err(StoreError::CapacityExceeded("revoked tokens"));
+            }
+            self.inner.replica.revoke_member(&member, until_ms, now);
+            metric_len(&self.inner.replica);
+            return Ok(());
+        };
+        let mut call = REVOKE_TOKEN.call(1);
+        call.key(part.keys.tokens.as_str())
+            .arg(member.as_slice())
+            .arg(until_ms)
+            .arg(self.inner.rules.max_entries)
+            .arg(part.keys.channel.as_str());
+        let reply: i64 = part.call("revoke", &call).await?;
+        if reply < 0 {
+            return Err(StoreError::CapacityExceeded("revoked tokens"));
+        }
+        // Applied here at once, not only when the announcement comes back.
+        self.inner.replica.revoke_member(&member, until_ms, unix_ms());
+        Ok(())
+    }
+
+    /// Revokes every token of `user` (their `sub`) issued until now, on every instance.
+    pub async fn revoke_user(&self, user: &str) -> Result<(), StoreError> {
+        if user.is_empty() {
+            return Err(StoreError::InvalidArgument("an empty user"));
+        }
+        let Some(part) = &self.inner.redis else {
+            let now = unix_ms();
+            let (_, users) = self.inner.replica.len();
+            if users >= self.inner.rules.max_entries {
+                return Err(StoreError::CapacityExceeded("revoked users"));
+            }
+            self.inner.replica.revoke_user(user, now, now);
+            return Ok(());
+        };
+        let mut call = REVOKE_USER.call(1);
+        call.key(part.keys.users.as_str())
+            .arg(user)
+            .arg(self.inner.rules.max_age_ms)
+            .arg(self.inner.rules.max_entries)
+            .arg(part.keys.channel.as_str());
+        let epoch: i64 = part.call("revoke", &call).await?;
+        let epoch = u64::try_from(epoch).map_err(|_| StoreError::CapacityExceeded("revoked users"))?;
+        self.inner.replica.revoke_user(user, epoch, unix_ms());
+        Ok(())
+    }
+
+    /// Revokes every token issued until now, of every user, on every instance.
+    pub async fn revoke_all(&self) -> Result<(), StoreError> {
+        let Some(part) = &self.inner.redis else {
+            self.inner.replica.revoke_all(unix_ms());
+            return Ok(());
+        };
+        let mut call = REVOKE_ALL.call(1);
+        call.key(part.keys.epoch.as_str())
+            .arg(self.inner.rules.max_age_ms)
+            .arg(part.keys.channel.as_str());
+        let epoch: u64 = part.call("revoke", &call).await?;
+        self.inner.replica.revoke_all(epoch);
+        Ok(())
+    }
+
+    /// True when the replica reflects every revocation made until the staleness bound ago
+    /// (always, in memory).
+    pub fn is_current(&self) -> bool {
+        self.inner.redis.as_ref().is_none_or(RedisPart::is_current)
+    }
+
+    /// Waits until the replica is current, at most `within`; returns whether it is. Call it
+    /// at start so that the first requests do not meet the staleness policy.
+    pub async fn wait_current(&self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while !self.is_current() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+
+    /// Revoked tokens and revoked users the replica holds.
+    pub fn len(&self) -> (usize, usize) {
+        self.inner.replica.len()
+    }
+
+    /// True when the replica holds no revoked token or user.
+    pub fn is_empty(&self) -> bool {
+        self.len() == (0, 0) && self.inner.replica.global_epoch() == 0
+    }
+
+    /// The maximum token age the guard enforces with these revocations.
+    pub fn max_token_age(&self) -> Duration {
+        Duration::from_millis(self.inner.rules.max_age_ms)
+    }
+
+    /// The leeway added to a revoked token's end.
+    pub fn leeway(&self) -> Duration {
+        Duration::from_millis(self.inner.rules.leeway_ms)
+    }
+
+    /// Checks `token` against the replica, or by the stale policy.
+    pub(crate) fn check(&self, token: &VerifiedToken) -> Check {
+        let facts = Facts {
+            iss: token.issuer(),
+            jti: token.token_id(),
+            sub: token.subject(),
+            iat_ms: (token.issued_at() * 1000.0) as u64,
+        };
+        if self.inner.replica.is_revoked(&facts, unix_ms()) {
+            return Check::Revoked;
+        }
+        let Some(part) = &self.inner.redis else {
+            return Check::Allowed;
+        };
+        if part.is_current() {
+            return Check::Allowed;
+        }
+        crate::metrics::stale(part.when_stale.label());
+        match part.when_stale {
+            WhenStale::FailOpen => Check::Allowed,
+            WhenStale::FailClosed => Check::Unavailable,
+            WhenStale::CheckStore => {
+                let mut call = CHECK.call(3);
+                call.key(part.keys.tokens.as_str())
+                    .key(part.keys.users.as_str())
+                    .key(part.keys.epoch.as_str())
+                    .arg(facts.iat_ms)
+                    .arg(facts.jti.map(|jti| member(facts.iss, jti)).unwrap_or_default().as_slice())
+                    .arg(facts.sub.unwrap_or(""))
+                    .arg(if facts.sub.is_some() { "1" } else { "0" });
+                let redis = part.redis.clone();
+                Check::AskStore(
+                    StoreCall::boxed(async move {
+                        let revoked: i64 = redis.eval(&call).await?;
+                        Ok(revoked == 1)
+                    })
+                    .within(part.timeout),
+                )
+            }
+        }
+    }
+}
+
+impl RedisPart {
+    fn is_current(&self) -> bool {
+        let resyncs = self.sync.resyncs.load(Ordering::Acquire);
+        resyncs > 0 && self.sync.loaded.load(Ordering::Acquire) >= resyncs && self.fanout.is_current()
+    }
+
+    async fn call<T: parapet_core::FromReply + Send + 'static>(
+        &self,
+        op: &'static str,
+        call: &parapet_core::ScriptCall,
+    ) -> Result<T, StoreError> {
+        let redis = self.redis.clone();
+        let call = call.clone();
+        StoreCall::boxed(async move { redis.eval(&call).await })
+            .within(self.timeout)
+            .await
+            .inspect_err(|e| crate::metrics::store_error(op, e))
+    }
+}
+
+/// Loads the live revocations into the replica after resync `generation`; retries until it
+/// succeeds or a newer resync takes over.
+async fn reload(
+    replica: Arc<Replica>,
+    sync: Arc<SyncState>,
+    redis: RedisHandle,
+    keys: Arc<Keys>,
+    rules: Rules,
+    generation: u64,
+) {
+    let mut call = LOAD.call(3);
+    call.key(keys.tokens.as_str())
+        .key(keys.users.as_str())
+        .key(keys.epoch.as_str())
+        .arg(rules.max_age_ms);
+    loop {
+        match redis.eval::<Vec<Vec<u8>>>(&call).await {
+            Ok(snapshot) => {
+                if apply_snapshot(&replica, &snapshot).is_none() {
+                    tracing::warn!("the revocation snapshot was malformed");
+                } else {
+                    metric_len(&replica);
+                    sync.loaded.fetch_max(generation, Ordering::AcqRel);
+                    return;
+                }
+            }
+            Err(e) => crate::metrics::store_error("load", &e),
+        }
+        if sync.resyncs.load(Ordering::Acquire) != generation {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `{global, n, (member, until) × n, (user, epoch) …}` into the replica.
+fn apply_snapshot(replica: &Replica, snapshot: &[Vec<u8>]) -> Option<()> {
+    let number = |bytes: &[u8]| -> Option<u64> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        text.parse::<u64>().ok().or_else(|| text.parse::<f64>().ok().map(|f| f as u64))
+    };
+    let now = unix_ms();
+    let (global, rest) = snapshot.split_first()?;
+    let (count, rest) = rest.split_first()?;
+    let count = usize::try_from(number(count)?).ok()?;
+    let (tokens, users) = rest.split_at_checked(count.checked_mul(2)?)?;
+    replica.revoke_all(number(global)?);
+    for pair in tokens.chunks_exact(2) {
+        replica.revoke_member(&pair[0], number(&pair[1])?, now);
+    }
+    for pair in users.chunks_exact(2) {
+        replica.revoke_user(std::str::from_utf8(&pair[0]).ok()?, number(&pair[1])?, now);
+    }
+    Some(())
+}
+
+fn metric_len(replica: &Replica) {
+    crate::metrics::replica_tokens(replica.len().0);
+}
+
+/// Milliseconds since the Unix epoch, by this machine's clock.
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl std::fmt::Debug for Revocations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Revocations")
+            .field("backend", &if self.inner.redis.is_some() { "redis" } else { "memory" })
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,78 @@
+//! The tower service.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use parapet_core::ResponseBody;
+use parapet_core::grpc::is_grpc;
+use tower_service::Service;
+
+use crate::ResponseFuture;
+use crate::guard::{Anonymous, Decision, Guard};
+
+/// The service of a [`JwtLayer`](crate::JwtLayer): checks the request's token, then calls
+/// the inner service with the [`VerifiedToken`](crate::VerifiedToken) in the request's
+/// extensions, or answers the refusal itself.
+#[derive(Clone)]
+pub struct JwtService<S> {
+    pub(crate) inner: S,
+    pub(crate) guard: Arc<Guard>,
+}
+
+impl<S> JwtService<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for JwtService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let grpc = is_grpc(request.headers());
+        match self.guard.decide(request.headers()) {
+            Decision::Pass(Some(token)) => {
+                request.extensions_mut().insert(token);
+                ResponseFuture::inner(self.inner.call(request))
+            }
+            Decision::Pass(None) => {
+                request.extensions_mut().insert(Anonymous);
+                ResponseFuture::inner(self.inner.call(request))
+            }
+            Decision::Reject(rejection) => {
+                ResponseFuture::ready(rejection.response(self.guard.realm.as_deref(), grpc))
+            }
+            Decision::Later(pending) => {
+                // The service that was polled ready serves this request; a clone stays.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let guard = self.guard.clone();
+                ResponseFuture::boxed(async move {
+                    match pending.await {
+                        Ok(token) => {
+                            request.extensions_mut().insert(token);
+                            let response = inner.call(request).await?;
+                            Ok(response.map(ResponseBody::inner))
+                        }
+                        Err(rejection) => Ok(rejection
+                            .response(guard.realm.as_deref(), grpc)
+                            .map(ResponseBody::full)),
+                    }
+                })
+            }
+        }
+    }
+}
