@@ -303,6 +303,8 @@ impl Run {
             let started = Instant::now();
             let outcome = self.session(slot, &client).await;
             slot.store(0, Ordering::Release);
+            // A subscription known lost is not current from now, not from the next tick.
+            self.confirmed.store(0, Ordering::Release);
             if let Err(e) = outcome {
                 tracing::debug!(channel = %self.channel, "fan-out subscription lost: {e}");
             }

@@ -65,7 +65,12 @@ impl JwtLayerBuilder {
     }
 
     /// Verifies tokens whose header names `kid`, with `key`, for `algorithm` only.
-    pub fn key_with_id(mut self, kid: impl Into<String>, algorithm: Algorithm, key: DecodingKey) -> Self {
+    pub fn key_with_id(
+        mut self,
+        kid: impl Into<String>,
+        algorithm: Algorithm,
+        key: DecodingKey,
+    ) -> Self {
         if let Err(e) = self.ring.add(Some(kid.into()), algorithm, key) {
             self.fail(e);
         }
@@ -84,7 +89,9 @@ impl JwtLayerBuilder {
         match key {
             Ok(key) => self.key(algorithm, key),
             Err(e) => {
-                self.fail(ConfigError(format!("unreadable {algorithm:?} public key: {e}")));
+                self.fail(ConfigError(format!(
+                    "unreadable {algorithm:?} public key: {e}"
+                )));
                 self
             }
         }
@@ -94,7 +101,9 @@ impl JwtLayerBuilder {
     /// docs for which keys are used.
     pub fn jwks(mut self, set: &JwkSet) -> Self {
         match KeyRing::from_jwks(set) {
-            Ok(ring) if ring.is_empty() => self.fail(ConfigError("the JWKS holds no usable signature key".into())),
+            Ok(ring) if ring.is_empty() => {
+                self.fail(ConfigError("the JWKS holds no usable signature key".into()))
+            }
             Ok(ring) if self.ring.is_empty() => self.ring = ring,
             Ok(_) => self.fail(ConfigError("a JWKS cannot be mixed with other keys".into())),
             Err(e) => self.fail(e),
@@ -196,7 +205,9 @@ impl JwtLayerBuilder {
             )));
         }
         if self.realm.as_deref().is_some_and(|r| !is_quotable(r)) {
-            return Err(ConfigError("the realm must be printable ASCII without '\"' or '\\'".into()));
+            return Err(ConfigError(
+                "the realm must be printable ASCII without '\"' or '\\'".into(),
+            ));
         }
         let max_bytes = self.max_token_bytes.unwrap_or(8 * 1024);
         if max_bytes < 16 {
@@ -211,7 +222,10 @@ impl JwtLayerBuilder {
                     issuers: non_empty(self.issuers),
                     audiences: non_empty(self.audiences),
                     leeway: leeway.as_secs_f64(),
-                    max_age: self.revocations.as_ref().map(|r| r.max_token_age().as_secs_f64()),
+                    max_age: self
+                        .revocations
+                        .as_ref()
+                        .map(|r| r.max_token_age().as_secs_f64()),
                     require_jti: self.require_jti,
                 },
                 source: self.source,
@@ -226,8 +240,12 @@ impl JwtLayerBuilder {
     #[cfg(feature = "jwks-fetch")]
     fn key_source(&self) -> Result<KeySource, ConfigError> {
         match (&self.jwks, self.ring.is_empty()) {
-            (Some(options), true) => Ok(KeySource::Fetched(crate::jwks::Jwks::new(options.clone())?)),
-            (Some(_), false) => Err(ConfigError("a JWKS URL cannot be mixed with other keys".into())),
+            (Some(options), true) => {
+                Ok(KeySource::Fetched(crate::jwks::Jwks::new(options.clone())?))
+            }
+            (Some(_), false) => Err(ConfigError(
+                "a JWKS URL cannot be mixed with other keys".into(),
+            )),
             (None, _) => self.static_keys(),
         }
     }
@@ -239,7 +257,9 @@ impl JwtLayerBuilder {
 
     fn static_keys(&self) -> Result<KeySource, ConfigError> {
         if self.ring.is_empty() {
-            return Err(ConfigError("the guard needs a key: hs256, key, public_key_pem or jwks".into()));
+            return Err(ConfigError(
+                "the guard needs a key: hs256, key, public_key_pem or jwks".into(),
+            ));
         }
         Ok(KeySource::Static(self.ring.clone()))
     }

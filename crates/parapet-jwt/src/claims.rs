@@ -60,7 +60,10 @@ where
     type Rejection = JwtRejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        token(parts)?.ok_or(JwtRejection::Missing)?.claims().map(Claims)
+        token(parts)?
+            .ok_or(JwtRejection::Missing)?
+            .claims()
+            .map(Claims)
     }
 }
 

@@ -62,30 +62,37 @@ impl Guard {
                 Err(Failure::UnknownKey) => reject(JwtRejection::InvalidToken("unknown key")),
             },
             #[cfg(feature = "jwks-fetch")]
-            KeySource::Fetched(jwks) => match verifier::verify(&token, &jwks.ring(), &self.rules, now) {
-                Ok(verified) => self.revocation(verified),
-                Err(Failure::Reject(rejection)) => reject(rejection),
-                Err(Failure::UnknownKey) => {
-                    let (guard, jwks, token) = (self.clone(), jwks.clone(), token.into_owned());
-                    Decision::Later(Box::pin(async move {
-                        jwks.refresh_for(verifier::kid(&token).as_deref()).await;
-                        let now = unix_ms() as f64 / 1000.0;
-                        let verified = match verifier::verify(&token, &jwks.ring(), &guard.rules, now) {
-                            Ok(verified) => verified,
-                            Err(Failure::Reject(rejection)) => return Err(counted(rejection)),
-                            Err(Failure::UnknownKey) => {
-                                return Err(counted(JwtRejection::InvalidToken("unknown key")));
+            KeySource::Fetched(jwks) => {
+                match verifier::verify(&token, &jwks.ring(), &self.rules, now) {
+                    Ok(verified) => self.revocation(verified),
+                    Err(Failure::Reject(rejection)) => reject(rejection),
+                    Err(Failure::UnknownKey) => {
+                        let (guard, jwks, token) = (self.clone(), jwks.clone(), token.into_owned());
+                        Decision::Later(Box::pin(async move {
+                            jwks.refresh_for(verifier::kid(&token).as_deref()).await;
+                            let now = unix_ms() as f64 / 1000.0;
+                            let verified =
+                                match verifier::verify(&token, &jwks.ring(), &guard.rules, now) {
+                                    Ok(verified) => verified,
+                                    Err(Failure::Reject(rejection)) => {
+                                        return Err(counted(rejection));
+                                    }
+                                    Err(Failure::UnknownKey) => {
+                                        return Err(counted(JwtRejection::InvalidToken(
+                                            "unknown key",
+                                        )));
+                                    }
+                                };
+                            match guard.revocation(verified) {
+                                Decision::Pass(Some(token)) => Ok(token),
+                                Decision::Pass(None) => Err(JwtRejection::Missing),
+                                Decision::Reject(rejection) => Err(rejection),
+                                Decision::Later(pending) => pending.await,
                             }
-                        };
-                        match guard.revocation(verified) {
-                            Decision::Pass(Some(token)) => Ok(token),
-                            Decision::Pass(None) => Err(JwtRejection::Missing),
-                            Decision::Reject(rejection) => Err(rejection),
-                            Decision::Later(pending) => pending.await,
-                        }
-                    }))
+                        }))
+                    }
                 }
-            },
+            }
         }
     }
 

@@ -45,7 +45,9 @@ impl Jwks {
             return Err(ConfigError("the JWKS URL must be http(s)".into()));
         }
         if options.refresh.is_zero() {
-            return Err(ConfigError("the JWKS refresh interval must be positive".into()));
+            return Err(ConfigError(
+                "the JWKS refresh interval must be positive".into(),
+            ));
         }
         let client = reqwest::Client::builder()
             .timeout(options.timeout)

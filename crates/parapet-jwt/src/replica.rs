@@ -65,7 +65,10 @@ impl Replica {
     }
 
     fn member_key(&self, member: &[u8]) -> u128 {
-        let (a, b) = (self.keys.0.hash_one_bytes(member), self.keys.1.hash_one_bytes(member));
+        let (a, b) = (
+            self.keys.0.hash_one_bytes(member),
+            self.keys.1.hash_one_bytes(member),
+        );
         (u128::from(a) << 64) | u128::from(b)
     }
 
@@ -76,7 +79,9 @@ impl Replica {
         }
         if let Some(sub) = facts.sub
             && self.user_count.load(Ordering::Acquire) > 0
-            && read(&self.users).get(sub).is_some_and(|&epoch| facts.iat_ms <= epoch)
+            && read(&self.users)
+                .get(sub)
+                .is_some_and(|&epoch| facts.iat_ms <= epoch)
         {
             return true;
         }
@@ -84,9 +89,18 @@ impl Replica {
             && self.token_count.load(Ordering::Acquire) > 0
         {
             let key = self.token_key(facts.iss, jti);
-            return read(&self.tokens).get(&key).is_some_and(|&until| until > now_ms);
+            return read(&self.tokens)
+                .get(&key)
+                .is_some_and(|&until| until > now_ms);
         }
         false
+    }
+
+    /// True when the token of `member` is recorded as revoked at `now_ms`.
+    pub(crate) fn has_member(&self, member: &[u8], now_ms: u64) -> bool {
+        read(&self.tokens)
+            .get(&self.member_key(member))
+            .is_some_and(|&until| until > now_ms)
     }
 
     /// Records a revoked token (its [`member`]) until `until_ms`.
@@ -98,13 +112,27 @@ impl Replica {
         let mut tokens = write(&self.tokens);
         let slot = tokens.entry(key).or_insert(0);
         *slot = (*slot).max(until_ms);
-        if self.sweep_due(now_ms) {
-            tokens.retain(|_, until| *until > now_ms);
-            let mut users = write(&self.users);
-            users.retain(|_, epoch| epoch.saturating_add(self.max_age_ms) > now_ms);
-            self.user_count.store(users.len(), Ordering::Release);
-        }
         self.token_count.store(tokens.len(), Ordering::Release);
+        drop(tokens);
+        if self.sweep_due(now_ms) {
+            self.sweep(now_ms);
+        }
+    }
+
+    /// Drops every entry that ended by `now_ms`.
+    pub(crate) fn sweep(&self, now_ms: u64) {
+        let mut tokens = write(&self.tokens);
+        tokens.retain(|_, until| *until > now_ms);
+        self.token_count.store(tokens.len(), Ordering::Release);
+        drop(tokens);
+        let mut users = write(&self.users);
+        users.retain(|_, epoch| epoch.saturating_add(self.max_age_ms) > now_ms);
+        self.user_count.store(users.len(), Ordering::Release);
+    }
+
+    /// True when `user` has an epoch.
+    pub(crate) fn has_user(&self, user: &str) -> bool {
+        read(&self.users).contains_key(user)
     }
 
     /// Revokes `user`'s tokens issued at or before `epoch_ms`.
@@ -135,7 +163,12 @@ impl Replica {
         now_ms >= next
             && self
                 .next_sweep
-                .compare_exchange(next, now_ms + SWEEP_EVERY_MS, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(
+                    next,
+                    now_ms + SWEEP_EVERY_MS,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
     }
 
@@ -185,7 +218,12 @@ fn member_parts<'a>(
     buffer: &'a mut itoa::Buffer,
 ) -> [&'a [u8]; 4] {
     let iss = iss.unwrap_or("");
-    [buffer.format(iss.len()).as_bytes(), b":", iss.as_bytes(), jti.as_bytes()]
+    [
+        buffer.format(iss.len()).as_bytes(),
+        b":",
+        iss.as_bytes(),
+        jti.as_bytes(),
+    ]
 }
 
 /// A token's member, as the store and the announcements name it.
@@ -211,7 +249,10 @@ impl<'a> Announcement<'a> {
         };
         let number: u64 = std::str::from_utf8(number).ok()?.parse().ok()?;
         match (kind, tail) {
-            (b't', Some(member)) if !member.is_empty() => Some(Self::Token { until_ms: number, member }),
+            (b't', Some(member)) if !member.is_empty() => Some(Self::Token {
+                until_ms: number,
+                member,
+            }),
             (b'u', Some(user)) if !user.is_empty() => Some(Self::User {
                 epoch_ms: number,
                 user: std::str::from_utf8(user).ok()?,
@@ -244,11 +285,13 @@ impl Hasher for Prehashed {
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
@@ -256,15 +299,26 @@ mod tests {
     use super::*;
 
     fn facts<'a>(jti: Option<&'a str>, sub: Option<&'a str>, iat_ms: u64) -> Facts<'a> {
-        Facts { iss: Some("me"), jti, sub, iat_ms }
+        Facts {
+            iss: Some("me"),
+            jti,
+            sub,
+            iat_ms,
+        }
     }
 
     #[test]
     fn the_request_key_equals_the_member_key() {
         let replica = Replica::new(60_000);
-        assert_eq!(replica.token_key(Some("me"), "t1"), replica.member_key(&member(Some("me"), "t1")));
+        assert_eq!(
+            replica.token_key(Some("me"), "t1"),
+            replica.member_key(&member(Some("me"), "t1"))
+        );
         assert_eq!(replica.token_key(None, "t1"), replica.member_key(b"0:t1"));
-        assert_ne!(replica.token_key(Some("ab"), "c"), replica.token_key(Some("a"), "bc"));
+        assert_ne!(
+            replica.token_key(Some("ab"), "c"),
+            replica.token_key(Some("a"), "bc")
+        );
     }
 
     #[test]
@@ -307,13 +361,22 @@ mod tests {
     fn announcements_round_trip() {
         assert_eq!(
             Announcement::parse(b"t123 5:issuerjti"),
-            Some(Announcement::Token { until_ms: 123, member: b"5:issuerjti" })
+            Some(Announcement::Token {
+                until_ms: 123,
+                member: b"5:issuerjti"
+            })
         );
         assert_eq!(
             Announcement::parse(b"u7 al ice"),
-            Some(Announcement::User { epoch_ms: 7, user: "al ice" })
+            Some(Announcement::User {
+                epoch_ms: 7,
+                user: "al ice"
+            })
         );
-        assert_eq!(Announcement::parse(b"g9"), Some(Announcement::All { epoch_ms: 9 }));
+        assert_eq!(
+            Announcement::parse(b"g9"),
+            Some(Announcement::All { epoch_ms: 9 })
+        );
         for garbage in [&b""[..], b"t", b"t12", b"x1 a", b"g1 a", b"u-1 a", b"t1 "] {
             assert_eq!(Announcement::parse(garbage), None, "{garbage:?}");
         }

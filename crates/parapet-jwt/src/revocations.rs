@@ -5,14 +5,21 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parapet_core::fanout::Event;
-use parapet_core::{ConfigError, FanOut, HashTag, KeyPrefix, Keyspace, RedisHandle, Script, StoreCall, StoreError};
+use parapet_core::{
+    ConfigError, FanOut, HashTag, KeyPrefix, Keyspace, RedisHandle, Script, StoreCall, StoreError,
+};
 
 use crate::replica::{Facts, Replica, member};
 use crate::{RevocationsBuilder, VerifiedToken, WhenStale};
 
 macro_rules! script {
     ($file:literal) => {
-        LazyLock::new(|| Script::new(concat!(include_str!("scripts/prelude.lua"), include_str!($file))))
+        LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("scripts/prelude.lua"),
+                include_str!($file)
+            ))
+        })
     };
 }
 
@@ -132,7 +139,8 @@ impl Revocations {
         let replica = Arc::new(Replica::new(rules.max_age_ms));
         let sync = Arc::new(SyncState::default());
         let handler = {
-            let (replica, sync, redis, keys) = (replica.clone(), sync.clone(), redis.clone(), keys.clone());
+            let (replica, sync, redis, keys) =
+                (replica.clone(), sync.clone(), redis.clone(), keys.clone());
             move |event: Event<'_>| match event {
                 Event::Message(payload) => {
                     replica.apply(payload, unix_ms());
@@ -153,8 +161,14 @@ impl Revocations {
             }
         };
         let heartbeat = (options.staleness / 5).max(Duration::from_millis(2));
-        let fanout = FanOut::with_timing(&redis, keys.channel.clone(), heartbeat, options.staleness, handler)
-            .map_err(|e| ConfigError(e.to_string()))?;
+        let fanout = FanOut::with_timing(
+            &redis,
+            keys.channel.clone(),
+            heartbeat,
+            options.staleness,
+            handler,
+        )
+        .map_err(|e| ConfigError(e.to_string()))?;
         fanout.start();
         Ok(Self {
             inner: Arc::new(Inner {
@@ -179,22 +193,35 @@ impl Revocations {
         let jti = token
             .token_id()
             .ok_or(StoreError::InvalidArgument("the token has no jti"))?;
-        let end_s = token.expires_at().min(token.issued_at() + self.inner.rules.max_age_ms as f64 / 1000.0);
+        let end_s = token
+            .expires_at()
+            .min(token.issued_at() + self.inner.rules.max_age_ms as f64 / 1000.0);
         self.revoke_token_id(token.issuer(), jti, end_s).await
     }
 
     /// Revokes the token of `issuer` and `jti` on every instance until `expires_at` (its
     /// `exp`, seconds since the Unix epoch) plus the leeway.
-    pub async fn revoke_token_id(&self, issuer: Option<&str>, jti: &str, expires_at: f64) -> Result<(), StoreError> {
+    pub async fn revoke_token_id(
+        &self,
+        issuer: Option<&str>,
+        jti: &str,
+        expires_at: f64,
+    ) -> Result<(), StoreError> {
         if jti.is_empty() || !expires_at.is_finite() {
-            return Err(StoreError::InvalidArgument("a jti and a finite expiry are needed"));
+            return Err(StoreError::InvalidArgument(
+                "a jti and a finite expiry are needed",
+            ));
         }
         let until_ms = (expires_at.max(0.0) * 1000.0) as u64 + self.inner.rules.leeway_ms;
         let member = member(issuer, jti);
         let Some(part) = &self.inner.redis else {
             let now = unix_ms();
-            let (tokens, _) = self.inner.replica.len();
-            if tokens >= self.inner.rules.max_entries {
+            let replica = &self.inner.replica;
+            if replica.len().0 >= self.inner.rules.max_entries {
+                replica.sweep(now);
+            }
+            if replica.len().0 >= self.inner.rules.max_entries && !replica.has_member(&member, now)
+            {
                 return Err(StoreError::CapacityExceeded("revoked tokens"));
             }
             self.inner.replica.revoke_member(&member, until_ms, now);
@@ -212,7 +239,9 @@ impl Revocations {
             return Err(StoreError::CapacityExceeded("revoked tokens"));
         }
         // Applied here at once, not only when the announcement comes back.
-        self.inner.replica.revoke_member(&member, until_ms, unix_ms());
+        self.inner
+            .replica
+            .revoke_member(&member, until_ms, unix_ms());
         Ok(())
     }
 
@@ -223,8 +252,11 @@ impl Revocations {
         }
         let Some(part) = &self.inner.redis else {
             let now = unix_ms();
-            let (_, users) = self.inner.replica.len();
-            if users >= self.inner.rules.max_entries {
+            let replica = &self.inner.replica;
+            if replica.len().1 >= self.inner.rules.max_entries {
+                replica.sweep(now);
+            }
+            if replica.len().1 >= self.inner.rules.max_entries && !replica.has_user(user) {
                 return Err(StoreError::CapacityExceeded("revoked users"));
             }
             self.inner.replica.revoke_user(user, now, now);
@@ -237,7 +269,8 @@ impl Revocations {
             .arg(self.inner.rules.max_entries)
             .arg(part.keys.channel.as_str());
         let epoch: i64 = part.call("revoke", &call).await?;
-        let epoch = u64::try_from(epoch).map_err(|_| StoreError::CapacityExceeded("revoked users"))?;
+        let epoch =
+            u64::try_from(epoch).map_err(|_| StoreError::CapacityExceeded("revoked users"))?;
         self.inner.replica.revoke_user(user, epoch, unix_ms());
         Ok(())
     }
@@ -323,7 +356,13 @@ impl Revocations {
                     .key(part.keys.users.as_str())
                     .key(part.keys.epoch.as_str())
                     .arg(facts.iat_ms)
-                    .arg(facts.jti.map(|jti| member(facts.iss, jti)).unwrap_or_default().as_slice())
+                    .arg(
+                        facts
+                            .jti
+                            .map(|jti| member(facts.iss, jti))
+                            .unwrap_or_default()
+                            .as_slice(),
+                    )
                     .arg(facts.sub.unwrap_or(""))
                     .arg(if facts.sub.is_some() { "1" } else { "0" });
                 let redis = part.redis.clone();
@@ -342,7 +381,9 @@ impl Revocations {
 impl RedisPart {
     fn is_current(&self) -> bool {
         let resyncs = self.sync.resyncs.load(Ordering::Acquire);
-        resyncs > 0 && self.sync.loaded.load(Ordering::Acquire) >= resyncs && self.fanout.is_current()
+        resyncs > 0
+            && self.sync.loaded.load(Ordering::Acquire) >= resyncs
+            && self.fanout.is_current()
     }
 
     async fn call<T: parapet_core::FromReply + Send + 'static>(
@@ -398,7 +439,9 @@ async fn reload(
 fn apply_snapshot(replica: &Replica, snapshot: &[Vec<u8>]) -> Option<()> {
     let number = |bytes: &[u8]| -> Option<u64> {
         let text = std::str::from_utf8(bytes).ok()?;
-        text.parse::<u64>().ok().or_else(|| text.parse::<f64>().ok().map(|f| f as u64))
+        text.parse::<u64>()
+            .ok()
+            .or_else(|| text.parse::<f64>().ok().map(|f| f as u64))
     };
     let now = unix_ms();
     let (global, rest) = snapshot.split_first()?;
@@ -429,7 +472,14 @@ pub(crate) fn unix_ms() -> u64 {
 impl std::fmt::Debug for Revocations {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Revocations")
-            .field("backend", &if self.inner.redis.is_some() { "redis" } else { "memory" })
+            .field(
+                "backend",
+                &if self.inner.redis.is_some() {
+                    "redis"
+                } else {
+                    "memory"
+                },
+            )
             .field("len", &self.len())
             .finish_non_exhaustive()
     }

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use parapet_core::{ConfigError, KeyPrefix, RedisHandle};
 
-use crate::revocations::{Revocations, Rules};
 use crate::WhenStale;
+use crate::revocations::{Revocations, Rules};
 
 /// Options of [`Revocations`], with their defaults:
 ///

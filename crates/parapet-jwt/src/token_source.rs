@@ -110,7 +110,11 @@ fn trim_leading_spaces(mut bytes: &[u8]) -> &[u8] {
 }
 
 /// The value of the one cookie `name`.
-fn cookie(headers: &HeaderMap, name: &str, max_bytes: usize) -> Result<Option<String>, JwtRejection> {
+fn cookie(
+    headers: &HeaderMap,
+    name: &str,
+    max_bytes: usize,
+) -> Result<Option<String>, JwtRejection> {
     let mut found: Option<String> = None;
     for header in headers.get_all(COOKIE) {
         let Ok(header) = header.to_str() else {
@@ -141,9 +145,9 @@ fn check_token(token: &[u8], max_bytes: usize) -> Result<(), JwtRejection> {
     }
     let body = token.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
     let valid = body > 0
-        && token[..body]
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'));
+        && token[..body].iter().all(|&b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        });
     if valid {
         Ok(())
     } else {
@@ -169,9 +173,19 @@ mod tests {
     #[test]
     fn bearer_header() {
         let source = TokenSource::header();
-        let get = |pairs| source.extract(&headers(pairs), 64).map(|t| t.map(Cow::into_owned));
-        assert_eq!(get(&[("authorization", "Bearer a.b.c")]), Ok(Some("a.b.c".into())));
-        assert_eq!(get(&[("authorization", "bEaReR   a.b.c")]), Ok(Some("a.b.c".into())));
+        let get = |pairs| {
+            source
+                .extract(&headers(pairs), 64)
+                .map(|t| t.map(Cow::into_owned))
+        };
+        assert_eq!(
+            get(&[("authorization", "Bearer a.b.c")]),
+            Ok(Some("a.b.c".into()))
+        );
+        assert_eq!(
+            get(&[("authorization", "bEaReR   a.b.c")]),
+            Ok(Some("a.b.c".into()))
+        );
         assert_eq!(get(&[("authorization", "Basic dXNlcjpwYXNz")]), Ok(None));
         assert_eq!(get(&[("authorization", "Bearerish a.b.c")]), Ok(None));
         assert_eq!(get(&[]), Ok(None));
@@ -181,9 +195,15 @@ mod tests {
             &[("authorization", "Bearer a b")],
             &[("authorization", "Bearer a\"b")],
             &[("authorization", "Bearer ===")],
-            &[("authorization", "Bearer a.b.c"), ("authorization", "Bearer a.b.c")],
+            &[
+                ("authorization", "Bearer a.b.c"),
+                ("authorization", "Bearer a.b.c"),
+            ],
         ] {
-            assert!(matches!(get(bad), Err(JwtRejection::InvalidRequest(_))), "{bad:?}");
+            assert!(
+                matches!(get(bad), Err(JwtRejection::InvalidRequest(_))),
+                "{bad:?}"
+            );
         }
         let long = format!("Bearer {}", "a".repeat(65));
         let mut map = HeaderMap::new();
@@ -194,8 +214,15 @@ mod tests {
     #[test]
     fn cookie_and_both() {
         let source = TokenSource::header_or_cookie("token");
-        let get = |pairs| source.extract(&headers(pairs), 64).map(|t| t.map(Cow::into_owned));
-        assert_eq!(get(&[("cookie", "a=1; token=x.y.z")]), Ok(Some("x.y.z".into())));
+        let get = |pairs| {
+            source
+                .extract(&headers(pairs), 64)
+                .map(|t| t.map(Cow::into_owned))
+        };
+        assert_eq!(
+            get(&[("cookie", "a=1; token=x.y.z")]),
+            Ok(Some("x.y.z".into()))
+        );
         assert!(get(&[("cookie", "token=x.y.z; token=x.y.z")]).is_err());
         assert!(get(&[("cookie", "token=x.y.z"), ("authorization", "Bearer x.y.z")]).is_err());
         assert_eq!(get(&[("cookie", "other=x.y.z")]), Ok(None));

@@ -107,8 +107,8 @@ pub(crate) fn verify(
     let header_bytes = URL_SAFE_NO_PAD
         .decode(header)
         .map_err(|_| invalid("the header is not base64url"))?;
-    let head: Head<'_> =
-        serde_json::from_slice(&header_bytes).map_err(|_| invalid("unsupported or malformed header"))?;
+    let head: Head<'_> = serde_json::from_slice(&header_bytes)
+        .map_err(|_| invalid("unsupported or malformed header"))?;
     if head.crit.is_some() {
         return Err(invalid("critical header extensions are not supported"));
     }
@@ -188,13 +188,22 @@ fn check_issuer(iss: Option<&str>, rules: &Rules) -> Result<(), Failure> {
 /// RFC 7519 §4.1.3: a token with an `aud` that does not name us MUST be rejected; so must
 /// one with an `aud` when we expect none.
 fn check_audience(aud: Option<&Audience<'_>>, rules: &Rules) -> Result<(), Failure> {
-    let names_us = |a: &str| rules.audiences.as_ref().is_some_and(|ours| ours.iter().any(|o| o == a));
+    let names_us = |a: &str| {
+        rules
+            .audiences
+            .as_ref()
+            .is_some_and(|ours| ours.iter().any(|o| o == a))
+    };
     let ok = match aud {
         None => rules.audiences.is_none(),
         Some(Audience::One(a)) => names_us(a),
         Some(Audience::Many(list)) => list.iter().any(|a| names_us(a)),
     };
-    if ok { Ok(()) } else { Err(invalid("wrong audience")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid("wrong audience"))
+    }
 }
 
 #[cfg(test)]
@@ -223,7 +232,12 @@ mod tests {
     }
 
     fn sign(claims: serde_json::Value) -> String {
-        jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(SECRET)).unwrap()
+        jsonwebtoken::encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap()
     }
 
     fn check(token: &str, rules: &Rules) -> Result<VerifiedToken, Failure> {
@@ -246,11 +260,26 @@ mod tests {
             (json!({"iat": 999_000}), "the token has no exp"),
             (json!({"exp": 1_000_900}), "the token has no iat"),
             (json!({"iat": 999_000, "exp": 999_999}), "the token expired"),
-            (json!({"iat": 999_000, "exp": "1000900"}), "malformed claims"),
-            (json!({"iat": 999_000, "exp": 1_000_900, "nbf": 1_000_001}), "the token is not valid yet"),
-            (json!({"iat": 1_000_001, "exp": 1_000_900}), "the token was issued in the future"),
-            (json!({"iat": 990_000, "exp": 1_000_900}), "the token is older than the maximum token age"),
-            (json!({"iat": -1, "exp": 1_000_900}), "a time claim is out of range"),
+            (
+                json!({"iat": 999_000, "exp": "1000900"}),
+                "malformed claims",
+            ),
+            (
+                json!({"iat": 999_000, "exp": 1_000_900, "nbf": 1_000_001}),
+                "the token is not valid yet",
+            ),
+            (
+                json!({"iat": 1_000_001, "exp": 1_000_900}),
+                "the token was issued in the future",
+            ),
+            (
+                json!({"iat": 990_000, "exp": 1_000_900}),
+                "the token is older than the maximum token age",
+            ),
+            (
+                json!({"iat": -1, "exp": 1_000_900}),
+                "a time claim is out of range",
+            ),
         ] {
             assert_eq!(
                 check(&sign(claims.clone()), &r).map(|_| ()),
@@ -259,7 +288,10 @@ mod tests {
             );
         }
         // The leeway forgives a little.
-        let lenient = Rules { leeway: 2.0, ..rules() };
+        let lenient = Rules {
+            leeway: 2.0,
+            ..rules()
+        };
         let token = sign(json!({"iat": 999_000, "exp": 999_999}));
         assert!(check(&token, &lenient).is_ok());
     }
@@ -273,16 +305,31 @@ mod tests {
         };
         let base = |extra: serde_json::Value| {
             let mut claims = json!({"iat": 999_000, "exp": 1_000_900});
-            claims.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            claims
+                .as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
             sign(claims)
         };
         assert!(check(&base(json!({"iss": "me", "aud": "api"})), &r).is_ok());
         assert!(check(&base(json!({"iss": "me", "aud": ["x", "api"]})), &r).is_ok());
-        assert_eq!(check(&base(json!({"iss": "you", "aud": "api"})), &r).map(|_| ()), Err(invalid("wrong issuer")));
-        assert_eq!(check(&base(json!({"aud": "api"})), &r).map(|_| ()), Err(invalid("wrong issuer")));
-        assert_eq!(check(&base(json!({"iss": "me", "aud": "web"})), &r).map(|_| ()), Err(invalid("wrong audience")));
+        assert_eq!(
+            check(&base(json!({"iss": "you", "aud": "api"})), &r).map(|_| ()),
+            Err(invalid("wrong issuer"))
+        );
+        assert_eq!(
+            check(&base(json!({"aud": "api"})), &r).map(|_| ()),
+            Err(invalid("wrong issuer"))
+        );
+        assert_eq!(
+            check(&base(json!({"iss": "me", "aud": "web"})), &r).map(|_| ()),
+            Err(invalid("wrong audience"))
+        );
         // An audience we do not expect at all is refused too.
-        assert_eq!(check(&base(json!({"aud": "api"})), &rules()).map(|_| ()), Err(invalid("wrong audience")));
+        assert_eq!(
+            check(&base(json!({"aud": "api"})), &rules()).map(|_| ()),
+            Err(invalid("wrong audience"))
+        );
     }
 
     #[test]
@@ -302,28 +349,54 @@ mod tests {
             "a.b".to_owned(),
             "a.b.c.d".to_owned(),
         ] {
-            assert!(matches!(check(&token, &rules()), Err(Failure::Reject(JwtRejection::InvalidToken(_)))), "{token}");
+            assert!(
+                matches!(
+                    check(&token, &rules()),
+                    Err(Failure::Reject(JwtRejection::InvalidToken(_)))
+                ),
+                "{token}"
+            );
         }
         // Duplicate claims cannot smuggle a second subject.
         let dup = format!(
             "{head}.{}",
             URL_SAFE_NO_PAD.encode(br#"{"iat":999000,"exp":1000900,"sub":"a","sub":"admin"}"#)
         );
-        let sig = jsonwebtoken::crypto::sign(dup.as_bytes(), &EncodingKey::from_secret(SECRET), Algorithm::HS256).unwrap();
+        let sig = jsonwebtoken::crypto::sign(
+            dup.as_bytes(),
+            &EncodingKey::from_secret(SECRET),
+            Algorithm::HS256,
+        )
+        .unwrap();
         assert!(check(&format!("{dup}.{sig}"), &rules()).is_err());
         // Deep JSON overflows no stack: the guard skips it without recursion, and reading it
         // into a value stops at serde_json's depth limit (a 401 from the extractor).
-        let deep = format!("{{\"iat\":999000,\"exp\":1000900,\"x\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        let deep = format!(
+            "{{\"iat\":999000,\"exp\":1000900,\"x\":{}{}}}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
         let deep = format!("{head}.{}", URL_SAFE_NO_PAD.encode(deep));
-        let sig = jsonwebtoken::crypto::sign(deep.as_bytes(), &EncodingKey::from_secret(SECRET), Algorithm::HS256).unwrap();
+        let sig = jsonwebtoken::crypto::sign(
+            deep.as_bytes(),
+            &EncodingKey::from_secret(SECRET),
+            Algorithm::HS256,
+        )
+        .unwrap();
         let verified = check(&format!("{deep}.{sig}"), &rules()).unwrap();
         assert!(verified.claims::<serde_json::Value>().is_err());
     }
 
     #[test]
     fn required_jti() {
-        let strict = Rules { require_jti: true, ..rules() };
+        let strict = Rules {
+            require_jti: true,
+            ..rules()
+        };
         let token = sign(json!({"iat": 999_000, "exp": 1_000_900}));
-        assert_eq!(check(&token, &strict).map(|_| ()), Err(invalid("the token has no jti")));
+        assert_eq!(
+            check(&token, &strict).map(|_| ()),
+            Err(invalid("the token has no jti"))
+        );
     }
 }
