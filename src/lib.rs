@@ -5,7 +5,7 @@
 //! | [`ratelimit`] (feature `ratelimit`, default) | rate-limit layer: GCRA, several policies per request, memory or Redis | available |
 //! | [`cache`] (feature `cache`, default) | response-cache layer: an RFC 9111 shared cache, memory or Redis | available |
 //! | [`session`] (feature `session`, default) | session layer and extractor: field-by-field writes, per-user index, memory or Redis | available |
-//! | `jwt` | JWT layer with a revocation store | planned |
+//! | [`jwt`] (feature `jwt`, default) | JWT guard: pinned keys, JWKS, revocation by token, user and epoch with zero round trips | available |
 //!
 //! [`core`] holds what they share: the Redis handle, store errors, the on-store-error policy.
 //!
@@ -21,6 +21,8 @@
 #[cfg(feature = "cache")]
 pub use parapet_cache as cache;
 pub use parapet_core as core;
+#[cfg(feature = "jwt")]
+pub use parapet_jwt as jwt;
 #[cfg(feature = "ratelimit")]
 pub use parapet_ratelimit as ratelimit;
 #[cfg(feature = "session")]

@@ -118,6 +118,7 @@ impl KeyRing {
     }
 
     /// True when the ring holds a key for `kid`.
+    #[cfg_attr(not(feature = "jwks-fetch"), allow(dead_code))]
     pub(crate) fn knows(&self, kid: Option<&str>) -> bool {
         self.find(kid).is_some()
     }

@@ -84,6 +84,7 @@ enum Audience<'a> {
 }
 
 /// The kid a token names, for the key lookup that may precede a verification.
+#[cfg(feature = "jwks-fetch")]
 pub(crate) fn kid(token: &str) -> Option<String> {
     let header = token.split('.').next()?;
     let bytes = URL_SAFE_NO_PAD.decode(header).ok()?;
