@@ -95,11 +95,13 @@ impl KeyRing {
                 continue;
             };
             match &jwk.common.key_id {
-                Some(kid) if !kid.is_empty() && kid.len() <= MAX_KID_BYTES => {
-                    // A duplicate kid in a document: the first wins.
-                    if !ring.by_id.contains_key(kid) {
-                        ring.add(Some(kid.clone()), alg, key)?;
-                    }
+                // A duplicate kid in a document: the first wins.
+                Some(kid)
+                    if !kid.is_empty()
+                        && kid.len() <= MAX_KID_BYTES
+                        && !ring.by_id.contains_key(kid) =>
+                {
+                    ring.add(Some(kid.clone()), alg, key)?;
                 }
                 None if single => ring.add(None, alg, key)?,
                 _ => {}

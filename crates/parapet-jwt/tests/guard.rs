@@ -1,5 +1,7 @@
 //! The guard through axum: hostile tokens, RFC 6750 answers, extractors, scopes, gRPC.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
 mod common;
 
 use std::time::Duration;

@@ -1,5 +1,7 @@
 //! A JWKS fetched from a URL: keys by kid, rotation, and rate-limited refetches.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -1,6 +1,8 @@
 //! One conformance suite for the revocation stores (memory, Redis, Cluster), then what
 //! only Redis has: propagation, reloads, faults and the staleness policies.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
 mod common;
 
 use std::time::{Duration, Instant};

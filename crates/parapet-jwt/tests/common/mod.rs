@@ -1,6 +1,6 @@
 //! Tokens, revocations on every backend, and a guarded echo service.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
