@@ -65,12 +65,24 @@ pub async fn load_with(
     run: Duration,
     cookies: &[String],
 ) -> (u64, u64, u64) {
+    load_with_header(path, addr, conns, run, "cookie", cookies).await
+}
+
+/// [`load`], connection `i` sending `name: values[i % len]` (none when empty).
+pub async fn load_with_header(
+    path: &'static str,
+    addr: SocketAddr,
+    conns: u64,
+    run: Duration,
+    name: &'static str,
+    values: &[String],
+) -> (u64, u64, u64) {
     let counts = Arc::new(Counts::default());
     let deadline = Instant::now() + run;
     let mut tasks = Vec::new();
     for i in 0..conns {
         let counts = counts.clone();
-        let cookie = (!cookies.is_empty()).then(|| cookies[i as usize % cookies.len()].clone());
+        let cookie = (!values.is_empty()).then(|| values[i as usize % values.len()].clone());
         tasks.push(tokio::spawn(async move {
             let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
             stream.set_nodelay(true).unwrap();
@@ -83,7 +95,7 @@ pub async fn load_with(
                 sender.ready().await.unwrap();
                 let mut request = Request::get(path).header("host", "bench");
                 if let Some(cookie) = &cookie {
-                    request = request.header("cookie", cookie.as_str());
+                    request = request.header(name, cookie.as_str());
                 }
                 let request = request.body(Empty::<Bytes>::new()).unwrap();
                 let response = sender.send_request(request).await.unwrap();
