@@ -11,6 +11,9 @@
 //! - `parapet guard, 100k revoked`: the same with 100,000 revoked tokens and 10,000 revoked
 //!   users in the replica.
 //!
+//! Criterion runs them one after another; a paired run then lets them take turns and
+//! reports each as a ratio to `jsonwebtoken::decode` (see [`paired`]).
+//!
 //! `cargo bench --bench jwt`
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench fails loudly
 
@@ -71,18 +74,52 @@ fn token() -> String {
     .unwrap()
 }
 
-fn run<S>(c: &mut Criterion, name: &str, mut service: S, headers: &HeaderMap)
-where
-    S: Service<Request<()>, Response = Response<()>, Error = Infallible>,
-{
-    c.bench_function(name, |b| {
-        b.iter(|| {
-            let mut request = Request::new(());
-            *request.headers_mut() = headers.clone();
-            let response = ready(service.call(black_box(request))).unwrap();
-            assert_eq!(response.status(), 200);
-        });
-    });
+type Boxed = tower::util::BoxService<Request<()>, Response<()>, Infallible>;
+
+/// One request through `service`.
+fn once(service: &mut Boxed, headers: &HeaderMap) {
+    let mut request = Request::new(());
+    *request.headers_mut() = headers.clone();
+    let response = ready(service.call(black_box(request))).unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+/// Criterion runs the variants one after another, so a machine that drifts (this one
+/// does) skews their comparison. Here the variants take turns in blocks of `BLOCK` calls,
+/// each round starting with another, and each block's time is divided by the
+/// `jsonwebtoken::decode` block of its round: the median of those ratios is reported.
+fn paired(services: &mut [(&str, Boxed)], headers: &HeaderMap) {
+    const ROUNDS: usize = 40;
+    const BLOCK: u32 = 20_000;
+    let mut ratios = vec![Vec::new(); services.len()];
+    for round in 0..ROUNDS {
+        let mut times = vec![0.0; services.len()];
+        for k in 0..services.len() {
+            let i = (round + k) % services.len();
+            let start = std::time::Instant::now();
+            for _ in 0..BLOCK {
+                once(&mut services[i].1, headers);
+            }
+            times[i] = start.elapsed().as_secs_f64();
+        }
+        for (i, t) in times.iter().enumerate() {
+            ratios[i].push(t / times[0]);
+        }
+    }
+    println!("\npaired: {ROUNDS} rounds of {BLOCK} calls per variant, taking turns\n");
+    println!("| variant | × jsonwebtoken::decode (median) | 10th–90th percentile |");
+    println!("|---|---:|---:|");
+    for (i, (name, _)) in services.iter().enumerate() {
+        let mut r = ratios[i].clone();
+        r.sort_by(f64::total_cmp);
+        let at = |q: f64| r[((r.len() - 1) as f64 * q).round() as usize];
+        println!(
+            "| {name} | {:.3} | {:.3}–{:.3} |",
+            at(0.5),
+            at(0.1),
+            at(0.9)
+        );
+    }
 }
 
 async fn handler(request: Request<()>) -> Result<Response<()>, Infallible> {
@@ -91,9 +128,7 @@ async fn handler(request: Request<()>) -> Result<Response<()>, Infallible> {
     Ok(Response::new(()))
 }
 
-fn guard(
-    revocations: Revocations,
-) -> impl Service<Request<()>, Response = Response<()>, Error = Infallible> {
+fn guard(revocations: Revocations) -> Boxed {
     let layer = JwtLayer::builder()
         .hs256(SECRET)
         .issuer("bench")
@@ -101,7 +136,10 @@ fn guard(
         .build()
         .unwrap();
     let service = layer.layer(tower::service_fn(handler));
-    tower::util::MapResponse::new(service, |response: Response<_>| response.map(|_| ()))
+    Boxed::new(tower::util::MapResponse::new(
+        service,
+        |response: Response<_>| response.map(|_| ()),
+    ))
 }
 
 fn guard_vs_decode(c: &mut Criterion) {
@@ -115,7 +153,7 @@ fn guard_vs_decode(c: &mut Criterion) {
     let key = DecodingKey::from_secret(SECRET);
     let mut validation = Validation::new(Algorithm::HS256);
     validation.set_issuer(&["bench"]);
-    let decode = tower::service_fn(move |request: Request<()>| {
+    let decode = Boxed::new(tower::service_fn(move |request: Request<()>| {
         let token = request.headers()["authorization"]
             .to_str()
             .unwrap()
@@ -124,10 +162,7 @@ fn guard_vs_decode(c: &mut Criterion) {
         let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).unwrap();
         black_box(data.claims);
         std::future::ready(Ok::<_, Infallible>(Response::new(())))
-    });
-    run(c, "jsonwebtoken::decode", decode, &headers);
-
-    run(c, "parapet guard", guard(Revocations::memory()), &headers);
+    }));
 
     // One revoked token and user: the lookups run (an empty replica skips them).
     let one = Revocations::memory();
@@ -140,7 +175,6 @@ fn guard_vs_decode(c: &mut Criterion) {
             .unwrap();
         one.revoke_user("someone-else").await.unwrap();
     });
-    run(c, "parapet guard, 1 revoked", guard(one), &headers);
 
     let crowded = Revocations::memory();
     runtime.block_on(async {
@@ -155,7 +189,16 @@ fn guard_vs_decode(c: &mut Criterion) {
         }
     });
     assert_eq!(crowded.len(), (100_000, 10_000));
-    run(c, "parapet guard, 100k revoked", guard(crowded), &headers);
+    let mut services = [
+        ("jsonwebtoken::decode", decode),
+        ("parapet guard", guard(Revocations::memory())),
+        ("parapet guard, 1 revoked", guard(one)),
+        ("parapet guard, 100k revoked", guard(crowded)),
+    ];
+    for (name, service) in &mut services {
+        c.bench_function(name, |b| b.iter(|| once(service, &headers)));
+    }
+    paired(&mut services, &headers);
 }
 
 criterion_group!(benches, guard_vs_decode);

@@ -74,7 +74,8 @@ impl Replica {
 
     /// True when the token is revoked at `now_ms`.
     pub(crate) fn is_revoked(&self, facts: &Facts<'_>, now_ms: u64) -> bool {
-        if facts.iat_ms <= self.global.load(Ordering::Acquire) {
+        let global = self.global.load(Ordering::Acquire);
+        if global != 0 && facts.iat_ms <= global {
             return true;
         }
         if let Some(sub) = facts.sub

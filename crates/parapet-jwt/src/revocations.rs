@@ -150,7 +150,7 @@ impl Revocations {
                     let generation = sync.resyncs.fetch_add(1, Ordering::AcqRel) + 1;
                     tokio::spawn(reload(
                         replica.clone(),
-                        sync.clone(),
+                        Arc::downgrade(&sync),
                         redis.clone(),
                         keys.clone(),
                         rules,
@@ -212,7 +212,11 @@ impl Revocations {
                 "a jti and a finite expiry are needed",
             ));
         }
-        let until_ms = (expires_at.max(0.0) * 1000.0) as u64 + self.inner.rules.leeway_ms;
+        let rules = &self.inner.rules;
+        // No token the guard still accepts lives past now + max_token_age (it would be older
+        // than the maximum age): a far-future `exp` is not remembered for longer.
+        let latest = unix_ms().saturating_add(rules.max_age_ms);
+        let until_ms = ((expires_at.max(0.0) * 1000.0) as u64).min(latest) + rules.leeway_ms;
         let member = member(issuer, jti);
         let Some(part) = &self.inner.redis else {
             let now = unix_ms();
@@ -404,7 +408,7 @@ impl RedisPart {
 /// succeeds or a newer resync takes over.
 async fn reload(
     replica: Arc<Replica>,
-    sync: Arc<SyncState>,
+    sync: std::sync::Weak<SyncState>,
     redis: RedisHandle,
     keys: Arc<Keys>,
     rules: Rules,
@@ -422,13 +426,19 @@ async fn reload(
                     tracing::warn!("the revocation snapshot was malformed");
                 } else {
                     metric_len(&replica);
-                    sync.loaded.fetch_max(generation, Ordering::AcqRel);
+                    if let Some(sync) = sync.upgrade() {
+                        sync.loaded.fetch_max(generation, Ordering::AcqRel);
+                    }
                     return;
                 }
             }
             Err(e) => crate::metrics::store_error("load", &e),
         }
-        if sync.resyncs.load(Ordering::Acquire) != generation {
+        // Stop when a newer resync took over, or the revocations were dropped.
+        if sync
+            .upgrade()
+            .is_none_or(|s| s.resyncs.load(Ordering::Acquire) != generation)
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

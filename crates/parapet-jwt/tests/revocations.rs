@@ -450,3 +450,24 @@ async fn fail_open_trusts_what_the_replica_knew() {
     assert_eq!(status(&guard, &token("bob", "fine")).await, 200);
     assert_eq!(status(&guard, &token("alice", "known")).await, 401);
 }
+
+#[tokio::test]
+async fn a_far_future_exp_is_remembered_no_longer_than_the_maximum_age() {
+    for backend in ALL {
+        let builder = Revocations::builder()
+            .max_token_age(Duration::from_secs(2))
+            .leeway(Duration::ZERO);
+        let revocations = revocations_with(backend, &prefix(), builder).await;
+        revocations
+            .revoke_token_id(None, "forever", 1e12)
+            .await
+            .unwrap();
+        assert_eq!(revocations.len().0, 1, "{backend:?}");
+        tokio::time::sleep(Duration::from_millis(2_300)).await;
+        revocations
+            .revoke_token_id(None, "next", (now() + 900) as f64)
+            .await
+            .unwrap();
+        assert_eq!(revocations.len().0, 1, "{backend:?}: forever is gone");
+    }
+}
