@@ -21,10 +21,10 @@
 //!
 //! | route | does |
 //! |---|---|
-//! | `POST /login` `{"user": "alice"}` | `{"token": …}`: HS256 with `sub`, `jti`, `iat`, `exp` in 15 minutes; `admin` gets `role: admin` |
+//! | `POST /login` `{"user": "alice"}` | `{"token": …}`: HS256 with `sub`, `jti`, `iat`, `exp` in 15 minutes; `admin` gets `role: admin` and `scope: admin`. Anyone may log in as anyone: a demo |
 //! | `GET /me` | the token's claims; 401 with `WWW-Authenticate` without a valid token |
 //! | `POST /logout` | revokes the presented token, on every instance |
-//! | `POST /admin/users/{user}/revoke` | admin only (403 otherwise): revokes every token of `user` issued so far |
+//! | `POST /admin/users/{user}/revoke` | admin only (403 `insufficient_scope` otherwise): revokes every token of `user` issued so far — tokens carry whole-second `iat`, so one issued in the same second as the revocation is revoked too |
 #![allow(clippy::unwrap_used, clippy::expect_used)] // an example fails loudly
 
 use std::error::Error;
@@ -38,7 +38,7 @@ use axum::{Json, Router};
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 use tower_parapet::core::RedisHandle;
-use tower_parapet::jwt::{Claims, JwtLayer, JwtRejection, Revocations, VerifiedToken};
+use tower_parapet::jwt::{Claims, JwtLayer, Revocations, VerifiedToken};
 
 /// The secret used when `JWT_SECRET` is unset: for development only.
 pub const DEVELOPMENT_SECRET: &str = "parapet development secret: never use in production";
@@ -139,6 +139,7 @@ async fn login(State(app): State<App>, Json(login): Json<Login>) -> Response {
     });
     if login.user == "admin" {
         claims["role"] = json!("admin");
+        claims["scope"] = json!("admin");
     }
     let token = jsonwebtoken::encode(&Header::default(), &claims, &app.key).unwrap();
     Json(json!({ "token": token })).into_response()
@@ -155,18 +156,14 @@ async fn logout(State(app): State<App>, token: VerifiedToken) -> Response {
     }
 }
 
-#[derive(serde::Deserialize)]
-struct Role {
-    role: Option<String>,
-}
-
 async fn revoke_user(
     State(app): State<App>,
-    Claims(role): Claims<Role>,
+    token: VerifiedToken,
     Path(user): Path<String>,
 ) -> Response {
-    if role.role.as_deref() != Some("admin") {
-        return JwtRejection::InsufficientScope("admin").into_response();
+    // 403 `insufficient_scope` for anyone but the admin.
+    if let Err(refusal) = token.require_scope("admin") {
+        return refusal.into_response();
     }
     match app.revocations.revoke_user(&user).await {
         Ok(()) => Json(json!({ "revoked": user })).into_response(),

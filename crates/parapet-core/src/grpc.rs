@@ -20,6 +20,8 @@ pub enum Code {
     PermissionDenied = 7,
     /// 8: a quota is exhausted (rate limits).
     ResourceExhausted = 8,
+    /// 13: a server-side fault (a wiring mistake); not worth retrying.
+    Internal = 13,
     /// 14: try again later (a store is unavailable).
     Unavailable = 14,
     /// 16: no valid credentials.

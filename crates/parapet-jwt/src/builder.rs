@@ -23,6 +23,8 @@ use crate::{JwtLayer, Revocations, TokenSource};
 /// | [`max_token_bytes`](Self::max_token_bytes) | 8 KiB |
 /// | [`require_jti`](Self::require_jti) | off |
 /// | [`revocations`](Self::revocations) | none |
+/// | maximum token age (`now - iat`) | that of the revocations ([`RevocationsBuilder::max_token_age`](crate::RevocationsBuilder::max_token_age), 24 h); none without revocations |
+/// | [`realm`](Self::realm) | none: the challenge is `Bearer` (with `error=…` when there is one) |
 /// | [`optional`](Self::optional) | off: a request without a token gets 401 |
 ///
 /// `exp` and `iat` are always required: `exp` so a token ends, `iat` so user and global

@@ -3,7 +3,9 @@
 //! [`JwtLayer`] checks the bearer token of every request and puts a [`VerifiedToken`] in
 //! the request's extensions; with feature `axum`, [`Claims<T>`] reads its claims into your
 //! type. It works on any tower stack: axum, plain hyper, tonic (refusals become gRPC
-//! statuses: UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE).
+//! statuses: UNAUTHENTICATED 16, INVALID_ARGUMENT 3, PERMISSION_DENIED 7, UNAVAILABLE 14;
+//! handlers on plain hyper or tonic read the [`VerifiedToken`] from the request's
+//! extensions).
 //!
 //! ```
 //! use std::time::Duration;
@@ -33,7 +35,8 @@
 //!   §4.1.11: we understand no extension).
 //! - **Claims.** `exp` and `iat` are required numbers; `nbf` if present; all with a leeway.
 //!   `iss` and `aud` against what you configure; an `aud` is refused when you expect none
-//!   (RFC 7519 §4.1.3). `jti` is optional unless [`require_jti`](JwtLayerBuilder::require_jti).
+//!   (RFC 7519 §4.1.3): set [`audience`](JwtLayerBuilder::audience) for identity providers
+//!   that always send one. `jti` is optional unless [`require_jti`](JwtLayerBuilder::require_jti).
 //! - **Size and shape.** The token must be one RFC 6750 `b64token` of at most 8 KiB (by
 //!   default), from one place: two credentials are a 400.
 //!
@@ -65,7 +68,35 @@
 //!
 //! Tokens without `jti` can still be revoked by user (`sub`) and by the global epoch.
 //! Epochs have millisecond resolution and `iat` usually whole seconds: a token issued in the
-//! same second as a user's revocation, even just after it, is revoked too.
+//! same second as a user's revocation, even just after it, is revoked too (issue `iat` with
+//! a fraction, or log the user in again a second later).
+//!
+//! Epochs are stamped with the store's clock (Redis `TIME`; the instance's clock in memory)
+//! and compared with `iat`, stamped by the issuer's clock. Keep them in sync (NTP): if the
+//! issuer runs `d` ahead, tokens issued within `d` before a user revocation survive it; if
+//! it runs behind, tokens issued within `d` after it are refused.
+//!
+//! Propagation is eventual within a bound: after `revoke_*` returns, the instance that made
+//! it refuses the token at once; the others refuse it when the announcement arrives (p99 of
+//! a few ms on loopback, `BENCHMARKS.md` §10), and an instance that cannot confirm it hears
+//! announcements within the staleness bound stops trusting its replica.
+//!
+//! # Migrating
+//!
+//! | you use | parapet |
+//! |---|---|
+//! | jwt-authorizer `JwtAuthorizer::from_secret(s).build().await?.into_layer()` | `JwtLayer::builder().hs256(s).build()?` (sync; a secret under 32 bytes is refused) |
+//! | jwt-authorizer `from_rsa_pem_text(pem)` / `from_ec_pem_text` / `from_ed_pem_text` | `.public_key_pem(Algorithm::RS256, pem)` (ES256, EdDSA, …): the algorithm is pinned |
+//! | jwt-authorizer `from_jwks_url(url)` | `.jwks_url(url)` (feature `jwks-fetch`) |
+//! | jwt-authorizer `Validation::new().iss(..).aud(..).leeway(..)` | `.issuer(..)`, `.audience(..)`, `.leeway(..)`; `iat` is required, `nbf` checked when present |
+//! | jwt-authorizer `JwtClaims<T>` / axum-jwt-auth `Claims<T>` (`.claims`) | `Claims<T>` (a tuple: `Claims(t)`), `Option<Claims<T>>` with `.optional()` |
+//! | jwt-authorizer `JwtSource::Cookie(name)` | `.token_source(TokenSource::cookie(name))` (mind CSRF: browsers send cookies on cross-site requests; use `SameSite` cookies) |
+//! | jwt-authorizer `.check(fn)` | check the claims in the handler; [`VerifiedToken::require_scope`] for scopes |
+//! | a Redis blacklist `GET` per request | [`Revocations`]: a replica on each instance, zero round trips |
+//!
+//! Rotating a secret or key: give each key an id ([`key_with_id`](JwtLayerBuilder::key_with_id))
+//! and put `kid` in the tokens' header; a key without an id must be the only key. OIDC
+//! discovery is not built in: pass the `jwks_uri` to `jwks_url`.
 //!
 //! A revocation must be remembered while a token issued before it can be presented, so a
 //! guard with revocations refuses tokens older than
@@ -108,6 +139,7 @@ pub use future::ResponseFuture;
 pub use jsonwebtoken::jwk::JwkSet;
 pub use jsonwebtoken::{Algorithm, DecodingKey};
 pub use layer::JwtLayer;
+pub use parapet_core::{ConfigError, StoreError};
 pub use rejection::JwtRejection;
 pub use revocations::Revocations;
 pub use revocations_builder::RevocationsBuilder;

@@ -97,7 +97,8 @@ impl JwtRejection {
             let code = match self {
                 Self::InvalidRequest(_) => Code::InvalidArgument,
                 Self::InsufficientScope(_) => Code::PermissionDenied,
-                Self::Unavailable | Self::NotGuarded => Code::Unavailable,
+                Self::Unavailable => Code::Unavailable,
+                Self::NotGuarded => Code::Internal,
                 Self::Missing | Self::InvalidToken(_) | Self::Revoked => Code::Unauthenticated,
             };
             return grpc::status_response(code, self.description());

@@ -107,8 +107,9 @@ impl RevocationsBuilder {
     }
 
     /// Revocations kept in Redis (standalone or Cluster) and replicated to every instance.
-    /// The replica starts loading when a Tokio runtime is at hand; see
-    /// [`Revocations::wait_current`].
+    /// Called inside a Tokio runtime, the replica starts loading at once; otherwise at the
+    /// first request. Await [`Revocations::wait_current`] at start so that the first
+    /// requests do not meet the staleness policy.
     pub fn redis(self, redis: RedisHandle) -> Result<Revocations, ConfigError> {
         self.check()?;
         if self.timeout.is_zero() || self.staleness < Duration::from_millis(10) {
