@@ -16,7 +16,7 @@
 //! |---|---|---|
 //! | `PORT` | the port to listen on | 3000 |
 //! | `REDIS_URL` | keep revocations in this Redis, shared by every instance (checked at start) | in-memory |
-//! | `JWT_SECRET` | the HS256 secret, at least 32 bytes; every instance needs the same | a development secret, with a warning |
+//! | `JWT_SECRET` | the HS256 secret, at least 32 bytes; every instance needs the same | a development secret, with a warning, and the server listens on 127.0.0.1 only |
 //! | `RUST_LOG` | log filter | `info` |
 //!
 //! | route | does |
@@ -37,7 +37,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
-use tower_parapet::core::RedisHandle;
+use tower_parapet::core::{RedisHandle, StoreError};
 use tower_parapet::jwt::{Claims, JwtLayer, Revocations, VerifiedToken};
 
 /// The secret used when `JWT_SECRET` is unset: for development only.
@@ -99,7 +99,7 @@ fn problem(status: StatusCode, title: &str) -> Response {
         .into_response()
 }
 
-fn store_error(e: tower_parapet::core::StoreError) -> Response {
+fn store_error(e: StoreError) -> Response {
     tracing::warn!("revocation failed: {e}");
     problem(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -150,7 +150,15 @@ async fn me(Claims(claims): Claims<Value>) -> Json<Value> {
 }
 
 async fn logout(State(app): State<App>, token: VerifiedToken) -> Response {
-    match app.revocations.revoke_token(&token).await {
+    let revoked = match app.revocations.revoke_token(&token).await {
+        // The set is full (someone logging in and out in a loop?): revoke the user's tokens.
+        Err(StoreError::CapacityExceeded(_)) => match token.subject() {
+            Some(user) => app.revocations.revoke_user(user).await,
+            None => Err(StoreError::CapacityExceeded("revoked tokens")),
+        },
+        other => other,
+    };
+    match revoked {
         Ok(()) => Json(json!({ "logged_out": true })).into_response(),
         Err(e) => store_error(e),
     }
@@ -193,17 +201,19 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let redis_url = std::env::var("REDIS_URL")
         .ok()
         .filter(|v| !v.trim().is_empty());
-    let secret = match std::env::var("JWT_SECRET") {
-        Ok(secret) if !secret.is_empty() => secret,
+    // The development secret is public (it is in this file): anyone could mint tokens, so
+    // the server then listens on loopback only.
+    let (secret, host) = match std::env::var("JWT_SECRET") {
+        Ok(secret) if !secret.is_empty() => (secret, "0.0.0.0"),
         _ => {
             tracing::warn!(
-                "JWT_SECRET is unset: using a development secret; never do this in production"
+                "JWT_SECRET is unset: using a development secret and listening on 127.0.0.1 only; never do this in production"
             );
-            DEVELOPMENT_SECRET.to_owned()
+            (DEVELOPMENT_SECRET.to_owned(), "127.0.0.1")
         }
     };
     let app = app(redis_url.as_deref(), secret.as_bytes()).await?;
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
+    let listener = tokio::net::TcpListener::bind((host, port)).await?;
     tracing::info!(
         "listening on http://{} ({} revocations); try: curl -s localhost:{port}/login -H 'content-type: application/json' -d '{{\"user\":\"alice\"}}'",
         listener.local_addr()?,

@@ -28,7 +28,7 @@ impl<S> Cache<S> {
 }
 
 fn is_grpc<B>(request: &Request<B>) -> bool {
-    parapet_core::grpc::is_grpc(request.headers())
+    parapet_core::grpc::is_grpc(request)
 }
 
 /// Methods whose success invalidates what is stored for the target (RFC 9111 §4.4): all

@@ -7,8 +7,8 @@
 //! [`status_response`] and everything else with a problem response.
 
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
-use http::{HeaderMap, HeaderValue, Response};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Response};
 
 /// gRPC status codes the middlewares send (the numbering of `google.rpc.Code`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,17 +28,22 @@ pub enum Code {
     Unauthenticated = 16,
 }
 
-/// True when the request is a gRPC call (`Content-Type: application/grpc` or a subtype such
-/// as `application/grpc+proto`).
-pub fn is_grpc(headers: &HeaderMap) -> bool {
-    headers.get(CONTENT_TYPE).is_some_and(|v| {
-        let v = v.as_bytes();
-        v.starts_with(b"application/grpc") && matches!(v.get(16), None | Some(b'+' | b';'))
-    })
+/// True when the request is a gRPC call: a `POST` with `Content-Type: application/grpc`
+/// or a subtype such as `application/grpc+proto` (media types compare case-insensitively).
+/// A `GET` claiming gRPC gets an HTTP answer: a 200 refusal is for gRPC clients only.
+pub fn is_grpc<B>(request: &Request<B>) -> bool {
+    request.method() == Method::POST
+        && request.headers().get(CONTENT_TYPE).is_some_and(|v| {
+            let v = v.as_bytes();
+            v.len() >= 16
+                && v[..16].eq_ignore_ascii_case(b"application/grpc")
+                && matches!(v.get(16), None | Some(b'+' | b';'))
+        })
 }
 
 /// A Trailers-Only gRPC response: HTTP 200, `content-type: application/grpc`, `grpc-status`
-/// and `grpc-message` (percent-encoded as the gRPC spec asks), empty body.
+/// and `grpc-message` (percent-encoded as the gRPC spec asks), empty body, and
+/// `cache-control: no-store`, since a 200 could otherwise be stored by a cache on the way.
 ///
 /// ```
 /// use parapet_core::grpc::{status_response, Code};
@@ -52,6 +57,7 @@ pub fn status_response(code: Code, message: &str) -> Response<Bytes> {
     let mut response = Response::new(Bytes::new());
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert("grpc-status", HeaderValue::from(code as u16));
     if let Ok(message) = HeaderValue::from_str(&percent_encode(message)) {
         headers.insert("grpc-message", message);
@@ -82,17 +88,17 @@ mod tests {
 
     #[test]
     fn grpc_content_types() {
-        let with = |v: &'static str| {
-            let mut h = HeaderMap::new();
-            h.insert(CONTENT_TYPE, HeaderValue::from_static(v));
-            is_grpc(&h)
+        let with = |method: Method, v: &'static str| {
+            let request = Request::builder().method(method).header(CONTENT_TYPE, v);
+            is_grpc(&request.body(()).unwrap_or_default())
         };
-        assert!(with("application/grpc"));
-        assert!(with("application/grpc+proto"));
-        assert!(with("application/grpc;charset=utf-8"));
-        assert!(!with("application/grpc-web"));
-        assert!(!with("application/json"));
-        assert!(!is_grpc(&HeaderMap::new()));
+        assert!(with(Method::POST, "application/grpc"));
+        assert!(with(Method::POST, "Application/gRPC+proto"));
+        assert!(with(Method::POST, "application/grpc;charset=utf-8"));
+        assert!(!with(Method::GET, "application/grpc"));
+        assert!(!with(Method::POST, "application/grpc-web"));
+        assert!(!with(Method::POST, "application/json"));
+        assert!(!is_grpc(&Request::post("/").body(()).unwrap_or_default()));
     }
 
     #[test]
@@ -102,5 +108,6 @@ mod tests {
         assert_eq!(response.headers()["grpc-status"], "8");
         assert_eq!(response.headers()["grpc-message"], "slow%20down%0D%0A");
         assert!(response.body().is_empty());
+        assert_eq!(response.headers()["cache-control"], "no-store");
     }
 }

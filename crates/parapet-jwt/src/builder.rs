@@ -113,7 +113,8 @@ impl JwtLayerBuilder {
         self
     }
 
-    /// Fetches the JWKS document at `url` (fetched at the first request, refreshed every
+    /// Fetches the JWKS document at `url` (https; plain http only on a loopback address),
+    /// (fetched at the first request, refreshed every
     /// 5 minutes, refetched on an unknown `kid` at most every 30 s; see
     /// [`jwks_refresh`](Self::jwks_refresh)).
     #[cfg(feature = "jwks-fetch")]

@@ -41,8 +41,19 @@ pub(crate) struct Jwks {
 
 impl Jwks {
     pub(crate) fn new(options: JwksOptions) -> Result<Arc<Self>, ConfigError> {
-        if !(options.url.starts_with("https://") || options.url.starts_with("http://")) {
-            return Err(ConfigError("the JWKS URL must be http(s)".into()));
+        // Keys over plain HTTP can be swapped on the way: https, or a loopback address.
+        let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+            .iter()
+            .any(|p| {
+                options
+                    .url
+                    .strip_prefix(p)
+                    .is_some_and(|rest| rest.starts_with([':', '/']))
+            });
+        if !(options.url.starts_with("https://") || loopback) {
+            return Err(ConfigError(
+                "the JWKS URL must be https (plain http only on a loopback address)".into(),
+            ));
         }
         if options.refresh.is_zero() {
             return Err(ConfigError(

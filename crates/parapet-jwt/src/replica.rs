@@ -32,8 +32,8 @@ pub(crate) struct Replica {
     user_count: AtomicUsize,
     /// Every token issued at or before it is revoked (ms; 0: none).
     global: AtomicU64,
-    /// How long after its epoch a user entry can still matter: the maximum token age.
-    max_age_ms: u64,
+    /// How long after its epoch a user entry can still matter (see `Rules::retention_ms`).
+    retention_ms: u64,
     next_sweep: AtomicU64,
 }
 
@@ -41,7 +41,7 @@ pub(crate) struct Replica {
 const SWEEP_EVERY_MS: u64 = 1_000;
 
 impl Replica {
-    pub(crate) fn new(max_age_ms: u64) -> Self {
+    pub(crate) fn new(retention_ms: u64) -> Self {
         Self {
             keys: (RandomState::new(), RandomState::new()),
             tokens: RwLock::default(),
@@ -49,7 +49,7 @@ impl Replica {
             token_count: AtomicUsize::new(0),
             user_count: AtomicUsize::new(0),
             global: AtomicU64::new(0),
-            max_age_ms,
+            retention_ms,
             next_sweep: AtomicU64::new(0),
         }
     }
@@ -127,7 +127,7 @@ impl Replica {
         self.token_count.store(tokens.len(), Ordering::Release);
         drop(tokens);
         let mut users = write(&self.users);
-        users.retain(|_, epoch| epoch.saturating_add(self.max_age_ms) > now_ms);
+        users.retain(|_, epoch| epoch.saturating_add(self.retention_ms) > now_ms);
         self.user_count.store(users.len(), Ordering::Release);
     }
 
@@ -138,7 +138,7 @@ impl Replica {
 
     /// Revokes `user`'s tokens issued at or before `epoch_ms`.
     pub(crate) fn revoke_user(&self, user: &str, epoch_ms: u64, now_ms: u64) {
-        if epoch_ms.saturating_add(self.max_age_ms) <= now_ms {
+        if epoch_ms.saturating_add(self.retention_ms) <= now_ms {
             return;
         }
         let mut users = write(&self.users);
@@ -149,7 +149,7 @@ impl Replica {
             }
         }
         if self.sweep_due(now_ms) {
-            users.retain(|_, epoch| epoch.saturating_add(self.max_age_ms) > now_ms);
+            users.retain(|_, epoch| epoch.saturating_add(self.retention_ms) > now_ms);
         }
         self.user_count.store(users.len(), Ordering::Release);
     }
@@ -159,7 +159,7 @@ impl Replica {
         self.global.fetch_max(epoch_ms, Ordering::AcqRel);
     }
 
-    fn sweep_due(&self, now_ms: u64) -> bool {
+    pub(crate) fn sweep_due(&self, now_ms: u64) -> bool {
         let next = self.next_sweep.load(Ordering::Relaxed);
         now_ms >= next
             && self
@@ -173,9 +173,17 @@ impl Replica {
                 .is_ok()
     }
 
-    /// Applies an announcement (see [`Announcement`]); garbage is ignored.
+    /// Applies an announcement (see [`Announcement`]); garbage is ignored, and so are epochs
+    /// more than an hour ahead of this instance's clock (a stray `g<u64::MAX>` on the
+    /// channel would otherwise revoke everything until restart).
     pub(crate) fn apply(&self, payload: &[u8], now_ms: u64) {
+        let plausible = |epoch_ms: u64| epoch_ms <= now_ms.saturating_add(3_600_000);
         match Announcement::parse(payload) {
+            Some(Announcement::User { epoch_ms, .. } | Announcement::All { epoch_ms })
+                if !plausible(epoch_ms) =>
+            {
+                tracing::warn!("ignoring a revocation epoch far in the future");
+            }
             Some(Announcement::Token { until_ms, member }) => {
                 self.revoke_member(member, until_ms, now_ms);
             }

@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parapet_core::fanout::Event;
 use parapet_core::{
-    ConfigError, FanOut, HashTag, KeyPrefix, Keyspace, RedisHandle, Script, StoreCall, StoreError,
+    Command, ConfigError, FanOut, HashTag, KeyPrefix, Keyspace, RedisHandle, Script, StoreCall,
+    StoreError,
 };
 
 use crate::replica::{Facts, Replica, member};
@@ -26,7 +27,6 @@ macro_rules! script {
 static REVOKE_TOKEN: LazyLock<Script> = script!("scripts/revoke_token.lua");
 static REVOKE_USER: LazyLock<Script> = script!("scripts/revoke_user.lua");
 static REVOKE_ALL: LazyLock<Script> = script!("scripts/revoke_all.lua");
-static LOAD: LazyLock<Script> = script!("scripts/load.lua");
 static CHECK: LazyLock<Script> = script!("scripts/check.lua");
 
 /// Revocations of tokens (by issuer and `jti`), of users (every token of a `sub` issued so
@@ -51,9 +51,21 @@ pub struct Revocations {
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Rules {
+    // See `retention_ms`.
     pub(crate) max_age_ms: u64,
     pub(crate) leeway_ms: u64,
     pub(crate) max_entries: usize,
+}
+
+impl Rules {
+    /// How long after its epoch a user or global revocation must be kept: a token issued
+    /// just before it is accepted until `iat + max_age + leeway` (and `iat` may be `leeway`
+    /// ahead of the store's clock).
+    pub(crate) fn retention_ms(&self) -> u64 {
+        self.max_age_ms
+            .saturating_add(self.leeway_ms.saturating_mul(2))
+            .saturating_add(1)
+    }
 }
 
 struct Inner {
@@ -114,7 +126,7 @@ impl Revocations {
     pub(crate) fn new_memory(rules: Rules) -> Self {
         Self {
             inner: Arc::new(Inner {
-                replica: Arc::new(Replica::new(rules.max_age_ms)),
+                replica: Arc::new(Replica::new(rules.retention_ms())),
                 rules,
                 redis: None,
             }),
@@ -136,7 +148,7 @@ impl Revocations {
             epoch: keyspace.key("jwt", &tag, "epoch"),
             channel: keyspace.name("jwt", "revocations"),
         });
-        let replica = Arc::new(Replica::new(rules.max_age_ms));
+        let replica = Arc::new(Replica::new(rules.retention_ms()));
         let sync = Arc::new(SyncState::default());
         let handler = {
             let (replica, sync, redis, keys) =
@@ -153,7 +165,6 @@ impl Revocations {
                         Arc::downgrade(&sync),
                         redis.clone(),
                         keys.clone(),
-                        rules,
                         generation,
                     ));
                 }
@@ -213,15 +224,18 @@ impl Revocations {
             ));
         }
         let rules = &self.inner.rules;
-        // No token the guard still accepts lives past now + max_token_age (it would be older
-        // than the maximum age): a far-future `exp` is not remembered for longer.
-        let latest = unix_ms().saturating_add(rules.max_age_ms);
-        let until_ms = ((expires_at.max(0.0) * 1000.0) as u64).min(latest) + rules.leeway_ms;
+        // The guard accepts a token until `min(exp, iat + max_age) + leeway` (plus the ms it
+        // is equal), and `iat` at most `leeway` ahead: no token it still accepts lives past
+        // now + max_age + 2 leeway, so a far-future `exp` is not remembered for longer.
+        let latest = unix_ms().saturating_add(rules.retention_ms());
+        let exp_ms = (expires_at.max(0.0) * 1000.0).ceil() as u64;
+        let until_ms = exp_ms.min(latest).saturating_add(rules.leeway_ms + 1);
         let member = member(issuer, jti);
         let Some(part) = &self.inner.redis else {
             let now = unix_ms();
             let replica = &self.inner.replica;
-            if replica.len().0 >= self.inner.rules.max_entries {
+            // At most one sweep a second, however hard the cap is hit.
+            if replica.len().0 >= self.inner.rules.max_entries && replica.sweep_due(now) {
                 replica.sweep(now);
             }
             if replica.len().0 >= self.inner.rules.max_entries && !replica.has_member(&member, now)
@@ -257,7 +271,7 @@ impl Revocations {
         let Some(part) = &self.inner.redis else {
             let now = unix_ms();
             let replica = &self.inner.replica;
-            if replica.len().1 >= self.inner.rules.max_entries {
+            if replica.len().1 >= self.inner.rules.max_entries && replica.sweep_due(now) {
                 replica.sweep(now);
             }
             if replica.len().1 >= self.inner.rules.max_entries && !replica.has_user(user) {
@@ -269,7 +283,7 @@ impl Revocations {
         let mut call = REVOKE_USER.call(1);
         call.key(part.keys.users.as_str())
             .arg(user)
-            .arg(self.inner.rules.max_age_ms)
+            .arg(self.inner.rules.retention_ms())
             .arg(self.inner.rules.max_entries)
             .arg(part.keys.channel.as_str());
         let epoch: i64 = part.call("revoke", &call).await?;
@@ -287,7 +301,7 @@ impl Revocations {
         };
         let mut call = REVOKE_ALL.call(1);
         call.key(part.keys.epoch.as_str())
-            .arg(self.inner.rules.max_age_ms)
+            .arg(self.inner.rules.retention_ms())
             .arg(part.keys.channel.as_str());
         let epoch: u64 = part.call("revoke", &call).await?;
         self.inner.replica.revoke_all(epoch);
@@ -404,33 +418,27 @@ impl RedisPart {
     }
 }
 
-/// Loads the live revocations into the replica after resync `generation`; retries until it
-/// succeeds or a newer resync takes over.
+/// Entries read per command when loading.
+const PAGE: usize = 5_000;
+
+/// Loads the revocations into the replica after resync `generation`; retries, backing off,
+/// until it succeeds, a newer resync takes over, or the revocations are dropped.
 async fn reload(
     replica: Arc<Replica>,
     sync: std::sync::Weak<SyncState>,
     redis: RedisHandle,
     keys: Arc<Keys>,
-    rules: Rules,
     generation: u64,
 ) {
-    let mut call = LOAD.call(3);
-    call.key(keys.tokens.as_str())
-        .key(keys.users.as_str())
-        .key(keys.epoch.as_str())
-        .arg(rules.max_age_ms);
+    let mut backoff = Duration::from_millis(100);
     loop {
-        match redis.eval::<Vec<Vec<u8>>>(&call).await {
-            Ok(snapshot) => {
-                if apply_snapshot(&replica, &snapshot).is_none() {
-                    tracing::warn!("the revocation snapshot was malformed");
-                } else {
-                    metric_len(&replica);
-                    if let Some(sync) = sync.upgrade() {
-                        sync.loaded.fetch_max(generation, Ordering::AcqRel);
-                    }
-                    return;
+        match load(&replica, &redis, &keys).await {
+            Ok(()) => {
+                metric_len(&replica);
+                if let Some(sync) = sync.upgrade() {
+                    sync.loaded.fetch_max(generation, Ordering::AcqRel);
                 }
+                return;
             }
             Err(e) => crate::metrics::store_error("load", &e),
         }
@@ -441,31 +449,69 @@ async fn reload(
         {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Instances that lost Redis together do not come back in step.
+        let jitter = Duration::from_millis(unix_ms() % 50);
+        tokio::time::sleep(backoff + jitter).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
 }
 
-/// `{global, n, (member, until) × n, (user, epoch) …}` into the replica.
-fn apply_snapshot(replica: &Replica, snapshot: &[Vec<u8>]) -> Option<()> {
-    let number = |bytes: &[u8]| -> Option<u64> {
-        let text = std::str::from_utf8(bytes).ok()?;
-        text.parse::<u64>()
+/// Reads the global epoch, then the revoked tokens and users in pages of [`PAGE`], highest
+/// score first, into the replica: one short command each, however large the set.
+///
+/// Ranks are counted from the top, so an entry expiring from the bottom meanwhile shifts
+/// nothing still to be read; an insert or a longer revocation that moves an entry up may
+/// make a page skip it, but every such change is announced, and the subscription was made
+/// before the load began. The replica is a union, so what is read twice is harmless.
+async fn load(replica: &Replica, redis: &RedisHandle, keys: &Keys) -> Result<(), StoreError> {
+    let mut get = Command::new("GET");
+    get.arg(keys.epoch.as_str());
+    let global: Option<String> = redis.query(&get).await?;
+    if let Some(epoch) = global.as_deref().and_then(number) {
+        replica.revoke_all(epoch);
+    }
+    for (key, is_user) in [(keys.tokens.as_str(), false), (keys.users.as_str(), true)] {
+        let mut start = 0;
+        loop {
+            let mut range = Command::new("ZRANGE");
+            range
+                .arg(key)
+                .arg(start)
+                .arg(start + PAGE - 1)
+                .arg("REV")
+                .arg("WITHSCORES");
+            let page: Vec<Vec<u8>> = redis.query(&range).await?;
+            let now = unix_ms();
+            for pair in page.chunks_exact(2) {
+                let score = std::str::from_utf8(&pair[1])
+                    .ok()
+                    .and_then(number)
+                    .ok_or(StoreError::UnexpectedReply("a revocation score"))?;
+                if is_user {
+                    let user = std::str::from_utf8(&pair[0])
+                        .map_err(|_| StoreError::UnexpectedReply("a revoked user"))?;
+                    replica.revoke_user(user, score, now);
+                } else {
+                    replica.revoke_member(&pair[0], score, now);
+                }
+            }
+            if page.len() < 2 * PAGE {
+                break;
+            }
+            start += PAGE;
+        }
+    }
+    Ok(())
+}
+
+/// A millisecond time as Redis writes it (an integer, or a float for a sorted-set score).
+fn number(text: &str) -> Option<u64> {
+    text.parse::<u64>().ok().or_else(|| {
+        text.parse::<f64>()
             .ok()
-            .or_else(|| text.parse::<f64>().ok().map(|f| f as u64))
-    };
-    let now = unix_ms();
-    let (global, rest) = snapshot.split_first()?;
-    let (count, rest) = rest.split_first()?;
-    let count = usize::try_from(number(count)?).ok()?;
-    let (tokens, users) = rest.split_at_checked(count.checked_mul(2)?)?;
-    replica.revoke_all(number(global)?);
-    for pair in tokens.chunks_exact(2) {
-        replica.revoke_member(&pair[0], number(&pair[1])?, now);
-    }
-    for pair in users.chunks_exact(2) {
-        replica.revoke_user(std::str::from_utf8(&pair[0]).ok()?, number(&pair[1])?, now);
-    }
-    Some(())
+            .filter(|f| f.is_finite() && *f >= 0.0)
+            .map(|f| f as u64)
+    })
 }
 
 fn metric_len(replica: &Replica) {

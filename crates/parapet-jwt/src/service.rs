@@ -42,7 +42,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let grpc = is_grpc(request.headers());
+        let grpc = is_grpc(&request);
         match self.guard.decide(request.headers()) {
             Decision::Pass(Some(token)) => {
                 request.extensions_mut().insert(token);

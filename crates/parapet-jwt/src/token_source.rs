@@ -13,6 +13,10 @@ use crate::JwtRejection;
 /// `Authorization` fields, two cookies of the name, or a header and a cookie) is refused
 /// with 400 `invalid_request` (RFC 6750 §2: a client MUST NOT use more than one method).
 /// The query-string method (RFC 6750 §2.3) is not supported: URLs get logged.
+///
+/// A token in a cookie is sent by browsers on cross-site requests too: guard state-changing
+/// routes against CSRF (`SameSite` cookies). Name the cookie `__Host-…` so that a sibling
+/// subdomain cannot plant a second one (which would make every request a 400).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenSource {
     header: bool,

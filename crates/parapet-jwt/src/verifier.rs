@@ -18,6 +18,9 @@ use serde::Deserialize;
 use crate::keys::{KeyRing, MAX_KID_BYTES};
 use crate::{JwtRejection, VerifiedToken};
 
+/// The longest `iss`, `sub` or `jti` accepted.
+pub(crate) const MAX_CLAIM_BYTES: usize = 512;
+
 /// The checks on the claims, fixed when the guard is built.
 #[derive(Debug, Clone)]
 pub(crate) struct Rules {
@@ -137,11 +140,24 @@ pub(crate) fn verify(
     let (exp, iat) = check_times(&claims, rules, now)?;
     check_issuer(claims.iss.as_deref(), rules)?;
     check_audience(claims.aud.as_ref(), rules)?;
-    if rules.require_jti && claims.jti.is_none() {
+    // Empty strings name nothing that could be revoked: they count as absent.
+    let (iss, sub, jti) = (
+        present(claims.iss),
+        present(claims.sub),
+        present(claims.jti),
+    );
+    // Bounded, so the revocation sets are bounded in bytes, not only in entries.
+    if [&iss, &sub, &jti]
+        .iter()
+        .any(|s| s.as_ref().is_some_and(|s| s.len() > MAX_CLAIM_BYTES))
+    {
+        return Err(invalid("iss, sub or jti is longer than 512 bytes"));
+    }
+    if rules.require_jti && jti.is_none() {
         return Err(invalid("the token has no jti"));
     }
     let owned = |s: Option<Cow<'_, str>>| s.map(|s| Box::<str>::from(s.as_ref()));
-    let (iss, sub, jti) = (owned(claims.iss), owned(claims.sub), owned(claims.jti));
+    let (iss, sub, jti) = (owned(iss), owned(sub), owned(jti));
     Ok(VerifiedToken {
         payload: payload.into(),
         iss,
@@ -150,6 +166,11 @@ pub(crate) fn verify(
         iat,
         exp,
     })
+}
+
+/// `s`, unless it is empty.
+fn present(s: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
+    s.filter(|s| !s.is_empty())
 }
 
 /// `exp` and `iat` required, numbers; `nbf` if present; all with the leeway.
@@ -386,6 +407,23 @@ mod tests {
         .unwrap();
         let verified = check(&format!("{deep}.{sig}"), &rules()).unwrap();
         assert!(verified.claims::<serde_json::Value>().is_err());
+    }
+
+    #[test]
+    fn empty_and_oversized_names() {
+        let strict = Rules {
+            require_jti: true,
+            ..rules()
+        };
+        let empty = sign(json!({"iat": 999_000, "exp": 1_000_900, "jti": "", "sub": ""}));
+        assert_eq!(
+            check(&empty, &strict).map(|_| ()),
+            Err(invalid("the token has no jti"))
+        );
+        let verified = check(&empty, &rules()).unwrap();
+        assert_eq!((verified.subject(), verified.token_id()), (None, None));
+        let long = sign(json!({"iat": 999_000, "exp": 1_000_900, "sub": "x".repeat(513)}));
+        assert!(check(&long, &rules()).is_err());
     }
 
     #[test]

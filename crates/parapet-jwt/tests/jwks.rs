@@ -114,6 +114,28 @@ async fn keys_are_fetched_rotated_and_refetched_at_most_so_often() {
     assert_eq!(status(&layer, &token(2, "k1")).await, 401);
 }
 
+#[test]
+fn a_jwks_over_plain_http_elsewhere_than_loopback_is_refused() {
+    assert!(
+        JwtLayer::builder()
+            .jwks_url("http://idp.example/jwks.json")
+            .build()
+            .is_err()
+    );
+    assert!(
+        JwtLayer::builder()
+            .jwks_url("http://127.0.0.1.evil.example/jwks.json")
+            .build()
+            .is_err()
+    );
+    assert!(
+        JwtLayer::builder()
+            .jwks_url("https://idp.example/jwks.json")
+            .build()
+            .is_ok()
+    );
+}
+
 #[tokio::test]
 async fn an_unreachable_jwks_is_a_401_not_a_500() {
     let layer = JwtLayer::builder()

@@ -471,3 +471,32 @@ async fn a_far_future_exp_is_remembered_no_longer_than_the_maximum_age() {
         assert_eq!(revocations.len().0, 1, "{backend:?}: forever is gone");
     }
 }
+
+/// A set larger than one page (5,000) loads whole into an instance started afterwards.
+#[tokio::test]
+async fn a_large_set_loads_in_pages() {
+    for backend in [Backend::Redis, Backend::Cluster] {
+        let prefix = prefix();
+        let first = revocations(backend, &prefix).await;
+        for i in 0..5_200 {
+            first
+                .revoke_token_id(Some("test"), &format!("bulk{i}"), (now() + 900) as f64)
+                .await
+                .unwrap();
+        }
+        first.revoke_user("someone").await.unwrap();
+        let later = revocations(backend, &prefix).await;
+        assert_eq!(later.len(), (5_200, 1), "{backend:?}");
+        let guard = guard(&later);
+        assert_eq!(
+            status(&guard, &token("x", "bulk0")).await,
+            401,
+            "{backend:?}"
+        );
+        assert_eq!(
+            status(&guard, &token("x", "bulk5199")).await,
+            401,
+            "{backend:?}"
+        );
+    }
+}

@@ -1,5 +1,5 @@
 -- KEYS[1] user epochs (zset: user -> epoch ms)
--- ARGV[1] user, ARGV[2] max token age ms, ARGV[3] most entries, ARGV[4] channel
+-- ARGV[1] user, ARGV[2] retention ms (max token age + 2 leeway + 1), ARGV[3] most entries, ARGV[4] channel
 -- Returns the epoch, or -1 (full).
 local now = now_ms()
 local max_age = tonumber(ARGV[2])
