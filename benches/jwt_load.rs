@@ -3,8 +3,8 @@
 //! own HS256 token (`sub`, `jti`, `iat`, `exp`, `iss`, `aud`, `role`). Variants: no guard and no
 //! token (the baseline), parapet's `JwtLayer` with revocations in memory, on Redis (the
 //! replica: zero round trips) and in memory with 100,000 revoked tokens, jwt-authorizer
-//! 0.15 (on its own axum 0.7 server: it does not layer onto axum 0.8) and axum-jwt-auth
-//! 0.7 (axum 0.8, jsonwebtoken 10).
+//! 0.15 (on its own axum 0.7 server: it does not layer onto axum 0.8; that server without
+//! a guard is measured too) and axum-jwt-auth 0.7 (axum 0.8, jsonwebtoken 10).
 //!
 //! Then the propagation of a revocation: four instances with revocations on one Redis; a
 //! token is revoked on one (round robin) and the time until each other instance refuses
@@ -94,6 +94,14 @@ fn parapet(revocations: Revocations) -> Router {
         .layer(guard)
 }
 
+/// Serves an axum 0.7 router on its own listener.
+async fn serve07(app: axum07::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum07::serve(listener, app).await.unwrap() });
+    addr
+}
+
 async fn jwt_authorizer() -> SocketAddr {
     use jwt_authorizer::{IntoLayer, JwtAuthorizer, JwtClaims, Validation};
     let authorizer = JwtAuthorizer::<UserClaims>::from_secret(SECRET)
@@ -107,10 +115,7 @@ async fn jwt_authorizer() -> SocketAddr {
             axum07::routing::get(|JwtClaims(c): JwtClaims<UserClaims>| async move { c.sub }),
         )
         .layer(authorizer.into_layer());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum07::serve(listener, app).await.unwrap() });
-    addr
+    serve07(app).await
 }
 
 fn axum_jwt_auth() -> Router {
@@ -212,6 +217,15 @@ fn main() {
                 name: "parapet, 100k revoked tokens",
                 addr: serve(parapet(crowded().await)).await,
                 tokens: true,
+            },
+            Variant {
+                name: "axum 0.7, no guard, no token (jwt-authorizer's server)",
+                addr: serve07(axum07::Router::new().route(
+                    "/me",
+                    axum07::routing::get(|| async { "user-0@example.com" }),
+                ))
+                .await,
+                tokens: false,
             },
             Variant {
                 name: "jwt-authorizer 0.15 (axum 0.7)",
