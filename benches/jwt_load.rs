@@ -32,7 +32,9 @@ use tower::{Layer, ServiceExt};
 use tower_parapet::core::RedisHandle;
 use tower_parapet::jwt::{Claims, JwtLayer, Revocations};
 
-use harness::{Paired, Settings, env, load_with_header, median, only, publish, runtime, serve};
+use harness::{
+    Paired, Settings, env, load_with_header, median, only, publish, redis_commands, runtime, serve,
+};
 
 const SECRET: &str = "bench secret, thirty-two bytes at least!";
 
@@ -161,23 +163,6 @@ struct Variant {
     tokens: bool,
 }
 
-/// Commands Redis ran so far (`INFO commandstats`, the `INFO` calls left out).
-fn commands(server: &RedisServer) -> u64 {
-    server
-        .command(&["INFO", "commandstats"])
-        .lines()
-        .filter(|line| !line.starts_with("cmdstat_info:"))
-        .filter_map(|line| {
-            line.split_once(":calls=")?
-                .1
-                .split(',')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum()
-}
-
 fn main() {
     let Settings {
         secs,
@@ -263,16 +248,16 @@ fn main() {
     for v in &variants {
         load(v, Duration::from_millis(300));
     }
-    let mut redis_commands = Vec::new();
+    let mut per_request = Vec::new();
     let paired = Paired::run(
         rounds,
         variants.len(),
         || load(&variants[0], run) as f64 / run.as_secs_f64(),
         |i| {
-            let before = commands(&redis_server);
+            let before = redis_commands(&redis_server);
             let ok = load(&variants[i], run);
             if variants[i].name.contains("Redis") {
-                redis_commands.push((commands(&redis_server) - before) as f64 / ok as f64);
+                per_request.push((redis_commands(&redis_server) - before) as f64 / ok as f64);
             }
             ok as f64 / run.as_secs_f64()
         },
@@ -287,10 +272,10 @@ fn main() {
             v.name, rps, ratio, lo, hi
         ));
     }
-    if !redis_commands.is_empty() {
+    if !per_request.is_empty() {
         report.push_str(&format!(
             "\nRedis commands per request on the Redis variant (the fan-out's heartbeat PINGs included): {:.5}\n",
-            median(redis_commands)
+            median(per_request)
         ));
     }
     report.push_str(&propagation(&server_rt, &url));

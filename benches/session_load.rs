@@ -33,7 +33,7 @@ use tower_sessions::{MemoryStore as TsMemoryStore, SessionManagerLayer};
 use tower_sessions_redis_store::RedisStore as TsRedisStore;
 use tower_sessions_redis_store::fred::prelude::{ClientLike, Config, Pool};
 
-use harness::{Paired, Settings, load_with, median, only, publish, runtime, serve};
+use harness::{Paired, Settings, load_with, median, only, publish, redis_commands, runtime, serve};
 
 /// The routes, on parapet's `Session`.
 fn parapet_routes() -> Router {
@@ -111,23 +111,6 @@ async fn sessions(addr: SocketAddr, n: u64) -> Vec<String> {
         response.into_body().collect().await.unwrap();
     }
     cookies
-}
-
-/// Every command Redis ran so far (`INFO commandstats`, the `INFO` calls left out).
-fn commands(server: &RedisServer) -> u64 {
-    server
-        .command(&["INFO", "commandstats"])
-        .lines()
-        .filter(|line| !line.starts_with("cmdstat_info:"))
-        .filter_map(|line| {
-            line.split_once(":calls=")?
-                .1
-                .split(',')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum()
 }
 
 struct Variant {
@@ -240,7 +223,7 @@ fn main() {
         },
         |i| {
             let v = &variants[i];
-            let before = commands(&redis_server);
+            let before = redis_commands(&redis_server);
             let cpu = redis_server.cpu_seconds();
             let (ok, limited, other) =
                 client_rt.block_on(load_with(v.path, v.addr, conns, run, &v.cookies));
@@ -251,7 +234,7 @@ fn main() {
                 v.name
             );
             if v.redis {
-                let ran = commands(&redis_server) - before;
+                let ran = redis_commands(&redis_server) - before;
                 per_request
                     .entry(i)
                     .or_default()

@@ -228,3 +228,22 @@ pub fn publish(path: &str, rounds: usize, secs: u64, conns: u64, what: &str, tab
     println!("\n{header}{table}");
     let _ = std::fs::write(path, format!("{header}{table}"));
 }
+
+/// Every command Redis ran so far (`INFO commandstats`, the `INFO` calls left out; commands
+/// run inside scripts count too).
+#[allow(dead_code)] // not every harness talks to Redis
+pub fn redis_commands(server: &parapet_testkit::RedisServer) -> u64 {
+    server
+        .command(&["INFO", "commandstats"])
+        .lines()
+        .filter(|line| !line.starts_with("cmdstat_info:"))
+        .filter_map(|line| {
+            line.split_once(":calls=")?
+                .1
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
