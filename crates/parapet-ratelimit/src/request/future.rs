@@ -10,7 +10,9 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::request::limiter::{Charged, Pending, Verdict};
+use crate::response::grpc;
 use crate::{HeaderStyle, RateLimiter, ResponseBody, headers};
+use parapet_core::grpc::is_grpc;
 
 pin_project! {
     /// The response of a [`RateLimit`](crate::RateLimit) service: waits for the store when
@@ -115,6 +117,10 @@ where
                             });
                         }
                         Verdict::Refuse(response) => {
+                            let response = match call {
+                                Some((_, request)) if is_grpc(request) => grpc::refusal(response),
+                                _ => response,
+                            };
                             // The inner service and the request are not needed: drop them
                             // now, not when the caller drops this future.
                             state.set(State::Refused { response: None });

@@ -3,9 +3,11 @@
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
+use parapet_core::grpc::is_grpc;
 use tower_service::Service;
 
 use crate::request::limiter::{Begin, Verdict};
+use crate::response::grpc;
 use crate::{RateLimiter, RequestHead, ResponseBody, ResponseFuture};
 
 /// The service made by [`RateLimitLayer`](crate::RateLimitLayer): decides, then calls the
@@ -53,6 +55,9 @@ where
                 charged,
                 self.limiter.header_style(),
             ),
+            Begin::Done(Verdict::Refuse(response)) if is_grpc(&request) => {
+                ResponseFuture::refused(grpc::refusal(response))
+            }
             Begin::Done(Verdict::Refuse(response)) => ResponseFuture::refused(response),
             // Decided later: keep the ready instance for then, leave a clone here.
             Begin::Wait(pending) => {
