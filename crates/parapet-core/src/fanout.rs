@@ -285,7 +285,9 @@ impl Run {
         match &*self.endpoints {
             Endpoints::Standalone(client) => Ok(vec![(**client).clone()]),
             #[cfg(feature = "cluster")]
-            Endpoints::Cluster(seeds) => cluster_masters(seeds, self.connect_timeout).await,
+            Endpoints::Cluster(seeds, root) => {
+                cluster_masters(seeds, root.as_deref(), self.connect_timeout).await
+            }
         }
     }
 
@@ -362,12 +364,13 @@ impl Run {
 #[cfg(feature = "cluster")]
 async fn cluster_masters(
     seeds: &[String],
+    root_certificate: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<Vec<redis::Client>, StoreError> {
     let mut last = StoreError::InvalidConfig("no cluster seed".into());
     for seed in seeds {
         let listing = async {
-            let client = redis::Client::open(seed.as_str()).map_err(StoreError::from_redis)?;
+            let client = crate::redis_handle::client_for(seed, root_certificate)?;
             let mut conn = client
                 .get_multiplexed_async_connection()
                 .await
@@ -382,13 +385,10 @@ async fn cluster_masters(
             Ok(Ok(nodes)) => {
                 return masters(&nodes)
                     .map(|addr| {
-                        redis::Client::open(with_authority(seed, &addr).as_str()).map_err(|e| {
-                            StoreError::InvalidConfig(format!(
-                                "cluster node {} of {}: {e}",
-                                addr,
-                                crate::redis_handle::redact(seed)
-                            ))
-                        })
+                        crate::redis_handle::client_for(
+                            &with_authority(seed, &addr),
+                            root_certificate,
+                        )
                     })
                     .collect();
             }

@@ -18,6 +18,8 @@ pub struct RedisServer {
     extra: Vec<String>,
     dir: tempfile::TempDir,
     watchdog: Option<Child>,
+    /// The TLS port, when started with [`start_tls`](Self::start_tls).
+    tls_port: Option<u16>,
 }
 
 impl RedisServer {
@@ -43,12 +45,62 @@ impl RedisServer {
                 extra: extra.iter().map(|s| (*s).to_owned()).collect(),
                 dir: tempfile::tempdir().expect("temp dir for redis-server"),
                 watchdog: None,
+                tls_port: None,
             };
             if server.launch() {
                 return server;
             }
         }
         panic!("could not start redis-server on a free port after 20 attempts");
+    }
+
+    /// Starts a server that also listens with TLS, on a certificate for `localhost` and
+    /// `127.0.0.1` signed by a CA made for it (with the `openssl` command, which
+    /// `scripts/test` installs; clients need not present a certificate). The plain port
+    /// stays for [`command`](Self::command).
+    pub fn start_tls() -> Self {
+        ensure_installed();
+        for _attempt in 0..20 {
+            let (port, tls_port) = (free_port(), free_port());
+            let dir = tempfile::tempdir().expect("temp dir for redis-server");
+            make_certificates(dir.path());
+            let file = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+            let mut server = Self {
+                port,
+                extra: vec![
+                    "--tls-port".into(),
+                    tls_port.to_string(),
+                    "--tls-cert-file".into(),
+                    file("server.crt"),
+                    "--tls-key-file".into(),
+                    file("server.key"),
+                    "--tls-ca-cert-file".into(),
+                    file("ca.crt"),
+                    "--tls-auth-clients".into(),
+                    "no".into(),
+                ],
+                dir,
+                watchdog: None,
+                tls_port: Some(tls_port),
+            };
+            if server.launch() {
+                return server;
+            }
+        }
+        panic!("could not start redis-server with TLS after 20 attempts (is it built with TLS?)");
+    }
+
+    /// `rediss://localhost:TLS_PORT`, for a server started with [`start_tls`](Self::start_tls).
+    pub fn tls_url(&self) -> String {
+        let port = self
+            .tls_port
+            .expect("the server was started with start_tls");
+        format!("rediss://localhost:{port}")
+    }
+
+    /// The PEM of the CA that signed the TLS certificate.
+    pub fn tls_ca_pem(&self) -> Vec<u8> {
+        std::fs::read(self.dir.path().join("ca.crt")).expect("the CA certificate")
     }
 
     /// The port the server listens on (127.0.0.1).
@@ -235,5 +287,75 @@ fn free_port() -> u16 {
         if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
             return port;
         }
+    }
+}
+
+/// A CA and a server certificate it signs (P-256 keys), in `dir`: `ca.crt`, `server.crt`,
+/// `server.key`.
+fn make_certificates(dir: &std::path::Path) {
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("write the certificate extensions");
+    let steps: [&[&str]; 3] = [
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=parapet test CA",
+        ],
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    ];
+    for args in steps {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl was not found on PATH: run `scripts/test`, which installs it");
+        assert!(status.success(), "openssl {args:?} failed");
     }
 }

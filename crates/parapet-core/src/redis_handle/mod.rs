@@ -44,8 +44,9 @@ pub struct RedisHandle {
 /// The servers behind a handle, for connections of their own (subscriptions).
 pub(crate) enum Endpoints {
     Standalone(Box<redis::Client>),
+    /// The seeds, and the root certificate (PEM) to trust for `rediss://`, if one was given.
     #[cfg(feature = "cluster")]
-    Cluster(Vec<String>),
+    Cluster(Vec<String>, Option<Vec<u8>>),
 }
 
 impl fmt::Debug for RedisHandle {
@@ -65,6 +66,8 @@ pub struct RedisBuilder {
     cluster: bool,
     pool_size: Option<usize>,
     timeout: Duration,
+    /// A root certificate (PEM) to trust for `rediss://` instead of the system's.
+    root_certificate: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for RedisBuilder {
@@ -88,6 +91,7 @@ impl RedisHandle {
             nodes: vec![url.into()],
             cluster: false,
             pool_size: None,
+            root_certificate: None,
             timeout: DEFAULT_TIMEOUT,
         }
     }
@@ -103,6 +107,7 @@ impl RedisHandle {
             nodes: nodes.into_iter().map(Into::into).collect(),
             cluster: true,
             pool_size: None,
+            root_certificate: None,
             timeout: DEFAULT_TIMEOUT,
         }
     }
@@ -213,6 +218,15 @@ impl RedisBuilder {
         self
     }
 
+    /// Trust this root certificate (PEM) for `rediss://` URLs instead of the system's trust
+    /// store: a Redis behind a private CA (feature `tls`). The server's name must match its
+    /// certificate.
+    #[cfg(feature = "tls")]
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_certificate = Some(pem.into());
+        self
+    }
+
     /// Use a `deadpool-redis` pool of `max_size` connections instead of one multiplexed
     /// connection (standalone only).
     #[cfg(feature = "pool")]
@@ -259,7 +273,15 @@ impl RedisBuilder {
                 "a pool is for standalone Redis; a cluster connection multiplexes already".into(),
             ));
         }
-        let client = redis::cluster::ClusterClient::builder(self.nodes.clone())
+        let mut builder = redis::cluster::ClusterClient::builder(self.nodes.clone());
+        #[cfg(feature = "tls")]
+        if let Some(pem) = &self.root_certificate {
+            builder = builder.certs(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            });
+        }
+        let client = builder
             .connection_timeout(self.timeout)
             .response_timeout(self.timeout)
             // Redirections and TRYAGAIN during a slot migration: retried quickly, and the
@@ -275,7 +297,7 @@ impl RedisBuilder {
             .map_err(StoreError::from_redis)?;
         Ok((
             Connection::Cluster(connection),
-            Endpoints::Cluster(self.nodes.clone()),
+            Endpoints::Cluster(self.nodes.clone(), self.root_certificate.clone()),
         ))
     }
 
@@ -292,10 +314,13 @@ impl RedisBuilder {
                 "a standalone handle takes exactly one URL".into(),
             ));
         };
-        let client = redis::Client::open(url.as_str()).map_err(|e| {
-            StoreError::InvalidConfig(format!("redis URL {} is not valid: {e}", redact(url)))
-        })?;
+        let client = client_for(url, self.root_certificate.as_deref())?;
         if let Some(size) = self.pool_size {
+            if self.root_certificate.is_some() {
+                return Err(StoreError::InvalidConfig(
+                    "a private root certificate is not supported with a pool".into(),
+                ));
+            }
             return Ok((
                 connection::pool(url, size, self.timeout)?,
                 Endpoints::Standalone(Box::new(client)),
@@ -314,6 +339,43 @@ impl RedisBuilder {
             Connection::Multiplexed(manager),
             Endpoints::Standalone(Box::new(client)),
         ))
+    }
+}
+
+/// A client for `url`, trusting `root_certificate` (PEM) for `rediss://` if given.
+pub(crate) fn client_for(
+    url: &str,
+    root_certificate: Option<&[u8]>,
+) -> Result<redis::Client, StoreError> {
+    let invalid = |e: redis::RedisError| {
+        StoreError::InvalidConfig(format!("redis URL {} is not valid: {e}", redact(url)))
+    };
+    #[cfg(feature = "tls")]
+    if url.starts_with("rediss://") {
+        ensure_crypto_provider();
+    }
+    match root_certificate {
+        #[cfg(feature = "tls")]
+        Some(pem) => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.to_vec()),
+            },
+        )
+        .map_err(invalid),
+        _ => redis::Client::open(url).map_err(invalid),
+    }
+}
+
+/// rustls needs a process-wide crypto provider, and cannot pick one by itself when an app
+/// enables both of its backends (`ring` and `aws-lc-rs`, through different crates): a
+/// `rediss://` connection would then panic. Unless the app installed one, install `ring`.
+#[cfg(feature = "tls")]
+fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Another thread may install one at the same moment: either is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
     }
 }
 
