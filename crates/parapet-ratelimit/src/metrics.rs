@@ -9,7 +9,8 @@ use parapet_core::metrics::KeyedCounter;
 /// Counter: decisions, labelled `policy` (a policy name, or `*` for decisions that involve
 /// no policy) and `outcome` (`allowed`, `limited`, `banned`, `allow_listed`,
 /// `missing_key`, `misconfigured`, `skipped`, `cost_exceeds_burst`, `memory_full`,
-/// `fail_open`, `fail_closed`). Refusals answered by the local deny cache are counted under
+/// `fail_open`, `fail_closed`, and `shadow_limited`: a shadow policy would have refused an
+/// admitted request). Refusals answered by the local deny cache are counted under
 /// their policies like any other.
 pub const DECISIONS: &str = "parapet_ratelimit_decisions_total";
 /// Counter: refusals answered by the local deny cache, without a store call.
@@ -29,11 +30,12 @@ pub const REFUNDS: &str = "parapet_ratelimit_refunds_total";
 pub const MEMORY_REFUSALS: &str = "parapet_ratelimit_memory_refusals_total";
 
 /// A policy's decision counters, keyed once when the policy is built.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct PolicyCounters {
     allowed: KeyedCounter,
     limited: KeyedCounter,
     banned: KeyedCounter,
+    shadow_limited: KeyedCounter,
 }
 
 impl PolicyCounters {
@@ -48,6 +50,7 @@ impl PolicyCounters {
             allowed: key("allowed"),
             limited: key("limited"),
             banned: key("banned"),
+            shadow_limited: key("shadow_limited"),
         }
     }
 
@@ -61,6 +64,11 @@ impl PolicyCounters {
 
     pub(crate) fn banned(&self) {
         self.banned.increment();
+    }
+
+    /// A shadow policy would have refused an admitted request.
+    pub(crate) fn shadow_limited(&self) {
+        self.shadow_limited.increment();
     }
 }
 

@@ -12,11 +12,13 @@ use std::time::Duration;
 
 use crate::PolicyState;
 
-/// A policy's parameters: emission interval `T` in µs and burst `B`.
+/// A policy's parameters: emission interval `T` in µs and burst `B`; a shadow policy is
+/// decided and reported but never refuses (see [`evaluate`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Limit {
     pub(crate) interval: i64,
     pub(crate) burst: i64,
+    pub(crate) shadow: bool,
 }
 
 impl Limit {
@@ -58,6 +60,11 @@ impl Evaluation {
 pub(crate) const MAX_POLICIES: usize = 16;
 
 /// Charges `cost` cells to every policy at `now`, given each policy's stored `tat`.
+///
+/// Shadow policies take no part in the verdict: the request is admitted or refused by the
+/// others alone. An admitted request charges a shadow policy only if it fits in it, as if
+/// that policy were a limiter of its own, so that its state is the one it would have had
+/// enforced; its state reports `retry_after` when it would have refused.
 pub(crate) fn evaluate(
     now: i64,
     stored: &[Option<i64>],
@@ -75,10 +82,19 @@ pub(crate) fn evaluate(
         let tat = stored.map_or(now, |t| t.max(now).min(now + limit.tolerance()));
         let new_tat = tat + cost * limit.interval;
         let over = new_tat - now - limit.tolerance();
-        retry_after = retry_after.max(over);
+        if !limit.shadow {
+            retry_after = retry_after.max(over);
+        }
         (tats[i], new_tats[i], overs[i]) = (tat, new_tat, over);
     }
     let allowed = retry_after <= 0;
+    for (i, limit) in limits.iter().enumerate() {
+        // A shadow policy that would refuse keeps its state: storing `tat` (at least now,
+        // at most now + B·T) is the same as storing nothing.
+        if limit.shadow && overs[i] > 0 {
+            new_tats[i] = tats[i];
+        }
+    }
     let states = limits
         .iter()
         .enumerate()
@@ -118,7 +134,34 @@ mod tests {
     const MINUTE_100: Limit = Limit {
         interval: 600_000,
         burst: 100,
+        shadow: false,
     };
+
+    #[test]
+    fn a_shadow_policy_reports_but_never_refuses() {
+        let shadow = Limit {
+            interval: 1_000_000,
+            burst: 2,
+            shadow: true,
+        };
+        let mut tats = [None, None];
+        for i in 0..5 {
+            let e = evaluate(0, &tats, &[MINUTE_100, shadow], 1);
+            assert!(e.allowed, "request {i}: the shadow policy does not refuse");
+            assert_eq!(e.states[1].retry_after.is_some(), i >= 2, "request {i}");
+            assert_eq!(
+                e.states[0].remaining,
+                99 - i as u64,
+                "the enforced one is charged"
+            );
+            tats = [Some(e.writes(1)[0]), Some(e.writes(1)[1])];
+        }
+        // Charged only while it fitted: two cells, as an enforced policy would hold.
+        assert_eq!(tats[1], Some(2_000_000));
+        // The enforced policy still refuses alone.
+        let full = [Some(60_000_000), tats[1]];
+        assert!(!evaluate(0, &full, &[MINUTE_100, shadow], 1).allowed);
+    }
 
     #[test]
     fn a_full_burst_then_one_every_interval() {
@@ -142,6 +185,7 @@ mod tests {
         let strict = Limit {
             interval: 1_000_000,
             burst: 1,
+            shadow: false,
         };
         let loose = MINUTE_100;
         let first = evaluate(0, &[None, None], &[loose, strict], 1);
@@ -167,7 +211,11 @@ mod tests {
     }
 
     fn limit() -> impl Strategy<Value = Limit> {
-        (1i64..5_000_000, 1i64..50).prop_map(|(interval, burst)| Limit { interval, burst })
+        (1i64..5_000_000, 1i64..50).prop_map(|(interval, burst)| Limit {
+            interval,
+            burst,
+            shadow: false,
+        })
     }
 
     proptest! {

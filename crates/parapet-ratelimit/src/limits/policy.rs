@@ -32,6 +32,7 @@ const MAX_TOLERANCE_MICROS: u64 = 10 * 365 * 86_400 * 1_000_000;
 #[derive(Clone)]
 pub struct Policy(Arc<Inner>);
 
+#[derive(Clone)]
 struct Inner {
     name: Arc<str>,
     counters: PolicyCounters,
@@ -66,6 +67,7 @@ impl Policy {
         let limit = Limit {
             interval: i64::try_from(interval).map_err(|_| out_of_range("interval"))?,
             burst: i64::from(quota.burst_size()),
+            shadow: false,
         };
         let key_suffix = format!("{name}.{interval}x{}", quota.burst_size());
         let digest = Sha256::digest(key_suffix.as_bytes());
@@ -104,6 +106,28 @@ impl Policy {
         self.0.limit
     }
 
+    /// This policy in shadow (dry-run) mode: decided, counted (`outcome="shadow_limited"`),
+    /// logged and reported in the rate-limit fields like any other, but it never refuses a
+    /// request. Its counters are the enforced policy's (same name and quota, same keys), so
+    /// turning shadow mode off later keeps every client's state.
+    ///
+    /// ```
+    /// use parapet_ratelimit::{Policy, Quota};
+    /// let trial = Policy::new("minute", Quota::per_minute(100))?.shadow();
+    /// assert!(trial.is_shadow());
+    /// # Ok::<(), parapet_ratelimit::RateLimitError>(())
+    /// ```
+    pub fn shadow(self) -> Self {
+        let mut inner = Arc::unwrap_or_clone(self.0);
+        inner.limit.shadow = true;
+        Self(Arc::new(inner))
+    }
+
+    /// True for a shadow policy (see [`shadow`](Self::shadow)).
+    pub fn is_shadow(&self) -> bool {
+        self.0.limit.shadow
+    }
+
     /// `name.intervalxburst`: the last part of the policy's store key.
     pub(crate) fn key_suffix(&self) -> &str {
         &self.0.key_suffix
@@ -120,13 +144,14 @@ impl fmt::Debug for Policy {
         f.debug_struct("Policy")
             .field("name", &self.name())
             .field("quota", &self.0.quota)
+            .field("shadow", &self.0.limit.shadow)
             .finish()
     }
 }
 
 impl PartialEq for Policy {
     fn eq(&self, other: &Self) -> bool {
-        self.0.key_suffix == other.0.key_suffix
+        self.0.key_suffix == other.0.key_suffix && self.0.limit.shadow == other.0.limit.shadow
     }
 }
 

@@ -60,9 +60,11 @@ impl PolicySet {
         let id = policies.iter().fold(0xcbf2_9ce4_8422_2325_u64, |acc, p| {
             (acc ^ p.id()).wrapping_mul(0x0100_0000_01b3)
         });
+        // Shadow policies never refuse, not even a cost above their burst.
         let min_burst = policies
             .iter()
             .enumerate()
+            .filter(|(_, p)| !p.is_shadow())
             .map(|(i, p)| (p.quota().burst_size(), i))
             .min()
             .unwrap_or((u32::MAX, 0));
@@ -86,7 +88,8 @@ impl PolicySet {
         self.0.id
     }
 
-    /// The smallest burst, and the policy that has it.
+    /// The smallest burst of the enforced policies, and the policy that has it (`u32::MAX`
+    /// and the first policy when every policy is a shadow).
     pub(crate) fn min_burst(&self) -> (u32, &Policy) {
         let (burst, index) = self.0.min_burst;
         (burst, &self.0.policies[index])

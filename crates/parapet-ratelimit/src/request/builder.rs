@@ -28,7 +28,8 @@ const DEFAULT_DENY_CACHE: usize = 10_000;
 /// Builds a [`RateLimitLayer`]; every setting has a documented default, and
 /// [`build`](Self::build) checks them all.
 pub struct RateLimitLayerBuilder {
-    policies: Vec<(String, Quota)>,
+    /// Name, quota, shadow.
+    policies: Vec<(String, Quota, bool)>,
     policy_set: Option<PolicySet>,
     resolver: Option<Resolver>,
     key: Option<Box<dyn KeyExtractor>>,
@@ -72,7 +73,17 @@ impl RateLimitLayerBuilder {
     /// policies are charged all or nothing.
     #[must_use]
     pub fn policy(mut self, name: impl Into<String>, quota: Quota) -> Self {
-        self.policies.push((name.into(), quota));
+        self.policies.push((name.into(), quota, false));
+        self
+    }
+
+    /// Adds a policy in shadow (dry-run) mode ([`Policy::shadow`]): decided, counted
+    /// (`outcome="shadow_limited"`), logged at debug level and reported in the rate-limit
+    /// fields, but never refusing — for trying a new limit on real traffic before enforcing
+    /// it with [`policy`](Self::policy) (same name and quota: the state carries over).
+    #[must_use]
+    pub fn shadow_policy(mut self, name: impl Into<String>, quota: Quota) -> Self {
+        self.policies.push((name.into(), quota, true));
         self
     }
 
@@ -287,7 +298,9 @@ impl RateLimitLayerBuilder {
                 let policies = self
                     .policies
                     .into_iter()
-                    .map(|(name, quota)| Policy::new(name, quota))
+                    .map(|(name, quota, shadow)| {
+                        Policy::new(name, quota).map(|p| if shadow { p.shadow() } else { p })
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 let set = PolicySet::new(policies)?;
                 Box::new(move |_| Some(set.clone()))

@@ -317,8 +317,13 @@ impl RateLimiter {
     ) -> Verdict {
         match decision.outcome {
             Outcome::Allowed => {
-                for policy in set.policies() {
-                    policy.counters().allowed();
+                for (policy, state) in set.policies().iter().zip(&decision.states) {
+                    if policy.is_shadow() && state.retry_after.is_some() {
+                        policy.counters().shadow_limited();
+                        tracing::debug!(policy = policy.name(), "a shadow policy would refuse");
+                    } else {
+                        policy.counters().allowed();
+                    }
                 }
                 let refund =
                     self.inner
@@ -356,7 +361,7 @@ impl RateLimiter {
                     set.policies()
                         .iter()
                         .zip(&decision.states)
-                        .filter(|(_, s)| s.retry_after.is_some())
+                        .filter(|(p, s)| s.retry_after.is_some() && !p.is_shadow())
                         .map(|(p, _)| {
                             p.counters().limited();
                             p.shared_name()

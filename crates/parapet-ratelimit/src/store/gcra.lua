@@ -4,7 +4,8 @@
 -- KEYS[1]  the subject's allow entry    KEYS[2]  the subject's ban entry (each holds its end, us)
 -- KEYS[3..] one tat key per policy (all keys share the subject's {hash tag})
 -- ARGV[1]  cost (0 = read only)         ARGV[2]  '' (use Redis TIME) or a test clock's now
--- ARGV[3..] per policy: interval (us), burst
+-- ARGV[3..] per policy: interval (us), burst (negative for a shadow policy: decided and
+--           reported, never refusing, charged only when the request fits in it)
 --
 -- Reply: {status, retry_after_us, then per policy: remaining, reset_after_us, over_us}
 -- status 0 allowed, 1 limited, 2 banned (retry_after = ban's remaining), 3 allow-listed.
@@ -36,10 +37,12 @@ end
 local cost = tonumber(ARGV[1])
 local n = #KEYS - 2
 local retry = 0
-local tats, news, overs = {}, {}, {}
+local tats, news, overs, shadows = {}, {}, {}, {}
 for i = 1, n do
   local interval = tonumber(ARGV[1 + 2 * i])
   local burst = tonumber(ARGV[2 + 2 * i])
+  shadows[i] = burst < 0
+  if shadows[i] then burst = -burst end
   local tat = now
   local stored = values[2 + i]
   if stored then
@@ -51,7 +54,7 @@ for i = 1, n do
   end
   local new_tat = tat + cost * interval
   local over = new_tat - now - interval * burst
-  if over > retry then retry = over end
+  if over > retry and not shadows[i] then retry = over end
   tats[i], news[i], overs[i] = tat, new_tat, over
 end
 
@@ -59,10 +62,12 @@ local allowed = retry <= 0
 local reply = {allowed and 0 or 1, retry}
 for i = 1, n do
   local interval = tonumber(ARGV[1 + 2 * i])
-  local burst = tonumber(ARGV[2 + 2 * i])
+  local burst = math.abs(tonumber(ARGV[2 + 2 * i]))
+  -- A shadow policy that would refuse is not charged.
+  local charged = allowed and not (shadows[i] and overs[i] > 0)
   local after = tats[i]
-  if allowed then after = news[i] end
-  if allowed and cost > 0 then
+  if charged then after = news[i] end
+  if charged and cost > 0 then
     -- The key lives exactly as long as it differs from no key: ceil((tat - now) / 1ms).
     redis.call('SET', KEYS[2 + i], news[i], 'PX', floordiv(news[i] - now + 999, 1000))
   end

@@ -162,6 +162,7 @@ impl MemoryStore {
         let mut limits = [Limit {
             interval: 1,
             burst: 1,
+            shadow: false,
         }; gcra::MAX_POLICIES];
         let mut keys = [0; gcra::MAX_POLICIES];
         for (i, policy) in set.iter().enumerate() {

@@ -176,7 +176,13 @@ impl RateLimitStore for RedisStore {
         self.push_now(&mut call);
         for policy in policies.policies() {
             let limit = policy.limit();
-            call.arg(limit.interval).arg(limit.burst);
+            // A negative burst marks a shadow policy (gcra.lua).
+            let burst = if limit.shadow {
+                -limit.burst
+            } else {
+                limit.burst
+            };
+            call.arg(limit.interval).arg(burst);
         }
         let redis = self.redis.clone();
         let expected = policies.policies().len();
