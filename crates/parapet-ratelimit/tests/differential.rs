@@ -39,20 +39,26 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 fn policies() -> impl Strategy<Value = PolicySet> {
-    prop::collection::vec((1u32..20, 1u64..5_000, 1u32..10), 1..4).prop_map(|quotas| {
-        let named: Vec<(String, Quota)> = quotas
-            .into_iter()
-            .enumerate()
-            .map(|(i, (rate, period_ms, burst))| {
-                (
-                    format!("p{i}"),
-                    Quota::new(rate, Duration::from_millis(period_ms)).burst(burst),
-                )
-            })
-            .collect();
-        let refs: Vec<(&str, Quota)> = named.iter().map(|(n, q)| (n.as_str(), *q)).collect();
-        set(&refs)
-    })
+    // GCRA and fixed-window policies, mixed.
+    prop::collection::vec((1u32..20, 1u64..5_000, 1u32..10, any::<bool>()), 1..4).prop_map(
+        |quotas| {
+            let named: Vec<(String, Quota)> = quotas
+                .into_iter()
+                .enumerate()
+                .map(|(i, (rate, period_ms, burst, fixed))| {
+                    let quota = Quota::new(rate, Duration::from_millis(period_ms));
+                    let quota = if fixed {
+                        quota.fixed_window()
+                    } else {
+                        quota.burst(burst)
+                    };
+                    (format!("p{i}"), quota)
+                })
+                .collect();
+            let refs: Vec<(&str, Quota)> = named.iter().map(|(n, q)| (n.as_str(), *q)).collect();
+            set(&refs)
+        },
+    )
 }
 
 static CASE: AtomicU64 = AtomicU64::new(0);

@@ -12,19 +12,43 @@ use std::time::Duration;
 
 use crate::PolicyState;
 
-/// A policy's parameters: emission interval `T` in µs and burst `B`; a shadow policy is
+/// A policy's parameters: emission interval `T` in µs and burst `B`; or, with `window`
+/// above zero, a fixed window of that many µs admitting `burst` cells. A shadow policy is
 /// decided and reported but never refuses (see [`evaluate`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Limit {
     pub(crate) interval: i64,
     pub(crate) burst: i64,
     pub(crate) shadow: bool,
+    /// 0 for GCRA; the window's length in µs for a fixed window.
+    pub(crate) window: i64,
 }
 
 impl Limit {
     fn tolerance(self) -> i64 {
         self.interval * self.burst
     }
+
+    /// What one cell moves the stored number by: `T` for GCRA, 1 for a fixed window (whose
+    /// number is `window end + count`). Refunds step back by it.
+    pub(crate) fn step(self) -> i64 {
+        if self.window > 0 { 1 } else { self.interval }
+    }
+}
+
+/// A fixed window's state at `now`: its end, and the cells counted in it so far.
+///
+/// The stored number is `end + count`: its own expiry, as the in-memory table wants, and
+/// unambiguous because `count < window` (a policy admits fewer cells per window than it
+/// has µs) and every end is a multiple of the window. A stored window later than now's
+/// (a clock that stepped back) keeps its count: it costs at most one window.
+fn fixed_window(now: i64, stored: Option<i64>, window: i64) -> (i64, i64) {
+    let end = (now.div_euclid(window) + 1) * window;
+    let count = stored.map_or(0, |s| {
+        let stored_end = s.div_euclid(window) * window;
+        if stored_end >= end { s - stored_end } else { 0 }
+    });
+    (end, count)
 }
 
 /// The outcome of charging `cost` to a set of policies at `now`, all or nothing.
@@ -76,7 +100,23 @@ pub(crate) fn evaluate(
     let mut tats = [0; MAX_POLICIES];
     let mut new_tats = [0; MAX_POLICIES];
     let mut overs = [0; MAX_POLICIES];
+    let mut ends = [0; MAX_POLICIES];
     for (i, (stored, limit)) in stored.iter().zip(limits).enumerate() {
+        if limit.window > 0 {
+            let (end, count) = fixed_window(now, *stored, limit.window);
+            // Refused until the window ends: the earliest instant it would pass.
+            let over = if count + cost > limit.burst {
+                end - now
+            } else {
+                0
+            };
+            if !limit.shadow {
+                retry_after = retry_after.max(over);
+            }
+            (tats[i], new_tats[i], overs[i], ends[i]) =
+                (end + count, end + count + cost, over, end);
+            continue;
+        }
         // A stored tat is never legitimately past now + B·T (admission keeps it there); one
         // that is came from a clock that stepped back, and costs at most one window.
         let tat = stored.map_or(now, |t| t.max(now).min(now + limit.tolerance()));
@@ -101,9 +141,15 @@ pub(crate) fn evaluate(
         .map(|(i, limit)| {
             // Report the state after this request if it is admitted, before it otherwise.
             let after = if allowed { new_tats[i] } else { tats[i] };
+            let (remaining, reset_after) = if limit.window > 0 {
+                let left = limit.burst - (after - ends[i]);
+                (u64::try_from(left).unwrap_or(0), ends[i] - now)
+            } else {
+                (remaining(now, after, *limit), after - now)
+            };
             PolicyState {
-                remaining: remaining(now, after, *limit),
-                reset_after: micros(after - now),
+                remaining,
+                reset_after: micros(reset_after),
                 retry_after: (overs[i] > 0).then(|| micros(overs[i])),
             }
         })
@@ -135,6 +181,7 @@ mod tests {
         interval: 600_000,
         burst: 100,
         shadow: false,
+        window: 0,
     };
 
     #[test]
@@ -143,6 +190,7 @@ mod tests {
             interval: 1_000_000,
             burst: 2,
             shadow: true,
+            window: 0,
         };
         let mut tats = [None, None];
         for i in 0..5 {
@@ -186,6 +234,7 @@ mod tests {
             interval: 1_000_000,
             burst: 1,
             shadow: false,
+            window: 0,
         };
         let loose = MINUTE_100;
         let first = evaluate(0, &[None, None], &[loose, strict], 1);
@@ -215,10 +264,86 @@ mod tests {
             interval,
             burst,
             shadow: false,
+            window: 0,
         })
     }
 
+    #[test]
+    fn a_fixed_window_admits_its_count_then_refuses_until_its_end() {
+        let minute = Limit {
+            interval: 600_000,
+            burst: 100,
+            shadow: false,
+            window: 60_000_000,
+        };
+        // 10 s into a window: the 100 fit, the 101st waits the 50 s left.
+        let now = 120_000_000 + 10_000_000;
+        let mut state = None;
+        for i in 0..100 {
+            let e = evaluate(now + i, &[state], &[minute], 1);
+            assert!(e.allowed, "request {i}");
+            assert_eq!(e.states[0].remaining, 99 - i as u64);
+            assert_eq!(e.states[0].reset_after, micros(50_000_000 - i));
+            state = Some(e.writes(1)[0]);
+        }
+        let e = evaluate(now + 100, &[state], &[minute], 1);
+        assert!(!e.allowed);
+        assert_eq!(e.retry_after, 50_000_000 - 100, "the window's end");
+        assert!(e.writes(1).is_empty());
+        // The next window starts afresh.
+        let e = evaluate(180_000_000, &[state], &[minute], 1);
+        assert!(e.allowed);
+        assert_eq!(e.states[0].remaining, 99);
+        // A stored number is its own expiry: window end + count.
+        assert_eq!(state, Some(180_000_000 + 100));
+    }
+
+    /// The reference: count what was admitted in each aligned window.
+    fn fixed_window_reference(trace: &[(i64, i64)], window: i64, capacity: i64) -> Vec<bool> {
+        let mut counts = std::collections::HashMap::new();
+        trace
+            .iter()
+            .map(|&(at, cost)| {
+                let count = counts.entry(at.div_euclid(window)).or_insert(0);
+                let admit = *count + cost <= capacity;
+                if admit {
+                    *count += cost;
+                }
+                admit
+            })
+            .collect()
+    }
+
     proptest! {
+        /// A fixed window decides exactly as counting per aligned window does, so it never
+        /// admits more than its capacity in one; refusals name the window's end.
+        #[test]
+        fn fixed_windows_match_a_brute_force_count(
+            window in 1_000i64..10_000_000,
+            capacity in 1i64..20,
+            gaps in prop::collection::vec((0i64..2_000_000, 1i64..4), 1..300),
+        ) {
+            let capacity = capacity.min(window - 1);
+            let limit = Limit { interval: window / capacity, burst: capacity, shadow: false, window };
+            let mut now = 1_700_000_000_000_000;
+            let mut trace = Vec::new();
+            for (gap, cost) in gaps {
+                now += gap;
+                trace.push((now, cost.min(capacity)));
+            }
+            let expected = fixed_window_reference(&trace, window, capacity);
+            let mut state = None;
+            for (&(at, cost), &admit) in trace.iter().zip(&expected) {
+                let e = evaluate(at, &[state], &[limit], cost);
+                prop_assert_eq!(e.allowed, admit, "at {} cost {}", at, cost);
+                if e.allowed {
+                    state = Some(e.writes(cost)[0]);
+                } else {
+                    prop_assert_eq!(e.retry_after, (at.div_euclid(window) + 1) * window - at);
+                }
+            }
+        }
+
         /// In any window of length t, admitted cost <= B + t/T (the GCRA bound).
         #[test]
         fn admitted_never_exceeds_burst_plus_elapsed(

@@ -64,12 +64,31 @@ impl Policy {
         if tolerance.is_none_or(|t| t > MAX_TOLERANCE_MICROS) {
             return Err(out_of_range("burst times interval exceeds ten years"));
         }
+        let window = if quota.is_fixed_window() {
+            let window =
+                i64::try_from(quota.period().as_micros()).map_err(|_| out_of_range("window"))?;
+            if quota.burst_size() != quota.rate() {
+                return Err(out_of_range("a fixed window has no burst"));
+            }
+            // `count < window` keeps the stored `end + count` unambiguous (gcra.rs).
+            if i64::from(quota.rate()) >= window {
+                return Err(out_of_range(
+                    "a fixed window of at least one request per microsecond",
+                ));
+            }
+            window
+        } else {
+            0
+        };
         let limit = Limit {
             interval: i64::try_from(interval).map_err(|_| out_of_range("interval"))?,
             burst: i64::from(quota.burst_size()),
             shadow: false,
+            window,
         };
-        let key_suffix = format!("{name}.{interval}x{}", quota.burst_size());
+        // A fixed window keeps another state than GCRA: another key.
+        let algorithm = if window > 0 { ".fw" } else { "" };
+        let key_suffix = format!("{name}.{interval}x{}{algorithm}", quota.burst_size());
         let digest = Sha256::digest(key_suffix.as_bytes());
         let mut id = [0; 8];
         id.copy_from_slice(&digest[..8]);

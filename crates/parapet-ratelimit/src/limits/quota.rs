@@ -24,6 +24,7 @@ pub struct Quota {
     rate: u32,
     period: Duration,
     burst: Option<u32>,
+    fixed_window: bool,
 }
 
 impl Quota {
@@ -33,6 +34,7 @@ impl Quota {
             rate,
             period,
             burst: None,
+            fixed_window: false,
         }
     }
 
@@ -61,6 +63,29 @@ impl Quota {
     pub const fn burst(mut self, burst: u32) -> Self {
         self.burst = Some(burst);
         self
+    }
+
+    /// Counts in fixed windows aligned to the Unix epoch instead of GCRA: at most `rate`
+    /// requests in each window `[k·period, (k+1)·period)` — what "100 per minute" means to a
+    /// minute counter, and the cheapest state (one number). At a window edge a client may
+    /// send `rate` at the end of one window and `rate` at the start of the next. A refused
+    /// request may retry at the window's end, which the `RateLimit` field's `t` names. A
+    /// fixed window has no separate burst ([`burst`](Self::burst) is refused with it).
+    ///
+    /// ```
+    /// use parapet_ratelimit::Quota;
+    /// let per_hour = Quota::per_hour(1000).fixed_window();
+    /// assert!(per_hour.is_fixed_window());
+    /// ```
+    #[must_use]
+    pub const fn fixed_window(mut self) -> Self {
+        self.fixed_window = true;
+        self
+    }
+
+    /// True for a [`fixed_window`](Self::fixed_window) quota.
+    pub const fn is_fixed_window(&self) -> bool {
+        self.fixed_window
     }
 
     /// The rate: requests per [`period`](Self::period).

@@ -163,6 +163,7 @@ impl MemoryStore {
             interval: 1,
             burst: 1,
             shadow: false,
+            window: 0,
         }; gcra::MAX_POLICIES];
         let mut keys = [0; gcra::MAX_POLICIES];
         for (i, policy) in set.iter().enumerate() {
@@ -278,7 +279,7 @@ impl RateLimitStore for MemoryStore {
             let Some(&tat) = shard.get(key, now) else {
                 continue;
             };
-            let back = tat - i64::from(cost) * policy.limit().interval;
+            let back = tat - i64::from(cost) * policy.limit().step();
             if back > now {
                 // The key has a slot: no room is needed.
                 let _ = shard.insert(key, back, now);

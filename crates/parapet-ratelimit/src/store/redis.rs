@@ -176,13 +176,19 @@ impl RateLimitStore for RedisStore {
         self.push_now(&mut call);
         for policy in policies.policies() {
             let limit = policy.limit();
-            // A negative burst marks a shadow policy (gcra.lua).
+            // A negative burst marks a shadow policy, a negative interval a fixed window of
+            // that length (gcra.lua).
             let burst = if limit.shadow {
                 -limit.burst
             } else {
                 limit.burst
             };
-            call.arg(limit.interval).arg(burst);
+            let interval = if limit.window > 0 {
+                -limit.window
+            } else {
+                limit.interval
+            };
+            call.arg(interval).arg(burst);
         }
         let redis = self.redis.clone();
         let expected = policies.policies().len();
@@ -204,7 +210,7 @@ impl RateLimitStore for RedisStore {
         call.arg(cost);
         self.push_now(&mut call);
         for policy in policies.policies() {
-            call.arg(policy.limit().interval);
+            call.arg(policy.limit().step());
         }
         let redis = self.redis.clone();
         StoreCall::boxed(async move { redis.eval::<()>(&call).await })
