@@ -88,9 +88,31 @@ fn quota(path: Path) -> Quota {
     }
 }
 
-fn parapet_memory(path: Path, style: HeaderStyle) -> Router {
+/// A fixed window that never limits here (3e9 an hour; a window admits fewer than it has µs).
+fn fixed_window() -> Quota {
+    Quota::per_hour(3_000_000_000).fixed_window()
+}
+
+/// The floor of a Redis-backed limiter: a handler that makes one plain `GET` round trip on
+/// the same kind of connection (parapet's handle: one redis-rs multiplexed connection).
+fn floor(redis: RedisHandle) -> Router {
+    Router::new().route(
+        "/",
+        get(move || {
+            let redis = redis.clone();
+            async move {
+                let mut get = tower_parapet::core::Command::new("GET");
+                get.arg("bench:floor");
+                let _: Option<String> = redis.query(&get).await.unwrap();
+                "hello, world"
+            }
+        }),
+    )
+}
+
+fn parapet_memory(quota: Quota, style: HeaderStyle) -> Router {
     let layer = RateLimitLayer::builder()
-        .policy("bench", quota(path))
+        .policy("bench", quota)
         .headers(style)
         .key(tower_parapet::ratelimit::key::PeerIp::from_extension::<
             axum::extract::ConnectInfo<SocketAddr>,
@@ -100,9 +122,9 @@ fn parapet_memory(path: Path, style: HeaderStyle) -> Router {
     hello().layer(layer)
 }
 
-fn parapet_redis(path: Path, redis: RedisHandle, deny_cache: bool) -> Router {
+fn parapet_redis(quota: Quota, redis: RedisHandle, deny_cache: bool) -> Router {
     let layer = RateLimitLayer::builder()
-        .policy("bench", quota(path))
+        .policy("bench", quota)
         .key(tower_parapet::ratelimit::key::PeerIp::from_extension::<
             axum::extract::ConnectInfo<SocketAddr>,
         >())
@@ -158,7 +180,7 @@ fn main() {
             (
                 "parapet memory, allowed",
                 Path::Allowed,
-                parapet_memory(Path::Allowed, HeaderStyle::None),
+                parapet_memory(quota(Path::Allowed), HeaderStyle::None),
                 false,
             ),
             (
@@ -170,19 +192,37 @@ fn main() {
             (
                 "parapet memory + IETF fields, allowed",
                 Path::Allowed,
-                parapet_memory(Path::Allowed, HeaderStyle::Ietf),
+                parapet_memory(quota(Path::Allowed), HeaderStyle::Ietf),
                 false,
             ),
             (
                 "parapet redis multiplexed, allowed",
                 Path::Allowed,
-                parapet_redis(Path::Allowed, multiplexed.clone(), true),
+                parapet_redis(quota(Path::Allowed), multiplexed.clone(), true),
+                true,
+            ),
+            (
+                "floor: one Redis GET per request (multiplexed)",
+                Path::Allowed,
+                floor(multiplexed.clone()),
+                true,
+            ),
+            (
+                "parapet memory fixed window, allowed",
+                Path::Allowed,
+                parapet_memory(fixed_window(), HeaderStyle::None),
+                false,
+            ),
+            (
+                "parapet redis fixed window, allowed",
+                Path::Allowed,
+                parapet_redis(fixed_window(), multiplexed.clone(), true),
                 true,
             ),
             (
                 "parapet redis pool, allowed",
                 Path::Allowed,
-                parapet_redis(Path::Allowed, pool, true),
+                parapet_redis(quota(Path::Allowed), pool, true),
                 true,
             ),
             (
@@ -194,19 +234,19 @@ fn main() {
             (
                 "parapet memory, denied",
                 Path::Denied,
-                parapet_memory(Path::Denied, HeaderStyle::None),
+                parapet_memory(quota(Path::Denied), HeaderStyle::None),
                 false,
             ),
             (
                 "parapet redis, denied (deny cache)",
                 Path::Denied,
-                parapet_redis(Path::Denied, multiplexed.clone(), true),
+                parapet_redis(quota(Path::Denied), multiplexed.clone(), true),
                 true,
             ),
             (
                 "parapet redis, denied (no deny cache)",
                 Path::Denied,
-                parapet_redis(Path::Denied, multiplexed, false),
+                parapet_redis(quota(Path::Denied), multiplexed, false),
                 true,
             ),
         ];

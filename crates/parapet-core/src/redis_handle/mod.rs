@@ -273,14 +273,15 @@ impl RedisBuilder {
                 "a pool is for standalone Redis; a cluster connection multiplexes already".into(),
             ));
         }
-        let mut builder = redis::cluster::ClusterClient::builder(self.nodes.clone());
+        let builder = redis::cluster::ClusterClient::builder(self.nodes.clone());
         #[cfg(feature = "tls")]
-        if let Some(pem) = &self.root_certificate {
-            builder = builder.certs(redis::TlsCertificates {
+        let builder = match &self.root_certificate {
+            Some(pem) => builder.certs(redis::TlsCertificates {
                 client_tls: None,
                 root_cert: Some(pem.clone()),
-            });
-        }
+            }),
+            None => builder,
+        };
         let client = builder
             .connection_timeout(self.timeout)
             .response_timeout(self.timeout)
