@@ -9,6 +9,7 @@
 //! | variable | meaning | default |
 //! |---|---|---|
 //! | `PORT` | the port to listen on | 3000 |
+//! | `ALGORITHM` | how the 100 per minute are counted: `gcra` (a burst of 100, then one every 600 ms), `sliding` (never more than 100 in any 60 s) or `fixed` (100 per minute of the clock) | `gcra` |
 //! | `REDIS_URL` | share limits through this Redis (it must be running: the example checks at start and exits if it cannot reach it) | in-memory |
 //! | `TRUSTED_PROXIES` | comma-separated CIDRs of your load balancers / proxies: the client is then read from `FORWARDED_HEADER`, right to left | clients connect directly |
 //! | `FORWARDED_HEADER` | `x-forwarded-for`, `forwarded`, `x-real-ip`, `cf-connecting-ip`, `true-client-ip` or `fly-client-ip` | `x-forwarded-for` |
@@ -26,7 +27,7 @@ use axum::Router;
 use axum::routing::get;
 use tower_parapet::core::{ClientIp, ForwardedHeader, KeySecret, RedisHandle};
 use tower_parapet::ratelimit::key::PeerIp;
-use tower_parapet::ratelimit::{HeaderStyle, Quota, RateLimitLayer, RedisStore};
+use tower_parapet::ratelimit::{Algorithm, HeaderStyle, Quota, RateLimitLayer, RedisStore};
 
 /// Everything the example reads from its environment.
 #[derive(Debug, Default, Clone)]
@@ -39,6 +40,8 @@ pub struct Config {
     pub forwarded_header: Option<String>,
     /// `KEY_SECRET`.
     pub key_secret: Option<String>,
+    /// `ALGORITHM`.
+    pub algorithm: Option<String>,
 }
 
 impl Config {
@@ -56,14 +59,21 @@ impl Config {
                 .unwrap_or_default(),
             forwarded_header: var("FORWARDED_HEADER"),
             key_secret: var("KEY_SECRET"),
+            algorithm: var("ALGORITHM"),
         }
     }
 }
 
 /// The app: in-memory limits without a Redis URL, shared Redis limits with one.
 pub async fn app(config: &Config) -> Result<Router, Box<dyn Error>> {
+    let algorithm: Algorithm = match &config.algorithm {
+        None => Algorithm::Gcra,
+        Some(name) => name
+            .parse()
+            .map_err(|e| format!("ALGORITHM={name:?}: {e}"))?,
+    };
     let mut limit = RateLimitLayer::builder()
-        .policy("minute", Quota::per_minute(100))
+        .policy("minute", Quota::per_minute(100).with_algorithm(algorithm))
         // RateLimit-Policy / RateLimit fields on every response (off by default).
         .headers(HeaderStyle::Ietf);
     if config.trusted_proxies.is_empty() {
@@ -134,8 +144,9 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let app = app(&config).await?;
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
     tracing::info!(
-        "listening on http://{} ({} store, {}); try: curl -i localhost:{port}/api/products",
+        "listening on http://{} ({} store, {}, {}); try: curl -i localhost:{port}/api/products",
         listener.local_addr()?,
+        config.algorithm.as_deref().unwrap_or("gcra"),
         if config.redis_url.is_some() {
             "redis"
         } else {

@@ -90,6 +90,43 @@ async fn axum_example_in_memory() {
     assert_eq!(get(addr, "/health").await.0, 200);
 }
 
+/// `ALGORITHM` picks how the 100 per minute are counted: each admits 100 at once, and
+/// the 101st is told when to retry as that algorithm says: GCRA when one request has
+/// refilled (1 s), a sliding window when the oldest of the 100 leaves (about 60 s), a
+/// fixed window at the minute's end. An unknown name fails at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_example_algorithms() {
+    for (algorithm, retry) in [("gcra", 1..=1), ("sliding", 59..=60), ("fixed", 1..=60)] {
+        let config = axum_example::Config {
+            algorithm: Some(algorithm.to_owned()),
+            ..Default::default()
+        };
+        let addr = axum_instance_with(&config).await;
+        for i in 0..100 {
+            let (status, head) = get(addr, "/api/products").await;
+            assert_eq!(status, 200, "{algorithm} {i}: {head}");
+        }
+        let (status, head) = get(addr, "/api/products").await;
+        assert_eq!(status, 429, "{algorithm}: {head}");
+        let after: u64 = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("retry-after: ")
+                    .map(|v| v.trim().to_owned())
+            })
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{algorithm}: {head}"));
+        assert!(retry.contains(&after), "{algorithm}: retry after {after}");
+    }
+    let config = axum_example::Config {
+        algorithm: Some("leaky".to_owned()),
+        ..Default::default()
+    };
+    let error = axum_example::app(&config).await.expect_err("refused");
+    assert!(error.to_string().contains("ALGORITHM"), "{error}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn axum_example_two_instances_one_redis() {
     let redis = RedisServer::start();

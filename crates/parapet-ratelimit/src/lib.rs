@@ -2,6 +2,8 @@
 //!
 //! - **Algorithm**: GCRA in integer microseconds — a rate per period plus a burst, weighted
 //!   costs, no window-edge bursts, exact `Retry-After` (a client that waits it is admitted).
+//!   Per policy, a strict sliding window or an epoch-aligned fixed window instead
+//!   ([`Algorithm`] compares what each means to a client).
 //!   Refusals write nothing.
 //! - **Several policies per request** (100/minute *and* 1000/hour), charged all or nothing;
 //!   per-route policies with `route_layer` or a [resolver](RateLimitLayerBuilder::resolver).
@@ -120,6 +122,7 @@ mod response;
 mod store;
 
 pub use error::RateLimitError;
+pub use limits::algorithm::Algorithm;
 pub use limits::decision::{Decision, Outcome};
 pub use limits::policy::Policy;
 pub use limits::policy_set::PolicySet;

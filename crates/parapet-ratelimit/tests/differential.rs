@@ -28,6 +28,10 @@ enum Step {
     Reset {
         subject: u8,
     },
+    Refund {
+        cost: u32,
+        subject: u8,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -35,30 +39,29 @@ fn step() -> impl Strategy<Value = Step> {
         20 => (0u64..800_000, 0u32..4, 0u8..3).prop_map(|(wait_us, cost, subject)| Step::Check { wait_us, cost, subject }),
         1 => (0u8..3, 1u64..2_000).prop_map(|(subject, ms)| Step::Ban { subject, ms }),
         1 => (0u8..3).prop_map(|subject| Step::Reset { subject }),
+        1 => (0u32..3, 0u8..3).prop_map(|(cost, subject)| Step::Refund { cost, subject }),
     ]
 }
 
 fn policies() -> impl Strategy<Value = PolicySet> {
-    // GCRA and fixed-window policies, mixed.
-    prop::collection::vec((1u32..20, 1u64..5_000, 1u32..10, any::<bool>()), 1..4).prop_map(
-        |quotas| {
-            let named: Vec<(String, Quota)> = quotas
-                .into_iter()
-                .enumerate()
-                .map(|(i, (rate, period_ms, burst, fixed))| {
-                    let quota = Quota::new(rate, Duration::from_millis(period_ms));
-                    let quota = if fixed {
-                        quota.fixed_window()
-                    } else {
-                        quota.burst(burst)
-                    };
-                    (format!("p{i}"), quota)
-                })
-                .collect();
-            let refs: Vec<(&str, Quota)> = named.iter().map(|(n, q)| (n.as_str(), *q)).collect();
-            set(&refs)
-        },
-    )
+    // GCRA, fixed-window and sliding-window policies, mixed.
+    prop::collection::vec((1u32..20, 1u64..5_000, 1u32..10, 0u8..3), 1..4).prop_map(|quotas| {
+        let named: Vec<(String, Quota)> = quotas
+            .into_iter()
+            .enumerate()
+            .map(|(i, (rate, period_ms, burst, algorithm))| {
+                let quota = Quota::new(rate, Duration::from_millis(period_ms));
+                let quota = match algorithm {
+                    0 => quota.burst(burst),
+                    1 => quota.fixed_window(),
+                    _ => quota.sliding_window(),
+                };
+                (format!("p{i}"), quota)
+            })
+            .collect();
+        let refs: Vec<(&str, Quota)> = named.iter().map(|(n, q)| (n.as_str(), *q)).collect();
+        set(&refs)
+    })
 }
 
 static CASE: AtomicU64 = AtomicU64::new(0);
@@ -109,6 +112,11 @@ fn memory_and_redis_agree_on_random_traces() {
                     Step::Reset { subject: s } => {
                         memory.reset(&subject(s), &set).await.unwrap();
                         redis.reset(&subject(s), &set).await.unwrap();
+                    }
+                    Step::Refund { cost, subject: s } => {
+                        let m = memory.refund(&subject(s), &set, cost).await.map_err(|e| e.kind());
+                        let r = redis.refund(&subject(s), &set, cost).await.map_err(|e| e.kind());
+                        prop_assert_eq!(m, r, "step {}", i);
                     }
                 }
             }

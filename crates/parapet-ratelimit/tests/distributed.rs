@@ -1,6 +1,7 @@
 //! Several limiter instances — separate layers, separate connections — on one Redis, 64
 //! concurrent tasks on one key: the GCRA bound holds exactly, on standalone Redis and on a
-//! 3-master cluster, and the limiter does not refuse what it should admit.
+//! 3-master cluster, and the limiter does not refuse what it should admit; sliding and
+//! fixed windows admit exactly their count.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod common;
@@ -32,22 +33,7 @@ async fn redis_micros(handle: &RedisHandle) -> i64 {
 }
 
 async fn hammer(handles: Vec<RedisHandle>, clock: RedisHandle) {
-    let layers: Vec<RateLimitLayer> = handles
-        .into_iter()
-        .map(|h| {
-            RateLimitLayer::builder()
-                .policy("second", Quota::per_second(RATE).burst(BURST))
-                .key(Global)
-                .store(
-                    RedisStore::new(h)
-                        .unwrap()
-                        .timeout(Duration::from_secs(2))
-                        .unwrap(),
-                )
-                .build()
-                .unwrap()
-        })
-        .collect();
+    let layers = layers(handles, Quota::per_second(RATE).burst(BURST));
     let admitted = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
     let start = redis_micros(&clock).await;
@@ -108,6 +94,99 @@ async fn hammer(handles: Vec<RedisHandle>, clock: RedisHandle) {
         "admitted {admitted} < {floor} over {elapsed} us (starved {starved:?}, slowest {slowest:?})"
     );
     assert!(refused.load(Ordering::Relaxed) > 0, "the key was hammered");
+}
+
+fn layers(handles: Vec<RedisHandle>, quota: Quota) -> Vec<RateLimitLayer> {
+    handles
+        .into_iter()
+        .map(|h| {
+            RateLimitLayer::builder()
+                .policy("window", quota)
+                .key(Global)
+                .store(
+                    RedisStore::new(h)
+                        .unwrap()
+                        .timeout(Duration::from_secs(2))
+                        .unwrap(),
+                )
+                .build()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// 64 tasks over the instances hammer one key of a window far longer than the run: exactly
+/// `WINDOW_COUNT` are admitted (never more: strict; never fewer: no false refusals).
+async fn exactly_the_count(handles: Vec<RedisHandle>) {
+    const WINDOW_COUNT: u32 = 37;
+    for quota in [
+        Quota::per_hour(WINDOW_COUNT).sliding_window(),
+        // A day's window: the run crosses its edge with odds of 1 in 100,000.
+        Quota::per_day(WINDOW_COUNT).fixed_window(),
+    ] {
+        let layers = layers(handles.clone(), quota);
+        let admitted = Arc::new(AtomicU64::new(0));
+        let deadline = Instant::now() + Duration::from_millis(600);
+        let mut tasks = Vec::new();
+        for i in 0..TASKS {
+            let mut svc = service(&layers[i % INSTANCES]);
+            let admitted = admitted.clone();
+            tasks.push(tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let response = send(&mut svc, request_from("192.0.2.1")).await;
+                    match response.status() {
+                        StatusCode::OK => {
+                            admitted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        StatusCode::TOO_MANY_REQUESTS => {}
+                        other => panic!("unexpected status {other}"),
+                    }
+                    tokio::task::yield_now().await;
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(
+            admitted.load(Ordering::Relaxed),
+            u64::from(WINDOW_COUNT),
+            "{:?}",
+            quota.algorithm()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_are_exact_across_instances_on_standalone_redis() {
+    let server = RedisServer::start();
+    let mut handles = Vec::new();
+    for _ in 0..INSTANCES {
+        handles.push(
+            RedisHandle::builder(server.url())
+                .timeout(Duration::from_secs(2))
+                .build()
+                .await
+                .unwrap(),
+        );
+    }
+    exactly_the_count(handles).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_are_exact_across_instances_on_a_cluster() {
+    let cluster = RedisCluster::start();
+    let mut handles = Vec::new();
+    for _ in 0..INSTANCES {
+        handles.push(
+            RedisHandle::cluster(cluster.urls())
+                .timeout(Duration::from_secs(2))
+                .build()
+                .await
+                .unwrap(),
+        );
+    }
+    exactly_the_count(handles).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -104,3 +104,150 @@ fn a_fixed_window_takes_no_burst() {
             .is_err()
     );
 }
+
+/// Three per minute in a sliding window: the fourth waits for the oldest to leave, and a
+/// minute never holds more than three, across the window's edge too.
+async fn sliding_suite<S: RateLimitStore>(store: S, clock: &ManualClock, what: &str) {
+    let layer = RateLimitLayer::builder()
+        .policy("minute", Quota::per_minute(3).sliding_window())
+        .headers(HeaderStyle::Ietf)
+        .clock(clock.clone())
+        .store(store)
+        .build()
+        .unwrap();
+    let mut svc = service(&layer);
+    // At 0 s, 20 s and 40 s.
+    for i in 0..3 {
+        let response = send(&mut svc, request_from("192.0.2.21")).await;
+        assert_eq!(response.status(), 200, "{what}: {i}");
+        assert_eq!(
+            response.headers()["ratelimit"],
+            format!("\"minute\";r={};t=60", 2 - i),
+            "{what}: full again a minute after the newest"
+        );
+        clock.advance(Duration::from_secs(20));
+    }
+    // At 60 s the first has just left: one fits, the next waits for the one of 20 s.
+    assert_eq!(
+        send(&mut svc, request_from("192.0.2.21")).await.status(),
+        200,
+        "{what}"
+    );
+    clock.advance(Duration::from_secs(5));
+    let refused = send(&mut svc, request_from("192.0.2.21")).await;
+    assert_eq!(refused.status(), 429, "{what}");
+    assert_eq!(
+        refused.headers()["retry-after"],
+        "15",
+        "{what}: the 20 s one leaves at 80 s"
+    );
+    assert_eq!(
+        refused.headers()["ratelimit"],
+        "\"minute\";r=0;t=55",
+        "{what}: the newest (60 s) leaves at 120 s"
+    );
+    clock.advance(Duration::from_secs(15) - Duration::from_micros(1));
+    assert_eq!(
+        send(&mut svc, request_from("192.0.2.21")).await.status(),
+        429,
+        "{what}: a microsecond early"
+    );
+    clock.advance(Duration::from_micros(1));
+    assert_eq!(
+        send(&mut svc, request_from("192.0.2.21")).await.status(),
+        200,
+        "{what}: on time"
+    );
+}
+
+#[tokio::test]
+async fn sliding_windows_in_memory() {
+    let clock = clock();
+    sliding_suite(
+        MemoryStore::with_clock(1000, clock.clone()),
+        &clock,
+        "memory",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sliding_windows_on_redis() {
+    let clock = clock();
+    let store = RedisStore::new(redis(RedisServer::shared().url()).await)
+        .unwrap()
+        .with_test_clock(clock.clone());
+    sliding_suite(store, &clock, "redis").await;
+}
+
+#[test]
+fn a_sliding_window_takes_no_burst_and_at_most_ten_thousand() {
+    for quota in [
+        Quota::per_minute(10).burst(20).sliding_window(),
+        Quota::per_hour(10_001).sliding_window(),
+    ] {
+        assert!(
+            RateLimitLayer::builder()
+                .policy("m", quota)
+                .build()
+                .is_err(),
+            "{quota:?}"
+        );
+    }
+    assert!(
+        RateLimitLayer::builder()
+            .policy("m", Quota::per_hour(10_000).sliding_window())
+            .build()
+            .is_ok()
+    );
+}
+
+/// A client hammering a full sliding window of 100 on Redis: the key never holds more than
+/// 100 cells, its memory stays under 100 bytes a cell, and it carries a TTL.
+#[tokio::test]
+async fn a_sliding_window_key_is_bounded_on_redis() {
+    let handle = redis(RedisServer::shared().url()).await;
+    let store = RedisStore::new(handle.clone()).unwrap();
+    let set = parapet_ratelimit::PolicySet::new([parapet_ratelimit::Policy::new(
+        "minute",
+        Quota::per_minute(100).sliding_window(),
+    )
+    .unwrap()])
+    .unwrap();
+    let subject = parapet_ratelimit::Subject::new("ip", "192.0.2.22");
+    let mut admitted = 0;
+    for _ in 0..300 {
+        if store
+            .check(&subject, &set, 1)
+            .await
+            .unwrap()
+            .outcome
+            .is_admitted()
+        {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 100);
+    let keys: Vec<String> = handle
+        .query(parapet_core::Command::new("KEYS").arg("*minute.600000x100.sw"))
+        .await
+        .unwrap();
+    let [key] = &keys[..] else {
+        panic!("one log key: {keys:?}")
+    };
+    let cells: i64 = handle
+        .query(parapet_core::Command::new("ZCARD").arg(key))
+        .await
+        .unwrap();
+    assert_eq!(cells, 100);
+    let bytes: i64 = handle
+        .query(parapet_core::Command::new("MEMORY").arg("USAGE").arg(key))
+        .await
+        .unwrap();
+    assert!(bytes < 100 * 100, "{bytes} bytes for 100 cells");
+    let ttl: i64 = handle
+        .query(parapet_core::Command::new("PTTL").arg(key))
+        .await
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 60_000, "{ttl}");
+}

@@ -10,17 +10,19 @@
 
 use std::time::Duration;
 
-use crate::PolicyState;
+use crate::limits::sliding_log::SlidingLog;
+use crate::{Algorithm, PolicyState};
 
-/// A policy's parameters: emission interval `T` in µs and burst `B`; or, with `window`
-/// above zero, a fixed window of that many µs admitting `burst` cells. A shadow policy is
-/// decided and reported but never refuses (see [`evaluate`]).
+/// A policy's parameters: for GCRA the emission interval `T` in µs and burst `B`; for a
+/// fixed or sliding window, its length `window` in µs and the cells it admits (`burst`).
+/// A shadow policy is decided and reported but never refuses (see [`evaluate`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Limit {
+    pub(crate) algorithm: Algorithm,
     pub(crate) interval: i64,
     pub(crate) burst: i64,
     pub(crate) shadow: bool,
-    /// 0 for GCRA; the window's length in µs for a fixed window.
+    /// The window's length in µs (0 for GCRA).
     pub(crate) window: i64,
 }
 
@@ -30,9 +32,14 @@ impl Limit {
     }
 
     /// What one cell moves the stored number by: `T` for GCRA, 1 for a fixed window (whose
-    /// number is `window end + count`). Refunds step back by it.
+    /// number is `window end + count`); 0 for a sliding window, whose refunds drop the
+    /// newest stamps instead. Refunds step back by it.
     pub(crate) fn step(self) -> i64 {
-        if self.window > 0 { 1 } else { self.interval }
+        match self.algorithm {
+            Algorithm::Gcra => self.interval,
+            Algorithm::FixedWindow => 1,
+            Algorithm::SlidingWindow => 0,
+        }
     }
 }
 
@@ -59,8 +66,12 @@ pub(crate) struct Evaluation {
     pub(crate) retry_after: i64,
     pub(crate) states: Vec<PolicyState>,
     /// The new `tat` of each policy (the first `states.len()` entries), to be stored when
-    /// [`must_write`](Self::must_write).
+    /// [`must_write`](Self::must_write). A sliding window's log is charged instead, when
+    /// its entry of `charged` says so.
     pub(crate) new_tats: [i64; MAX_POLICIES],
+    /// Whether each policy is charged when the decision is written (a shadow policy the
+    /// request does not fit in is not).
+    pub(crate) charged: [bool; MAX_POLICIES],
 }
 
 impl Evaluation {
@@ -83,15 +94,28 @@ impl Evaluation {
 /// Most policies one evaluation handles (`PolicySet` enforces it).
 pub(crate) const MAX_POLICIES: usize = 16;
 
-/// Charges `cost` cells to every policy at `now`, given each policy's stored `tat`.
+/// [`evaluate_with`] for policies without sliding windows.
+#[cfg(test)]
+pub(crate) fn evaluate(
+    now: i64,
+    stored: &[Option<i64>],
+    limits: &[Limit],
+    cost: i64,
+) -> Evaluation {
+    evaluate_with(now, stored, &[], limits, cost)
+}
+
+/// Charges `cost` cells to every policy at `now`, given each policy's stored `tat` (GCRA,
+/// fixed window) or log (sliding window: `logs[i]`, `None` or missing for no log).
 ///
 /// Shadow policies take no part in the verdict: the request is admitted or refused by the
 /// others alone. An admitted request charges a shadow policy only if it fits in it, as if
 /// that policy were a limiter of its own, so that its state is the one it would have had
 /// enforced; its state reports `retry_after` when it would have refused.
-pub(crate) fn evaluate(
+pub(crate) fn evaluate_with(
     now: i64,
     stored: &[Option<i64>],
+    logs: &[Option<&SlidingLog>],
     limits: &[Limit],
     cost: i64,
 ) -> Evaluation {
@@ -102,7 +126,28 @@ pub(crate) fn evaluate(
     let mut overs = [0; MAX_POLICIES];
     let mut ends = [0; MAX_POLICIES];
     for (i, (stored, limit)) in stored.iter().zip(limits).enumerate() {
-        if limit.window > 0 {
+        if limit.algorithm == Algorithm::SlidingWindow {
+            let log = logs.get(i).copied().flatten();
+            let count = log.map_or(0, |log| log.count(now));
+            // Refused until enough of the oldest cells leave the window: the k-th oldest
+            // leaves at its stamp + window (at most a window away, should the clock have
+            // stepped back).
+            let over = if count + cost > limit.burst {
+                let k = count + cost - limit.burst;
+                log.and_then(|log| log.nth(now, k - 1))
+                    .map_or(limit.window, |s| {
+                        (s + limit.window - now).clamp(1, limit.window)
+                    })
+            } else {
+                0
+            };
+            if !limit.shadow {
+                retry_after = retry_after.max(over);
+            }
+            (tats[i], new_tats[i], overs[i]) = (count, count + cost, over);
+            continue;
+        }
+        if limit.algorithm == Algorithm::FixedWindow {
             let (end, count) = fixed_window(now, *stored, limit.window);
             // Refused until the window ends: the earliest instant it would pass.
             let over = if count + cost > limit.burst {
@@ -128,9 +173,11 @@ pub(crate) fn evaluate(
         (tats[i], new_tats[i], overs[i]) = (tat, new_tat, over);
     }
     let allowed = retry_after <= 0;
+    let mut charged = [false; MAX_POLICIES];
     for (i, limit) in limits.iter().enumerate() {
         // A shadow policy that would refuse keeps its state: storing `tat` (at least now,
         // at most now + B·T) is the same as storing nothing.
+        charged[i] = allowed && !(limit.shadow && overs[i] > 0);
         if limit.shadow && overs[i] > 0 {
             new_tats[i] = tats[i];
         }
@@ -141,11 +188,26 @@ pub(crate) fn evaluate(
         .map(|(i, limit)| {
             // Report the state after this request if it is admitted, before it otherwise.
             let after = if allowed { new_tats[i] } else { tats[i] };
-            let (remaining, reset_after) = if limit.window > 0 {
-                let left = limit.burst - (after - ends[i]);
-                (u64::try_from(left).unwrap_or(0), ends[i] - now)
-            } else {
-                (remaining(now, after, *limit), after - now)
+            let (remaining, reset_after) = match limit.algorithm {
+                Algorithm::FixedWindow => {
+                    let left = limit.burst - (after - ends[i]);
+                    (u64::try_from(left).unwrap_or(0), ends[i] - now)
+                }
+                Algorithm::SlidingWindow => {
+                    // Full again when the newest cell leaves: one charged now, or the log's.
+                    let newest = logs.get(i).copied().flatten().and_then(SlidingLog::newest);
+                    let newest = if charged[i] && cost > 0 {
+                        Some(newest.map_or(now, |n| n.max(now)))
+                    } else {
+                        newest.filter(|_| tats[i] > 0)
+                    };
+                    let left = limit.burst - if charged[i] { new_tats[i] } else { tats[i] };
+                    (
+                        u64::try_from(left).unwrap_or(0),
+                        newest.map_or(0, |n| n + limit.window - now),
+                    )
+                }
+                Algorithm::Gcra => (remaining(now, after, *limit), after - now),
             };
             PolicyState {
                 remaining,
@@ -159,6 +221,7 @@ pub(crate) fn evaluate(
         retry_after: retry_after.max(0),
         states,
         new_tats,
+        charged,
     }
 }
 
@@ -182,6 +245,7 @@ mod tests {
         burst: 100,
         shadow: false,
         window: 0,
+        algorithm: Algorithm::Gcra,
     };
 
     #[test]
@@ -191,6 +255,7 @@ mod tests {
             burst: 2,
             shadow: true,
             window: 0,
+            algorithm: Algorithm::Gcra,
         };
         let mut tats = [None, None];
         for i in 0..5 {
@@ -235,6 +300,7 @@ mod tests {
             burst: 1,
             shadow: false,
             window: 0,
+            algorithm: Algorithm::Gcra,
         };
         let loose = MINUTE_100;
         let first = evaluate(0, &[None, None], &[loose, strict], 1);
@@ -265,6 +331,7 @@ mod tests {
             burst,
             shadow: false,
             window: 0,
+            algorithm: Algorithm::Gcra,
         })
     }
 
@@ -275,6 +342,7 @@ mod tests {
             burst: 100,
             shadow: false,
             window: 60_000_000,
+            algorithm: Algorithm::FixedWindow,
         };
         // 10 s into a window: the 100 fit, the 101st waits the 50 s left.
         let now = 120_000_000 + 10_000_000;
@@ -324,7 +392,7 @@ mod tests {
             gaps in prop::collection::vec((0i64..2_000_000, 1i64..4), 1..300),
         ) {
             let capacity = capacity.min(window - 1);
-            let limit = Limit { interval: window / capacity, burst: capacity, shadow: false, window };
+            let limit = Limit { interval: window / capacity, burst: capacity, shadow: false, window, algorithm: Algorithm::FixedWindow };
             let mut now = 1_700_000_000_000_000;
             let mut trace = Vec::new();
             for (gap, cost) in gaps {
@@ -397,6 +465,140 @@ mod tests {
                     let earlier = evaluate(now + e.retry_after - 1, &[tat], &[limit], cost);
                     prop_assert!(!earlier.allowed, "retry_after is the earliest time");
                 }
+            }
+        }
+    }
+
+    fn sliding(window: i64, capacity: i64, shadow: bool) -> Limit {
+        Limit {
+            algorithm: Algorithm::SlidingWindow,
+            interval: (window + capacity - 1) / capacity,
+            burst: capacity,
+            shadow,
+            window,
+        }
+    }
+
+    /// Decides one request on a sliding window, charging `log` as the memory store does.
+    fn decide_sliding(
+        log: &mut Option<SlidingLog>,
+        at: i64,
+        limit: Limit,
+        cost: i64,
+    ) -> Evaluation {
+        let e = evaluate_with(at, &[None], &[log.as_ref()], &[limit], cost);
+        if e.must_write(cost) && e.charged[0] {
+            log.get_or_insert_with(|| SlidingLog::new(limit.window))
+                .charge(at, cost);
+        }
+        e
+    }
+
+    #[test]
+    fn a_sliding_window_admits_n_in_any_window_and_names_when_the_oldest_leaves() {
+        let limit = sliding(60_000_000, 3, false);
+        let mut log = None;
+        // Three at 0 s, 10 s and 20 s; the fourth at 30 s waits until the first leaves.
+        for (i, at) in [0, 10_000_000, 20_000_000].into_iter().enumerate() {
+            let e = decide_sliding(&mut log, at, limit, 1);
+            assert!(e.allowed);
+            assert_eq!(e.states[0].remaining, 2 - i as u64);
+            assert_eq!(
+                e.states[0].reset_after,
+                micros(60_000_000),
+                "the newest leaves"
+            );
+        }
+        let e = decide_sliding(&mut log, 30_000_000, limit, 1);
+        assert!(!e.allowed);
+        assert_eq!(e.retry_after, 30_000_000, "the cell of 0 s leaves at 60 s");
+        assert_eq!(e.states[0].remaining, 0);
+        assert_eq!(
+            e.states[0].reset_after,
+            micros(50_000_000),
+            "the cell of 20 s, at 80 s"
+        );
+        assert!(!decide_sliding(&mut log, 59_999_999, limit, 1).allowed);
+        // A cost of two waits for the two oldest.
+        assert_eq!(
+            evaluate_with(60_000_000, &[None], &[log.as_ref()], &[limit], 2).retry_after,
+            10_000_000
+        );
+        assert!(decide_sliding(&mut log, 60_000_000, limit, 1).allowed);
+        assert_eq!(
+            log.as_ref().map(SlidingLog::len),
+            Some(3),
+            "the stamp of 0 s went"
+        );
+        // A shadow sliding window reports but never refuses, and is charged only on a fit.
+        let shadow = sliding(60_000_000, 1, true);
+        let mut shadow_log = None;
+        assert!(decide_sliding(&mut shadow_log, 0, shadow, 1).allowed);
+        let e = decide_sliding(&mut shadow_log, 1, shadow, 1);
+        assert!(e.allowed);
+        assert_eq!(e.states[0].retry_after, Some(micros(59_999_999)));
+        assert_eq!(shadow_log.as_ref().map(SlidingLog::len), Some(1));
+    }
+
+    /// The reference: every admitted cell, and a request fits when the cells of the last
+    /// `window` (exclusive of its start) plus its cost are at most the capacity.
+    fn sliding_reference_fits(
+        admitted: &[(i64, i64)],
+        at: i64,
+        window: i64,
+        capacity: i64,
+        cost: i64,
+    ) -> bool {
+        let used: i64 = admitted
+            .iter()
+            .filter(|&&(t, _)| t > at - window && t <= at)
+            .map(|&(_, c)| c)
+            .sum();
+        used + cost <= capacity
+    }
+
+    proptest! {
+        /// A sliding window decides exactly as the brute-force log does; its Retry-After is
+        /// the earliest instant the reference would admit; and no window of its length ever
+        /// holds more than the capacity.
+        #[test]
+        fn sliding_windows_match_a_brute_force_log(
+            window in 1_000i64..10_000_000,
+            capacity in 1i64..20,
+            gaps in prop::collection::vec((0i64..2_000_000, 1i64..4), 1..300),
+        ) {
+            let capacity = capacity.min(window - 1);
+            let limit = sliding(window, capacity, false);
+            let mut now = 1_700_000_000_000_000;
+            let mut log = None;
+            let mut admitted: Vec<(i64, i64)> = Vec::new();
+            for (gap, cost) in gaps {
+                now += gap;
+                let cost = cost.min(capacity);
+                let fits = sliding_reference_fits(&admitted, now, window, capacity, cost);
+                let e = decide_sliding(&mut log, now, limit, cost);
+                prop_assert_eq!(e.allowed, fits, "at {} cost {}", now, cost);
+                if e.allowed {
+                    admitted.push((now, cost));
+                    prop_assert!(log.as_ref().is_some_and(|l| l.len() as i64 <= capacity));
+                } else {
+                    // The earliest instant is when some admitted cell leaves: t + window.
+                    let earliest = admitted
+                        .iter()
+                        .map(|&(t, _)| t + window)
+                        .filter(|&t| t > now)
+                        .filter(|&t| sliding_reference_fits(&admitted, t, window, capacity, cost))
+                        .min();
+                    prop_assert_eq!(Some(now + e.retry_after), earliest);
+                }
+            }
+            for &(start, _) in &admitted {
+                let in_window: i64 = admitted
+                    .iter()
+                    .filter(|&&(t, _)| t >= start && t < start + window)
+                    .map(|&(_, c)| c)
+                    .sum();
+                prop_assert!(in_window <= capacity, "{} in a window from {}", in_window, start);
             }
         }
     }

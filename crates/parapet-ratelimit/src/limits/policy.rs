@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::gcra::Limit;
 use crate::metrics::PolicyCounters;
-use crate::{Quota, RateLimitError};
+use crate::{Algorithm, Quota, RateLimitError};
 
 /// Ten years: the largest span a quota may cover. It keeps every microsecond value the
 /// Redis script computes below 2^53, where Lua numbers stay exact integers.
@@ -64,31 +64,43 @@ impl Policy {
         if tolerance.is_none_or(|t| t > MAX_TOLERANCE_MICROS) {
             return Err(out_of_range("burst times interval exceeds ten years"));
         }
-        let window = if quota.is_fixed_window() {
+        let algorithm = quota.algorithm();
+        let window = if algorithm == Algorithm::Gcra {
+            0
+        } else {
             let window =
                 i64::try_from(quota.period().as_micros()).map_err(|_| out_of_range("window"))?;
             if quota.burst_size() != quota.rate() {
-                return Err(out_of_range("a fixed window has no burst"));
+                return Err(out_of_range("a fixed or sliding window has no burst"));
             }
             // `count < window` keeps the stored `end + count` unambiguous (gcra.rs).
             if i64::from(quota.rate()) >= window {
                 return Err(out_of_range(
-                    "a fixed window of at least one request per microsecond",
+                    "a window of at least one request per microsecond",
+                ));
+            }
+            if algorithm == Algorithm::SlidingWindow && quota.rate() > Quota::MAX_SLIDING_RATE {
+                return Err(out_of_range(
+                    "a sliding window logs every request: at most 10,000 per window",
                 ));
             }
             window
-        } else {
-            0
         };
         let limit = Limit {
+            algorithm,
             interval: i64::try_from(interval).map_err(|_| out_of_range("interval"))?,
             burst: i64::from(quota.burst_size()),
             shadow: false,
             window,
         };
-        // A fixed window keeps another state than GCRA: another key.
-        let algorithm = if window > 0 { ".fw" } else { "" };
-        let key_suffix = format!("{name}.{interval}x{}{algorithm}", quota.burst_size());
+        // Each algorithm keeps another state: another key, so switching one policy to
+        // another algorithm starts afresh (and never reads a sorted set as a number).
+        let suffix = match algorithm {
+            Algorithm::Gcra => "",
+            Algorithm::FixedWindow => ".fw",
+            Algorithm::SlidingWindow => ".sw",
+        };
+        let key_suffix = format!("{name}.{interval}x{}{suffix}", quota.burst_size());
         let digest = Sha256::digest(key_suffix.as_bytes());
         let mut id = [0; 8];
         id.copy_from_slice(&digest[..8]);

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::Algorithm;
+
 /// A rate (`rate` requests per `period`) and a burst (how many may arrive at once).
 ///
 /// The burst defaults to the rate: `Quota::per_minute(100)` admits 100 requests at once,
@@ -24,7 +26,7 @@ pub struct Quota {
     rate: u32,
     period: Duration,
     burst: Option<u32>,
-    fixed_window: bool,
+    algorithm: Algorithm,
 }
 
 impl Quota {
@@ -34,7 +36,7 @@ impl Quota {
             rate,
             period,
             burst: None,
-            fixed_window: false,
+            algorithm: Algorithm::Gcra,
         }
     }
 
@@ -78,14 +80,54 @@ impl Quota {
     /// assert!(per_hour.is_fixed_window());
     /// ```
     #[must_use]
-    pub const fn fixed_window(mut self) -> Self {
-        self.fixed_window = true;
+    pub const fn fixed_window(self) -> Self {
+        self.with_algorithm(Algorithm::FixedWindow)
+    }
+
+    /// Counts in a strict sliding window instead of GCRA: never more than `rate` requests
+    /// in *any* interval of length `period` — the contract "1,000 calls per hour" states.
+    /// A refused request may retry when the oldest request still in the window leaves it
+    /// (exact, to the microsecond); `t` in the `RateLimit` field is when the newest leaves.
+    ///
+    /// The state is a log of the admitted requests' times, at most `rate` of them per key
+    /// (8 bytes each in memory; one sorted-set entry each in Redis), so `rate` is capped at
+    /// [`MAX_SLIDING_RATE`](Self::MAX_SLIDING_RATE); for larger rates use GCRA or a fixed
+    /// window. A sliding window has no separate burst ([`burst`](Self::burst) is refused).
+    ///
+    /// ```
+    /// use parapet_ratelimit::Quota;
+    /// let contract = Quota::per_hour(1000).sliding_window();
+    /// assert!(contract.is_sliding_window());
+    /// ```
+    #[must_use]
+    pub const fn sliding_window(self) -> Self {
+        self.with_algorithm(Algorithm::SlidingWindow)
+    }
+
+    /// The largest rate of a [sliding window](Self::sliding_window): it bounds the log
+    /// each key keeps.
+    pub const MAX_SLIDING_RATE: u32 = 10_000;
+
+    /// Counts with `algorithm` (see [`Algorithm`] for what each means to a client).
+    #[must_use]
+    pub const fn with_algorithm(mut self, algorithm: Algorithm) -> Self {
+        self.algorithm = algorithm;
         self
+    }
+
+    /// The algorithm this quota counts with.
+    pub const fn algorithm(&self) -> Algorithm {
+        self.algorithm
     }
 
     /// True for a [`fixed_window`](Self::fixed_window) quota.
     pub const fn is_fixed_window(&self) -> bool {
-        self.fixed_window
+        matches!(self.algorithm, Algorithm::FixedWindow)
+    }
+
+    /// True for a [`sliding_window`](Self::sliding_window) quota.
+    pub const fn is_sliding_window(&self) -> bool {
+        matches!(self.algorithm, Algorithm::SlidingWindow)
     }
 
     /// The rate: requests per [`period`](Self::period).

@@ -10,7 +10,8 @@ use parapet_core::{Clock, FailureLog, StoreCall, StoreError, SystemClock};
 
 use super::{RateLimitStore, check_cost, check_duration};
 use crate::gcra::{self, Limit};
-use crate::{Decision, Outcome, PolicySet, Subject, metrics};
+use crate::limits::sliding_log::SlidingLog;
+use crate::{Algorithm, Decision, Outcome, PolicySet, Subject, metrics};
 
 /// Entry ids of a subject's ban and allow entries in the marks table.
 const BAN: u64 = 0x6261_6e00_0000_0001;
@@ -27,6 +28,11 @@ const DEFAULT_MARK_CAPACITY: usize = 10_000;
 /// - **Counters**: at most `capacity` entries (one per subject and policy), each about
 ///   20–40 bytes: 100,000 keys take 2–4 MiB. Idle entries are swept by the store's own
 ///   operations, so there is no task to spawn. Subjects are kept as 64-bit keyed hashes.
+/// - **Sliding-window logs** ([`Quota::sliding_window`](crate::Quota::sliding_window)) live
+///   in a table of their own, of the same capacity and [`WhenFull`] policy: one log per
+///   subject and policy, holding at most the policy's rate `N` time stamps (8 bytes each),
+///   so at most `capacity × 8·N` bytes, and never more than 8 bytes per request admitted in
+///   the last window. An evicted log forgets at most `N` requests.
 /// - **Bans and allow entries** live in a table of their own (default 10,000 entries) that
 ///   traffic never evicts: a flood of new clients cannot lift a ban. Adding one past its
 ///   capacity is an error ([`StoreError::CapacityExceeded`]) returned to the caller.
@@ -54,6 +60,7 @@ const DEFAULT_MARK_CAPACITY: usize = 10_000;
 #[derive(Clone)]
 pub struct MemoryStore {
     counters: Arc<Table>,
+    logs: Arc<Table<SlidingLog>>,
     marks: Arc<Table>,
     clock: Arc<dyn Clock>,
     /// Set once any ban or allow entry was written: until then decisions skip looking.
@@ -71,6 +78,7 @@ impl MemoryStore {
     pub fn with_clock(capacity: usize, clock: impl Clock) -> Self {
         Self {
             counters: Arc::new(Table::new(capacity, WhenFull::default())),
+            logs: Arc::new(Table::new(capacity, WhenFull::default())),
             marks: Arc::new(Table::new(DEFAULT_MARK_CAPACITY, WhenFull::Refuse)),
             clock: Arc::new(clock),
             marked: Arc::new(AtomicBool::new(false)),
@@ -86,6 +94,7 @@ impl MemoryStore {
     #[must_use]
     pub fn when_full(mut self, when_full: WhenFull) -> Self {
         self.counters = Arc::new(Table::new(self.counters.capacity(), when_full));
+        self.logs = Arc::new(Table::new(self.logs.capacity(), when_full));
         self
     }
 
@@ -96,9 +105,9 @@ impl MemoryStore {
         self
     }
 
-    /// Counters held now, idle ones included until swept.
+    /// Counters and sliding-window logs held now, idle ones included until swept.
     pub fn len(&self) -> usize {
-        self.counters.len()
+        self.counters.len() + self.logs.len()
     }
 
     /// True when no counter is held.
@@ -111,24 +120,26 @@ impl MemoryStore {
         self.counters.capacity()
     }
 
-    /// Live counters evicted to make room since the store was made.
+    /// Live counters and logs evicted to make room since the store was made.
     pub fn evicted(&self) -> u64 {
-        self.counters.evicted()
+        self.counters.evicted() + self.logs.evicted()
     }
 
     /// Decisions refused for want of room ([`WhenFull::Refuse`]) since the store was made.
     pub fn refused(&self) -> u64 {
-        self.counters.refused()
+        self.counters.refused() + self.logs.refused()
     }
 
-    /// Bytes held by the entry tables.
+    /// Bytes held by the entry tables (a sliding-window log's stamps are counted by
+    /// [`len`](Self::len) times at most `8·N`, see the type's docs, not here).
     pub fn allocated_bytes(&self) -> usize {
-        self.counters.allocated_bytes() + self.marks.allocated_bytes()
+        self.counters.allocated_bytes() + self.logs.allocated_bytes() + self.marks.allocated_bytes()
     }
 
     /// Forgets everything, bans and allow entries included.
     pub fn clear(&self) {
         self.counters.clear();
+        self.logs.clear();
         self.marks.clear();
     }
 
@@ -155,41 +166,97 @@ impl MemoryStore {
                 return Ok(Decision::banned(micros(until - now)));
             }
         }
+        let set = policies.policies();
+        let n = set.len();
         let h = self.counters.hash(subject.as_bytes());
         let mut shard = self.counters.shard(h);
-        let set = policies.policies();
+        // Sliding windows keep logs in a table of their own, locked after the counters'.
+        let sliding = set
+            .iter()
+            .any(|p| p.limit().algorithm == Algorithm::SlidingWindow);
+        let hl = if sliding {
+            self.logs.hash(subject.as_bytes())
+        } else {
+            0
+        };
+        let mut log_shard = sliding.then(|| self.logs.shard(hl));
         let mut stored = [None; gcra::MAX_POLICIES];
         let mut limits = [Limit {
+            algorithm: Algorithm::Gcra,
             interval: 1,
             burst: 1,
             shadow: false,
             window: 0,
         }; gcra::MAX_POLICIES];
         let mut keys = [0; gcra::MAX_POLICIES];
+        let mut logs: [Option<&SlidingLog>; gcra::MAX_POLICIES] = [None; gcra::MAX_POLICIES];
         for (i, policy) in set.iter().enumerate() {
-            keys[i] = entry_key(h, policy.id());
-            stored[i] = shard.get(keys[i], now).copied();
             limits[i] = policy.limit();
+            if let (Algorithm::SlidingWindow, Some(log_shard)) =
+                (limits[i].algorithm, log_shard.as_deref())
+            {
+                keys[i] = entry_key(hl, policy.id());
+                logs[i] = log_shard.get(keys[i], now);
+            } else {
+                keys[i] = entry_key(h, policy.id());
+                stored[i] = shard.get(keys[i], now).copied();
+            }
         }
-        let n = set.len();
-        let evaluation = gcra::evaluate(now, &stored[..n], &limits[..n], i64::from(cost));
+        let evaluation =
+            gcra::evaluate_with(now, &stored[..n], &logs[..n], &limits[..n], i64::from(cost));
         if evaluation.must_write(i64::from(cost)) {
-            let Ok(evicted) = shard.reserve(&keys[..n], now) else {
+            let is_log = |i: &usize| limits[*i].algorithm == Algorithm::SlidingWindow;
+            let mut counter_keys = [0; gcra::MAX_POLICIES];
+            let mut log_keys = [0; gcra::MAX_POLICIES];
+            let (mut nc, mut nl) = (0, 0);
+            for (i, &key) in keys[..n].iter().enumerate() {
+                if is_log(&i) {
+                    (log_keys[nl], nl) = (key, nl + 1);
+                } else {
+                    (counter_keys[nc], nc) = (key, nc + 1);
+                }
+            }
+            // Room for every write of the decision first, in both tables: all or nothing.
+            let room = shard
+                .reserve(&counter_keys[..nc], now)
+                .and_then(|evicted| match log_shard.as_deref_mut() {
+                    Some(log_shard) => Ok(evicted + log_shard.reserve(&log_keys[..nl], now)?),
+                    None => Ok(evicted),
+                });
+            let Ok(evicted) = room else {
+                drop(log_shard);
                 drop(shard);
                 self.full(now, 1, "refuse");
                 return Err(StoreError::CapacityExceeded(
                     "no room for a new subject's counters (WhenFull::Refuse)",
                 ));
             };
-            for (key, tat) in keys[..n].iter().zip(evaluation.new_tats) {
-                shard.put(*key, tat);
+            for i in 0..n {
+                match log_shard.as_deref_mut() {
+                    Some(log_shard) if is_log(&i) => {
+                        if !evaluation.charged[i] {
+                            continue;
+                        }
+                        match log_shard.get_mut(keys[i], now) {
+                            Some(log) => log.charge(now, i64::from(cost)),
+                            None => {
+                                let mut log = SlidingLog::new(limits[i].window);
+                                log.charge(now, i64::from(cost));
+                                log_shard.put(keys[i], log);
+                            }
+                        }
+                    }
+                    _ => shard.put(keys[i], evaluation.new_tats[i]),
+                }
             }
-            // Reported once the decision is written, outside the lock.
+            // Reported once the decision is written, outside the locks.
+            drop(log_shard);
             drop(shard);
             if evicted > 0 {
                 self.full(now, evicted, "evict");
             }
         } else {
+            drop(log_shard);
             drop(shard);
         }
         Ok(Decision {
@@ -275,6 +342,13 @@ impl RateLimitStore for MemoryStore {
         let h = self.counters.hash(subject.as_bytes());
         let mut shard = self.counters.shard(h);
         for policy in policies.policies() {
+            if policy.limit().algorithm == Algorithm::SlidingWindow {
+                let hl = self.logs.hash(subject.as_bytes());
+                if let Some(log) = self.logs.shard(hl).get_mut(entry_key(hl, policy.id()), now) {
+                    log.refund(i64::from(cost));
+                }
+                continue;
+            }
             let key = entry_key(h, policy.id());
             let Some(&tat) = shard.get(key, now) else {
                 continue;
@@ -293,8 +367,11 @@ impl RateLimitStore for MemoryStore {
     fn reset(&self, subject: &Subject, policies: &PolicySet) -> StoreCall<()> {
         let h = self.counters.hash(subject.as_bytes());
         let mut shard = self.counters.shard(h);
+        let hl = self.logs.hash(subject.as_bytes());
+        let mut logs = self.logs.shard(hl);
         for policy in policies.policies() {
             shard.remove(entry_key(h, policy.id()));
+            logs.remove(entry_key(hl, policy.id()));
         }
         StoreCall::ready(Ok(()))
     }

@@ -11,7 +11,7 @@ use parapet_core::{
 };
 
 use super::{RateLimitStore, check_cost, check_duration};
-use crate::{Decision, Outcome, PolicySet, PolicyState, Subject};
+use crate::{Algorithm, Decision, Outcome, PolicySet, PolicyState, Subject};
 
 static GCRA: LazyLock<Script> =
     LazyLock::new(|| Script::new(concat!(include_str!("now.lua"), include_str!("gcra.lua"))));
@@ -33,9 +33,10 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 ///   all are read and written by one Lua script (sent again with `EVAL` on the same node after
 ///   `NOSCRIPT`, so a restart or `SCRIPT FLUSH` never reaches a client).
 /// - Time comes from `redis.call('TIME')`, so instances with skewed clocks agree.
-/// - Keys: `{prefix}:rl:{sha256(subject)}:{policy}.{interval}x{burst}`, plus `…:ban` and
-///   `…:allow`. The hash tag puts every key of a subject in one Cluster slot; every key has
-///   a TTL (`PX`) equal to the time its state matters.
+/// - Keys: `{prefix}:rl:{sha256(subject)}:{policy}.{interval}x{burst}` (with `.fw` for a
+///   fixed window, `.sw` for a sliding window's sorted set of at most `burst` cells), plus
+///   `…:ban` and `…:allow`. The hash tag puts every key of a subject in one Cluster slot;
+///   every key has a TTL (`PX`) equal to the time its state matters.
 /// - Keys hold a SHA-256 of the subject, or an HMAC-SHA-256 with
 ///   [`key_secret`](Self::key_secret): without a secret, a Redis dump of IP-keyed limits can
 ///   be turned back into client addresses by hashing every IPv4 address.
@@ -176,19 +177,19 @@ impl RateLimitStore for RedisStore {
         self.push_now(&mut call);
         for policy in policies.policies() {
             let limit = policy.limit();
-            // A negative burst marks a shadow policy, a negative interval a fixed window of
-            // that length (gcra.lua).
+            // The algorithm, the span (interval or window), the burst: negative for a
+            // shadow policy (gcra.lua).
+            let (algorithm, span) = match limit.algorithm {
+                Algorithm::Gcra => (0, limit.interval),
+                Algorithm::FixedWindow => (1, limit.window),
+                Algorithm::SlidingWindow => (2, limit.window),
+            };
             let burst = if limit.shadow {
                 -limit.burst
             } else {
                 limit.burst
             };
-            let interval = if limit.window > 0 {
-                -limit.window
-            } else {
-                limit.interval
-            };
-            call.arg(interval).arg(burst);
+            call.arg(algorithm).arg(span).arg(burst);
         }
         let redis = self.redis.clone();
         let expected = policies.policies().len();
