@@ -23,7 +23,9 @@ use parapet_testkit::RedisServer;
 use tower_governor::GovernorLayer;
 use tower_governor::governor::GovernorConfigBuilder;
 use tower_parapet::core::RedisHandle;
-use tower_parapet::ratelimit::{HeaderStyle, Quota, RateLimitLayer, RedisStore};
+use tower_parapet::ratelimit::{
+    HeaderStyle, HotKeyStore, Quota, RateLimitLayer, RateLimitStore, RedisStore,
+};
 
 use harness::{Paired, Settings, load, median, only, publish, runtime, serve};
 
@@ -93,6 +95,12 @@ fn fixed_window() -> Quota {
     Quota::per_hour(3_000_000_000).fixed_window()
 }
 
+/// A sliding window that never limits here: 10,000 per 100 ms, so the one key (every
+/// connection comes from 127.0.0.1) keeps a log of about a tenth of a second's requests.
+fn sliding_window() -> Quota {
+    Quota::new(10_000, Duration::from_millis(100)).sliding_window()
+}
+
 /// The floor of a Redis-backed limiter: a handler that makes one plain `GET` round trip on
 /// the same kind of connection (parapet's handle: one redis-rs multiplexed connection).
 fn floor(redis: RedisHandle) -> Router {
@@ -122,18 +130,24 @@ fn parapet_memory(quota: Quota, style: HeaderStyle) -> Router {
     hello().layer(layer)
 }
 
+fn redis_store(redis: RedisHandle) -> RedisStore {
+    RedisStore::new(redis)
+        .unwrap()
+        .timeout(Duration::from_secs(1))
+        .unwrap()
+}
+
 fn parapet_redis(quota: Quota, redis: RedisHandle, deny_cache: bool) -> Router {
+    parapet_on(quota, redis_store(redis), deny_cache)
+}
+
+fn parapet_on(quota: Quota, store: impl RateLimitStore, deny_cache: bool) -> Router {
     let layer = RateLimitLayer::builder()
         .policy("bench", quota)
         .key(tower_parapet::ratelimit::key::PeerIp::from_extension::<
             axum::extract::ConnectInfo<SocketAddr>,
         >())
-        .store(
-            RedisStore::new(redis)
-                .unwrap()
-                .timeout(Duration::from_secs(1))
-                .unwrap(),
-        )
+        .store(store)
         .deny_cache(if deny_cache { 10_000 } else { 0 })
         .build()
         .unwrap();
@@ -217,6 +231,29 @@ fn main() {
                 "parapet redis fixed window, allowed",
                 Path::Allowed,
                 parapet_redis(fixed_window(), multiplexed.clone(), true),
+                true,
+            ),
+            (
+                "parapet memory sliding window, allowed",
+                Path::Allowed,
+                parapet_memory(sliding_window(), HeaderStyle::None),
+                false,
+            ),
+            (
+                "parapet redis sliding window, allowed",
+                Path::Allowed,
+                parapet_redis(sliding_window(), multiplexed.clone(), true),
+                true,
+            ),
+            (
+                "parapet redis hot-key leases (HotKeyStore, 50 ms), allowed",
+                Path::Allowed,
+                parapet_on(
+                    quota(Path::Allowed),
+                    HotKeyStore::new(redis_store(multiplexed.clone()), Duration::from_millis(50))
+                        .unwrap(),
+                    true,
+                ),
                 true,
             ),
             (

@@ -137,7 +137,7 @@ pub use request::missing_key::MissingKey;
 pub use request::service::RateLimit;
 pub use response::header_style::HeaderStyle;
 pub use response::rejection::{Rejection, RejectionKind};
-pub use store::{MemoryStore, RateLimitStore, RedisStore, WhenFull};
+pub use store::{HotKeyStore, MemoryStore, RateLimitStore, RedisStore, WhenFull};
 
 // Crate-internal paths.
 use limits::gcra;

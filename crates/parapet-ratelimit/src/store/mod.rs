@@ -2,6 +2,7 @@
 //! ([`RedisStore`]). Both implement [`RateLimitStore`] with the same GCRA decision, and one
 //! conformance suite (`tests/conformance.rs`) runs against both.
 
+mod hot_keys;
 mod memory;
 mod redis;
 
@@ -9,6 +10,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use hot_keys::HotKeyStore;
 pub use memory::MemoryStore;
 pub use parapet_core::table::WhenFull;
 use parapet_core::{FanOut, StoreCall, StoreError};
