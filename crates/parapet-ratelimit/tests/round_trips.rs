@@ -156,3 +156,54 @@ async fn refunds_cost_one_call_only_when_they_apply() {
         "no refund call for the responses it does not apply to"
     );
 }
+
+/// `failed_calls` of `EVALSHA` on one node, from `INFO commandstats`.
+fn failed_evalsha(info: &str) -> u64 {
+    info.lines()
+        .find_map(|line| line.strip_prefix("cmdstat_evalsha:"))
+        .and_then(|stats| {
+            stats
+                .split(',')
+                .find_map(|field| field.strip_prefix("failed_calls="))
+        })
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// A first burst of 32 concurrent decisions on a fresh server finds the scripts loaded:
+/// no `NOSCRIPT` failure and no `EVAL`, on standalone Redis and on every Cluster node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_are_loaded_before_the_first_burst() {
+    let server = RedisServer::start();
+    let cluster = parapet_testkit::RedisCluster::start();
+    let handles = [
+        RedisHandle::builder(server.url()).build().await.unwrap(),
+        RedisHandle::cluster(cluster.urls()).build().await.unwrap(),
+    ];
+    for handle in handles {
+        let layer = RateLimitLayer::builder()
+            .policy("second", Quota::per_second(5))
+            .store(RedisStore::new(handle).unwrap())
+            .build()
+            .unwrap();
+        // The background load is one round trip per script.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let burst: Vec<_> = (0..32)
+            .map(|i| {
+                let mut svc = service(&layer);
+                tokio::spawn(async move {
+                    send(&mut svc, request_from(&format!("192.0.2.{i}")))
+                        .await
+                        .status()
+                })
+            })
+            .collect();
+        for task in burst {
+            assert_eq!(task.await.unwrap(), StatusCode::OK);
+        }
+    }
+    assert_eq!(server.command_calls("evalsha"), 32);
+    assert_eq!(server.command_calls("eval"), 0);
+    assert_eq!(failed_evalsha(&server.command(&["INFO", "commandstats"])), 0);
+    assert_eq!(cluster.command_calls("evalsha"), 32);
+    assert_eq!(cluster.command_calls("eval"), 0);
+}

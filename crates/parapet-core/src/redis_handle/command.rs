@@ -113,6 +113,11 @@ impl Script {
         &self.hash
     }
 
+    /// The source.
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+
     /// Starts a call with `keys` keys: add exactly that many with [`ScriptCall::key`] first,
     /// then the arguments.
     pub fn call(&self, keys: usize) -> ScriptCall {

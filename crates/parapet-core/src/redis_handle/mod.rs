@@ -183,6 +183,16 @@ impl RedisHandle {
         .await
     }
 
+    /// Loads `script` into the server's script cache (`SCRIPT LOAD`; on Cluster, on every
+    /// primary), so the first calls after a start find it: without it, a first burst of
+    /// `EVALSHA` calls fails with `NOSCRIPT` and each is sent again as `EVAL`.
+    pub async fn load_script(&self, script: &Script) -> Result<(), StoreError> {
+        let mut cmd = Command::new("SCRIPT");
+        cmd.arg("LOAD").arg(script.code());
+        let _: String = self.query(&cmd).await?;
+        Ok(())
+    }
+
     /// Runs one command within the deadline.
     pub async fn query<T: FromReply>(&self, cmd: &Command) -> Result<T, StoreError> {
         self.deadline(async move {

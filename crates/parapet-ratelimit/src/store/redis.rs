@@ -65,8 +65,22 @@ pub struct RedisStore {
 impl RedisStore {
     /// A store on `redis`, with key prefix `parapet` and a deadline per call of 50 ms (or
     /// the handle's own, if shorter).
+    ///
+    /// Within a Tokio runtime, the store's scripts are loaded into the server's script
+    /// cache in the background (`SCRIPT LOAD`), so the first burst of decisions does not
+    /// meet `NOSCRIPT`; should that fail, calls load them themselves (`EVAL`).
     pub fn new(redis: RedisHandle) -> Result<Self, StoreError> {
         let timeout = DEFAULT_TIMEOUT.min(redis.timeout());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let redis = redis.clone();
+            runtime.spawn(async move {
+                for script in [&*GCRA, &*MARK, &*FORGET, &*REFUND] {
+                    if redis.load_script(script).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
         Ok(Self {
             redis: redis.with_timeout(timeout)?,
             keyspace: Keyspace::default(),
