@@ -203,7 +203,10 @@ async fn scripts_are_loaded_before_the_first_burst() {
     }
     assert_eq!(server.command_calls("evalsha"), 32);
     assert_eq!(server.command_calls("eval"), 0);
-    assert_eq!(failed_evalsha(&server.command(&["INFO", "commandstats"])), 0);
+    assert_eq!(
+        failed_evalsha(&server.command(&["INFO", "commandstats"])),
+        0
+    );
     assert_eq!(cluster.command_calls("evalsha"), 32);
     assert_eq!(cluster.command_calls("eval"), 0);
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use parapet_core::{FanOut, StoreCall, StoreError};
 
 use super::RateLimitStore;
-use crate::{Decision, Outcome, PolicySet, Subject};
+use crate::{Algorithm, Decision, Outcome, PolicySet, Subject};
 
 /// Default number of keys leased at once.
 const DEFAULT_MAX_KEYS: usize = 1024;
@@ -25,20 +25,22 @@ const IDLE_SETTLEMENTS: u32 = 10;
 ///
 /// How it works, per (subject, policy set):
 ///
-/// - At each settlement the instance gives back the cells it leased and did not use, then
-///   leases twice as many as it was asked for in the last interval (at least one, at most
-///   the smallest burst; what is not used goes back at the next settlement), through the inner store's ordinary `check`: a lease is
-///   charged to every policy all or nothing, exactly as that many requests would be. When
-///   fewer are free, it leases what is free.
-/// - Requests spend the lease. When it is spent and the store had leased all that was
-///   asked, demand outgrew the lease: further requests are decided by the inner store (a
-///   round trip each) until the next settlement, so a spike never causes a false refusal.
-///   When the store had leased less (the quota is nearly spent), they are refused until
-///   the next settlement (`Retry-After`: that settlement, or the store's own answer if it
-///   refused the lease). A lease lapses `settle_every` after it was asked for, even if the
-///   task is late.
-/// - The first requests for a key, and any after a lease lapsed, are decided by the inner
-///   store directly (one round trip) until the next settlement leases cells.
+/// - Twice per `settle_every` (Δ), the instance leases twice as many cells as it was asked
+///   for in the last half-interval (at least one, at most the smallest burst) through the
+///   inner store's ordinary `check`: a lease is charged to every policy all or nothing,
+///   exactly as that many requests would be. When fewer are free, it leases what is free.
+/// - Requests spend the current lease until the next one arrives; a lease lapses Δ after
+///   it was asked for, even if the task is late. What a replaced lease did not spend is
+///   given back at the next renewal when every policy of the set is GCRA (a window's
+///   refund would return cells of another instant or window, so window policies keep
+///   them: fewer admissions, never more).
+/// - When a lease is spent and the store had leased all that was asked, demand outgrew
+///   it: further requests are decided by the inner store (a round trip each) until the
+///   next lease, so a spike never causes a false refusal. When the store had leased less
+///   (the quota is nearly spent), they are refused until the lease lapses (`Retry-After`:
+///   then, or the store's own answer if it refused the lease).
+/// - The first requests for a key are decided by the inner store directly (one round
+///   trip) until its first lease.
 ///
 /// **The bound.** Every admitted request spends a cell the inner store admitted at most
 /// `settle_every` (Δ) earlier, so over any interval `t` the instances together admit at
@@ -92,6 +94,8 @@ struct Lease {
     set: PolicySet,
     /// Cells leased and not yet spent.
     left: u64,
+    /// Cells of a replaced lease not spent, to give back at the next settlement.
+    to_return: u64,
     /// When the lease lapses.
     until: Instant,
     /// The answer of the last lease: its states (for the fields) and, when the store
@@ -170,6 +174,7 @@ impl Shared {
                         subject: subject.clone(),
                         set: set.clone(),
                         left: 0,
+                        to_return: 0,
                         until: now,
                         last: Decision::allow_listed(),
                         demand: u64::from(cost),
@@ -226,63 +231,90 @@ impl Shared {
         })
     }
 
-    /// Gives back what each lease did not spend and leases anew, all keys at once.
+    /// Gives back what replaced leases did not spend and leases anew, all keys at once.
+    /// The current lease is spent until the new one arrives, so renewing costs no request
+    /// a round trip.
     async fn settle(self: Arc<Self>) {
-        let now = Instant::now();
         let mut work = Vec::new();
         {
             let mut leases = self.lock();
             leases.retain(|_, lease| {
                 lease.idle = if lease.demand == 0 { lease.idle + 1 } else { 0 };
-                lease.idle < IDLE_SETTLEMENTS || lease.left > 0
+                lease.idle < IDLE_SETTLEMENTS || lease.left > 0 || lease.to_return > 0
             });
             for (key, lease) in leases.iter_mut() {
-                // Nothing is spent from here on: the lease ends now.
-                let unused = std::mem::take(&mut lease.left);
-                lease.until = now;
                 let (burst, _) = lease.set.min_burst();
+                // Enough for twice the last half-interval's demand: the new lease must last
+                // until the one after it arrives.
                 let want = lease.demand.saturating_mul(2).clamp(1, u64::from(burst));
                 lease.demand = 0;
-                work.push((*key, lease.subject.clone(), lease.set.clone(), unused, want));
+                let to_return = std::mem::take(&mut lease.to_return);
+                work.push((
+                    *key,
+                    lease.subject.clone(),
+                    lease.set.clone(),
+                    to_return,
+                    want,
+                ));
             }
         }
-        let calls = work.into_iter().map(|(key, subject, set, unused, want)| {
-            let shared = self.clone();
-            async move {
-                let asked = Instant::now();
-                let result = shared.lease(&subject, &set, unused, want).await;
-                let mut leases = shared.lock();
-                if let Some(lease) = leases.get_mut(&key) {
-                    match result {
-                        Ok((decision, cells)) => {
+        let calls = work
+            .into_iter()
+            .map(|(key, subject, set, to_return, want)| {
+                let shared = self.clone();
+                async move {
+                    let asked = Instant::now();
+                    let (returned, result) = shared.lease(&subject, &set, to_return, want).await;
+                    let mut leases = shared.lock();
+                    if let Some(lease) = leases.get_mut(&key) {
+                        if !returned {
+                            lease.to_return += to_return;
+                        }
+                        if let Ok((decision, cells)) = result {
+                            // What the replaced lease did not spend goes back next time.
+                            if returns_cells(&lease.set) {
+                                lease.to_return += std::mem::take(&mut lease.left);
+                            }
                             lease.left = cells;
                             lease.until = asked + shared.settle_every;
                             lease.last = decision;
                         }
-                        // No lease: requests go to the inner store, which reports the fault.
-                        Err(_) => lease.until = asked,
+                        // On an error the current lease runs out; then requests go to the inner
+                        // store, which reports the fault.
                     }
                 }
-            }
-        });
+            });
         let tasks: Vec<_> = calls.map(tokio::spawn).collect();
         for task in tasks {
             let _ = task.await;
         }
     }
 
-    /// Returns `unused` cells and leases up to `want`: the decision and the cells leased.
+    /// Gives back `to_return` cells (whether it did comes first), then leases up to
+    /// `want`: the decision and the cells leased.
     async fn lease(
         &self,
         subject: &Subject,
         set: &PolicySet,
-        unused: u64,
+        to_return: u64,
+        want: u64,
+    ) -> (bool, Result<(Decision, u64), StoreError>) {
+        if to_return > 0 {
+            let cells = u32::try_from(to_return).unwrap_or(u32::MAX);
+            if let Err(e) = self.inner.refund(subject, set, cells).await {
+                return (false, Err(e));
+            }
+        }
+        (true, self.claim(subject, set, want).await)
+    }
+
+    /// Leases up to `want` cells: the decision and the cells leased.
+    async fn claim(
+        &self,
+        subject: &Subject,
+        set: &PolicySet,
         want: u64,
     ) -> Result<(Decision, u64), StoreError> {
-        if unused > 0 {
-            let unused = u32::try_from(unused).unwrap_or(u32::MAX);
-            self.inner.refund(subject, set, unused).await?;
-        }
         let want_cells = u32::try_from(want).unwrap_or(u32::MAX);
         let decision = self.inner.check(subject, set, want_cells).await?;
         if decision.outcome != Outcome::Limited {
@@ -319,8 +351,18 @@ impl Shared {
     }
 }
 
+/// Unused cells go back only to GCRA policies: a window's refund would give back cells
+/// of a later instant (the newest stamps) or of a later window than they were leased in.
+fn returns_cells(set: &PolicySet) -> bool {
+    set.policies()
+        .iter()
+        .all(|p| p.quota().algorithm() == Algorithm::Gcra)
+}
+
+/// Renews every lease twice per `settle_every`, so each lease, which lasts
+/// `settle_every`, is replaced before it lapses.
 async fn settle_loop(shared: Weak<Shared>, every: Duration) {
-    let mut ticks = tokio::time::interval(every);
+    let mut ticks = tokio::time::interval(every / 2);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
