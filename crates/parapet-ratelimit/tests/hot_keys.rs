@@ -155,6 +155,36 @@ async fn a_ban_reaches_a_leased_key_within_a_settlement() {
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
 }
 
+/// A client spreading requests thinly over many keys gets no leases: every request costs
+/// at most one store call, never more (renewing leases for each key would).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thin_keys_cost_no_more_calls_than_requests() {
+    let server = RedisServer::start();
+    let handle = RedisHandle::builder(server.url()).build().await.unwrap();
+    let layer = RateLimitLayer::builder()
+        .policy("client", Quota::per_second(1_000))
+        .store(HotKeyStore::new(RedisStore::new(handle).unwrap(), SETTLE).unwrap())
+        .build()
+        .unwrap();
+    let mut svc = service(&layer);
+    tokio::time::sleep(SETTLE).await;
+    let before = server.command_calls("evalsha") + server.command_calls("eval");
+    let mut requests = 0;
+    for _ in 0..20 {
+        for ip in 0..100 {
+            let response = send(&mut svc, request_from(&format!("192.0.2.{ip}"))).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            requests += 1;
+        }
+        tokio::time::sleep(SETTLE / 2).await;
+    }
+    let calls = server.command_calls("evalsha") + server.command_calls("eval") - before;
+    assert!(
+        calls <= requests,
+        "{calls} script calls for {requests} requests"
+    );
+}
+
 #[tokio::test]
 async fn settle_intervals_out_of_range_are_refused() {
     let server = RedisServer::shared();

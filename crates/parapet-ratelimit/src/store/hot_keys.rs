@@ -16,8 +16,13 @@ use crate::{Algorithm, Decision, Outcome, PolicySet, Subject};
 /// Default number of keys leased at once.
 const DEFAULT_MAX_KEYS: usize = 1024;
 
-/// Settlements without demand after which a key's lease is dropped.
+/// Renewals without demand after which a key is forgotten.
 const IDLE_SETTLEMENTS: u32 = 10;
+
+/// Cells asked for in a half-interval that make a key hot enough to lease for: below it,
+/// its requests go to the inner store, so keys that are not hot (or a client spreading
+/// requests thinly over many keys) never cost more store calls than requests.
+const HOT_DEMAND: u64 = 8;
 
 /// A store for very hot keys — a global limit, a large tenant — that answers from cells it
 /// leased in advance, so a decision makes **no round trip**; a background task settles
@@ -26,7 +31,7 @@ const IDLE_SETTLEMENTS: u32 = 10;
 /// How it works, per (subject, policy set):
 ///
 /// - Twice per `settle_every` (Δ), the instance leases twice as many cells as it was asked
-///   for in the last half-interval (at least one, at most the smallest burst) through the
+///   for in the last half-interval (at most the smallest burst) through the
 ///   inner store's ordinary `check`: a lease is charged to every policy all or nothing,
 ///   exactly as that many requests would be. When fewer are free, it leases what is free.
 /// - Requests spend the current lease until the next one arrives; a lease lapses Δ after
@@ -39,8 +44,10 @@ const IDLE_SETTLEMENTS: u32 = 10;
 ///   next lease, so a spike never causes a false refusal. When the store had leased less
 ///   (the quota is nearly spent), they are refused until the lease lapses (`Retry-After`:
 ///   then, or the store's own answer if it refused the lease).
-/// - The first requests for a key are decided by the inner store directly (one round
-///   trip) until its first lease.
+/// - A key is leased for only while it is hot: 8 cells or more asked for in a
+///   half-interval. Until then, and for keys that cool down, requests are decided by the
+///   inner store directly (one round trip each), so spreading requests over many keys
+///   never makes more store calls than requests.
 ///
 /// **The bound.** Every admitted request spends a cell the inner store admitted at most
 /// `settle_every` (Δ) earlier, so over any interval `t` the instances together admit at
@@ -237,18 +244,32 @@ impl Shared {
     async fn settle(self: Arc<Self>) {
         let mut work = Vec::new();
         {
+            let now = Instant::now();
             let mut leases = self.lock();
-            leases.retain(|_, lease| {
+            for lease in leases.values_mut() {
+                // A lapsed lease's cells can no longer be spent: give them back.
+                if now >= lease.until && returns_cells(&lease.set) {
+                    lease.to_return += std::mem::take(&mut lease.left);
+                }
                 lease.idle = if lease.demand == 0 { lease.idle + 1 } else { 0 };
-                lease.idle < IDLE_SETTLEMENTS || lease.left > 0 || lease.to_return > 0
+            }
+            leases.retain(|_, lease| {
+                lease.idle < IDLE_SETTLEMENTS || now < lease.until || lease.to_return > 0
             });
             for (key, lease) in leases.iter_mut() {
                 let (burst, _) = lease.set.min_burst();
                 // Enough for twice the last half-interval's demand: the new lease must last
-                // until the one after it arrives.
-                let want = lease.demand.saturating_mul(2).clamp(1, u64::from(burst));
+                // until the one after it arrives. A key that is not hot gets none.
+                let want = if lease.demand >= HOT_DEMAND {
+                    lease.demand.saturating_mul(2).min(u64::from(burst))
+                } else {
+                    0
+                };
                 lease.demand = 0;
                 let to_return = std::mem::take(&mut lease.to_return);
+                if want == 0 && to_return == 0 {
+                    continue;
+                }
                 work.push((
                     *key,
                     lease.subject.clone(),
@@ -270,7 +291,7 @@ impl Shared {
                         if !returned {
                             lease.to_return += to_return;
                         }
-                        if let Ok((decision, cells)) = result {
+                        if let Ok(Some((decision, cells))) = result {
                             // What the replaced lease did not spend goes back next time.
                             if returns_cells(&lease.set) {
                                 lease.to_return += std::mem::take(&mut lease.left);
@@ -291,21 +312,24 @@ impl Shared {
     }
 
     /// Gives back `to_return` cells (whether it did comes first), then leases up to
-    /// `want`: the decision and the cells leased.
+    /// `want` (none for 0): the decision and the cells leased.
     async fn lease(
         &self,
         subject: &Subject,
         set: &PolicySet,
         to_return: u64,
         want: u64,
-    ) -> (bool, Result<(Decision, u64), StoreError>) {
+    ) -> (bool, Result<Option<(Decision, u64)>, StoreError>) {
         if to_return > 0 {
             let cells = u32::try_from(to_return).unwrap_or(u32::MAX);
             if let Err(e) = self.inner.refund(subject, set, cells).await {
                 return (false, Err(e));
             }
         }
-        (true, self.claim(subject, set, want).await)
+        if want == 0 {
+            return (true, Ok(None));
+        }
+        (true, self.claim(subject, set, want).await.map(Some))
     }
 
     /// Leases up to `want` cells: the decision and the cells leased.
