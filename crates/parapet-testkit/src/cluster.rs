@@ -68,7 +68,11 @@ impl RedisCluster {
         self.nodes.iter().map(|n| n.command_calls(name)).sum()
     }
 
-    fn wait_until_ok(&self) {
+    /// Waits (up to 30 s) until every node reports `cluster_state:ok` and knows the other
+    /// two. A master frozen past the node timeout (2 s) is marked failed, and the cluster
+    /// refuses commands (`CLUSTERDOWN`) for a while after it is back: a test that pauses a
+    /// node that long waits here before its next command.
+    pub fn wait_until_ok(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ready = self.nodes.iter().all(|n| {
