@@ -216,6 +216,16 @@ fn main() {
                 true,
             ),
             (
+                "parapet redis multiplexed, unbatched, allowed",
+                Path::Allowed,
+                parapet_on(
+                    quota(Path::Allowed),
+                    redis_store(multiplexed.clone()).unbatched(),
+                    true,
+                ),
+                true,
+            ),
+            (
                 "floor: one Redis GET per request (multiplexed)",
                 Path::Allowed,
                 floor(multiplexed.clone()),

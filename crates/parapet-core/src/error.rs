@@ -1,9 +1,27 @@
 //! What a store call can fail with.
 
 use std::error::Error;
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 type Source = Box<dyn Error + Send + Sync>;
+
+/// One cause behind several errors ([`StoreError::shared`]): shows and chains as the cause.
+#[derive(Debug, Clone)]
+struct Shared(Arc<dyn Error + Send + Sync>);
+
+impl fmt::Display for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Error for Shared {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.0.source()
+    }
+}
 
 /// A failed call to a store (Redis), or an invalid store configuration or argument.
 ///
@@ -60,6 +78,32 @@ impl StoreError {
         }
     }
 
+    /// The same failure for each of `n` callers of one shared call (a batch of decisions
+    /// sent together): each gets the same kind and message, with the cause shared.
+    pub fn shared(self, n: usize) -> Vec<StoreError> {
+        let cause = |source: Source| Shared(Arc::from(source));
+        let make: Box<dyn Fn() -> StoreError> = match self {
+            Self::OutOfMemory(source) => {
+                let cause = cause(source);
+                Box::new(move || Self::OutOfMemory(Box::new(cause.clone())))
+            }
+            Self::Redis(source) => {
+                let cause = cause(source);
+                Box::new(move || Self::Redis(Box::new(cause.clone())))
+            }
+            Self::Pool(source) => {
+                let cause = cause(source);
+                Box::new(move || Self::Pool(Box::new(cause.clone())))
+            }
+            Self::Timeout(d) => Box::new(move || Self::Timeout(d)),
+            Self::UnexpectedReply(m) => Box::new(move || Self::UnexpectedReply(m)),
+            Self::InvalidConfig(m) => Box::new(move || Self::InvalidConfig(m.clone())),
+            Self::CapacityExceeded(m) => Box::new(move || Self::CapacityExceeded(m)),
+            Self::InvalidArgument(m) => Box::new(move || Self::InvalidArgument(m)),
+        };
+        (0..n).map(|_| make()).collect()
+    }
+
     pub(crate) fn from_redis(error: redis::RedisError) -> Self {
         if error.code() == Some("OOM") {
             Self::OutOfMemory(Box::new(error))
@@ -84,6 +128,24 @@ mod tests {
         let e = StoreError::UnexpectedReply("array of 3 integers");
         assert!(e.to_string().starts_with("unexpected reply"));
         assert_eq!(e.kind(), "reply");
+    }
+
+    #[test]
+    fn a_shared_failure_keeps_its_kind_message_and_cause() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused here");
+        let errors = StoreError::from_redis(redis::RedisError::from(io)).shared(3);
+        assert_eq!(errors.len(), 3);
+        for e in &errors {
+            assert_eq!(e.kind(), "redis");
+            assert!(e.to_string().contains("refused here"), "{e}");
+        }
+        let timeouts = StoreError::Timeout(Duration::from_millis(7)).shared(2);
+        assert!(
+            timeouts
+                .iter()
+                .all(|e| matches!(e, StoreError::Timeout(d) if *d == Duration::from_millis(7)))
+        );
+        assert!(StoreError::Timeout(Duration::ZERO).shared(0).is_empty());
     }
 
     #[test]

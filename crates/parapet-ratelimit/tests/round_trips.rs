@@ -170,7 +170,9 @@ fn failed_evalsha(info: &str) -> u64 {
 }
 
 /// A first burst of 32 concurrent decisions on a fresh server finds the scripts loaded:
-/// no `NOSCRIPT` failure and no `EVAL`, on standalone Redis and on every Cluster node.
+/// no `NOSCRIPT` failure and no `EVAL`, on standalone Redis and on every Cluster node. On
+/// standalone Redis the concurrent decisions share script calls (batches); on Cluster, the
+/// 32 subjects' keys are in different slots, so each is a call of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripts_are_loaded_before_the_first_burst() {
     let server = RedisServer::start();
@@ -201,12 +203,70 @@ async fn scripts_are_loaded_before_the_first_burst() {
             assert_eq!(task.await.unwrap(), StatusCode::OK);
         }
     }
-    assert_eq!(server.command_calls("evalsha"), 32);
+    // Every decision was made by Redis (one charge written each), in at most 32 calls.
+    assert_eq!(server.command_calls("set"), 32);
+    assert!((1..=32).contains(&server.command_calls("evalsha")));
     assert_eq!(server.command_calls("eval"), 0);
     assert_eq!(
         failed_evalsha(&server.command(&["INFO", "commandstats"])),
         0
     );
+    assert_eq!(cluster.command_calls("set"), 32);
     assert_eq!(cluster.command_calls("evalsha"), 32);
     assert_eq!(cluster.command_calls("eval"), 0);
+}
+
+/// Decisions that arrive together share one script call, and stay exact: 300 concurrent
+/// requests of one client against `per_minute(100)` admit exactly 100, in fewer calls than
+/// decisions, on standalone Redis and on Cluster (one subject: one slot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_decisions_share_calls_and_stay_exact() {
+    let server = RedisServer::shared();
+    let cluster = parapet_testkit::RedisCluster::shared();
+    for (handle, calls) in [
+        (
+            RedisHandle::builder(server.url()).build().await.unwrap(),
+            Box::new(|| server.command_calls("evalsha")) as Box<dyn Fn() -> u64>,
+        ),
+        (
+            RedisHandle::cluster(cluster.urls()).build().await.unwrap(),
+            Box::new(|| cluster.command_calls("evalsha")),
+        ),
+    ] {
+        let layer = RateLimitLayer::builder()
+            .policy("minute", Quota::per_minute(100))
+            .store(
+                RedisStore::new(handle)
+                    .unwrap()
+                    .prefix(parapet_core::KeyPrefix::new("batched").unwrap()),
+            )
+            .deny_cache(0)
+            .build()
+            .unwrap();
+        // Warm-up: the scripts are in Redis's cache and the connection is up.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let subject = "198.51.100.7".to_string();
+        let before = calls();
+        let tasks: Vec<_> = (0..300)
+            .map(|_| {
+                let mut svc = service(&layer);
+                let subject = subject.clone();
+                tokio::spawn(async move { send(&mut svc, request_from(&subject)).await.status() })
+            })
+            .collect();
+        let mut admitted = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                StatusCode::OK => admitted += 1,
+                StatusCode::TOO_MANY_REQUESTS => {}
+                other => panic!("unexpected status {other}"),
+            }
+        }
+        let made = calls() - before;
+        assert_eq!(admitted, 100, "exactly the quota");
+        assert!(
+            made < 300,
+            "{made} script calls for 300 concurrent decisions"
+        );
+    }
 }

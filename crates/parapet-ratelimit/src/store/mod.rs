@@ -2,6 +2,7 @@
 //! ([`RedisStore`]). Both implement [`RateLimitStore`] with the same GCRA decision, and one
 //! conformance suite (`tests/conformance.rs`) runs against both.
 
+mod batch;
 mod hot_keys;
 mod memory;
 mod redis;

@@ -10,11 +10,10 @@ use parapet_core::{
     StoreCall, StoreError,
 };
 
+use super::batch::{self, Batcher, GCRA, Target};
 use super::{RateLimitStore, check_cost, check_duration};
 use crate::{Algorithm, Decision, Outcome, PolicySet, PolicyState, Subject};
 
-static GCRA: LazyLock<Script> =
-    LazyLock::new(|| Script::new(concat!(include_str!("now.lua"), include_str!("gcra.lua"))));
 static MARK: LazyLock<Script> =
     LazyLock::new(|| Script::new(concat!(include_str!("now.lua"), include_str!("mark.lua"))));
 static FORGET: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("forget.lua")));
@@ -60,6 +59,9 @@ pub struct RedisStore {
     redis: RedisHandle,
     keyspace: Keyspace,
     clock: Option<Arc<dyn Clock>>,
+    /// Where decisions are queued to be sent in batches; `None` when the store was made
+    /// outside a Tokio runtime, or with batching off.
+    batcher: Option<Arc<Batcher>>,
 }
 
 impl RedisStore {
@@ -81,11 +83,36 @@ impl RedisStore {
                 }
             });
         }
-        Ok(Self {
+        let mut store = Self {
             redis: redis.with_timeout(timeout)?,
             keyspace: Keyspace::default(),
             clock: None,
-        })
+            batcher: None,
+        };
+        store.restart_batcher();
+        Ok(store)
+    }
+
+    /// Sends every decision in a call of its own instead of batching the decisions that
+    /// arrive together (the default; see the crate docs' "Batching"): for measurements.
+    #[must_use]
+    pub fn unbatched(mut self) -> Self {
+        self.batcher = None;
+        self
+    }
+
+    /// Where batches go: this store's deadline and clock.
+    fn target(&self) -> Target {
+        Target {
+            redis: self.redis.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+
+    /// A batcher that sends with the store's current deadline and clock (a builder method
+    /// that changes either starts a new one).
+    fn restart_batcher(&mut self) {
+        self.batcher = Batcher::start(self.target()).map(Arc::new);
     }
 
     /// The first part of every key (default `parapet`).
@@ -108,6 +135,9 @@ impl RedisStore {
     /// deadline, or an error.
     pub fn timeout(mut self, timeout: Duration) -> Result<Self, StoreError> {
         self.redis = self.redis.with_timeout(timeout)?;
+        if self.batcher.is_some() {
+            self.restart_batcher();
+        }
         Ok(self)
     }
 
@@ -119,6 +149,9 @@ impl RedisStore {
     #[must_use]
     pub fn with_test_clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Arc::new(clock));
+        if self.batcher.is_some() {
+            self.restart_batcher();
+        }
         self
     }
 
@@ -182,14 +215,15 @@ impl RateLimitStore for RedisStore {
             return StoreCall::ready(Err(e));
         }
         let tag = self.tag(subject);
-        let mut call = GCRA.call(2 + policies.policies().len());
-        call.key(self.key(&tag, "allow")).key(self.key(&tag, "ban"));
+        let n = policies.policies().len();
+        let mut keys = Vec::with_capacity(2 + n);
+        keys.push(self.key(&tag, "allow"));
+        keys.push(self.key(&tag, "ban"));
+        let mut args = Vec::with_capacity(2 + 3 * n);
+        args.push(n as i64); // a policy set holds a handful of policies
+        args.push(i64::from(cost));
         for policy in policies.policies() {
-            call.key(self.key(&tag, policy.key_suffix()));
-        }
-        call.arg(cost);
-        self.push_now(&mut call);
-        for policy in policies.policies() {
+            keys.push(self.key(&tag, policy.key_suffix()));
             let limit = policy.limit();
             // The algorithm, the span (interval or window), the burst: negative for a
             // shadow policy (gcra.lua).
@@ -203,13 +237,27 @@ impl RateLimitStore for RedisStore {
             } else {
                 limit.burst
             };
-            call.arg(algorithm).arg(span).arg(burst);
+            args.extend([algorithm, span, burst]);
         }
-        let redis = self.redis.clone();
-        let expected = policies.policies().len();
+        let decision = batch::Decision { tag, keys, args };
+        let decision = match &self.batcher {
+            Some(batcher) => match batcher.submit(decision) {
+                Ok(answer) => {
+                    return StoreCall::boxed(async move {
+                        let reply = answer.await.map_err(|_| {
+                            StoreError::UnexpectedReply("rate-limit batch ended without a reply")
+                        })??;
+                        parse_reply(&reply, n)
+                    });
+                }
+                Err(decision) => decision,
+            },
+            None => decision,
+        };
+        let target = self.target();
         StoreCall::boxed(async move {
-            let reply: Vec<i64> = redis.eval(&call).await?;
-            parse_reply(&reply, expected)
+            let replies = target.send(&[&decision]).await?;
+            parse_reply(&replies[0], n)
         })
     }
 
