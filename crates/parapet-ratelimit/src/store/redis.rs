@@ -1,4 +1,5 @@
-//! The Redis store: one `EVALSHA` per decision.
+//! The Redis store: one `EVALSHA` per decision at most, shared by decisions that arrive
+//! together.
 
 use std::fmt;
 use std::sync::{Arc, LazyLock};
@@ -28,9 +29,20 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// Rate-limit state in Redis (standalone or Cluster), shared by every instance.
 ///
-/// - One `EVALSHA` per decision, whatever the number of policies, bans and allow entries:
-///   all are read and written by one Lua script (sent again with `EVAL` on the same node after
-///   `NOSCRIPT`, so a restart or `SCRIPT FLUSH` never reaches a client).
+/// - One `EVALSHA` per decision at most, whatever the number of policies, bans and allow
+///   entries: all are read and written by one Lua script (sent again with `EVAL` on the same
+///   node after `NOSCRIPT`, so a restart or `SCRIPT FLUSH` never reaches a client).
+/// - **Batching**: decisions that arrive together go in one call. A task per store takes
+///   every decision queued while it was busy (at most 64) and sends them as one call, which
+///   decides them in order, each all or nothing, at one Redis `TIME`. There is no timer: a
+///   decision that finds the task idle goes out after one yield to the scheduler. Redis spends
+///   a fixed price per call (parsing, the Lua call, `TIME`, the reply), so this lowers its CPU
+///   per decision: in the load harness about 5 decisions per call under 32 connections, and
+///   7.1 µs of Redis CPU per decision against 10.1 µs unbatched. On Cluster, where a call's
+///   keys must share a slot, a call holds the decisions of one subject. A failed call fails
+///   each of its decisions with the same error (and `OnStoreError` applies to each); the
+///   decisions before the failure in the script may have been applied, as with any call
+///   that misses its deadline. [`unbatched`](Self::unbatched) sends one call per decision.
 /// - Time comes from `redis.call('TIME')`, so instances with skewed clocks agree.
 /// - Keys: `{prefix}:rl:{sha256(subject)}:{policy}.{interval}x{burst}` (with `.fw` for a
 ///   fixed window, `.sw` for a sliding window's sorted set of at most `burst` cells), plus
@@ -94,7 +106,8 @@ impl RedisStore {
     }
 
     /// Sends every decision in a call of its own instead of batching the decisions that
-    /// arrive together (the default; see the crate docs' "Batching"): for measurements.
+    /// arrive together (the default; see "Batching" above): for measurements, or to keep
+    /// each decision's failure apart from the others'.
     #[must_use]
     pub fn unbatched(mut self) -> Self {
         self.batcher = None;
