@@ -81,27 +81,28 @@ impl StoreError {
     /// The same failure for each of `n` callers of one shared call (a batch of decisions
     /// sent together): each gets the same kind and message, with the cause shared.
     pub fn shared(self, n: usize) -> Vec<StoreError> {
-        let cause = |source: Source| Shared(Arc::from(source));
-        let make: Box<dyn Fn() -> StoreError> = match self {
-            Self::OutOfMemory(source) => {
-                let cause = cause(source);
-                Box::new(move || Self::OutOfMemory(Box::new(cause.clone())))
+        let source = |source: Source| Shared(Arc::from(source));
+        match self {
+            Self::OutOfMemory(s) => {
+                let s = source(s);
+                (0..n)
+                    .map(|_| Self::OutOfMemory(Box::new(s.clone())))
+                    .collect()
             }
-            Self::Redis(source) => {
-                let cause = cause(source);
-                Box::new(move || Self::Redis(Box::new(cause.clone())))
+            Self::Redis(s) => {
+                let s = source(s);
+                (0..n).map(|_| Self::Redis(Box::new(s.clone()))).collect()
             }
-            Self::Pool(source) => {
-                let cause = cause(source);
-                Box::new(move || Self::Pool(Box::new(cause.clone())))
+            Self::Pool(s) => {
+                let s = source(s);
+                (0..n).map(|_| Self::Pool(Box::new(s.clone()))).collect()
             }
-            Self::Timeout(d) => Box::new(move || Self::Timeout(d)),
-            Self::UnexpectedReply(m) => Box::new(move || Self::UnexpectedReply(m)),
-            Self::InvalidConfig(m) => Box::new(move || Self::InvalidConfig(m.clone())),
-            Self::CapacityExceeded(m) => Box::new(move || Self::CapacityExceeded(m)),
-            Self::InvalidArgument(m) => Box::new(move || Self::InvalidArgument(m)),
-        };
-        (0..n).map(|_| make()).collect()
+            Self::Timeout(d) => (0..n).map(|_| Self::Timeout(d)).collect(),
+            Self::UnexpectedReply(m) => (0..n).map(|_| Self::UnexpectedReply(m)).collect(),
+            Self::InvalidConfig(m) => (0..n).map(|_| Self::InvalidConfig(m.clone())).collect(),
+            Self::CapacityExceeded(m) => (0..n).map(|_| Self::CapacityExceeded(m)).collect(),
+            Self::InvalidArgument(m) => (0..n).map(|_| Self::InvalidArgument(m)).collect(),
+        }
     }
 
     pub(crate) fn from_redis(error: redis::RedisError) -> Self {

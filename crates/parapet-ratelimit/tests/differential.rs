@@ -32,6 +32,11 @@ enum Step {
         cost: u32,
         subject: u8,
     },
+    /// Several checks asked for at once: on Redis they are queued together and decided in
+    /// one batch call, in the order they were asked for.
+    Burst {
+        checks: Vec<(u32, u8)>,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -40,6 +45,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0u8..3, 1u64..2_000).prop_map(|(subject, ms)| Step::Ban { subject, ms }),
         1 => (0u8..3).prop_map(|subject| Step::Reset { subject }),
         1 => (0u32..3, 0u8..3).prop_map(|(cost, subject)| Step::Refund { cost, subject }),
+        2 => prop::collection::vec((0u32..3, 0u8..3), 2..8).prop_map(|checks| Step::Burst { checks }),
     ]
 }
 
@@ -103,6 +109,21 @@ fn memory_and_redis_agree_on_random_traces() {
                                 prop_assert_eq!(r.kind(), "argument", "step {}", i);
                             }
                             (m, r) => prop_assert!(false, "step {}: {:?} vs {:?}", i, m, r),
+                        }
+                    }
+                    Step::Burst { ref checks } => {
+                        // Every Redis check is queued before the first is awaited.
+                        let calls: Vec<_> = checks
+                            .iter()
+                            .map(|&(cost, s)| redis.check(&subject(s), &set, cost))
+                            .collect();
+                        let mut r = Vec::new();
+                        for call in calls {
+                            r.push(call.await.map_err(|e| e.kind()));
+                        }
+                        for (j, &(cost, s)) in checks.iter().enumerate() {
+                            let m = memory.check(&subject(s), &set, cost).await.map_err(|e| e.kind());
+                            prop_assert_eq!(&m, &r[j], "step {} check {}", i, j);
                         }
                     }
                     Step::Ban { subject: s, ms } => {

@@ -243,8 +243,13 @@ async fn concurrent_decisions_share_calls_and_stay_exact() {
             .deny_cache(0)
             .build()
             .unwrap();
-        // Warm-up: the scripts are in Redis's cache and the connection is up.
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        // Warm-up, another client: the connection is up and the script is in Redis's cache.
+        assert_eq!(
+            send(&mut service(&layer), request_from("198.51.100.1"))
+                .await
+                .status(),
+            StatusCode::OK
+        );
         let subject = "198.51.100.7".to_string();
         let before = calls();
         let tasks: Vec<_> = (0..300)

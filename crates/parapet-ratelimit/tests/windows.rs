@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use parapet_core::ManualClock;
 use parapet_ratelimit::{
-    HeaderStyle, MemoryStore, Quota, RateLimitLayer, RateLimitStore, RedisStore,
+    HeaderStyle, MemoryStore, Outcome, Quota, RateLimitLayer, RateLimitStore, RedisStore, Subject,
 };
 use parapet_testkit::RedisServer;
 
-use common::{redis, request_from, send, service};
+use common::{redis, request_from, send, service, set};
 
 async fn suite<S: RateLimitStore>(store: S, clock: &ManualClock, what: &str) {
     let layer = RateLimitLayer::builder()
@@ -250,4 +250,33 @@ async fn a_sliding_window_key_is_bounded_on_redis() {
         .await
         .unwrap();
     assert!(ttl > 0 && ttl <= 60_000, "{ttl}");
+}
+
+/// A sliding window's largest costs: 5,000 cells at once are admitted twice into a window
+/// of 10,000, then one more is refused; on Redis that is 10,000 members written by one
+/// script (in chunks: Lua cannot spread so many arguments into one `ZADD`).
+#[tokio::test]
+async fn a_sliding_window_takes_its_largest_costs() {
+    let set = set(&[("hour", Quota::per_hour(10_000).sliding_window())]);
+    let memory_clock = clock();
+    let memory = MemoryStore::with_clock(1000, memory_clock.clone());
+    let redis_clock = clock();
+    let redis = RedisStore::new(redis(RedisServer::shared().url()).await)
+        .unwrap()
+        .with_test_clock(redis_clock.clone());
+    let stores: [(&dyn RateLimitStore, &ManualClock, &str); 2] = [
+        (&memory, &memory_clock, "memory"),
+        (&redis, &redis_clock, "redis"),
+    ];
+    for (store, clock, what) in stores {
+        let subject = Subject::new("largest", what);
+        for expected in [Outcome::Allowed, Outcome::Allowed] {
+            let decision = store.check(&subject, &set, 5_000).await.unwrap();
+            assert_eq!(decision.outcome, expected, "{what}");
+            clock.advance(Duration::from_millis(1));
+        }
+        let decision = store.check(&subject, &set, 1).await.unwrap();
+        assert_eq!(decision.outcome, Outcome::Limited, "{what}");
+        assert_eq!(decision.states[0].remaining, 0, "{what}");
+    }
 }

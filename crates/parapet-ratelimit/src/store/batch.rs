@@ -1,28 +1,34 @@
 //! Decisions that arrive together go to Redis as one script call.
 //!
 //! Each `EVALSHA` costs Redis a fixed price (parsing the call, setting up the Lua state,
-//! `TIME`, the reply) on top of the work of its decision; on a single-threaded Redis that
-//! price bounds the fleet's throughput. A task per store takes every decision queued while
-//! it was not running and sends them as one call of the batch script (`gcra.lua`), which
-//! decides them in order, each all or nothing, at one `now`.
+//! `TIME`, the reply) on top of the work of its decisions; on a single-threaded Redis that
+//! price bounds the fleet's throughput. A task per store takes the decisions queued while it
+//! was busy and sends them as one call of the batch script (`gcra.lua`), which decides them
+//! in order, each all or nothing, at one `now`.
 //!
 //! There is no timer and no wait for company: a decision that finds the task idle goes out
-//! as soon as the task runs (after one yield to the scheduler, which lets the requests
-//! already running queue theirs first). Under load, the requests served while a call is
-//! being built or is in flight make the next batch, so the batch size follows the load by
-//! itself. On Redis Cluster every key of a call must be in one slot: a batch holds the
-//! decisions of one subject (one hash tag), the hot keys that batching helps most.
+//! after one yield to the scheduler (which lets the requests already running queue theirs
+//! first). On standalone Redis at most [`IN_FLIGHT`] calls are outstanding: while they are,
+//! decisions queue and make the next batch, so the batch size follows the load by itself.
+//! On Redis Cluster every key of a call must be in one slot: a call holds the decisions of
+//! one subject (one hash tag), and calls for different subjects are not held back by each
+//! other (each is bounded by its deadline). A decision waits in the queue within its own
+//! deadline, like any store call, and one whose caller gave up is dropped unsent.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use parapet_core::{Clock, HashTag, RedisHandle, Script, StoreError};
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// Decisions sent in one call at most: keeps one script's run (Redis serves nothing else
 /// meanwhile) and its reply short.
-pub(super) const MAX_BATCH: usize = 64;
+const MAX_BATCH: usize = 64;
+
+/// Calls outstanding at once on standalone Redis: enough to keep the connection busy while
+/// the next batch fills.
+const IN_FLIGHT: usize = 4;
 
 /// Decisions queued at most; past it, a decision is sent on its own.
 const QUEUE: usize = 4096;
@@ -32,9 +38,12 @@ pub(super) static GCRA: LazyLock<Script> =
     LazyLock::new(|| Script::new(concat!(include_str!("now.lua"), include_str!("gcra.lua"))));
 
 /// One decision's part of a batch call.
-pub(super) struct Decision {
+pub(super) struct Call {
     /// The subject's tag: on Cluster, only decisions of one tag share a call.
     pub(super) tag: HashTag,
+    /// A differential test's clock when the decision was asked for (`None`: Redis `TIME`);
+    /// only decisions of one `now` share a call.
+    pub(super) now: Option<u64>,
     /// Allow entry, ban entry, then one key per policy.
     pub(super) keys: Vec<String>,
     /// The number of policies, the cost, then three numbers per policy (`gcra.lua`).
@@ -45,47 +54,45 @@ pub(super) struct Decision {
 pub(super) type Reply = Result<Vec<i64>, StoreError>;
 
 struct Queued {
-    decision: Decision,
+    call: Call,
     reply: oneshot::Sender<Reply>,
 }
 
-/// Where batches go: the store's Redis, and the clock of a differential test (`None`:
-/// Redis `TIME`).
-#[derive(Clone)]
-pub(super) struct Target {
-    pub(super) redis: RedisHandle,
-    pub(super) clock: Option<Arc<dyn Clock>>,
-}
-
-impl Target {
-    /// Decides `decisions` in one call, in order.
-    pub(super) async fn send(&self, decisions: &[&Decision]) -> Result<Vec<Vec<i64>>, StoreError> {
-        let keys = decisions.iter().map(|d| d.keys.len()).sum();
-        let mut call = GCRA.call(keys);
-        for decision in decisions {
-            for key in &decision.keys {
-                call.key(key.as_str());
-            }
-        }
-        call.arg(decisions.len());
-        match &self.clock {
-            Some(clock) => call.arg(clock.now_micros()),
-            None => call.arg(""),
-        };
-        for decision in decisions {
-            for &arg in &decision.args {
-                call.arg(arg);
-            }
-        }
-        let replies: Vec<Vec<i64>> = self.redis.eval(&call).await?;
-        if replies.len() == decisions.len() {
-            Ok(replies)
-        } else {
-            Err(StoreError::UnexpectedReply(
-                "rate-limit batch reply of the wrong length",
-            ))
+/// Decides `calls` in one script call, in order (all of one `now`).
+pub(super) async fn send(
+    redis: &RedisHandle,
+    calls: &[&Call],
+) -> Result<Vec<Vec<i64>>, StoreError> {
+    let keys = calls.iter().map(|c| c.keys.len()).sum();
+    let mut script = GCRA.call(keys);
+    for call in calls {
+        for key in &call.keys {
+            script.key(key.as_str());
         }
     }
+    script.arg(calls.len());
+    match calls.first().and_then(|c| c.now) {
+        Some(now) => script.arg(now),
+        None => script.arg(""),
+    };
+    for call in calls {
+        for &arg in &call.args {
+            script.arg(arg);
+        }
+    }
+    let replies: Vec<Vec<i64>> = redis.eval(&script).await?;
+    if replies.len() == calls.len() {
+        Ok(replies)
+    } else {
+        Err(StoreError::UnexpectedReply(
+            "rate-limit batch reply of the wrong length",
+        ))
+    }
+}
+
+/// The "now" a call is decided at: the test clock's, read when the decision is asked for.
+pub(super) fn now_of(clock: Option<&Arc<dyn Clock>>) -> Option<u64> {
+    clock.map(|clock| clock.now_micros())
 }
 
 /// The queue of one store's decisions.
@@ -96,29 +103,35 @@ pub(super) struct Batcher {
 impl Batcher {
     /// Starts the task on the current Tokio runtime, or `None` outside one (decisions are
     /// then sent one call each).
-    pub(super) fn start(target: Target) -> Option<Self> {
+    pub(super) fn start(redis: RedisHandle) -> Option<Self> {
         let runtime = tokio::runtime::Handle::try_current().ok()?;
         let (queue, receiver) = mpsc::channel(QUEUE);
-        runtime.spawn(run(target, receiver));
+        runtime.spawn(run(redis, receiver));
         Some(Self { queue })
     }
 
-    /// Queues `decision`, or gives it back when the queue is full or its task has ended
-    /// (its runtime shut down): the caller then sends it on its own.
-    pub(super) fn submit(&self, decision: Decision) -> Result<oneshot::Receiver<Reply>, Decision> {
+    /// Queues `call`, or gives it back when the queue is full or its task has ended (its
+    /// runtime shut down): the caller then sends it on its own.
+    pub(super) fn submit(&self, call: Call) -> Result<oneshot::Receiver<Reply>, Call> {
         let (reply, answer) = oneshot::channel();
-        match self.queue.try_send(Queued { decision, reply }) {
+        match self.queue.try_send(Queued { call, reply }) {
             Ok(()) => Ok(answer),
-            Err(TrySendError::Full(queued) | TrySendError::Closed(queued)) => Err(queued.decision),
+            Err(TrySendError::Full(queued) | TrySendError::Closed(queued)) => Err(queued.call),
         }
     }
 }
 
 /// The task: ends when the store (every sender of the queue) is dropped.
-async fn run(target: Target, mut receiver: mpsc::Receiver<Queued>) {
-    let cluster = target.redis.is_cluster();
+async fn run(redis: RedisHandle, mut receiver: mpsc::Receiver<Queued>) {
+    // On Cluster, calls for different subjects go to different nodes: none waits for another.
+    let permits = (!redis.is_cluster()).then(|| Arc::new(Semaphore::new(IN_FLIGHT)));
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = receiver.recv().await {
+        let permit = match &permits {
+            // The semaphore is never closed.
+            Some(permits) => permits.clone().acquire_owned().await.ok(),
+            None => None,
+        };
         batch.push(first);
         // Let the requests that are already running queue their decisions first.
         tokio::task::yield_now().await;
@@ -128,26 +141,52 @@ async fn run(target: Target, mut receiver: mpsc::Receiver<Queued>) {
                 Err(_) => break,
             }
         }
-        if cluster && batch.len() > 1 {
+        // A request that gave up (its deadline passed, or its future was dropped) is not
+        // charged.
+        batch.retain(|queued| !queued.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        let permit = permit.map(Arc::new);
+        let groups: Vec<Vec<Queued>> = if permits.is_some() {
+            vec![std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH))]
+        } else {
             let mut by_tag: HashMap<HashTag, Vec<Queued>> = HashMap::new();
             for queued in batch.drain(..) {
-                by_tag.entry(queued.decision.tag).or_default().push(queued);
+                by_tag.entry(queued.call.tag).or_default().push(queued);
             }
-            for group in by_tag.into_values() {
-                tokio::spawn(answer(target.clone(), group));
-            }
-        } else {
-            let group = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
-            tokio::spawn(answer(target.clone(), group));
+            by_tag.into_values().collect()
+        };
+        for group in groups {
+            let redis = redis.clone();
+            let permit = permit.clone();
+            tokio::spawn(async move {
+                answer_in_order(&redis, group).await;
+                drop(permit);
+            });
         }
     }
 }
 
+/// Sends `group` as one call per run of decisions of one `now` (one run, but under a test
+/// clock), one after the other, so they are decided in the order they were asked for.
+async fn answer_in_order(redis: &RedisHandle, group: Vec<Queued>) {
+    let mut rest = group.into_iter().peekable();
+    while let Some(first) = rest.next() {
+        let now = first.call.now;
+        let mut run = vec![first];
+        while let Some(next) = rest.next_if(|q| q.call.now == now) {
+            run.push(next);
+        }
+        answer(redis, run).await;
+    }
+}
+
 /// Sends one batch and hands each decision its reply.
-async fn answer(target: Target, batch: Vec<Queued>) {
-    let decisions: Vec<&Decision> = batch.iter().map(|q| &q.decision).collect();
-    let replies = target.send(&decisions).await;
-    drop(decisions);
+async fn answer(redis: &RedisHandle, batch: Vec<Queued>) {
+    let calls: Vec<&Call> = batch.iter().map(|q| &q.call).collect();
+    let replies = send(redis, &calls).await;
+    drop(calls);
     // A request that gave up waiting dropped its receiver: nothing to tell it.
     match replies {
         Ok(replies) => {

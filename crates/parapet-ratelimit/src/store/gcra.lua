@@ -16,15 +16,15 @@
 --
 -- Reply: one array per decision: {status, retry_after_us, then per policy: remaining,
 -- reset_after_us, over_us}; status 0 allowed, 1 limited, 2 banned (retry_after = ban's
--- remaining), 3 allow-listed. An error (out of memory, a key of another type) ends the
--- call: the decisions before it may have been applied, and every one gets the error.
+-- remaining), 3 allow-listed, -1 failed (a key of another type: this decision only).
+-- Out of memory ends the call with Redis's error (no decision could write).
 --
 -- Numbers stay below 2^53 (policies span at most ten years), so Lua doubles are exact.
 -- (now.lua, prepended, sets `now`.)
 
 -- Cost matters here: Redis serves nothing else while a script runs, and its CPU per
--- decision bounds a fleet's throughput. So no table is made per decision but the reply:
--- each policy's numbers live in one scratch table reused by every decision of the batch,
+-- decision bounds a fleet's throughput. So each policy's numbers live in one scratch table
+-- reused by every decision of the batch (rather than tables of their own per decision),
 -- and every argument is read once.
 
 local function floordiv(a, b)
@@ -158,12 +158,17 @@ local function decide(k, n, a)
         -- every cell still in the window (zero-padded, as rates stay below 10^5), so members
         -- are unique; the key lives until the newest cell leaves.
         redis.call('ZREMRANGEBYSCORE', key, '-inf', now - span)
-        local members = {}
-        for j = 0, cost - 1 do
-          members[#members + 1] = now
-          members[#members + 1] = string.format('%d.%05d', now, st[o + 5] + j)
+        -- (ZADD in chunks of 500 cells: unpack cannot spread more than ~8,000 values)
+        local j = 0
+        while j < cost do
+          local members = {}
+          for m = j, math.min(j + 500, cost) - 1 do
+            members[#members + 1] = now
+            members[#members + 1] = string.format('%d.%05d', now, st[o + 5] + m)
+          end
+          redis.call('ZADD', key, unpack(members))
+          j = j + 500
         end
-        redis.call('ZADD', key, unpack(members))
         redis.call('PEXPIRE', key, floordiv(span + 999, 1000))
         reset = span
       elseif st[o + 5] > 0 then
@@ -191,7 +196,7 @@ local function decide(k, n, a)
 end
 
 -- The most common decision, one enforced GCRA policy, in fewer steps (the same numbers as
--- `decide`, which the differential tests hold to src/limits/gcra.rs for both shapes).
+-- `decide`; the differential tests hold both to src/limits/gcra.rs, single and batched).
 local function decide_one_gcra(k, a)
   local cost, interval, burst = tonumber(ARGV[a]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
   local values = redis.call('MGET', KEYS[k + 1], KEYS[k + 2], KEYS[k + 3])
@@ -225,11 +230,24 @@ local k, p = 0, 3
 for d = 1, tonumber(ARGV[1]) do
   local n = tonumber(ARGV[p])
   -- One policy, algorithm 0, a positive (enforced) burst.
+  local ok, reply
   if n == 1 and ARGV[p + 2] == '0' and tonumber(ARGV[p + 4]) > 0 then
-    replies[d] = decide_one_gcra(k, p + 1)
+    ok, reply = pcall(decide_one_gcra, k, p + 1)
   else
-    replies[d] = decide(k, n, p + 1)
+    ok, reply = pcall(decide, k, n, p + 1)
   end
+  if not ok then
+    -- Out of memory refuses every write: the whole call fails with Redis's own error.
+    -- (Redis 7.0 raises a string, later versions a table with `err`.)
+    local message = reply
+    if type(reply) == 'table' then message = reply.err end
+    if type(message) == 'string' and string.sub(message, 1, 3) == 'OOM' then
+      return redis.error_reply(message)
+    end
+    -- Anything else (a key of another type) fails this decision only.
+    reply = {-1, 0}
+  end
+  replies[d] = reply
   k, p = k + 2 + n, p + 2 + 3 * n
 end
 return replies

@@ -2,7 +2,7 @@
 //! together.
 
 use std::fmt;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
 use parapet_core::fanout::Event;
@@ -11,7 +11,7 @@ use parapet_core::{
     StoreCall, StoreError,
 };
 
-use super::batch::{self, Batcher, GCRA, Target};
+use super::batch::{self, Batcher, GCRA};
 use super::{RateLimitStore, check_cost, check_duration};
 use crate::{Algorithm, Decision, Outcome, PolicySet, PolicyState, Subject};
 
@@ -71,9 +71,11 @@ pub struct RedisStore {
     redis: RedisHandle,
     keyspace: Keyspace,
     clock: Option<Arc<dyn Clock>>,
-    /// Where decisions are queued to be sent in batches; `None` when the store was made
-    /// outside a Tokio runtime, or with batching off.
-    batcher: Option<Arc<Batcher>>,
+    /// False with [`unbatched`](Self::unbatched).
+    batching: bool,
+    /// Where decisions are queued to be sent in batches: started by the first decision
+    /// (on its Tokio runtime), shared by the store's clones.
+    batcher: Arc<OnceLock<Batcher>>,
 }
 
 impl RedisStore {
@@ -95,14 +97,13 @@ impl RedisStore {
                 }
             });
         }
-        let mut store = Self {
+        Ok(Self {
             redis: redis.with_timeout(timeout)?,
             keyspace: Keyspace::default(),
             clock: None,
-            batcher: None,
-        };
-        store.restart_batcher();
-        Ok(store)
+            batching: true,
+            batcher: Arc::default(),
+        })
     }
 
     /// Sends every decision in a call of its own instead of batching the decisions that
@@ -110,22 +111,22 @@ impl RedisStore {
     /// each decision's failure apart from the others'.
     #[must_use]
     pub fn unbatched(mut self) -> Self {
-        self.batcher = None;
+        self.batching = false;
         self
     }
 
-    /// Where batches go: this store's deadline and clock.
-    fn target(&self) -> Target {
-        Target {
-            redis: self.redis.clone(),
-            clock: self.clock.clone(),
+    /// The store's batcher, started on the current runtime by the first decision; `None`
+    /// when batching is off or there is no runtime (the decision is then sent on its own).
+    fn batcher(&self) -> Option<&Batcher> {
+        if !self.batching {
+            return None;
         }
-    }
-
-    /// A batcher that sends with the store's current deadline and clock (a builder method
-    /// that changes either starts a new one).
-    fn restart_batcher(&mut self) {
-        self.batcher = Batcher::start(self.target()).map(Arc::new);
+        if let Some(batcher) = self.batcher.get() {
+            return Some(batcher);
+        }
+        // Two first decisions at once may both start one: the loser's ends with its queue.
+        let started = Batcher::start(self.redis.clone())?;
+        Some(self.batcher.get_or_init(|| started))
     }
 
     /// The first part of every key (default `parapet`).
@@ -148,9 +149,8 @@ impl RedisStore {
     /// deadline, or an error.
     pub fn timeout(mut self, timeout: Duration) -> Result<Self, StoreError> {
         self.redis = self.redis.with_timeout(timeout)?;
-        if self.batcher.is_some() {
-            self.restart_batcher();
-        }
+        // Batches are sent with the store's deadline: a new one needs its own batcher.
+        self.batcher = Arc::default();
         Ok(self)
     }
 
@@ -162,9 +162,6 @@ impl RedisStore {
     #[must_use]
     pub fn with_test_clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Arc::new(clock));
-        if self.batcher.is_some() {
-            self.restart_batcher();
-        }
         self
     }
 
@@ -252,24 +249,36 @@ impl RateLimitStore for RedisStore {
             };
             args.extend([algorithm, span, burst]);
         }
-        let decision = batch::Decision { tag, keys, args };
-        let decision = match &self.batcher {
-            Some(batcher) => match batcher.submit(decision) {
+        let call = batch::Call {
+            tag,
+            now: batch::now_of(self.clock.as_ref()),
+            keys,
+            args,
+        };
+        let call = match self.batcher() {
+            Some(batcher) => match batcher.submit(call) {
                 Ok(answer) => {
+                    // The wait in the queue counts against the call's deadline.
+                    let deadline = self.redis.timeout();
                     return StoreCall::boxed(async move {
-                        let reply = answer.await.map_err(|_| {
-                            StoreError::UnexpectedReply("rate-limit batch ended without a reply")
-                        })??;
+                        let reply = tokio::time::timeout(deadline, answer)
+                            .await
+                            .map_err(|_| StoreError::Timeout(deadline))?
+                            .map_err(|_| {
+                                StoreError::UnexpectedReply(
+                                    "rate-limit batch ended without a reply",
+                                )
+                            })??;
                         parse_reply(&reply, n)
                     });
                 }
-                Err(decision) => decision,
+                Err(call) => call,
             },
-            None => decision,
+            None => call,
         };
-        let target = self.target();
+        let redis = self.redis.clone();
         StoreCall::boxed(async move {
-            let replies = target.send(&[&decision]).await?;
+            let replies = batch::send(&redis, &[&call]).await?;
             parse_reply(&replies[0], n)
         })
     }
@@ -338,6 +347,11 @@ fn parse_reply(reply: &[i64], policies: usize) -> Result<Decision, StoreError> {
     let (&retry_after, states) = rest.split_first().ok_or_else(bad)?;
     match status {
         3 => return Ok(Decision::allow_listed()),
+        -1 => {
+            return Err(StoreError::UnexpectedReply(
+                "the rate-limit script failed on this subject's keys (a key of another type?)",
+            ));
+        }
         2 => return Ok(Decision::banned(micros(retry_after))),
         0 | 1 => {}
         _ => return Err(bad()),
