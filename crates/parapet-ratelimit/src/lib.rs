@@ -11,9 +11,9 @@
 //!   a client cannot choose its own key), a header, a request extension, a closure, or
 //!   combinations. IPv6 is folded to /56.
 //! - **Stores**: [`MemoryStore`] (default; bounded, self-cleaning, bans never evicted) and
-//!   [`RedisStore`] (standalone or Cluster; one `EVALSHA` per decision at most — decisions
-//!   that arrive together share one —, Redis's clock, a TTL on every key, keyed hashes with a secret, a local deny cache that answers refused keys
-//!   with no round trip).
+//!   [`RedisStore`] (standalone or Cluster; one `EVALSHA` per decision at most, as
+//!   decisions that arrive together share one; Redis's clock, a TTL on every key, keyed
+//!   hashes with a secret, a local deny cache that answers refused keys with no round trip).
 //! - **Responses**: `429` with `Retry-After`, IETF `RateLimit`/`RateLimit-Policy` fields
 //!   and/or legacy `X-RateLimit-*` ([`HeaderStyle`]), a small `application/problem+json`
 //!   body. Requests without a key get `400`; a server that gives no peer address gets `500`

@@ -32,17 +32,21 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 /// - One `EVALSHA` per decision at most, whatever the number of policies, bans and allow
 ///   entries: all are read and written by one Lua script (sent again with `EVAL` on the same
 ///   node after `NOSCRIPT`, so a restart or `SCRIPT FLUSH` never reaches a client).
-/// - **Batching**: decisions that arrive together go in one call. A task per store takes
-///   every decision queued while it was busy (at most 64) and sends them as one call, which
-///   decides them in order, each all or nothing, at one Redis `TIME`. There is no timer: a
-///   decision that finds the task idle goes out after one yield to the scheduler. Redis spends
-///   a fixed price per call (parsing, the Lua call, `TIME`, the reply), so this lowers its CPU
-///   per decision: in the load harness about 5 decisions per call under 32 connections, and
-///   7.1 µs of Redis CPU per decision against 10.1 µs unbatched. On Cluster, where a call's
-///   keys must share a slot, a call holds the decisions of one subject. A failed call fails
-///   each of its decisions with the same error (and `OnStoreError` applies to each); the
-///   decisions before the failure in the script may have been applied, as with any call
-///   that misses its deadline. [`unbatched`](Self::unbatched) sends one call per decision.
+/// - **Batching**: decisions that arrive together go in one call. A task per store (started
+///   by the first decision) takes the decisions queued while its calls were outstanding (at
+///   most 4 at once on standalone Redis, 64 decisions a call) and sends them as one call,
+///   which decides them in order, each all or nothing, at one Redis `TIME`. There is no
+///   timer: a decision that finds the task idle goes out after one yield to the scheduler.
+///   Redis spends a fixed price per call (parsing, the Lua call, `TIME`, the reply), so this
+///   lowers its CPU per decision: under the load harness's 32 connections, about 7 decisions
+///   per call and 7.1 µs of Redis CPU per decision against 9.8 µs unbatched (BENCHMARKS.md
+///   §14). The wait in the queue counts against the deadline, and a decision whose caller
+///   gave up before it was sent is dropped uncharged. A decision that fails on its own keys
+///   (a key of another type) fails alone; a failed call (timeout, connection, out of memory)
+///   fails each of its decisions with the same error, and `OnStoreError` applies to each.
+///   On Cluster, where a call's keys must share a slot, a call holds the decisions of one
+///   subject. A standalone batch mixes subjects: behind a proxy that routes a call by its
+///   first key, use [`unbatched`](Self::unbatched), which sends one call per decision.
 /// - Time comes from `redis.call('TIME')`, so instances with skewed clocks agree.
 /// - Keys: `{prefix}:rl:{sha256(subject)}:{policy}.{interval}x{burst}` (with `.fw` for a
 ///   fixed window, `.sw` for a sliding window's sorted set of at most `burst` cells), plus
