@@ -201,7 +201,7 @@ fn main() {
         }
         v
     });
-    // LOAD_ONLY=substring keeps the baseline and the variants whose name contains it.
+    // LOAD_ONLY=substring (or a|b) keeps the baseline and the variants whose name contains it.
     let variants = only(variants, |v| v.name);
     let client_rt = runtime();
     for variant in &variants {

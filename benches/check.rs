@@ -139,5 +139,53 @@ fn layer(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, memory, layer);
+/// tower_governor's layer and parapet's, each keyed by the peer address from axum's
+/// `ConnectInfo` and allowing every request, over one handler: the two layers' own cost side
+/// by side (`cargo bench --bench check -- axum_layer_call`).
+fn axum_layer(c: &mut Criterion) {
+    use axum::body::Body;
+    use axum::extract::ConnectInfo;
+    use http::{Request, Response};
+    use tower::{Layer, Service, service_fn};
+    use tower_governor::GovernorLayer;
+    use tower_governor::governor::GovernorConfigBuilder;
+    use tower_parapet::ratelimit::RateLimitLayer;
+    use tower_parapet::ratelimit::key::PeerIp;
+
+    let mut group = c.benchmark_group("axum_layer_call");
+    let handler = service_fn(|_req: Request<Body>| async {
+        Ok::<_, std::convert::Infallible>(Response::new(Body::empty()))
+    });
+    let peer: std::net::SocketAddr = "192.0.2.1:4000".parse().unwrap();
+    let request = || {
+        let mut request = Request::new(Body::empty());
+        request.extensions_mut().insert(ConnectInfo(peer));
+        request
+    };
+    let mut bare = handler;
+    group.bench_function("no_limiter", |b| {
+        b.iter(|| black_box(now(bare.call(request())).unwrap()))
+    });
+    let config = GovernorConfigBuilder::default()
+        .per_nanosecond(1_000)
+        .burst_size(1_000_000)
+        .finish()
+        .unwrap();
+    let mut governor = GovernorLayer::new(config).layer(handler);
+    group.bench_function("tower_governor", |b| {
+        b.iter(|| black_box(now(governor.call(request())).unwrap()))
+    });
+    let mut parapet = RateLimitLayer::builder()
+        .policy("bench", Quota::per_second(1_000_000))
+        .key(PeerIp::from_extension::<ConnectInfo<std::net::SocketAddr>>())
+        .build()
+        .unwrap()
+        .layer(handler);
+    group.bench_function("parapet_memory", |b| {
+        b.iter(|| black_box(now(parapet.call(request())).unwrap()))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, memory, layer, axum_layer);
 criterion_main!(benches);

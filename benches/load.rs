@@ -27,7 +27,10 @@ use tower_parapet::ratelimit::{
     HeaderStyle, HotKeyStore, Quota, RateLimitLayer, RateLimitStore, RedisStore,
 };
 
-use harness::{Paired, Settings, load, median, only, publish, runtime, serve};
+use harness::{
+    Paired, Settings, load, load_with_header, median, only, process_cpu_seconds, publish, runtime,
+    serve,
+};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Path {
@@ -41,6 +44,9 @@ struct Variant {
     path: Path,
     addr: SocketAddr,
     redis: bool,
+    /// Keyed by the `x-client` header, one value per connection (32 keys), instead of
+    /// the peer address (one key).
+    many_keys: bool,
 }
 
 fn hello() -> Router {
@@ -155,6 +161,20 @@ fn parapet_on(quota: Quota, store: impl RateLimitStore, deny_cache: bool) -> Rou
     hello().layer(layer)
 }
 
+/// A limiter keyed by the `x-client` header: each connection of the harness is its own key.
+fn parapet_by_header(store: impl RateLimitStore) -> Router {
+    let layer = RateLimitLayer::builder()
+        .policy("bench", quota(Path::Allowed))
+        .key(tower_parapet::ratelimit::key::HeaderKey::new(
+            http::HeaderName::from_static("x-client"),
+        ))
+        .store(store)
+        .deny_cache(10_000)
+        .build()
+        .unwrap();
+    hello().layer(layer)
+}
+
 fn main() {
     let Settings {
         secs,
@@ -214,6 +234,18 @@ fn main() {
                 "parapet redis multiplexed, allowed",
                 Path::Allowed,
                 parapet_redis(quota(Path::Allowed), multiplexed.clone(), true),
+                true,
+            ),
+            (
+                "parapet redis multiplexed, 32 keys, allowed",
+                Path::Allowed,
+                parapet_by_header(redis_store(multiplexed.clone())),
+                true,
+            ),
+            (
+                "parapet redis multiplexed, 32 keys, unbatched, allowed",
+                Path::Allowed,
+                parapet_by_header(redis_store(multiplexed.clone()).unbatched()),
                 true,
             ),
             (
@@ -301,6 +333,7 @@ fn main() {
         let mut v = Vec::new();
         for (name, path, app, redis) in table {
             v.push(Variant {
+                many_keys: name.contains("32 keys"),
                 name: name.to_owned(),
                 path,
                 addr: serve(app).await,
@@ -310,32 +343,64 @@ fn main() {
         v
     });
 
-    // LOAD_ONLY=substring keeps the baseline and the variants whose name contains it.
+    // LOAD_ONLY=substring (or a|b) keeps the baseline and the variants whose name contains it.
     let variants = only(variants, |v| &v.name);
     let client_rt = runtime();
+    let clients: Vec<String> = (0..conns).map(|i| format!("client-{i}")).collect();
+    let load_variant = |variant: &Variant, run: Duration| {
+        let values: &[String] = if variant.many_keys { &clients } else { &[] };
+        client_rt.block_on(load_with_header(
+            "/",
+            variant.addr,
+            conns,
+            run,
+            "x-client",
+            values,
+        ))
+    };
     // Warm-up: connections, script load, JIT-free but caches and allocators.
     for variant in &variants {
-        client_rt.block_on(load("/", variant.addr, conns, Duration::from_millis(300)));
+        load_variant(variant, Duration::from_millis(300));
     }
     let baseline = variants[0].addr;
     let mut limited_share: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     let mut calls_per_request: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     let mut redis_cpu: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    // This process's CPU (load client and server) per request, µs.
+    let app_cpu = std::cell::RefCell::new(BTreeMap::<usize, Vec<f64>>::new());
     limited_share.entry(0).or_default().push(0.0);
     let per_sec = |(ok, limited, _): (u64, u64, u64)| (ok + limited) as f64 / run.as_secs_f64();
     let paired = Paired::run(
         rounds,
         variants.len(),
-        || per_sec(client_rt.block_on(load("/", baseline, conns, run))),
+        || {
+            let app = process_cpu_seconds();
+            let (ok, limited, other) = client_rt.block_on(load("/", baseline, conns, run));
+            let app = process_cpu_seconds() - app;
+            let total = ok + limited + other;
+            app_cpu
+                .borrow_mut()
+                .entry(0)
+                .or_default()
+                .push(app * 1e6 / total as f64);
+            per_sec((ok, limited, other))
+        },
         |i| {
             let variant = &variants[i];
             let evalsha = redis_server.command_calls("evalsha");
             let cpu = redis_server.cpu_seconds();
-            let (ok, limited, other) = client_rt.block_on(load("/", variant.addr, conns, run));
+            let app = process_cpu_seconds();
+            let (ok, limited, other) = load_variant(variant, run);
+            let app = process_cpu_seconds() - app;
             let calls = redis_server.command_calls("evalsha") - evalsha;
             let cpu = redis_server.cpu_seconds() - cpu;
             assert_eq!(other, 0, "{}: unexpected statuses", variant.name);
             let total = ok + limited;
+            app_cpu
+                .borrow_mut()
+                .entry(i)
+                .or_default()
+                .push(app * 1e6 / total as f64);
             limited_share
                 .entry(i)
                 .or_default()
@@ -362,10 +427,12 @@ fn main() {
     );
 
     let mut report = String::from(
-        "| variant | req/s (median) | × baseline (median of paired ratios) | min–max ratio | 429 share | script calls / request | Redis CPU µs / request |\n|---|---:|---:|---:|---:|---:|---:|\n",
+        "| variant | req/s (median) | × baseline (median of paired ratios) | min–max ratio | 429 share | script calls / request | Redis CPU µs / request | app CPU µs / request |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
+    let app_cpu = app_cpu.into_inner();
     for (i, variant) in variants.iter().enumerate() {
         let (rps, ratio, lo, hi) = paired.summary(i);
+        let app = median(app_cpu[&i].clone());
         let calls = calls_per_request
             .get(&i)
             .map_or("–".to_owned(), |c| format!("{:.3}", median(c.clone())));
@@ -373,7 +440,7 @@ fn main() {
             .get(&i)
             .map_or("–".to_owned(), |c| format!("{:.1}", median(c.clone())));
         report.push_str(&format!(
-            "| {} | {:.0} | {:.3} | {:.3}–{:.3} | {:.1}% | {} | {} |\n",
+            "| {} | {:.0} | {:.3} | {:.3}–{:.3} | {:.1}% | {} | {} | {:.1} |\n",
             variant.name,
             rps,
             ratio,
@@ -381,7 +448,8 @@ fn main() {
             hi,
             100.0 * median(limited_share[&i].clone()),
             calls,
-            cpu
+            cpu,
+            app
         ));
     }
     publish("target/load-report.md", rounds, secs, conns, "", &report);

@@ -28,7 +28,12 @@ const MAX_BATCH: usize = 64;
 
 /// Calls outstanding at once on standalone Redis: enough to keep the connection busy while
 /// the next batch fills.
-const IN_FLIGHT: usize = 4;
+const IN_FLIGHT: usize = 8;
+
+/// Sliding-window cells one call adds at most (a sorted-set member each): a decision that
+/// adds more is sent in a call of its own, so heavy decisions do not hold up the light ones
+/// queued with them.
+const MAX_CELLS: u64 = 4096;
 
 /// Decisions queued at most; past it, a decision is sent on its own.
 const QUEUE: usize = 4096;
@@ -48,6 +53,8 @@ pub(super) struct Call {
     pub(super) keys: Vec<String>,
     /// The number of policies, the cost, then three numbers per policy (`gcra.lua`).
     pub(super) args: Vec<i64>,
+    /// The sliding-window cells the decision adds if admitted: its cost per sliding policy.
+    pub(super) cells: u64,
 }
 
 /// A decision's reply: `gcra.lua`'s array for it, or why there is none.
@@ -126,18 +133,35 @@ async fn run(redis: RedisHandle, mut receiver: mpsc::Receiver<Queued>) {
     // On Cluster, calls for different subjects go to different nodes: none waits for another.
     let permits = (!redis.is_cluster()).then(|| Arc::new(Semaphore::new(IN_FLIGHT)));
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = receiver.recv().await {
+    // A decision that did not fit in the last call: it starts the next.
+    let mut carried: Option<Queued> = None;
+    loop {
+        let first = match carried.take() {
+            Some(queued) => queued,
+            None => match receiver.recv().await {
+                Some(queued) => queued,
+                None => return,
+            },
+        };
         let permit = match &permits {
             // The semaphore is never closed.
             Some(permits) => permits.clone().acquire_owned().await.ok(),
             None => None,
         };
+        let mut cells = first.call.cells;
         batch.push(first);
         // Let the requests that are already running queue their decisions first.
         tokio::task::yield_now().await;
         while batch.len() < MAX_BATCH {
             match receiver.try_recv() {
-                Ok(queued) => batch.push(queued),
+                Ok(queued) if cells.saturating_add(queued.call.cells) > MAX_CELLS => {
+                    carried = Some(queued);
+                    break;
+                }
+                Ok(queued) => {
+                    cells += queued.call.cells;
+                    batch.push(queued);
+                }
                 Err(_) => break,
             }
         }

@@ -25,7 +25,49 @@
 -- Cost matters here: Redis serves nothing else while a script runs, and its CPU per
 -- decision bounds a fleet's throughput. So each policy's numbers live in one scratch table
 -- reused by every decision of the batch (rather than tables of their own per decision),
--- and every argument is read once.
+-- every argument is read once, and the string keys (allow, ban, GCRA and fixed-window
+-- states) go through a table of the batch: each is read at most once per call (a hot key's
+-- decisions in one batch make one MGET between them) and written once at the end, with the
+-- expiry of its last state. Nothing else runs while the script does, so this decides
+-- exactly as reading and writing each decision's keys in turn would.
+
+-- Each string key's value in this call: a number, or false when the key does not exist.
+local values = {}
+-- The keys charged in this call, in the order first charged, written when the call ends.
+local charged_keys = {}
+local charged = {}
+
+-- A stored state, or false for none. Every state this script writes is an integer below
+-- 2^53; anything else (a value written by hand: not a number, inf, nan, out of range) counts
+-- as no state, so it can neither fail the call nor make a state without a positive expiry.
+local function number(v)
+  local x = v and tonumber(v)
+  if x and x == x and x > -9007199254740992 and x < 9007199254740992 then return x end
+  return false
+end
+
+-- Reads into `values` those of `names` not read yet in this call, in one MGET.
+local function load(names)
+  local missing = {}
+  for j = 1, #names do
+    if values[names[j]] == nil then missing[#missing + 1] = names[j] end
+  end
+  if #missing == 0 then return end
+  local read = redis.call('MGET', unpack(missing))
+  for j = 1, #missing do
+    -- (a key listed twice is read twice: the first answer stands)
+    if values[missing[j]] == nil then values[missing[j]] = number(read[j]) end
+  end
+end
+
+-- Charges a string key: its new state, written when the call ends.
+local function charge(key, state)
+  values[key] = state
+  if not charged[key] then
+    charged[key] = true
+    charged_keys[#charged_keys + 1] = key
+  end
+end
 
 local function floordiv(a, b)
   local q = math.floor(a / b)
@@ -57,33 +99,24 @@ local function decide(k, n, a)
     if kind == 2 then sliding = true end
   end
 
-  -- One read for every string key of the subject: allow, ban, then the policies' numbers
-  -- (a sliding window's key is a sorted set, read below).
-  local values
+  -- One read for every string key of the subject not read yet: allow, ban, then the
+  -- policies' numbers (a sliding window's key is a sorted set, read below).
   if sliding then
     local strings = {KEYS[k + 1], KEYS[k + 2]}
     for i = 1, n do
       if st[8 * i - 7] ~= 2 then strings[#strings + 1] = KEYS[k + 2 + i] end
     end
-    local read = redis.call('MGET', unpack(strings))
-    values = {read[1], read[2]}
-    local j = 3
-    for i = 1, n do
-      if st[8 * i - 7] ~= 2 then
-        values[2 + i] = read[j]
-        j = j + 1
-      end
-    end
+    load(strings)
   else
-    values = redis.call('MGET', unpack(KEYS, k + 1, k + 2 + n))
+    load({unpack(KEYS, k + 1, k + 2 + n)})
   end
-  local allow = values[1]
-  if allow and tonumber(allow) > now then
+  local allow = values[KEYS[k + 1]]
+  if allow and allow > now then
     return {3, 0}
   end
-  local ban = values[2]
-  if ban and tonumber(ban) > now then
-    return {2, tonumber(ban) - now}
+  local ban = values[KEYS[k + 2]]
+  if ban and ban > now then
+    return {2, ban - now}
   end
 
   local retry = 0
@@ -113,9 +146,8 @@ local function decide(k, n, a)
     elseif kind == 1 then
       local window_end = (floordiv(now, span) + 1) * span
       local count = 0
-      local stored = values[2 + i]
-      if stored then
-        local s = tonumber(stored)
+      local s = values[KEYS[k + 2 + i]]
+      if s then
         local stored_end = floordiv(s, span) * span
         if stored_end >= window_end then count = s - stored_end end
       end
@@ -125,9 +157,8 @@ local function decide(k, n, a)
       st[o + 8] = window_end
     else
       local tat = now
-      local stored = values[2 + i]
-      if stored then
-        local s = tonumber(stored)
+      local s = values[KEYS[k + 2 + i]]
+      if s then
         if s > now then tat = s end
         -- Never past now + B*T, which admission keeps it under: a clock that stepped back
         -- costs at most one window.
@@ -143,17 +174,19 @@ local function decide(k, n, a)
 
   local allowed = retry <= 0
   local reply = {allowed and 0 or 1, retry}
+  -- The string keys this decision charges, applied once it cannot fail any more.
+  local staged = {}
   for i = 1, n do
     local o = 8 * (i - 1)
     local kind, span, burst, over = st[o + 1], st[o + 2], st[o + 3], st[o + 7]
     -- A shadow policy that would refuse is not charged.
-    local charged = allowed and not (st[o + 4] and over > 0)
+    local is_charged = allowed and not (st[o + 4] and over > 0)
     local after = st[o + 5]
-    if charged then after = st[o + 6] end
+    if is_charged then after = st[o + 6] end
     local key = KEYS[k + 2 + i]
     if kind == 2 then
       local reset = 0
-      if charged and cost > 0 then
+      if is_charged and cost > 0 then
         -- Drop the cells that left, add one member per cell: `now.index`, with indexes above
         -- every cell still in the window (zero-padded, as rates stay below 10^5), so members
         -- are unique; the key lives until the newest cell leaves.
@@ -178,9 +211,8 @@ local function decide(k, n, a)
       reply[3 * i] = burst - after
       reply[3 * i + 1] = reset
     else
-      if charged and cost > 0 then
-        -- The key lives exactly as long as it differs from no key: ceil((state - now) / 1ms).
-        redis.call('SET', key, st[o + 6], 'PX', floordiv(st[o + 6] - now + 999, 1000))
+      if is_charged and cost > 0 then
+        staged[#staged + 1] = i
       end
       if kind == 1 then
         reply[3 * i] = burst - (after - st[o + 8])
@@ -192,6 +224,10 @@ local function decide(k, n, a)
     end
     reply[3 * i + 2] = over
   end
+  for j = 1, #staged do
+    local i = staged[j]
+    charge(KEYS[k + 2 + i], st[8 * (i - 1) + 6])
+  end
   return reply
 end
 
@@ -199,18 +235,21 @@ end
 -- `decide`; the differential tests hold both to src/limits/gcra.rs, single and batched).
 local function decide_one_gcra(k, a)
   local cost, interval, burst = tonumber(ARGV[a]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  local values = redis.call('MGET', KEYS[k + 1], KEYS[k + 2], KEYS[k + 3])
-  local allow, ban, stored = values[1], values[2], values[3]
-  if allow and tonumber(allow) > now then
+  local ka, kb, kp = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+  local allow, ban, s = values[ka], values[kb], values[kp]
+  if allow == nil or ban == nil or s == nil then
+    load({ka, kb, kp})
+    allow, ban, s = values[ka], values[kb], values[kp]
+  end
+  if allow and allow > now then
     return {3, 0}
   end
-  if ban and tonumber(ban) > now then
-    return {2, tonumber(ban) - now}
+  if ban and ban > now then
+    return {2, ban - now}
   end
   local limit = interval * burst
   local tat = now
-  if stored then
-    local s = tonumber(stored)
+  if s then
     if s > now then tat = s end
     if tat > now + limit then tat = now + limit end
   end
@@ -220,7 +259,7 @@ local function decide_one_gcra(k, a)
     return {1, over, floordiv(limit - (tat - now), interval), tat - now, over}
   end
   if cost > 0 then
-    redis.call('SET', KEYS[k + 3], new, 'PX', floordiv(new - now + 999, 1000))
+    charge(kp, new)
   end
   return {0, 0, floordiv(limit - (new - now), interval), new - now, over}
 end
@@ -249,5 +288,14 @@ for d = 1, tonumber(ARGV[1]) do
   end
   replies[d] = reply
   k, p = k + 2 + n, p + 2 + 3 * n
+end
+-- Each charged key once, with its last state; it lives exactly as long as it differs from
+-- no key: ceil((state - now) / 1 ms). (Out of memory fails the call here, with Redis's
+-- error, as above.)
+for j = 1, #charged_keys do
+  local key = charged_keys[j]
+  local state = values[key]
+  -- A charged state lies after now (GCRA: by cost x interval; a window: its end).
+  redis.call('SET', key, state, 'PX', floordiv(state - now + 999, 1000))
 end
 return replies

@@ -253,11 +253,17 @@ impl RateLimitStore for RedisStore {
             };
             args.extend([algorithm, span, burst]);
         }
+        let sliding = policies
+            .policies()
+            .iter()
+            .filter(|policy| policy.limit().algorithm == Algorithm::SlidingWindow)
+            .count();
         let call = batch::Call {
             tag,
             now: batch::now_of(self.clock.as_ref()),
             keys,
             args,
+            cells: u64::from(cost) * sliding as u64,
         };
         let call = match self.batcher() {
             Some(batcher) => match batcher.submit(call) {
