@@ -34,16 +34,19 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 ///   node after `NOSCRIPT`, so a restart or `SCRIPT FLUSH` never reaches a client).
 /// - **Batching**: decisions that arrive together go in one call. A task per store (started
 ///   by the first decision) takes the decisions queued while its calls were outstanding (at
-///   most 4 at once on standalone Redis, 64 decisions a call) and sends them as one call,
-///   which decides them in order, each all or nothing, at one Redis `TIME`. There is no
-///   timer: a decision that finds the task idle goes out after one yield to the scheduler.
-///   Redis spends a fixed price per call (parsing, the Lua call, `TIME`, the reply), so this
-///   lowers its CPU per decision: under the load harness's 32 connections, about 7 decisions
-///   per call and 7.1 µs of Redis CPU per decision against 9.8 µs unbatched (BENCHMARKS.md
-///   §14). The wait in the queue counts against the deadline, and a decision whose caller
-///   gave up before it was sent is dropped uncharged. A decision that fails on its own keys
-///   (a key of another type) fails alone; a failed call (timeout, connection, out of memory)
-///   fails each of its decisions with the same error, and `OnStoreError` applies to each.
+///   most 8 at once on standalone Redis; 64 decisions and 4,096 sliding-window cells a call)
+///   and sends them as one call, which decides them in order, each all or nothing, at one
+///   Redis `TIME`, reading and writing each key once. There is no timer: a decision that
+///   finds the task idle goes out after one yield to the scheduler. Redis spends a fixed
+///   price per call (parsing, the Lua call, `TIME`, the reply) and the app one per round
+///   trip, so this lowers both: under the load harness's 32 connections, about 7 decisions
+///   per call, 6.7 µs of Redis CPU per decision against 13.3 µs unbatched, and 1.4× the
+///   throughput (BENCHMARKS.md §14). The wait in the queue counts against the deadline, and
+///   a decision whose caller gave up before it was sent is dropped uncharged. A decision
+///   that fails on its own keys (a sliding window's key of another type) fails alone; a
+///   string state the script never writes (text, `inf`) reads as none. A failed call
+///   (timeout, connection, out of memory) fails each of its decisions with the same error,
+///   and `OnStoreError` applies to each.
 ///   On Cluster, where a call's keys must share a slot, a call holds the decisions of one
 ///   subject. A standalone batch mixes subjects: behind a proxy that routes a call by its
 ///   first key, use [`unbatched`](Self::unbatched), which sends one call per decision.
@@ -59,7 +62,9 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 ///   `{prefix}:rl:changes` by the script that makes them (the fan-out of `parapet-core`),
 ///   and every instance empties its deny cache within milliseconds.
 /// - Each call has a deadline (default 50 ms, never more than the handle's own); see
-///   `OnStoreError` for what happens past it. A call that misses it may still be applied.
+///   `OnStoreError` for what happens past it. A call that misses it may still be applied, up
+///   to about twice the deadline after the decision was asked for (its wait in the queue,
+///   then the call's own deadline).
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
