@@ -229,7 +229,7 @@ async fn a_sliding_window_key_is_bounded_on_redis() {
     }
     assert_eq!(admitted, 100);
     let keys: Vec<String> = handle
-        .query(parapet_core::Command::new("KEYS").arg("*minute.600000x100.sw"))
+        .query(parapet_core::Command::new("KEYS").arg("*minute.60000000x100.sw"))
         .await
         .unwrap();
     let [key] = &keys[..] else {
@@ -278,5 +278,43 @@ async fn a_sliding_window_takes_its_largest_costs() {
         let decision = store.check(&subject, &set, 1).await.unwrap();
         assert_eq!(decision.outcome, Outcome::Limited, "{what}");
         assert_eq!(decision.states[0].remaining, 0, "{what}");
+    }
+}
+
+/// Two windows of one name and count whose lengths round to the same interval (1,000 and
+/// 1,002 µs for 3: 334 µs each) are two policies with two states, in memory and on Redis.
+#[tokio::test]
+async fn windows_of_one_rounded_interval_keep_apart() {
+    let server = RedisServer::shared();
+    let redis = RedisStore::new(redis(server.url()).await).unwrap();
+    let memory = MemoryStore::new(100);
+    for kind in ["fixed", "sliding"] {
+        let window = |micros| {
+            let quota = Quota::new(3, Duration::from_micros(micros));
+            let quota = if kind == "fixed" {
+                quota.fixed_window()
+            } else {
+                quota.sliding_window()
+            };
+            parapet_ratelimit::Policy::new("w", quota).unwrap()
+        };
+        let (short, long) = (window(1_000_000), window(1_000_002));
+        assert_ne!(short, long, "{kind}");
+        let short = parapet_ratelimit::PolicySet::from(short);
+        let long = parapet_ratelimit::PolicySet::from(long);
+        let subject = Subject::new("windows", format!("apart-{kind}"));
+        for (name, store) in [
+            ("memory", &memory as &dyn RateLimitStore),
+            ("redis", &redis as &dyn RateLimitStore),
+        ] {
+            let spent = store.check(&subject, &short, 3).await.unwrap();
+            assert_eq!(spent.outcome, Outcome::Allowed, "{kind} {name}");
+            let other = store.check(&subject, &long, 3).await.unwrap();
+            assert_eq!(
+                other.outcome,
+                Outcome::Allowed,
+                "{kind} {name}: shared a state"
+            );
+        }
     }
 }

@@ -100,7 +100,14 @@ impl Policy {
             Algorithm::FixedWindow => ".fw",
             Algorithm::SlidingWindow => ".sw",
         };
-        let key_suffix = format!("{name}.{interval}x{}{suffix}", quota.burst_size());
+        // GCRA's state is defined by interval and burst; a window's by its length and
+        // count (two windows of one rounded interval must not share a key).
+        let span = if algorithm == Algorithm::Gcra {
+            interval
+        } else {
+            window.unsigned_abs()
+        };
+        let key_suffix = format!("{name}.{span}x{}{suffix}", quota.burst_size());
         let digest = Sha256::digest(key_suffix.as_bytes());
         let mut id = [0; 8];
         id.copy_from_slice(&digest[..8]);
@@ -159,7 +166,8 @@ impl Policy {
         self.0.limit.shadow
     }
 
-    /// `name.intervalxburst`: the last part of the policy's store key.
+    /// `name.{interval}x{burst}` (a window: `name.{window}x{count}.fw` or `.sw`): the last
+    /// part of the policy's store key.
     pub(crate) fn key_suffix(&self) -> &str {
         &self.0.key_suffix
     }

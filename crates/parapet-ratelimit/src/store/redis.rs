@@ -36,12 +36,12 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 ///   by the first decision) takes the decisions queued while its calls were outstanding (at
 ///   most 8 at once on standalone Redis; 64 decisions and 4,096 sliding-window cells a call)
 ///   and sends them as one call, which decides them in order, each all or nothing, at one
-///   Redis `TIME`, reading and writing each key once. There is no timer: a decision that
-///   finds the task idle goes out after one yield to the scheduler. Redis spends a fixed
-///   price per call (parsing, the Lua call, `TIME`, the reply) and the app one per round
-///   trip, so this lowers both: under the load harness's 32 connections, about 7 decisions
-///   per call, 6.7 µs of Redis CPU per decision against 13.3 µs unbatched, and 1.4× the
-///   throughput (BENCHMARKS.md §14). The wait in the queue counts against the deadline, and
+///   Redis `TIME`, reading and writing each string key once. There is no timer: a decision
+///   that finds the task idle goes out after one yield to the scheduler. Redis spends a
+///   fixed price per call (parsing, the Lua call, `TIME`, the reply) and the app one per
+///   round trip, so this lowers both: in the load harness (32 connections on one key),
+///   about 7 decisions per call, 6.7 µs of Redis CPU per decision against 13.3 µs
+///   unbatched, and 1.4× the throughput; on 32 keys, 1.3× (BENCHMARKS.md §14). The wait in the queue counts against the deadline, and
 ///   a decision whose caller gave up before it was sent is dropped uncharged. A decision
 ///   that fails on its own keys (a sliding window's key of another type) fails alone; a
 ///   string state the script never writes (text, `inf`) reads as none. A failed call
@@ -51,9 +51,9 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 ///   subject. A standalone batch mixes subjects: behind a proxy that routes a call by its
 ///   first key, use [`unbatched`](Self::unbatched), which sends one call per decision.
 /// - Time comes from `redis.call('TIME')`, so instances with skewed clocks agree.
-/// - Keys: `{prefix}:rl:{sha256(subject)}:{policy}.{interval}x{burst}` (with `.fw` for a
-///   fixed window, `.sw` for a sliding window's sorted set of at most `burst` cells), plus
-///   `…:ban` and `…:allow`. The hash tag puts every key of a subject in one Cluster slot;
+/// - Keys: `{prefix}:rl:{sha256(subject)}:{policy}.{interval}x{burst}` (for a window, its
+///   length in place of the interval, and `.fw` for a fixed window, `.sw` for a sliding
+///   window's sorted set of at most `burst` cells), plus `…:ban` and `…:allow`. The hash tag puts every key of a subject in one Cluster slot;
 ///   every key has a TTL (`PX`) equal to the time its state matters.
 /// - Keys hold a SHA-256 of the subject, or an HMAC-SHA-256 with
 ///   [`key_secret`](Self::key_secret): without a secret, a Redis dump of IP-keyed limits can
