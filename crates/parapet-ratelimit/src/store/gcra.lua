@@ -33,8 +33,7 @@
 
 -- Each string key's value in this call: a number, or false when the key does not exist.
 local values = {}
--- The keys charged in this call, in the order first charged, written when the call ends.
-local charged_keys = {}
+-- The keys charged in this call (a set), written when the call ends.
 local charged = {}
 
 -- A stored state, or false for none. Every state this script writes is an integer below
@@ -63,10 +62,7 @@ end
 -- Charges a string key: its new state, written when the call ends.
 local function charge(key, state)
   values[key] = state
-  if not charged[key] then
-    charged[key] = true
-    charged_keys[#charged_keys + 1] = key
-  end
+  charged[key] = true
 end
 
 local function floordiv(a, b)
@@ -292,8 +288,7 @@ end
 -- Each charged key once, with its last state; it lives exactly as long as it differs from
 -- no key: ceil((state - now) / 1 ms). (Out of memory fails the call here, with Redis's
 -- error, as above.)
-for j = 1, #charged_keys do
-  local key = charged_keys[j]
+for key in pairs(charged) do
   local state = values[key]
   -- A charged state lies after now (GCRA: by cost x interval; a window: its end).
   redis.call('SET', key, state, 'PX', floordiv(state - now + 999, 1000))
