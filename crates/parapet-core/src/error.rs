@@ -60,6 +60,11 @@ pub enum StoreError {
     /// burst, a zero duration).
     #[error("invalid store argument: {0}")]
     InvalidArgument(&'static str),
+    /// The failure of a call shared by several callers (a batch of decisions), as every
+    /// caller but the first sees it ([`shared`](Self::shared)): same kind, message and
+    /// cause. A circuit breaker counts the call's failure once, not once per caller.
+    #[error(transparent)]
+    Repeated(Box<StoreError>),
 }
 
 impl StoreError {
@@ -75,12 +80,30 @@ impl StoreError {
             Self::InvalidConfig(_) => "config",
             Self::CapacityExceeded(_) => "capacity",
             Self::InvalidArgument(_) => "argument",
+            Self::Repeated(first) => first.kind(),
         }
     }
 
+    /// Whether this is a repeat of a failure another caller of the same call was given
+    /// ([`shared`](Self::shared)): count such a failure once.
+    pub fn is_repeated(&self) -> bool {
+        matches!(self, Self::Repeated(_))
+    }
+
     /// The same failure for each of `n` callers of one shared call (a batch of decisions
-    /// sent together): each gets the same kind and message, with the cause shared.
+    /// sent together): each gets the same kind and message, with the cause shared; all but
+    /// the first are [`Repeated`](Self::Repeated), so the call's failure counts once.
     pub fn shared(self, n: usize) -> Vec<StoreError> {
+        let mut copies = self.copies(n).into_iter();
+        let first = copies.next();
+        first
+            .into_iter()
+            .chain(copies.map(|copy| Self::Repeated(Box::new(copy))))
+            .collect()
+    }
+
+    /// `n` copies of this failure, the cause shared.
+    fn copies(self, n: usize) -> Vec<StoreError> {
         let source = |source: Source| Shared(Arc::from(source));
         match self {
             Self::OutOfMemory(s) => {
@@ -102,6 +125,11 @@ impl StoreError {
             Self::InvalidConfig(m) => (0..n).map(|_| Self::InvalidConfig(m.clone())).collect(),
             Self::CapacityExceeded(m) => (0..n).map(|_| Self::CapacityExceeded(m)).collect(),
             Self::InvalidArgument(m) => (0..n).map(|_| Self::InvalidArgument(m)).collect(),
+            Self::Repeated(first) => first
+                .copies(n)
+                .into_iter()
+                .map(|copy| Self::Repeated(Box::new(copy)))
+                .collect(),
         }
     }
 
@@ -140,12 +168,16 @@ mod tests {
             assert_eq!(e.kind(), "redis");
             assert!(e.to_string().contains("refused here"), "{e}");
         }
+        assert!(!errors[0].is_repeated());
+        assert!(errors[1..].iter().all(StoreError::is_repeated));
+        assert!(errors[1].source().is_some());
         let timeouts = StoreError::Timeout(Duration::from_millis(7)).shared(2);
-        assert!(
-            timeouts
-                .iter()
-                .all(|e| matches!(e, StoreError::Timeout(d) if *d == Duration::from_millis(7)))
-        );
+        assert!(matches!(timeouts[0], StoreError::Timeout(d) if d == Duration::from_millis(7)));
+        assert!(matches!(
+            &timeouts[1],
+            StoreError::Repeated(first) if matches!(**first, StoreError::Timeout(d) if d == Duration::from_millis(7))
+        ));
+        assert_eq!(timeouts[0].to_string(), timeouts[1].to_string());
         assert!(StoreError::Timeout(Duration::ZERO).shared(0).is_empty());
     }
 

@@ -310,3 +310,42 @@ async fn a_frozen_redis_lifts_no_ban() {
     );
     server.resume();
 }
+
+/// One failed call counts once toward the circuit breaker, however many decisions it
+/// carried: a batch of six that misses its deadline leaves the breaker closed (it opens
+/// after 3 failed calls in a row), so the next request is decided by Redis again.
+// One thread: the six requests are queued before the batcher runs, so they make one call.
+#[tokio::test]
+async fn a_failed_batch_counts_once_toward_the_breaker() {
+    let server = RedisServer::start();
+    let layer = layer(&server, OnStoreError::FailClosed, Quota::per_second(10_000)).await;
+    let mut svc = service(&layer);
+    let warm = send(&mut svc, request_from("192.0.2.1")).await;
+    assert_eq!(warm.status(), StatusCode::OK);
+    let calls = server.command_calls("evalsha");
+
+    server.pause();
+    let mut services: Vec<_> = (0..6).map(|_| service(&layer)).collect();
+    let [a, b, c, d, e, f] = &mut services[..] else {
+        unreachable!()
+    };
+    let statuses = tokio::join!(
+        send(a, request_from("192.0.2.10")),
+        send(b, request_from("192.0.2.11")),
+        send(c, request_from("192.0.2.12")),
+        send(d, request_from("192.0.2.13")),
+        send(e, request_from("192.0.2.14")),
+        send(f, request_from("192.0.2.15")),
+    );
+    server.resume();
+    for response in [
+        statuses.0, statuses.1, statuses.2, statuses.3, statuses.4, statuses.5,
+    ] {
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    let next = send(&mut svc, request_from("192.0.2.20")).await;
+    assert_eq!(next.status(), StatusCode::OK, "the breaker opened");
+    // The late batch, then this request: two calls.
+    assert_eq!(server.command_calls("evalsha") - calls, 2);
+}

@@ -405,7 +405,10 @@ impl RateLimiter {
         metrics::store_error(kind, action);
         if let Some(error) = error {
             let now = self.now();
-            inner.breaker.failure(now);
+            // One failed call counts once, however many decisions it carried.
+            if !error.is_repeated() {
+                inner.breaker.failure(now);
+            }
             inner.failures.failure(now, kind, action, error);
         }
         match (inner.on_store_error, &inner.fallback) {

@@ -17,10 +17,12 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use parapet_core::{Clock, HashTag, RedisHandle, Script, StoreError};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
 
 /// Decisions sent in one call at most: keeps one script's run (Redis serves nothing else
 /// meanwhile) and its reply short.
@@ -63,6 +65,8 @@ pub(super) type Reply = Result<Vec<i64>, StoreError>;
 struct Queued {
     call: Call,
     reply: oneshot::Sender<Reply>,
+    /// When its caller stops waiting.
+    until: Instant,
 }
 
 /// Decides `calls` in one script call, in order (all of one `now`).
@@ -102,6 +106,28 @@ pub(super) fn now_of(clock: Option<&Arc<dyn Clock>>) -> Option<u64> {
     clock.map(|clock| clock.now_micros())
 }
 
+/// The reply to a queued decision, waited for until `until` (`deadline` after it was asked
+/// for).
+pub(super) async fn wait(
+    mut answer: oneshot::Receiver<Reply>,
+    until: Instant,
+    deadline: Duration,
+) -> Reply {
+    let ended = || StoreError::UnexpectedReply("rate-limit batch ended without a reply");
+    match tokio::time::timeout_at(until, &mut answer).await {
+        Ok(reply) => reply.map_err(|_| ended())?,
+        Err(_) => {
+            // The batch's call ends just before `until`: when both timers fire in one turn,
+            // let its task deliver the shared failure first, counted once, rather than a
+            // timeout of this caller's own.
+            tokio::task::yield_now().await;
+            answer
+                .try_recv()
+                .map_err(|_| StoreError::Timeout(deadline))?
+        }
+    }
+}
+
 /// The queue of one store's decisions.
 pub(super) struct Batcher {
     queue: mpsc::Sender<Queued>,
@@ -117,11 +143,16 @@ impl Batcher {
         Some(Self { queue })
     }
 
-    /// Queues `call`, or gives it back when the queue is full or its task has ended (its
-    /// runtime shut down): the caller then sends it on its own.
-    pub(super) fn submit(&self, call: Call) -> Result<oneshot::Receiver<Reply>, Call> {
+    /// Queues `call` for a caller that waits until `until`, or gives it back when the
+    /// queue is full or its task has ended (its runtime shut down): the caller then sends
+    /// it on its own.
+    pub(super) fn submit(
+        &self,
+        call: Call,
+        until: Instant,
+    ) -> Result<oneshot::Receiver<Reply>, Call> {
         let (reply, answer) = oneshot::channel();
-        match self.queue.try_send(Queued { call, reply }) {
+        match self.queue.try_send(Queued { call, reply, until }) {
             Ok(()) => Ok(answer),
             Err(TrySendError::Full(queued) | TrySendError::Closed(queued)) => Err(queued.call),
         }
@@ -207,9 +238,21 @@ async fn answer_in_order(redis: &RedisHandle, group: Vec<Queued>) {
 }
 
 /// Sends one batch and hands each decision its reply.
+///
+/// The call ends just before its oldest decision's caller stops waiting, so that a call
+/// that fails reaches its callers as one shared failure (counted once by a circuit
+/// breaker) rather than as each caller's own timeout.
 async fn answer(redis: &RedisHandle, batch: Vec<Queued>) {
     let calls: Vec<&Call> = batch.iter().map(|q| &q.call).collect();
-    let replies = send(redis, &calls).await;
+    let timeout = redis.timeout();
+    let margin = (timeout / 10).min(Duration::from_millis(1));
+    let oldest = batch.iter().map(|q| q.until).min();
+    let replies = match oldest {
+        Some(until) => tokio::time::timeout_at(until - margin, send(redis, &calls))
+            .await
+            .unwrap_or(Err(StoreError::Timeout(timeout))),
+        None => return,
+    };
     drop(calls);
     // A request that gave up waiting dropped its receiver: nothing to tell it.
     match replies {
@@ -219,7 +262,11 @@ async fn answer(redis: &RedisHandle, batch: Vec<Queued>) {
             }
         }
         Err(error) => {
-            let errors = error.shared(batch.len());
+            let mut errors = error.shared(batch.len());
+            // The failure itself (not a repeat) goes to a caller still waiting.
+            if let Some(waiting) = batch.iter().position(|q| !q.reply.is_closed()) {
+                errors.swap(0, waiting);
+            }
             for (queued, error) in batch.into_iter().zip(errors) {
                 let _ = queued.reply.send(Err(error));
             }

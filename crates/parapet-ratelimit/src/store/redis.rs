@@ -41,20 +41,22 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 ///   fixed price per call (parsing, the Lua call, `TIME`, the reply) and the app one per
 ///   round trip, so this lowers both: in the load harness (32 connections on one key),
 ///   about 7 decisions per call, 6.7 µs of Redis CPU per decision against 13.3 µs
-///   unbatched, and 1.4× the throughput; on 32 keys, 1.3× (BENCHMARKS.md §14). The wait in the queue counts against the deadline, and
-///   a decision whose caller gave up before it was sent is dropped uncharged. A decision
-///   that fails on its own keys (a sliding window's key of another type) fails alone; a
-///   string state the script never writes (text, `inf`) reads as none. A failed call
-///   (timeout, connection, out of memory) fails each of its decisions with the same error,
-///   and `OnStoreError` applies to each.
-///   On Cluster, where a call's keys must share a slot, a call holds the decisions of one
-///   subject. A standalone batch mixes subjects: behind a proxy that routes a call by its
+///   unbatched, and 1.4× the throughput; on 32 keys, 1.3× (BENCHMARKS.md §14). The wait
+///   in the queue counts against the deadline, and a decision whose caller gave up before
+///   it was sent is dropped uncharged. A decision that fails on its own keys (a sliding
+///   window's key of another type) fails alone; a string state the script never writes
+///   (text, `inf`) reads as none. A failed call (timeout, connection, out of memory) fails
+///   each of its decisions with the same error (all but the first
+///   [`StoreError::Repeated`], so a circuit breaker counts the call once), and
+///   `OnStoreError` applies to each. On Cluster, where a call's keys must share a slot, a
+///   call holds the decisions of one subject. A standalone batch mixes subjects: behind a proxy that routes a call by its
 ///   first key, use [`unbatched`](Self::unbatched), which sends one call per decision.
 /// - Time comes from `redis.call('TIME')`, so instances with skewed clocks agree.
 /// - Keys: `{prefix}:rl:{sha256(subject)}:{policy}.{interval}x{burst}` (for a window, its
 ///   length in place of the interval, and `.fw` for a fixed window, `.sw` for a sliding
-///   window's sorted set of at most `burst` cells), plus `…:ban` and `…:allow`. The hash tag puts every key of a subject in one Cluster slot;
-///   every key has a TTL (`PX`) equal to the time its state matters.
+///   window's sorted set of at most `burst` cells), plus `…:ban` and `…:allow`. The hash
+///   tag puts every key of a subject in one Cluster slot; every key has a TTL (`PX`) equal
+///   to the time its state matters.
 /// - Keys hold a SHA-256 of the subject, or an HMAC-SHA-256 with
 ///   [`key_secret`](Self::key_secret): without a secret, a Redis dump of IP-keyed limits can
 ///   be turned back into client addresses by hashing every IPv4 address.
@@ -62,9 +64,9 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 ///   `{prefix}:rl:changes` by the script that makes them (the fan-out of `parapet-core`),
 ///   and every instance empties its deny cache within milliseconds.
 /// - Each call has a deadline (default 50 ms, never more than the handle's own); see
-///   `OnStoreError` for what happens past it. A call that misses it may still be applied, up
-///   to about twice the deadline after the decision was asked for (its wait in the queue,
-///   then the call's own deadline).
+///   `OnStoreError` for what happens past it. The deadline counts from when the decision is
+///   asked for (a batch's call ends by its oldest decision's deadline). A call that misses
+///   it may still be applied.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -241,6 +243,8 @@ impl RateLimitStore for RedisStore {
         let mut args = Vec::with_capacity(2 + 3 * n);
         args.push(n as i64); // a policy set holds a handful of policies
         args.push(i64::from(cost));
+        // The sliding-window cells the decision adds: its cost per sliding policy.
+        let mut cells = 0;
         for policy in policies.policies() {
             keys.push(self.key(&tag, policy.key_suffix()));
             let limit = policy.limit();
@@ -249,7 +253,10 @@ impl RateLimitStore for RedisStore {
             let (algorithm, span) = match limit.algorithm {
                 Algorithm::Gcra => (0, limit.interval),
                 Algorithm::FixedWindow => (1, limit.window),
-                Algorithm::SlidingWindow => (2, limit.window),
+                Algorithm::SlidingWindow => {
+                    cells += u64::from(cost);
+                    (2, limit.window)
+                }
             };
             let burst = if limit.shadow {
                 -limit.burst
@@ -258,37 +265,28 @@ impl RateLimitStore for RedisStore {
             };
             args.extend([algorithm, span, burst]);
         }
-        let sliding = policies
-            .policies()
-            .iter()
-            .filter(|policy| policy.limit().algorithm == Algorithm::SlidingWindow)
-            .count();
         let call = batch::Call {
             tag,
             now: batch::now_of(self.clock.as_ref()),
             keys,
             args,
-            cells: u64::from(cost) * sliding as u64,
+            cells,
         };
         let call = match self.batcher() {
-            Some(batcher) => match batcher.submit(call) {
-                Ok(answer) => {
-                    // The wait in the queue counts against the call's deadline.
-                    let deadline = self.redis.timeout();
-                    return StoreCall::boxed(async move {
-                        let reply = tokio::time::timeout(deadline, answer)
-                            .await
-                            .map_err(|_| StoreError::Timeout(deadline))?
-                            .map_err(|_| {
-                                StoreError::UnexpectedReply(
-                                    "rate-limit batch ended without a reply",
-                                )
-                            })??;
-                        parse_reply(&reply, n)
-                    });
+            Some(batcher) => {
+                // The wait in the queue counts against the call's deadline.
+                let deadline = self.redis.timeout();
+                let until = tokio::time::Instant::now() + deadline;
+                match batcher.submit(call, until) {
+                    Ok(answer) => {
+                        return StoreCall::boxed(async move {
+                            let reply = batch::wait(answer, until, deadline).await?;
+                            parse_reply(&reply, n)
+                        });
+                    }
+                    Err(call) => call,
                 }
-                Err(call) => call,
-            },
+            }
             None => call,
         };
         let redis = self.redis.clone();
