@@ -28,8 +28,7 @@ use tower_parapet::ratelimit::{
 };
 
 use harness::{
-    Paired, Settings, load, load_with_header, median, only, process_cpu_seconds, publish, runtime,
-    serve,
+    Paired, Settings, load_with_header, median, only, process_cpu_seconds, publish, runtime, serve,
 };
 
 #[derive(Clone, Copy, PartialEq)]
@@ -362,7 +361,14 @@ fn main() {
     for variant in &variants {
         load_variant(variant, Duration::from_millis(300));
     }
-    let baseline = variants[0].addr;
+    // One run of `variant`: its counts, and this process's CPU per request (µs).
+    let measure = |variant: &Variant| {
+        let before = process_cpu_seconds();
+        let (ok, limited, other) = load_variant(variant, run);
+        let app = process_cpu_seconds() - before;
+        let total = (ok + limited + other).max(1);
+        ((ok, limited, other), app * 1e6 / total as f64)
+    };
     let mut limited_share: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     let mut calls_per_request: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     let mut redis_cpu: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
@@ -374,33 +380,20 @@ fn main() {
         rounds,
         variants.len(),
         || {
-            let app = process_cpu_seconds();
-            let (ok, limited, other) = client_rt.block_on(load("/", baseline, conns, run));
-            let app = process_cpu_seconds() - app;
-            let total = ok + limited + other;
-            app_cpu
-                .borrow_mut()
-                .entry(0)
-                .or_default()
-                .push(app * 1e6 / total as f64);
-            per_sec((ok, limited, other))
+            let (counts, app) = measure(&variants[0]);
+            app_cpu.borrow_mut().entry(0).or_default().push(app);
+            per_sec(counts)
         },
         |i| {
             let variant = &variants[i];
             let evalsha = redis_server.command_calls("evalsha");
             let cpu = redis_server.cpu_seconds();
-            let app = process_cpu_seconds();
-            let (ok, limited, other) = load_variant(variant, run);
-            let app = process_cpu_seconds() - app;
+            let ((ok, limited, other), app) = measure(variant);
             let calls = redis_server.command_calls("evalsha") - evalsha;
             let cpu = redis_server.cpu_seconds() - cpu;
             assert_eq!(other, 0, "{}: unexpected statuses", variant.name);
             let total = ok + limited;
-            app_cpu
-                .borrow_mut()
-                .entry(i)
-                .or_default()
-                .push(app * 1e6 / total as f64);
+            app_cpu.borrow_mut().entry(i).or_default().push(app);
             limited_share
                 .entry(i)
                 .or_default()

@@ -48,6 +48,7 @@ struct Counts {
 
 /// Keep-alive connections sending `GET path` back to back until `run` is over; counts
 /// of 200, 429 and other answers.
+#[allow(dead_code)] // the rate-limit harness calls `load_with_header` for every variant
 pub async fn load(
     path: &'static str,
     addr: SocketAddr,
@@ -58,6 +59,7 @@ pub async fn load(
 }
 
 /// [`load`], connection `i` sending `Cookie: cookies[i % len]` (none when empty).
+#[allow(dead_code)] // not every harness sends cookies
 pub async fn load_with(
     path: &'static str,
     addr: SocketAddr,
