@@ -61,8 +61,9 @@ pub enum StoreError {
     #[error("invalid store argument: {0}")]
     InvalidArgument(&'static str),
     /// The failure of a call shared by several callers (a batch of decisions), as every
-    /// caller but the first sees it ([`shared`](Self::shared)): same kind, message and
-    /// cause. A circuit breaker counts the call's failure once, not once per caller.
+    /// caller but the first to see it gets it: same kind, message and cause. A circuit
+    /// breaker counts the call's failure once, not once per caller. Middleware APIs hand
+    /// callers the [`original`](Self::into_original).
     #[error(transparent)]
     Repeated(Box<StoreError>),
 }
@@ -84,26 +85,23 @@ impl StoreError {
         }
     }
 
-    /// Whether this is a repeat of a failure another caller of the same call was given
-    /// ([`shared`](Self::shared)): count such a failure once.
+    /// Whether this is a repeat of a failure another caller of the same call was given:
+    /// count such a failure once.
     pub fn is_repeated(&self) -> bool {
         matches!(self, Self::Repeated(_))
     }
 
-    /// The same failure for each of `n` callers of one shared call (a batch of decisions
-    /// sent together): each gets the same kind and message, with the cause shared; all but
-    /// the first are [`Repeated`](Self::Repeated), so the call's failure counts once.
-    pub fn shared(self, n: usize) -> Vec<StoreError> {
-        let mut copies = self.copies(n).into_iter();
-        let first = copies.next();
-        first
-            .into_iter()
-            .chain(copies.map(|copy| Self::Repeated(Box::new(copy))))
-            .collect()
+    /// The failure itself, a [`Repeated`](Self::Repeated) one unwrapped.
+    pub fn into_original(self) -> StoreError {
+        match self {
+            Self::Repeated(original) => original.into_original(),
+            other => other,
+        }
     }
 
-    /// `n` copies of this failure, the cause shared.
-    fn copies(self, n: usize) -> Vec<StoreError> {
+    /// The same failure for each of `n` callers of one shared call (a batch of decisions
+    /// sent together): each gets the same kind and message, with the cause shared.
+    pub fn shared(self, n: usize) -> Vec<StoreError> {
         let source = |source: Source| Shared(Arc::from(source));
         match self {
             Self::OutOfMemory(s) => {
@@ -125,8 +123,8 @@ impl StoreError {
             Self::InvalidConfig(m) => (0..n).map(|_| Self::InvalidConfig(m.clone())).collect(),
             Self::CapacityExceeded(m) => (0..n).map(|_| Self::CapacityExceeded(m)).collect(),
             Self::InvalidArgument(m) => (0..n).map(|_| Self::InvalidArgument(m)).collect(),
-            Self::Repeated(first) => first
-                .copies(n)
+            Self::Repeated(original) => original
+                .shared(n)
                 .into_iter()
                 .map(|copy| Self::Repeated(Box::new(copy)))
                 .collect(),
@@ -168,17 +166,28 @@ mod tests {
             assert_eq!(e.kind(), "redis");
             assert!(e.to_string().contains("refused here"), "{e}");
         }
-        assert!(!errors[0].is_repeated());
-        assert!(errors[1..].iter().all(StoreError::is_repeated));
-        assert!(errors[1].source().is_some());
         let timeouts = StoreError::Timeout(Duration::from_millis(7)).shared(2);
-        assert!(matches!(timeouts[0], StoreError::Timeout(d) if d == Duration::from_millis(7)));
-        assert!(matches!(
-            &timeouts[1],
-            StoreError::Repeated(first) if matches!(**first, StoreError::Timeout(d) if d == Duration::from_millis(7))
-        ));
-        assert_eq!(timeouts[0].to_string(), timeouts[1].to_string());
+        assert!(
+            timeouts
+                .iter()
+                .all(|e| matches!(e, StoreError::Timeout(d) if *d == Duration::from_millis(7)))
+        );
         assert!(StoreError::Timeout(Duration::ZERO).shared(0).is_empty());
+    }
+
+    #[test]
+    fn a_repeated_failure_reads_as_the_original() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused here");
+        let original = StoreError::from_redis(redis::RedisError::from(io));
+        let message = original.to_string();
+        let repeated = StoreError::Repeated(Box::new(original));
+        assert!(repeated.is_repeated());
+        assert_eq!(repeated.kind(), "redis");
+        assert_eq!(repeated.to_string(), message);
+        assert!(repeated.source().is_some());
+        let original = repeated.into_original();
+        assert!(!original.is_repeated());
+        assert_eq!(original.to_string(), message);
     }
 
     #[test]

@@ -46,5 +46,12 @@ pub enum RateLimitError {
     Config(#[from] ConfigError),
     /// The store failed (the message carries the cause).
     #[error("rate-limit store failed: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for RateLimitError {
+    /// The failure itself: a repeat of a shared call's failure is told as the original.
+    fn from(error: StoreError) -> Self {
+        Self::Store(error.into_original())
+    }
 }

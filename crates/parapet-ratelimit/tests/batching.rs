@@ -156,7 +156,16 @@ async fn heavy_sliding_window_decisions_do_not_share_one_call() {
     use std::time::Duration;
 
     let server = RedisServer::start();
-    let store = RedisStore::new(redis(server.url()).await).unwrap();
+    // A generous deadline: three calls of 3,000 cells each on a loaded test machine.
+    let handle = parapet_core::RedisHandle::builder(server.url())
+        .timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .unwrap();
+    let store = RedisStore::new(handle)
+        .unwrap()
+        .timeout(Duration::from_secs(2))
+        .unwrap();
     let window = set(&[(
         "window",
         Quota::new(10_000, Duration::from_secs(60)).sliding_window(),

@@ -16,7 +16,8 @@
 //! deadline, like any store call, and one whose caller gave up is dropped unsent.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
 use parapet_core::{Clock, HashTag, RedisHandle, Script, StoreError};
@@ -65,8 +66,45 @@ pub(super) type Reply = Result<Vec<i64>, StoreError>;
 struct Queued {
     call: Call,
     reply: oneshot::Sender<Reply>,
-    /// When its caller stops waiting.
+    ticket: Arc<Ticket>,
+}
+
+/// What a queued decision's caller shares with the call that carries it: whether that
+/// call's failure was counted yet. Every caller of a failed call fails (with the call's
+/// error, or its own timeout if that comes first), but only the first to see it reports
+/// the failure itself; the others report it [`Repeated`](StoreError::Repeated), so a
+/// circuit breaker counts one failed call once. A caller whose decision was never sent
+/// (it timed out in the queue) counts on its own.
+#[derive(Default)]
+pub(super) struct Ticket {
+    counted: OnceLock<Arc<AtomicBool>>,
+}
+
+/// A decision in the queue, seen from its caller.
+pub(super) struct Waiting {
+    answer: oneshot::Receiver<Reply>,
+    ticket: Arc<Ticket>,
     until: Instant,
+}
+
+impl Waiting {
+    /// The decision's reply, or why there is none, by `until` (`deadline` after it was
+    /// asked for, its wait in the queue included).
+    pub(super) async fn reply(self, deadline: Duration) -> Reply {
+        let result = match tokio::time::timeout_at(self.until, self.answer).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => Err(StoreError::UnexpectedReply(
+                "rate-limit batch ended without a reply",
+            )),
+            Err(_) => Err(StoreError::Timeout(deadline)),
+        };
+        result.map_err(|error| match self.ticket.counted.get() {
+            Some(counted) if counted.swap(true, Ordering::AcqRel) => {
+                StoreError::Repeated(Box::new(error))
+            }
+            _ => error,
+        })
+    }
 }
 
 /// Decides `calls` in one script call, in order (all of one `now`).
@@ -106,28 +144,6 @@ pub(super) fn now_of(clock: Option<&Arc<dyn Clock>>) -> Option<u64> {
     clock.map(|clock| clock.now_micros())
 }
 
-/// The reply to a queued decision, waited for until `until` (`deadline` after it was asked
-/// for).
-pub(super) async fn wait(
-    mut answer: oneshot::Receiver<Reply>,
-    until: Instant,
-    deadline: Duration,
-) -> Reply {
-    let ended = || StoreError::UnexpectedReply("rate-limit batch ended without a reply");
-    match tokio::time::timeout_at(until, &mut answer).await {
-        Ok(reply) => reply.map_err(|_| ended())?,
-        Err(_) => {
-            // The batch's call ends just before `until`: when both timers fire in one turn,
-            // let its task deliver the shared failure first, counted once, rather than a
-            // timeout of this caller's own.
-            tokio::task::yield_now().await;
-            answer
-                .try_recv()
-                .map_err(|_| StoreError::Timeout(deadline))?
-        }
-    }
-}
-
 /// The queue of one store's decisions.
 pub(super) struct Batcher {
     queue: mpsc::Sender<Queued>,
@@ -146,14 +162,20 @@ impl Batcher {
     /// Queues `call` for a caller that waits until `until`, or gives it back when the
     /// queue is full or its task has ended (its runtime shut down): the caller then sends
     /// it on its own.
-    pub(super) fn submit(
-        &self,
-        call: Call,
-        until: Instant,
-    ) -> Result<oneshot::Receiver<Reply>, Call> {
+    pub(super) fn submit(&self, call: Call, until: Instant) -> Result<Waiting, Call> {
         let (reply, answer) = oneshot::channel();
-        match self.queue.try_send(Queued { call, reply, until }) {
-            Ok(()) => Ok(answer),
+        let ticket = Arc::new(Ticket::default());
+        let queued = Queued {
+            call,
+            reply,
+            ticket: ticket.clone(),
+        };
+        match self.queue.try_send(queued) {
+            Ok(()) => Ok(Waiting {
+                answer,
+                ticket,
+                until,
+            }),
             Err(TrySendError::Full(queued) | TrySendError::Closed(queued)) => Err(queued.call),
         }
     }
@@ -238,21 +260,14 @@ async fn answer_in_order(redis: &RedisHandle, group: Vec<Queued>) {
 }
 
 /// Sends one batch and hands each decision its reply.
-///
-/// The call ends just before its oldest decision's caller stops waiting, so that a call
-/// that fails reaches its callers as one shared failure (counted once by a circuit
-/// breaker) rather than as each caller's own timeout.
 async fn answer(redis: &RedisHandle, batch: Vec<Queued>) {
+    // One failure to count for the whole call, whoever of its callers sees it first.
+    let counted = Arc::new(AtomicBool::new(false));
+    for queued in &batch {
+        let _ = queued.ticket.counted.set(counted.clone());
+    }
     let calls: Vec<&Call> = batch.iter().map(|q| &q.call).collect();
-    let timeout = redis.timeout();
-    let margin = (timeout / 10).min(Duration::from_millis(1));
-    let oldest = batch.iter().map(|q| q.until).min();
-    let replies = match oldest {
-        Some(until) => tokio::time::timeout_at(until - margin, send(redis, &calls))
-            .await
-            .unwrap_or(Err(StoreError::Timeout(timeout))),
-        None => return,
-    };
+    let replies = send(redis, &calls).await;
     drop(calls);
     // A request that gave up waiting dropped its receiver: nothing to tell it.
     match replies {
@@ -262,11 +277,7 @@ async fn answer(redis: &RedisHandle, batch: Vec<Queued>) {
             }
         }
         Err(error) => {
-            let mut errors = error.shared(batch.len());
-            // The failure itself (not a repeat) goes to a caller still waiting.
-            if let Some(waiting) = batch.iter().position(|q| !q.reply.is_closed()) {
-                errors.swap(0, waiting);
-            }
+            let errors = error.shared(batch.len());
             for (queued, error) in batch.into_iter().zip(errors) {
                 let _ = queued.reply.send(Err(error));
             }

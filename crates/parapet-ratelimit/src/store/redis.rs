@@ -46,9 +46,9 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 ///   it was sent is dropped uncharged. A decision that fails on its own keys (a sliding
 ///   window's key of another type) fails alone; a string state the script never writes
 ///   (text, `inf`) reads as none. A failed call (timeout, connection, out of memory) fails
-///   each of its decisions with the same error (all but the first
-///   [`StoreError::Repeated`], so a circuit breaker counts the call once), and
-///   `OnStoreError` applies to each. On Cluster, where a call's keys must share a slot, a
+///   each of its decisions with the same error (or the decision's own timeout, if that
+///   comes first), all but the first [`StoreError::Repeated`] so that a circuit breaker
+///   counts the call once; `OnStoreError` applies to each. On Cluster, where a call's keys must share a slot, a
 ///   call holds the decisions of one subject. A standalone batch mixes subjects: behind a proxy that routes a call by its
 ///   first key, use [`unbatched`](Self::unbatched), which sends one call per decision.
 /// - Time comes from `redis.call('TIME')`, so instances with skewed clocks agree.
@@ -64,9 +64,9 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 ///   `{prefix}:rl:changes` by the script that makes them (the fan-out of `parapet-core`),
 ///   and every instance empties its deny cache within milliseconds.
 /// - Each call has a deadline (default 50 ms, never more than the handle's own); see
-///   `OnStoreError` for what happens past it. The deadline counts from when the decision is
-///   asked for (a batch's call ends by its oldest decision's deadline). A call that misses
-///   it may still be applied.
+///   `OnStoreError` for what happens past it. A batched decision's deadline counts from
+///   when it is asked for, its wait in the queue included. A call that misses it may
+///   still be applied.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -278,9 +278,9 @@ impl RateLimitStore for RedisStore {
                 let deadline = self.redis.timeout();
                 let until = tokio::time::Instant::now() + deadline;
                 match batcher.submit(call, until) {
-                    Ok(answer) => {
+                    Ok(waiting) => {
                         return StoreCall::boxed(async move {
-                            let reply = batch::wait(answer, until, deadline).await?;
+                            let reply = waiting.reply(deadline).await?;
                             parse_reply(&reply, n)
                         });
                     }
