@@ -3,6 +3,7 @@
 use std::error::Error;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 type Source = Box<dyn Error + Send + Sync>;
@@ -60,12 +61,36 @@ pub enum StoreError {
     /// burst, a zero duration).
     #[error("invalid store argument: {0}")]
     InvalidArgument(&'static str),
-    /// The failure of a call shared by several callers (a batch of decisions), as every
-    /// caller but the first to see it gets it: same kind, message and cause. A circuit
-    /// breaker counts the call's failure once, not once per caller. Middleware APIs hand
-    /// callers the [`original`](Self::into_original).
+    /// A failure of a call several callers share (a batch of decisions), as one of them
+    /// sees it: the same kind, message and cause as the failure itself
+    /// ([`into_original`](Self::into_original)), and counted once for the whole call
+    /// ([`claim`](Self::claim)).
     #[error(transparent)]
-    Repeated(Box<StoreError>),
+    InSharedCall(Box<SharedFailure>),
+}
+
+/// A call several callers share (a batch of decisions): however many of them see its
+/// failure, it is counted once. Cheap to clone: each caller holds one.
+#[derive(Debug, Clone, Default)]
+pub struct SharedCall(Arc<AtomicBool>);
+
+/// The failure of a [`SharedCall`] as one of its callers sees it.
+#[derive(Debug)]
+pub struct SharedFailure {
+    error: StoreError,
+    call: SharedCall,
+}
+
+impl fmt::Display for SharedFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl Error for SharedFailure {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.error.source()
+    }
 }
 
 impl StoreError {
@@ -81,20 +106,36 @@ impl StoreError {
             Self::InvalidConfig(_) => "config",
             Self::CapacityExceeded(_) => "capacity",
             Self::InvalidArgument(_) => "argument",
-            Self::Repeated(first) => first.kind(),
+            Self::InSharedCall(failure) => failure.error.kind(),
         }
     }
 
-    /// Whether this is a repeat of a failure another caller of the same call was given:
-    /// count such a failure once.
-    pub fn is_repeated(&self) -> bool {
-        matches!(self, Self::Repeated(_))
+    /// This failure as a caller of `call` sees it: every caller of one call gets its own,
+    /// and the call's failure is counted once between them.
+    pub fn in_shared_call(self, call: &SharedCall) -> Self {
+        match self {
+            Self::InSharedCall(_) => self,
+            error => Self::InSharedCall(Box::new(SharedFailure {
+                error,
+                call: call.clone(),
+            })),
+        }
     }
 
-    /// The failure itself, a [`Repeated`](Self::Repeated) one unwrapped.
+    /// Whether the caller holding this failure is the one to count it (in a circuit
+    /// breaker, say): yes for any failure, but of the callers of one [`SharedCall`] only
+    /// the first to ask.
+    pub fn claim(&self) -> bool {
+        match self {
+            Self::InSharedCall(failure) => !failure.call.0.swap(true, Ordering::AcqRel),
+            _ => true,
+        }
+    }
+
+    /// The failure itself, out of its [`InSharedCall`](Self::InSharedCall) wrapping.
     pub fn into_original(self) -> StoreError {
         match self {
-            Self::Repeated(original) => original.into_original(),
+            Self::InSharedCall(failure) => failure.error,
             other => other,
         }
     }
@@ -123,11 +164,14 @@ impl StoreError {
             Self::InvalidConfig(m) => (0..n).map(|_| Self::InvalidConfig(m.clone())).collect(),
             Self::CapacityExceeded(m) => (0..n).map(|_| Self::CapacityExceeded(m)).collect(),
             Self::InvalidArgument(m) => (0..n).map(|_| Self::InvalidArgument(m)).collect(),
-            Self::Repeated(original) => original
-                .shared(n)
-                .into_iter()
-                .map(|copy| Self::Repeated(Box::new(copy)))
-                .collect(),
+            Self::InSharedCall(failure) => {
+                let SharedFailure { error, call } = *failure;
+                error
+                    .shared(n)
+                    .into_iter()
+                    .map(|copy| copy.in_shared_call(&call))
+                    .collect()
+            }
         }
     }
 
@@ -176,17 +220,35 @@ mod tests {
     }
 
     #[test]
-    fn a_repeated_failure_reads_as_the_original() {
+    fn a_shared_calls_failure_reads_as_itself_and_is_claimed_once() {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused here");
         let original = StoreError::from_redis(redis::RedisError::from(io));
         let message = original.to_string();
-        let repeated = StoreError::Repeated(Box::new(original));
-        assert!(repeated.is_repeated());
-        assert_eq!(repeated.kind(), "redis");
-        assert_eq!(repeated.to_string(), message);
-        assert!(repeated.source().is_some());
-        let original = repeated.into_original();
-        assert!(!original.is_repeated());
+        let call = SharedCall::default();
+        let seen: Vec<StoreError> = original
+            .shared(3)
+            .into_iter()
+            .map(|e| e.in_shared_call(&call))
+            .collect();
+        for e in &seen {
+            assert_eq!(e.kind(), "redis");
+            assert_eq!(e.to_string(), message);
+            assert!(e.source().is_some());
+        }
+        // The third asks first: it counts; the others do not, whatever their order.
+        assert!(seen[2].claim());
+        assert!(!seen[0].claim());
+        assert!(!seen[1].claim());
+        // A caller's own timeout in the same call counts with it.
+        let own = StoreError::Timeout(Duration::from_millis(5)).in_shared_call(&call);
+        assert!(!own.claim());
+        // Another call's failure counts again; a plain failure always.
+        let other =
+            StoreError::Timeout(Duration::from_millis(5)).in_shared_call(&SharedCall::default());
+        assert!(other.claim());
+        assert!(StoreError::Timeout(Duration::ZERO).claim());
+        let original = seen.into_iter().next().unwrap().into_original();
+        assert!(matches!(original, StoreError::Redis(_)));
         assert_eq!(original.to_string(), message);
     }
 

@@ -85,7 +85,7 @@ pub use address::{ClientIp, ClientIpError, ForwardedHeader, PeerIp};
 pub use body::ResponseBody;
 pub use breaker::{Breaker, Permit};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{ConfigError, StoreError};
+pub use error::{ConfigError, SharedCall, SharedFailure, StoreError};
 pub use failure_log::FailureLog;
 pub use fanout::FanOut;
 pub use key::{HashTag, KeyPrefix, KeySecret, Keyspace, is_key_word};

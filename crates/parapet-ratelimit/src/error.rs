@@ -46,7 +46,7 @@ pub enum RateLimitError {
     Config(#[from] ConfigError),
     /// The store failed (the message carries the cause).
     #[error("rate-limit store failed: {0}")]
-    Store(StoreError),
+    Store(#[source] StoreError),
 }
 
 impl From<StoreError> for RateLimitError {

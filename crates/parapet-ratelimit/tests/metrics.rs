@@ -146,3 +146,60 @@ fn local_denials_store_errors_and_latency() {
         "one latency sample per store call"
     );
 }
+
+/// The circuit breaker counts failed calls, not failed decisions: a batch of six that fails
+/// counts once, so it takes two more failed calls before the breaker opens and the next
+/// request is refused without a call (`kind="circuit_open"`).
+#[test]
+fn the_breaker_opens_after_three_failed_calls_not_decisions() {
+    let mut server = RedisServer::start();
+    let recorder = DebuggingRecorder::new();
+    metrics::with_local_recorder(&recorder, || {
+        // One thread: the six requests are queued before the batcher runs (one call).
+        runtime().block_on(async {
+            let handle = RedisHandle::builder(server.url()).build().await.unwrap();
+            let layer = RateLimitLayer::builder()
+                .policy("second", Quota::per_second(1_000))
+                .store(
+                    RedisStore::new(handle)
+                        .unwrap()
+                        .timeout(Duration::from_millis(50))
+                        .unwrap(),
+                )
+                .on_store_error(OnStoreError::FailClosed)
+                .build()
+                .unwrap();
+            let mut svc = service(&layer);
+            assert_eq!(
+                send(&mut svc, request_from("192.0.2.1")).await.status(),
+                200
+            );
+            server.kill();
+            let mut services: Vec<_> = (0..6).map(|_| service(&layer)).collect();
+            let [a, b, c, d, e, f] = &mut services[..] else {
+                unreachable!()
+            };
+            let batch = tokio::join!(
+                send(a, request_from("192.0.2.10")),
+                send(b, request_from("192.0.2.11")),
+                send(c, request_from("192.0.2.12")),
+                send(d, request_from("192.0.2.13")),
+                send(e, request_from("192.0.2.14")),
+                send(f, request_from("192.0.2.15")),
+            );
+            for response in [batch.0, batch.1, batch.2, batch.3, batch.4, batch.5] {
+                assert_eq!(response.status(), 503);
+            }
+            // Failed calls two and three, one decision each; then the breaker is open.
+            for i in 0..3 {
+                let response = send(&mut svc, request_from(&format!("192.0.2.{}", 20 + i))).await;
+                assert_eq!(response.status(), 503);
+            }
+        });
+    });
+    let recorder = recorded(&recorder);
+    let all = counter(&recorder, names::STORE_ERRORS, &[]);
+    let open = counter(&recorder, names::STORE_ERRORS, &[("kind", "circuit_open")]);
+    assert_eq!(all, 9, "every refused request is a store error");
+    assert_eq!(open, 1, "the ninth request found the breaker open");
+}

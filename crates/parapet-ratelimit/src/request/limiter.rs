@@ -406,7 +406,7 @@ impl RateLimiter {
         if let Some(error) = error {
             let now = self.now();
             // One failed call counts once, however many decisions it carried.
-            if !error.is_repeated() {
+            if error.claim() {
                 inner.breaker.failure(now);
             }
             inner.failures.failure(now, kind, action, error);

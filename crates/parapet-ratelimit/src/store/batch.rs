@@ -16,11 +16,10 @@
 //! deadline, like any store call, and one whose caller gave up is dropped unsent.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
-use parapet_core::{Clock, HashTag, RedisHandle, Script, StoreError};
+use parapet_core::{Clock, HashTag, RedisHandle, Script, SharedCall, StoreError};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
@@ -69,15 +68,15 @@ struct Queued {
     ticket: Arc<Ticket>,
 }
 
-/// What a queued decision's caller shares with the call that carries it: whether that
-/// call's failure was counted yet. Every caller of a failed call fails (with the call's
-/// error, or its own timeout if that comes first), but only the first to see it reports
-/// the failure itself; the others report it [`Repeated`](StoreError::Repeated), so a
-/// circuit breaker counts one failed call once. A caller whose decision was never sent
-/// (it timed out in the queue) counts on its own.
+/// What a queued decision's caller shares with the call that carries it, once the
+/// batcher has taken it from the queue. Every caller of a failed call fails (with the
+/// call's error, or its own timeout if that comes first), each failure
+/// [`in_shared_call`](StoreError::in_shared_call), so whoever counts failures (the
+/// limiter's circuit breaker) counts the call once. A decision still queued at its
+/// deadline has no call: its timeout counts on its own.
 #[derive(Default)]
 pub(super) struct Ticket {
-    counted: OnceLock<Arc<AtomicBool>>,
+    call: OnceLock<SharedCall>,
 }
 
 /// A decision in the queue, seen from its caller.
@@ -98,11 +97,9 @@ impl Waiting {
             )),
             Err(_) => Err(StoreError::Timeout(deadline)),
         };
-        result.map_err(|error| match self.ticket.counted.get() {
-            Some(counted) if counted.swap(true, Ordering::AcqRel) => {
-                StoreError::Repeated(Box::new(error))
-            }
-            _ => error,
+        result.map_err(|error| match self.ticket.call.get() {
+            Some(call) => error.in_shared_call(call),
+            None => error,
         })
     }
 }
@@ -218,12 +215,6 @@ async fn run(redis: RedisHandle, mut receiver: mpsc::Receiver<Queued>) {
                 Err(_) => break,
             }
         }
-        // A request that gave up (its deadline passed, or its future was dropped) is not
-        // charged.
-        batch.retain(|queued| !queued.reply.is_closed());
-        if batch.is_empty() {
-            continue;
-        }
         let permit = permit.map(Arc::new);
         let groups: Vec<Vec<Queued>> = if permits.is_some() {
             vec![std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH))]
@@ -234,7 +225,19 @@ async fn run(redis: RedisHandle, mut receiver: mpsc::Receiver<Queued>) {
             }
             by_tag.into_values().collect()
         };
-        for group in groups {
+        for mut group in groups {
+            // One call (under a test clock, one per `now`): from here on its callers share
+            // its failure, counted once.
+            let call = SharedCall::default();
+            for queued in &group {
+                let _ = queued.ticket.call.set(call.clone());
+            }
+            // A request that gave up (its deadline passed, or its future was dropped) is
+            // not charged.
+            group.retain(|queued| !queued.reply.is_closed());
+            if group.is_empty() {
+                continue;
+            }
             let redis = redis.clone();
             let permit = permit.clone();
             tokio::spawn(async move {
@@ -261,11 +264,6 @@ async fn answer_in_order(redis: &RedisHandle, group: Vec<Queued>) {
 
 /// Sends one batch and hands each decision its reply.
 async fn answer(redis: &RedisHandle, batch: Vec<Queued>) {
-    // One failure to count for the whole call, whoever of its callers sees it first.
-    let counted = Arc::new(AtomicBool::new(false));
-    for queued in &batch {
-        let _ = queued.ticket.counted.set(counted.clone());
-    }
     let calls: Vec<&Call> = batch.iter().map(|q| &q.call).collect();
     let replies = send(redis, &calls).await;
     drop(calls);

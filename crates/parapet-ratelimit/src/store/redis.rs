@@ -47,8 +47,9 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 ///   window's key of another type) fails alone; a string state the script never writes
 ///   (text, `inf`) reads as none. A failed call (timeout, connection, out of memory) fails
 ///   each of its decisions with the same error (or the decision's own timeout, if that
-///   comes first), all but the first [`StoreError::Repeated`] so that a circuit breaker
-///   counts the call once; `OnStoreError` applies to each. On Cluster, where a call's keys must share a slot, a
+///   comes first) as a [`StoreError::InSharedCall`], which reads as the error itself
+///   (`kind`, message, cause; `into_original`) and which the limiter's circuit breaker
+///   counts once per call ([`StoreError::claim`]); `OnStoreError` applies to each. On Cluster, where a call's keys must share a slot, a
 ///   call holds the decisions of one subject. A standalone batch mixes subjects: behind a proxy that routes a call by its
 ///   first key, use [`unbatched`](Self::unbatched), which sends one call per decision.
 /// - Time comes from `redis.call('TIME')`, so instances with skewed clocks agree.
