@@ -12,7 +12,7 @@ use parapet_core::{OnStoreError, RedisHandle};
 use parapet_ratelimit::{Quota, RateLimitLayer, RedisStore};
 use parapet_testkit::RedisServer;
 
-use common::{request_from, send, service};
+use common::{request_from, send, send_together, service};
 
 const DEADLINE: Duration = Duration::from_millis(50);
 /// What a request may take beyond the store deadline on a loaded 2-core machine (debug
@@ -325,22 +325,20 @@ async fn a_failed_batch_counts_once_toward_the_breaker() {
     let calls = server.command_calls("evalsha");
 
     server.pause();
-    let mut services: Vec<_> = (0..6).map(|_| service(&layer)).collect();
-    let [a, b, c, d, e, f] = &mut services[..] else {
-        unreachable!()
-    };
-    let statuses = tokio::join!(
-        send(a, request_from("192.0.2.10")),
-        send(b, request_from("192.0.2.11")),
-        send(c, request_from("192.0.2.12")),
-        send(d, request_from("192.0.2.13")),
-        send(e, request_from("192.0.2.14")),
-        send(f, request_from("192.0.2.15")),
-    );
+    let statuses = send_together(
+        &layer,
+        &[
+            "192.0.2.10",
+            "192.0.2.11",
+            "192.0.2.12",
+            "192.0.2.13",
+            "192.0.2.14",
+            "192.0.2.15",
+        ],
+    )
+    .await;
     server.resume();
-    for response in [
-        statuses.0, statuses.1, statuses.2, statuses.3, statuses.4, statuses.5,
-    ] {
+    for response in statuses {
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 

@@ -12,7 +12,7 @@ use parapet_core::{OnStoreError, RedisHandle};
 use parapet_ratelimit::{Quota, RateLimitLayer, RedisStore, metrics as names};
 use parapet_testkit::RedisServer;
 
-use common::{request_from, send, service};
+use common::{request_from, send, send_together, service};
 
 type Recorded = Vec<(metrics_util::CompositeKey, DebugValue)>;
 
@@ -175,19 +175,19 @@ fn the_breaker_opens_after_three_failed_calls_not_decisions() {
                 200
             );
             server.kill();
-            let mut services: Vec<_> = (0..6).map(|_| service(&layer)).collect();
-            let [a, b, c, d, e, f] = &mut services[..] else {
-                unreachable!()
-            };
-            let batch = tokio::join!(
-                send(a, request_from("192.0.2.10")),
-                send(b, request_from("192.0.2.11")),
-                send(c, request_from("192.0.2.12")),
-                send(d, request_from("192.0.2.13")),
-                send(e, request_from("192.0.2.14")),
-                send(f, request_from("192.0.2.15")),
-            );
-            for response in [batch.0, batch.1, batch.2, batch.3, batch.4, batch.5] {
+            let batch = send_together(
+                &layer,
+                &[
+                    "192.0.2.10",
+                    "192.0.2.11",
+                    "192.0.2.12",
+                    "192.0.2.13",
+                    "192.0.2.14",
+                    "192.0.2.15",
+                ],
+            )
+            .await;
+            for response in batch {
                 assert_eq!(response.status(), 503);
             }
             // Failed calls two and three, one decision each; then the breaker is open.
