@@ -97,24 +97,39 @@ fn decisions_by_policy_and_outcome() {
     );
 }
 
+/// A limiter on `server` with one policy, a 50 ms deadline and `on_error`.
+async fn redis_layer(
+    server: &RedisServer,
+    policy: &str,
+    quota: Quota,
+    on_error: OnStoreError,
+) -> RateLimitLayer {
+    let handle = RedisHandle::builder(server.url()).build().await.unwrap();
+    let store = RedisStore::new(handle)
+        .unwrap()
+        .timeout(Duration::from_millis(50))
+        .unwrap();
+    RateLimitLayer::builder()
+        .policy(policy, quota)
+        .store(store)
+        .on_store_error(on_error)
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn local_denials_store_errors_and_latency() {
     let mut server = RedisServer::start();
     let recorder = DebuggingRecorder::new();
     metrics::with_local_recorder(&recorder, || {
         runtime().block_on(async {
-            let handle = RedisHandle::builder(server.url()).build().await.unwrap();
-            let layer = RateLimitLayer::builder()
-                .policy("minute", Quota::per_minute(1))
-                .store(
-                    RedisStore::new(handle)
-                        .unwrap()
-                        .timeout(Duration::from_millis(50))
-                        .unwrap(),
-                )
-                .on_store_error(OnStoreError::FailOpen)
-                .build()
-                .unwrap();
+            let layer = redis_layer(
+                &server,
+                "minute",
+                Quota::per_minute(1),
+                OnStoreError::FailOpen,
+            )
+            .await;
             let mut svc = service(&layer);
             common::in_sync(&layer).await;
             for _ in 0..4 {
@@ -157,36 +172,20 @@ fn the_breaker_opens_after_three_failed_calls_not_decisions() {
     metrics::with_local_recorder(&recorder, || {
         // One thread: the six requests are queued before the batcher runs (one call).
         runtime().block_on(async {
-            let handle = RedisHandle::builder(server.url()).build().await.unwrap();
-            let layer = RateLimitLayer::builder()
-                .policy("second", Quota::per_second(1_000))
-                .store(
-                    RedisStore::new(handle)
-                        .unwrap()
-                        .timeout(Duration::from_millis(50))
-                        .unwrap(),
-                )
-                .on_store_error(OnStoreError::FailClosed)
-                .build()
-                .unwrap();
+            let layer = redis_layer(
+                &server,
+                "second",
+                Quota::per_second(1_000),
+                OnStoreError::FailClosed,
+            )
+            .await;
             let mut svc = service(&layer);
             assert_eq!(
                 send(&mut svc, request_from("192.0.2.1")).await.status(),
                 200
             );
             server.kill();
-            let batch = send_together(
-                &layer,
-                &[
-                    "192.0.2.10",
-                    "192.0.2.11",
-                    "192.0.2.12",
-                    "192.0.2.13",
-                    "192.0.2.14",
-                    "192.0.2.15",
-                ],
-            )
-            .await;
+            let batch = send_together(&layer, 6).await;
             for response in batch {
                 assert_eq!(response.status(), 503);
             }

@@ -42,18 +42,17 @@ pub async fn send(
     service.ready().await.unwrap().call(request).await.unwrap()
 }
 
-/// Sends one request from each of `ips` at once, each through its own service of `layer`.
-/// On a current-thread runtime all are asked for before a Redis store's batcher runs, so
-/// they make one call. The responses come in the order of `ips`.
+/// Sends `n` requests at once, from 198.51.100.1, .2, …, each through its own service of
+/// `layer`. On a current-thread runtime all are asked for before a Redis store's batcher
+/// runs, so they make one call. The responses come in the order sent.
 pub async fn send_together(
     layer: &RateLimitLayer,
-    ips: &[&str],
+    n: u8,
 ) -> Vec<Response<ResponseBody<Full<Bytes>>>> {
-    let tasks: Vec<_> = ips
-        .iter()
-        .map(|ip| {
+    let tasks: Vec<_> = (1..=n)
+        .map(|i| {
             let mut svc = service(layer);
-            let request = request_from(ip);
+            let request = request_from(&format!("198.51.100.{i}"));
             tokio::spawn(async move { send(&mut svc, request).await })
         })
         .collect();
