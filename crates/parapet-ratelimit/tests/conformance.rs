@@ -7,7 +7,9 @@ mod common;
 use std::time::Duration;
 
 use parapet_core::{HashTag, KeySecret, ManualClock, RedisHandle};
-use parapet_ratelimit::{MemoryStore, Outcome, Quota, RateLimitStore, RedisStore, Subject};
+use parapet_ratelimit::{
+    MemoryStore, Outcome, PolicySet, Quota, RateLimitStore, RedisStore, Subject,
+};
 use parapet_testkit::{RedisCluster, RedisServer};
 
 use common::set;
@@ -229,6 +231,80 @@ async fn redis_store_on_server_time() {
     let keys = server.command(&["KEYS", "*"]);
     assert!(!keys.contains("server-time"), "{keys}");
     assert!(keys.starts_with("parapet:rl:{"), "{keys}");
+}
+
+/// On the server's clock, each key's expiry is its state's end, rounded up to a
+/// millisecond: never earlier (a live limit would vanish), never later (Redis memory). The
+/// differential test runs on a test clock, under which keys outlive their states on
+/// purpose, so the expiries themselves are held to account here, in real time: the
+/// reading may only have lost what elapsed since the call.
+#[tokio::test]
+async fn each_key_expires_when_its_state_ends() {
+    let server = RedisServer::start();
+    let store = RedisStore::new(RedisHandle::builder(server.url()).build().await.unwrap()).unwrap();
+    let redis_micros = || {
+        let time = server.command(&["TIME"]);
+        let mut parts = time.lines().map(|p| p.parse::<i64>().unwrap());
+        parts.next().unwrap() * 1_000_000 + parts.next().unwrap()
+    };
+    let only_key_ttl = || {
+        let keys = server.command(&["KEYS", "parapet:rl:*"]);
+        let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        let ttl = server.command(&["PTTL", keys[0]]);
+        ttl.trim_start_matches(':').parse::<i64>().unwrap()
+    };
+    let subject = Subject::new("test", "expiry");
+    // (state's life in ms as Redis will count it, from Redis's clock before and after)
+    type Life = fn(i64, i64) -> (i64, i64);
+    let cases: [(&str, PolicySet, Life); 3] = [
+        // One cell of 10 a minute: the TAT is one interval (6 s) ahead.
+        ("gcra", set(&[("minute", Quota::per_minute(10))]), |_, _| {
+            (6_000, 6_000)
+        }),
+        // The window ends at the next multiple of a minute since the epoch.
+        (
+            "fixed window",
+            set(&[("minute", Quota::per_minute(10).fixed_window())]),
+            |before, after| {
+                let end = |t: i64| (t / 60_000_000 + 1) * 60_000_000;
+                (
+                    (end(after) - after + 999) / 1000,
+                    (end(before) - before + 999) / 1000,
+                )
+            },
+        ),
+        // The newest cell leaves the window a minute from now.
+        (
+            "sliding window",
+            set(&[("minute", Quota::per_minute(10).sliding_window())]),
+            |_, _| (60_000, 60_000),
+        ),
+    ];
+    for (name, policies, life) in cases {
+        server.command(&["FLUSHALL"]);
+        let started = std::time::Instant::now();
+        let before = redis_micros();
+        let decision = store.check(&subject, &policies, 1).await.unwrap();
+        let after = redis_micros();
+        assert_eq!(decision.outcome, Outcome::Allowed, "{name}");
+        let ttl = only_key_ttl();
+        let elapsed = started.elapsed().as_millis() as i64;
+        let (shortest, longest) = life(before, after);
+        assert!(
+            ttl <= longest && ttl >= shortest - elapsed - 1,
+            "{name}: PTTL {ttl} ms, state lives {shortest}..={longest} ms, {elapsed} ms ago"
+        );
+    }
+    server.command(&["FLUSHALL"]);
+    let started = std::time::Instant::now();
+    store.ban(&subject, Duration::from_secs(30)).await.unwrap();
+    let ttl = only_key_ttl();
+    let elapsed = started.elapsed().as_millis() as i64;
+    assert!(
+        ttl <= 30_000 && ttl >= 30_000 - elapsed - 1,
+        "ban: PTTL {ttl} ms, {elapsed} ms ago"
+    );
 }
 
 /// Bans and allow entries written through one instance are seen by another (separate

@@ -198,7 +198,7 @@ local function decide(k, n, a)
           redis.call('ZADD', key, unpack(members))
           j = j + 500
         end
-        redis.call('PEXPIRE', key, floordiv(span + 999, 1000))
+        redis.call('PEXPIRE', key, floordiv(span + 999, 1000) + ttl_pad)
         reset = span
       elseif st[o + 5] > 0 then
         local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
@@ -286,11 +286,11 @@ for d = 1, tonumber(ARGV[1]) do
   k, p = k + 2 + n, p + 2 + 3 * n
 end
 -- Each charged key once, with its last state; it lives exactly as long as it differs from
--- no key: ceil((state - now) / 1 ms). (Out of memory fails the call here, with Redis's
--- error, as above.)
+-- no key: ceil((state - now) / 1 ms), plus now.lua's `ttl_pad` under a test clock. (Out of
+-- memory fails the call here, with Redis's error, as above.)
 for key in pairs(charged) do
   local state = values[key]
   -- A charged state lies after now (GCRA: by cost x interval; a window: its end).
-  redis.call('SET', key, state, 'PX', floordiv(state - now + 999, 1000))
+  redis.call('SET', key, state, 'PX', floordiv(state - now + 999, 1000) + ttl_pad)
 end
 return replies

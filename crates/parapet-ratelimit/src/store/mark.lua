@@ -7,6 +7,6 @@
 -- ARGV[3]  the announcement channel               ARGV[4]  the payload (the subject's tag)
 -- (now.lua, prepended, sets `now`.)
 local duration = tonumber(ARGV[1])
-redis.call('SET', KEYS[1], now + duration, 'PX', math.floor((duration + 999) / 1000))
+redis.call('SET', KEYS[1], now + duration, 'PX', math.floor((duration + 999) / 1000) + ttl_pad)
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1

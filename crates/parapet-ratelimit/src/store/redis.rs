@@ -169,7 +169,9 @@ impl RedisStore {
     /// Takes "now" from `clock` instead of Redis `TIME`.
     ///
     /// For differential tests against [`MemoryStore`](crate::MemoryStore) only: in
-    /// production, instances must share the server's clock.
+    /// production, instances must share the server's clock. Redis still expires keys on its
+    /// own clock, so under a test clock every key lives ten minutes past its state's end
+    /// (the scripts decide expiry by the stored numbers, never by a key's absence).
     #[doc(hidden)]
     #[must_use]
     pub fn with_test_clock(mut self, clock: impl Clock) -> Self {

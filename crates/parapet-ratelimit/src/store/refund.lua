@@ -18,7 +18,7 @@ for i = 1, #KEYS do
     if stored then
       local tat = tonumber(stored) - cost * step
       if tat > now then
-        redis.call('SET', KEYS[i], tat, 'PX', math.floor((tat - now + 999) / 1000))
+        redis.call('SET', KEYS[i], tat, 'PX', math.floor((tat - now + 999) / 1000) + ttl_pad)
       else
         redis.call('DEL', KEYS[i])
       end
