@@ -206,7 +206,9 @@ async fn redis_store_on_server_time() {
     let server = RedisServer::start();
     let store = RedisStore::new(RedisHandle::builder(server.url()).build().await.unwrap()).unwrap();
     let subject = Subject::new("test", "server-time");
-    let minute = set(&[("minute", Quota::per_minute(100))]);
+    // 100 an hour: one given back every 36 s, so however slow this machine is, the 101st
+    // comes before a refill.
+    let minute = set(&[("minute", Quota::per_hour(100))]);
     let started = std::time::Instant::now();
     for i in 0..100 {
         assert_eq!(
@@ -218,10 +220,10 @@ async fn redis_store_on_server_time() {
     let d = store.check(&subject, &minute, 1).await.unwrap();
     let elapsed = started.elapsed();
     assert_eq!(d.outcome, Outcome::Limited);
-    // The 101st waits one interval (600 ms) after the first admission, less the time the
-    // 101 calls took, however slow this machine is right now.
+    // The 101st waits one interval (36 s) after the first admission, less the time the
+    // 101 calls took.
     let retry = d.retry_after.unwrap();
-    let interval = Duration::from_millis(600);
+    let interval = Duration::from_secs(36);
     assert!(
         retry <= interval && retry + elapsed >= interval,
         "{retry:?} after {elapsed:?}"

@@ -177,18 +177,34 @@ fn failed_evalsha(info: &str) -> u64 {
 async fn scripts_are_loaded_before_the_first_burst() {
     let server = RedisServer::start();
     let cluster = parapet_testkit::RedisCluster::start();
+    // (a deadline a loaded machine cannot miss: the background load gives up on a timeout)
+    let timeout = std::time::Duration::from_secs(2);
     let handles = [
-        RedisHandle::builder(server.url()).build().await.unwrap(),
-        RedisHandle::cluster(cluster.urls()).build().await.unwrap(),
+        RedisHandle::builder(server.url())
+            .timeout(timeout)
+            .build()
+            .await
+            .unwrap(),
+        RedisHandle::cluster(cluster.urls())
+            .timeout(timeout)
+            .build()
+            .await
+            .unwrap(),
     ];
-    for handle in handles {
+    let nodes = [std::slice::from_ref(&server), cluster.nodes()];
+    for (handle, nodes) in handles.into_iter().zip(nodes) {
         let layer = RateLimitLayer::builder()
             .policy("second", Quota::per_second(5))
             .store(RedisStore::new(handle).unwrap())
             .build()
             .unwrap();
-        // The background load is one round trip per script.
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        // The background load is one round trip per script (four) on every node; wait for
+        // it rather than for a fixed time.
+        let started = std::time::Instant::now();
+        while nodes.iter().any(|n| n.command_calls("script|load") < 4) {
+            assert!(started.elapsed() < timeout * 5, "scripts not loaded");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         let burst: Vec<_> = (0..32)
             .map(|i| {
                 let mut svc = service(&layer);
