@@ -10,7 +10,7 @@ use http::header::{
 };
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::Body;
-use parapet_core::{Problem, ResponseBody};
+use parapet_core::{Personal, Problem, ResponseBody, decision_fields};
 use tower_service::Service;
 
 use crate::capture_body::Capture;
@@ -374,6 +374,7 @@ where
     let method = request.method().clone();
     set_validators(request.headers_mut(), &stored);
     let requested_at = shared.now();
+    let personal = Personal::of(request.extensions_mut());
     let call = inner.call(request);
     let outcome = match (may_serve_on_error, shared.origin_timeout) {
         (true, Some(limit)) => tokio::time::timeout(limit, call).await.ok(),
@@ -394,9 +395,23 @@ where
         None => return Ok(stale("origin-timeout")),
         Some(Err(_)) if may_serve_on_error => return Ok(stale("stale-if-error")),
         Some(Err(error)) => return Err(error),
-        Some(Ok(response)) => response,
+        Some(Ok(mut response)) => {
+            personal.carry(&mut response);
+            response
+        }
     };
     let received = shared.now();
+    // An answer that depended on this client's session or token says nothing of what
+    // others get: it neither refreshes nor replaces the stored response.
+    let personal = personal.is_marked();
+    if response.status() == StatusCode::NOT_MODIFIED && personal {
+        let status = CacheStatus {
+            fwd_status: Some(304),
+            ..CacheStatus::forward(fwd)
+        }
+        .detail("personal");
+        return Ok(from_store(&stored, &client, &method, received, status));
+    }
     if response.status() == StatusCode::NOT_MODIFIED {
         if !validates(response.headers(), &stored.headers) {
             // The origin confirmed some other response than the one asked about: the
@@ -454,7 +469,7 @@ where
         guard,
         status,
     );
-    if !kept && method == Method::GET {
+    if !kept && method == Method::GET && !personal {
         // §4.3.3: the origin's full answer replaces the stored one; when it may not be
         // stored, the old one must not be served any more either.
         shared.remove(std::slice::from_ref(&stored.key)).await;
@@ -486,6 +501,7 @@ pub(crate) async fn refreshed(
 ) -> Option<Arc<StoredResponse>> {
     let mut never: Vec<http::HeaderName> = HOP_BY_HOP.to_vec();
     never.push(http::header::SET_COOKIE);
+    never.extend(decision_fields::ALL);
     let mut headers = updated(&stored.headers, not_modified, &never);
     let targeted = strip_own_fields(shared, &mut headers);
     let plan = shared
@@ -687,7 +703,7 @@ fn usable(shared: &Shared, stored: &StoredResponse, now: SystemTime) -> bool {
 async fn miss<S, ReqBody, B>(
     shared: Arc<Shared>,
     mut inner: S,
-    request: Request<ReqBody>,
+    mut request: Request<ReqBody>,
     key: CacheKey,
     request_cc: &CacheControl,
     fwd: Forward,
@@ -736,7 +752,9 @@ where
         .get::<CacheOverride>()
         .and_then(|o| o.default_ttl);
     let requested = shared.now();
-    let response = inner.call(request).await?;
+    let personal = Personal::of(request.extensions_mut());
+    let mut response = inner.call(request).await?;
+    personal.carry(&mut response);
     let received = shared.now();
     if request_cc.no_store {
         let code = response.status().as_u16();
@@ -808,7 +826,14 @@ fn store_or_pass_with<B: http_body::Body>(
     let too_big = http_body::Body::size_hint(&body)
         .exact()
         .is_some_and(|n| n > shared.max_body_bytes as u64);
+    // What depended on this client's session or token is never stored, whatever it says
+    // of itself and wherever the session layer or the guard stands (the mark is shared).
+    let personal = parts
+        .extensions
+        .get::<Personal>()
+        .is_some_and(Personal::is_marked);
     let plan = match plan {
+        _ if personal => Err("personal"),
         Ok(_) if too_big => Err("too-big"),
         other => other,
     };
@@ -817,7 +842,7 @@ fn store_or_pass_with<B: http_body::Body>(
             if let Some(guard) = guard {
                 // A cookie of the leader's may be why the answer is personal: then it says
                 // nothing of what others would get, and sets no hit-for-miss marker.
-                let marker = if request.contains_key(http::header::COOKIE) {
+                let marker = if personal || request.contains_key(http::header::COOKIE) {
                     Duration::ZERO
                 } else {
                     shared.hit_for_miss
@@ -832,7 +857,13 @@ fn store_or_pass_with<B: http_body::Body>(
         }
         Ok(plan) => {
             let mut stored_headers = parts.headers.clone();
-            for name in HOP_BY_HOP.iter().chain(&plan.strip) {
+            // Per-request decision fields (a limiter's RateLimit…) tell of this request
+            // alone: a hit must not replay them.
+            for name in HOP_BY_HOP
+                .iter()
+                .chain(&plan.strip)
+                .chain(&decision_fields::ALL)
+            {
                 stored_headers.remove(name);
             }
             if let Some(connection) = parts

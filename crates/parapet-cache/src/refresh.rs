@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
+use parapet_core::Personal;
 
 use crate::StoredResponse;
 use crate::conditional::validates;
@@ -46,6 +47,7 @@ pub(crate) fn spawn<S, ReqBody, B>(
     *request.method_mut() = http::Method::GET;
     let client = request.headers().clone();
     set_validators(request.headers_mut(), &stored);
+    let personal = Personal::of(request.extensions_mut());
     runtime.spawn(async move {
         let _permit = permit;
         let requested = shared.now();
@@ -53,7 +55,11 @@ pub(crate) fn spawn<S, ReqBody, B>(
             .origin_timeout
             .unwrap_or(std::time::Duration::from_secs(30));
         let outcome = tokio::time::timeout(limit, inner.call(request)).await;
-        if let Ok(Ok(response)) = outcome {
+        // A refresh whose answer depended on the requesting client's session or token
+        // speaks for that client only: it changes nothing stored.
+        let personal =
+            personal.is_marked() || matches!(&outcome, Ok(Ok(r)) if Personal::in_response(r));
+        if let (false, Ok(Ok(response))) = (personal, outcome) {
             let received = shared.now();
             if response.status() == StatusCode::NOT_MODIFIED {
                 if validates(response.headers(), &stored.headers) {

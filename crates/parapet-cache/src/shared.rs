@@ -408,6 +408,7 @@ fn detail(reason: NotStored) -> &'static str {
         NotStored::Method => "method",
         NotStored::Status => "status",
         NotStored::ServerError => "server-error",
+        NotStored::Refusal => "refusal",
         NotStored::NoStore => "no-store",
         NotStored::Private => "private",
         NotStored::Authorization => "authorization",

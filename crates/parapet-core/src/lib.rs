@@ -17,6 +17,9 @@
 //!   same script that makes it, with a bound on how stale a local replica may be.
 //! - [`table`]: the bounded in-process table the memory stores are built on.
 //! - [`Clock`]: monotonic time, injectable in tests ([`ManualClock`]).
+//! - [`Personal`]: the mark of what a response depended on that is one client's own (its
+//!   session, its token), which the cache honours on whichever side of the marking layer it
+//!   stands; [`decision_fields`]: the per-request rate-limit fields no cache may store.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), parapet_core::StoreError> {
@@ -67,6 +70,7 @@ pub mod address;
 mod body;
 mod breaker;
 mod clock;
+pub mod decision_fields;
 mod error;
 mod failure_log;
 pub mod fanout;
@@ -74,6 +78,7 @@ pub mod grpc;
 mod key;
 pub mod metrics;
 mod on_store_error;
+mod personal;
 mod problem;
 mod redis_handle;
 mod request_head;
@@ -90,6 +95,7 @@ pub use failure_log::FailureLog;
 pub use fanout::FanOut;
 pub use key::{HashTag, KeyPrefix, KeySecret, Keyspace, is_key_word};
 pub use on_store_error::OnStoreError;
+pub use personal::{Personal, PersonalInput};
 pub use problem::Problem;
 pub use redis_handle::{Command, FromReply, RedisBuilder, RedisHandle, Script, ScriptCall, ToArg};
 pub use request_head::RequestHead;

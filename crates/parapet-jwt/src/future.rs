@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::Response;
-use parapet_core::ResponseBody;
+use parapet_core::{Personal, ResponseBody};
 use pin_project_lite::pin_project;
 
 type Boxed<B, E> = Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, E>> + Send>>;
@@ -23,16 +23,18 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<F, B, E> {
-        Inner { #[pin] future: F },
+        Inner { #[pin] future: F, personal: Option<Personal> },
         Ready { response: Option<Response<Bytes>> },
         Boxed { future: Boxed<B, E> },
     }
 }
 
 impl<F, B, E> ResponseFuture<F, B, E> {
-    pub(crate) fn inner(future: F) -> Self {
+    /// The inner service's response; with the request's mark when a token was verified, to
+    /// carry into the response for the layers outside.
+    pub(crate) fn inner(future: F, personal: Option<Personal>) -> Self {
         Self {
-            kind: Kind::Inner { future },
+            kind: Kind::Inner { future, personal },
         }
     }
 
@@ -63,9 +65,14 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Inner { future } => future
-                .poll(cx)
-                .map(|result| result.map(|response| response.map(ResponseBody::inner))),
+            KindProj::Inner { future, personal } => future.poll(cx).map(|result| {
+                result.map(|mut response| {
+                    if let Some(personal) = personal.take() {
+                        personal.carry(&mut response);
+                    }
+                    response.map(ResponseBody::inner)
+                })
+            }),
             KindProj::Ready { response } => match response.take() {
                 Some(response) => Poll::Ready(Ok(response.map(ResponseBody::full))),
                 None => panic!("ResponseFuture polled after completion"),

@@ -4,12 +4,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
-use parapet_core::ResponseBody;
 use parapet_core::grpc::is_grpc;
+use parapet_core::{Personal, PersonalInput, ResponseBody};
 use tower_service::Service;
 
-use crate::ResponseFuture;
 use crate::guard::{Anonymous, Decision, Guard};
+use crate::{ResponseFuture, VerifiedToken};
 
 /// The service of a [`JwtLayer`](crate::JwtLayer): checks the request's token, then calls
 /// the inner service with the [`VerifiedToken`](crate::VerifiedToken) in the request's
@@ -45,12 +45,12 @@ where
         let grpc = is_grpc(&request);
         match self.guard.decide(request.headers()) {
             Decision::Pass(Some(token)) => {
-                request.extensions_mut().insert(token);
-                ResponseFuture::inner(self.inner.call(request))
+                let personal = verified(&mut request, token);
+                ResponseFuture::inner(self.inner.call(request), Some(personal))
             }
             Decision::Pass(None) => {
                 request.extensions_mut().insert(Anonymous);
-                ResponseFuture::inner(self.inner.call(request))
+                ResponseFuture::inner(self.inner.call(request), None)
             }
             Decision::Reject(rejection) => {
                 ResponseFuture::ready(rejection.response(self.guard.realm.as_deref(), grpc))
@@ -63,8 +63,9 @@ where
                 ResponseFuture::boxed(async move {
                     match pending.await {
                         Ok(token) => {
-                            request.extensions_mut().insert(token);
-                            let response = inner.call(request).await?;
+                            let personal = verified(&mut request, token);
+                            let mut response = inner.call(request).await?;
+                            personal.carry(&mut response);
                             Ok(response.map(ResponseBody::inner))
                         }
                         Err(rejection) => Ok(rejection
@@ -75,4 +76,14 @@ where
             }
         }
     }
+}
+
+/// Hands the verified token to the inner service and marks the request: what it answers
+/// now depends on this client's token, so no cache, on either side of the guard, may store
+/// it for others.
+fn verified<B>(request: &mut Request<B>, token: VerifiedToken) -> Personal {
+    let personal = Personal::of(request.extensions_mut());
+    personal.mark(PersonalInput::Token);
+    request.extensions_mut().insert(token);
+    personal
 }

@@ -6,13 +6,13 @@ use std::task::{Context, Poll, ready};
 
 use http::header::{CACHE_CONTROL, SET_COOKIE, VARY};
 use http::{HeaderValue, Response};
-use parapet_core::ResponseBody;
+use parapet_core::{Personal, ResponseBody};
 use pin_project_lite::pin_project;
 
 use crate::Session;
 use crate::session::Flushed;
 
-type Flush = Pin<Box<dyn Future<Output = Flushed> + Send>>;
+type Flush = Pin<Box<dyn Future<Output = (Flushed, Personal)> + Send>>;
 
 pin_project! {
     /// The response future of [`SessionService`](crate::SessionService).
@@ -60,18 +60,23 @@ where
                     // A failed request (5xx) writes none of its pending changes; what the
                     // handler already did at once (a login) still gets its cookie.
                     let write = !response.status().is_server_error();
-                    let flush: Flush = Box::pin(async move { session.flush(write).await });
+                    let flush: Flush = Box::pin(async move {
+                        let personal = session.personal().clone();
+                        (session.flush(write).await, personal)
+                    });
                     this.state.set(State::Flushing {
                         flush,
                         response: Some(response),
                     });
                 }
                 StateProj::Flushing { flush, response } => {
-                    let flushed = ready!(flush.as_mut().poll(cx));
+                    let (flushed, personal) = ready!(flush.as_mut().poll(cx));
                     let Some(response) = response.take() else {
                         return Poll::Pending;
                     };
-                    return Poll::Ready(Ok(finish(response, flushed)));
+                    let mut response = finish(response, flushed);
+                    personal.carry(&mut response);
+                    return Poll::Ready(Ok(response));
                 }
             }
         }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
-use parapet_core::RequestHead;
+use parapet_core::{Personal, RequestHead};
 use tower_service::Service;
 
 use crate::shared::Shared;
@@ -36,7 +36,8 @@ where
         let id = shared.cookie_id(request.headers());
         let ip = shared.client(&RequestHead::of(&request));
         let user_agent = Shared::user_agent(request.headers());
-        let session = Session::new(Arc::clone(shared), id, ip, user_agent);
+        let personal = Personal::of(request.extensions_mut());
+        let session = Session::new(Arc::clone(shared), id, ip, user_agent, personal);
         request.extensions_mut().insert(session.clone());
         ResponseFuture::new(self.inner.call(request), session)
     }

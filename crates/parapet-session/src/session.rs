@@ -12,6 +12,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, MutexGuard};
 
+use parapet_core::{Personal, PersonalInput};
+
 use crate::id::SessionId;
 use crate::metrics;
 use crate::session_key::unhex;
@@ -55,6 +57,9 @@ pub struct Session {
 struct Inner {
     shared: Arc<Shared>,
     used: AtomicBool,
+    /// The request's mark, set with `used`: what the handler answers depends on the session,
+    /// so no cache, on either side of this layer, may store it.
+    personal: Personal,
     ip: Option<IpAddr>,
     user_agent: Option<HeaderValue>,
     state: Mutex<State>,
@@ -109,11 +114,13 @@ impl Session {
         id: Option<SessionId>,
         ip: Option<IpAddr>,
         user_agent: Option<HeaderValue>,
+        personal: Personal,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 shared,
                 used: AtomicBool::new(false),
+                personal,
                 ip,
                 user_agent,
                 state: Mutex::new(State {
@@ -375,6 +382,11 @@ impl Session {
         self.inner.used.load(Ordering::Relaxed)
     }
 
+    /// The request's mark of personal inputs (set once the session was used).
+    pub(crate) fn personal(&self) -> &Personal {
+        &self.inner.personal
+    }
+
     /// Writes the request's pending changes (one round trip; none when `write` is false),
     /// rotating the id first when periodic rotation is due, and says what the response
     /// needs: the cookie to set or remove, and the error to answer with instead.
@@ -552,6 +564,7 @@ impl Session {
 
     async fn lock(&self) -> MutexGuard<'_, State> {
         self.inner.used.store(true, Ordering::Relaxed);
+        self.inner.personal.mark(PersonalInput::Session);
         self.inner.state.lock().await
     }
 

@@ -18,6 +18,9 @@ pub enum NotStored {
     /// A server error: `stale-if-error` serves the last good answer instead of pinning an
     /// outage in the cache.
     ServerError,
+    /// `401`, `403` or `429`: a refusal of this client (its credentials, its rights, its
+    /// rate), not an answer about the resource that others should get.
+    Refusal,
     /// `no-store` in the request or the response.
     NoStore,
     /// `private`: for one user only.
@@ -38,8 +41,8 @@ pub enum NotStored {
 /// found one (or a configured default applies).
 ///
 /// The RFC allows more than this returns `Ok` for: parapet never stores `Set-Cookie`,
-/// server errors, or `private` responses even with field names, so that no response meant
-/// for one client can reach another.
+/// server errors, refusals of a client (401, 403, 429) or `private` responses even with
+/// field names, so that no response meant for one client can reach another.
 ///
 /// ```
 /// use http::{HeaderMap, Method, StatusCode};
@@ -71,6 +74,12 @@ pub fn storability(
         || status == StatusCode::NOT_MODIFIED
     {
         return Err(NotStored::Status);
+    }
+    if matches!(
+        status,
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS
+    ) {
+        return Err(NotStored::Refusal);
     }
     let request_cc = CacheControl::from_headers(request);
     if request_cc.no_store || response_cc.no_store {
@@ -161,6 +170,19 @@ mod tests {
             verdict(Method::GET, &[], 206, &[FRESH]),
             Err(NotStored::Status)
         );
+        for refusal in [401, 403, 429] {
+            assert_eq!(
+                verdict(
+                    Method::GET,
+                    &[],
+                    refusal,
+                    &[("cache-control", "public, max-age=60")]
+                ),
+                Err(NotStored::Refusal),
+                "{refusal}"
+            );
+        }
+        assert_eq!(verdict(Method::GET, &[], 404, &[FRESH]), Ok(()));
         assert_eq!(
             verdict(Method::GET, &[("cache-control", "no-store")], 200, &[FRESH]),
             Err(NotStored::NoStore)

@@ -9,17 +9,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderMap;
-use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
+use http::header::{HeaderValue, RETRY_AFTER};
 use sfv::{ItemSerializer, KeyRef, ListSerializer, StringRef};
 use std::fmt::Write;
 
 use crate::{HeaderStyle, Policy, PolicySet, PolicyState};
 
-pub(crate) const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
-pub(crate) const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
-pub(crate) const X_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
-pub(crate) const X_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
-pub(crate) const X_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+pub(crate) use parapet_core::decision_fields::{
+    RATELIMIT, RATELIMIT_POLICY, X_RATELIMIT_LIMIT as X_LIMIT,
+    X_RATELIMIT_REMAINING as X_REMAINING, X_RATELIMIT_RESET as X_RESET,
+};
 
 /// Whole seconds, rounded up; `at_least_one` for `Retry-After`, where 0 would invite an
 /// immediate retry that is bound to fail.
@@ -60,6 +59,11 @@ pub(crate) fn policy_header(policies: &[Policy]) -> HeaderValue {
 
 /// Adds the rate-limit fields of `style` for a decision on `set`. Without `states` (a
 /// refusal from the local deny cache) only `RateLimit-Policy` can be told.
+///
+/// Limiters may be nested (per client outside, per user inside): each appends its items to
+/// the IETF lists, so every policy is told, and the single-valued legacy fields keep the
+/// tighter of what is there and this decision (a refusal's `remaining: 0` is never
+/// overwritten by an outer limiter that admitted the request).
 pub(crate) fn insert(
     headers: &mut HeaderMap,
     style: HeaderStyle,
@@ -67,7 +71,7 @@ pub(crate) fn insert(
     states: &[PolicyState],
 ) {
     if style.ietf() {
-        headers.insert(RATELIMIT_POLICY, set.ietf_policy_header().clone());
+        headers.append(RATELIMIT_POLICY, set.ietf_policy_header().clone());
     }
     if states.is_empty() {
         return;
@@ -89,7 +93,7 @@ pub(crate) fn insert(
             );
         }
         if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
-            headers.insert(RATELIMIT, value);
+            headers.append(RATELIMIT, value);
         }
     }
     if style.legacy() {
@@ -99,6 +103,10 @@ pub(crate) fn insert(
             .iter()
             .zip(states)
             .min_by_key(|(_, s)| (s.remaining, std::cmp::Reverse(s.reset_after)));
+        let there = headers
+            .get(&X_REMAINING)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let tightest = tightest.filter(|(_, s)| there.is_none_or(|there| s.remaining < there));
         if let Some((policy, state)) = tightest {
             headers.insert(X_LIMIT, HeaderValue::from(policy.quota().rate()));
             headers.insert(X_REMAINING, HeaderValue::from(state.remaining));
@@ -174,5 +182,42 @@ mod tests {
         assert_eq!(headers[X_LIMIT], "1000");
         assert_eq!(headers[X_REMAINING], "7");
         assert_eq!(headers[X_RESET], "80000");
+    }
+
+    /// A per-user limiter inside refused; the per-IP limiter outside admitted the request
+    /// and adds its fields: both policies are told, and the legacy fields stay the
+    /// refusal's.
+    #[test]
+    fn nested_limiters_append_and_keep_the_tighter_legacy_fields() {
+        let state = |remaining| PolicyState {
+            remaining,
+            reset_after: Duration::from_secs(30),
+            retry_after: None,
+        };
+        let user = PolicySet::new([Policy::new("user", Quota::per_minute(10)).unwrap()]).unwrap();
+        let ip = PolicySet::new([Policy::new("ip", Quota::per_minute(100)).unwrap()]).unwrap();
+        let mut headers = HeaderMap::new();
+        insert(&mut headers, HeaderStyle::Both, &user, &[state(0)]);
+        insert(&mut headers, HeaderStyle::Both, &ip, &[state(57)]);
+        let joined = |name| {
+            let lines: Vec<&str> = headers
+                .get_all(name)
+                .iter()
+                .map(|v| v.to_str().unwrap())
+                .collect();
+            lines.join(", ")
+        };
+        // Every field line together is one list (RFC 9651 §3.1).
+        let list: sfv::List = sfv::Parser::new(joined(RATELIMIT).as_bytes())
+            .parse()
+            .unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(joined(RATELIMIT), r#""user";r=0;t=30, "ip";r=57;t=30"#);
+        assert_eq!(
+            joined(RATELIMIT_POLICY),
+            r#""user";q=10;w=60, "ip";q=100;w=60"#
+        );
+        assert_eq!(headers[X_LIMIT], "10");
+        assert_eq!(headers[X_REMAINING], "0");
     }
 }
