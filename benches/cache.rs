@@ -3,7 +3,7 @@
 //! same handler without the cache as the baseline, and the cost the cache adds to a
 //! response it does not store.
 //!
-//! `cargo bench --bench cache`
+//! `cargo bench -p parapet-benches --bench cache`
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench fails loudly
 
 use std::convert::Infallible;

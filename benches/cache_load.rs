@@ -8,7 +8,7 @@
 //! mean; rounds repeat the sequence and the median ratio is reported. For the Redis variant,
 //! Redis's `INFO commandstats` gives commands per request.
 //!
-//! `cargo bench --bench cache_load` (env: `LOAD_SECS` per run, default 2; `LOAD_ROUNDS`,
+//! `cargo bench -p parapet-benches --bench cache_load` (env: `LOAD_SECS` per run, default 2; `LOAD_ROUNDS`,
 //! default 5; `LOAD_CONNS`, default 32; `LOAD_ONLY`, a substring of the variants to run besides
 //! the baseline). The table goes to stdout and
 //! `target/cache-load-report.md`.

@@ -1,7 +1,7 @@
 //! Criterion benches of one in-memory rate-limit decision, with governor's keyed check (the
 //! engine of tower_governor) measured in the same run as the baseline.
 //!
-//! `cargo bench --bench check`
+//! `cargo bench -p parapet-benches --bench check`
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench fails loudly
 
 use std::hint::black_box;
@@ -141,7 +141,7 @@ fn layer(c: &mut Criterion) {
 
 /// tower_governor's layer and parapet's, each keyed by the peer address from axum's
 /// `ConnectInfo` and allowing every request, over one handler: the two layers' own cost side
-/// by side (`cargo bench --bench check -- axum_layer_call`).
+/// by side (`cargo bench -p parapet-benches --bench check -- axum_layer_call`).
 fn axum_layer(c: &mut Criterion) {
     use axum::body::Body;
     use axum::extract::ConnectInfo;

@@ -9,7 +9,7 @@
 //! sequential writes), and the messages each instance receives per rate-limit decision
 //! (1,000 admitted decisions of a `RedisStore`).
 //!
-//! `cargo bench --bench fanout`
+//! `cargo bench -p parapet-benches --bench fanout`
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench fails loudly
 
 use std::sync::Arc;

@@ -14,7 +14,7 @@
 //! Criterion runs them one after another; a paired run then lets them take turns and
 //! reports each as a ratio to `jsonwebtoken::decode` (see [`paired`]).
 //!
-//! `cargo bench --bench jwt`
+//! `cargo bench -p parapet-benches --bench jwt`
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench fails loudly
 
 use std::convert::Infallible;

@@ -10,7 +10,7 @@
 //! token is revoked on one (round robin) and the time until each other instance refuses
 //! it is recorded; p50 / p99 / max are reported.
 //!
-//! `cargo bench --bench jwt_load` (env: `LOAD_SECS` per run, default 2; `LOAD_ROUNDS`,
+//! `cargo bench -p parapet-benches --bench jwt_load` (env: `LOAD_SECS` per run, default 2; `LOAD_ROUNDS`,
 //! default 3; `LOAD_CONNS`, default 32; `LOAD_ONLY`, a substring of the variants to run
 //! besides the baseline; `PROPAGATIONS`, default 300). The table goes to stdout and
 //! `target/jwt-load-report.md`.

@@ -6,7 +6,7 @@
 //! drifts of a shared 2-core machine cancel out as far as they can. For Redis variants, Redis's own `INFO commandstats`
 //! gives the script calls per request.
 //!
-//! `cargo bench --bench load` (env: `LOAD_SECS` per run, default 2; `LOAD_ROUNDS`, default 5;
+//! `cargo bench -p parapet-benches --bench load` (env: `LOAD_SECS` per run, default 2; `LOAD_ROUNDS`, default 5;
 //! `LOAD_CONNS`, default 32; `LOAD_ONLY`, a substring of the variants to run besides the
 //! baseline). The table goes to stdout and `target/load-report.md`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench fails loudly

@@ -8,7 +8,7 @@
 //! mean; rounds repeat the sequence and the median ratio is reported. For Redis variants,
 //! `INFO commandstats` gives Redis commands per request.
 //!
-//! `cargo bench --bench session_load` (env: `LOAD_SECS` per run, default 2; `LOAD_ROUNDS`,
+//! `cargo bench -p parapet-benches --bench session_load` (env: `LOAD_SECS` per run, default 2; `LOAD_ROUNDS`,
 //! default 3; `LOAD_CONNS`, default 32; `LOAD_ONLY`, a substring of the variants to run
 //! besides the baseline). The table goes to stdout and `target/session-load-report.md`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench fails loudly
