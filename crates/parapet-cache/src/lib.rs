@@ -51,8 +51,18 @@
 //!   turns too. [`ttl_jitter`](CacheBuilder::ttl_jitter) and
 //!   [`early_refresh`](CacheBuilder::early_refresh) (XFetch) keep hot entries from
 //!   expiring together.
+//! - **Safe in any order with the other parapet layers**: an answer whose request carries
+//!   a marked [`parapet_core::Personal`] (the session layer marks it when a handler touches
+//!   the session, the JWT guard when it verifies a token; every layer of a request shares
+//!   one) is never stored, never refreshes or replaces a stored one, whatever its
+//!   `Cache-Control` says. The per-request rate-limit fields
+//!   ([`parapet_core::decision_fields::ALL`]: `RateLimit`, `RateLimit-Policy`,
+//!   `X-RateLimit-Limit`, `-Remaining`, `-Reset`) are stripped from what is stored, so a
+//!   hit never replays another request's decision; a limiter's `Retry-After` comes only on
+//!   refusals, which are never stored.
 //! - **Safe defaults**: only `GET`/`HEAD`; no `Set-Cookie` stored ([`SetCookie`]); no
-//!   `private`, `no-store`, `Authorization` (§3.5) or `5xx` responses stored; requests with
+//!   `private`, `no-store`, `Authorization` (§3.5), `401`, `403`, `429` or `5xx`
+//!   responses stored; requests with
 //!   [`UNKEYED_HEADERS`] bypass the cache; bodies over
 //!   [`max_body_bytes`](CacheBuilder::max_body_bytes) stream through unstored; the whole
 //!   canonical key is compared on read.
