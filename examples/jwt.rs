@@ -35,9 +35,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 use tower_parapet::core::{RedisHandle, StoreError};
+use tower_parapet::jwt::jsonwebtoken::{self, EncodingKey, Header};
 use tower_parapet::jwt::{Claims, JwtLayer, Revocations, VerifiedToken};
 
 /// The secret used when `JWT_SECRET` is unset: for development only.

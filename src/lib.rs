@@ -15,7 +15,7 @@
 //! let layer = RateLimitLayer::builder()
 //!     .policy("minute", Quota::per_minute(100))
 //!     .build()?;
-//! # Ok::<(), tower_parapet::ratelimit::RateLimitError>(())
+//! # Ok::<(), tower_parapet::core::ConfigError>(())
 //! ```
 
 #[cfg(feature = "cache")]

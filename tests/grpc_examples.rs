@@ -79,10 +79,10 @@ async fn jwt_guard_on_tonic_answers_unauthenticated() {
         .unwrap()
         .as_secs();
     let claims = serde_json::json!({"sub": "svc", "iat": now, "exp": now + 60});
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
+    let token = tower_parapet::jwt::jsonwebtoken::encode(
+        &tower_parapet::jwt::jsonwebtoken::Header::default(),
         &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET),
+        &tower_parapet::jwt::jsonwebtoken::EncodingKey::from_secret(SECRET),
     )
     .unwrap();
     let mut request = check();

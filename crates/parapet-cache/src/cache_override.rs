@@ -28,7 +28,7 @@ impl CacheOverride {
     }
 
     /// Responses without freshness information of their own are fresh for `ttl` (instead of
-    /// the layer's [`default_ttl`](crate::CacheBuilder::default_ttl)).
+    /// the layer's [`default_ttl`](crate::CacheLayerBuilder::default_ttl)).
     pub fn default_ttl(ttl: Duration) -> Self {
         Self {
             bypass: false,

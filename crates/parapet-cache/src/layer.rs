@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use crate::shared::Shared;
-use crate::{Cache, CacheBuilder, CacheHandle};
+use crate::{Cache, CacheHandle, CacheLayerBuilder};
 
 /// An RFC 9111 shared cache in front of a service: see the [crate docs](crate).
 ///
@@ -25,9 +25,9 @@ pub struct CacheLayer {
 }
 
 impl CacheLayer {
-    /// A cache in 64 MiB of memory with every default of [`CacheBuilder`].
+    /// A cache in 64 MiB of memory with every default of [`CacheLayerBuilder`].
     pub fn new() -> Self {
-        match CacheBuilder::default().build() {
+        match CacheLayerBuilder::default().build() {
             Ok(layer) => layer,
             // The defaults are valid; a test checks it.
             Err(_) => unreachable!("the default configuration is valid"),
@@ -35,8 +35,8 @@ impl CacheLayer {
     }
 
     /// A builder to set options.
-    pub fn builder() -> CacheBuilder {
-        CacheBuilder::default()
+    pub fn builder() -> CacheLayerBuilder {
+        CacheLayerBuilder::default()
     }
 
     /// A handle to invalidate and read statistics, valid as long as any clone of the layer

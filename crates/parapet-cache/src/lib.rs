@@ -37,9 +37,9 @@
 //!   `If-Modified-Since` answered with `304` from the stored response.
 //! - **RFC 5861** `stale-while-revalidate` (one background refresh per variant, on a
 //!   bounded set of tasks) and `stale-if-error` (origin error, `5xx` or
-//!   [`origin_timeout`](CacheBuilder::origin_timeout)), plus a configured
-//!   [`grace`](CacheBuilder::grace).
-//! - **RFC 9213** `CDN-Cache-Control`, and a [targeted field](CacheBuilder::targeted_field)
+//!   [`origin_timeout`](CacheLayerBuilder::origin_timeout)), plus a configured
+//!   [`grace`](CacheLayerBuilder::grace).
+//! - **RFC 9213** `CDN-Cache-Control`, and a [targeted field](CacheLayerBuilder::targeted_field)
 //!   for this cache alone, removed before the response leaves.
 //! - **RFC 9211** `Cache-Status` on every response except gRPC (`hit`, `fwd=uri-miss`,
 //!   `vary-miss`, `stale`, `request`, `bypass`, `method`, `fwd-status`, `ttl`, `stored`,
@@ -47,9 +47,9 @@
 //! - **Request collapsing**: concurrent misses and revalidations of one variant make one
 //!   origin call; waiters get the leader's answer as stored (filtered exactly like a store
 //!   hit), never its response, so a `private` or `Set-Cookie` answer cannot reach them. With
-//!   [`distributed_lease`](CacheBuilder::distributed_lease), instances sharing Redis take
-//!   turns too. [`ttl_jitter`](CacheBuilder::ttl_jitter) and
-//!   [`early_refresh`](CacheBuilder::early_refresh) (XFetch) keep hot entries from
+//!   [`distributed_lease`](CacheLayerBuilder::distributed_lease), instances sharing Redis take
+//!   turns too. [`ttl_jitter`](CacheLayerBuilder::ttl_jitter) and
+//!   [`early_refresh`](CacheLayerBuilder::early_refresh) (XFetch) keep hot entries from
 //!   expiring together.
 //! - **Safe in any order with the other parapet layers**: an answer whose request carries
 //!   a marked [`parapet_core::Personal`] (the session layer marks it when a handler touches
@@ -64,7 +64,7 @@
 //!   `private`, `no-store`, `Authorization` (§3.5), `401`, `403`, `429` or `5xx`
 //!   responses stored; requests with
 //!   [`UNKEYED_HEADERS`] bypass the cache; bodies over
-//!   [`max_body_bytes`](CacheBuilder::max_body_bytes) stream through unstored; the whole
+//!   [`max_body_bytes`](CacheLayerBuilder::max_body_bytes) stream through unstored; the whole
 //!   canonical key is compared on read.
 //! - **Streaming**: storability is decided from the head; uncacheable bodies pass through
 //!   untouched, cacheable ones are copied as they stream. Hits share one `Bytes` buffer.
@@ -107,8 +107,8 @@
 //!   enforces its weight bound after the insert, in the background, and the bound here
 //!   holds at insert time.
 
-mod cache_builder;
 mod cache_handle;
+mod cache_layer_builder;
 mod cache_override;
 mod cache_stats;
 mod capture_body;
@@ -131,8 +131,8 @@ pub mod store;
 mod stored;
 mod vary;
 
-pub use cache_builder::{CacheBuilder, UNKEYED_HEADERS};
 pub use cache_handle::CacheHandle;
+pub use cache_layer_builder::{CacheLayerBuilder, UNKEYED_HEADERS};
 pub use cache_override::CacheOverride;
 pub use cache_stats::CacheStats;
 pub use capture_body::CaptureBody;
@@ -145,7 +145,7 @@ pub use set_cookie::SetCookie;
 pub use store::{CacheStore, Lookup, MemoryStore, PurgeNotice, RedisStore, TieredStore};
 pub use stored::StoredResponse;
 
-/// A custom part of every cache key: see [`CacheBuilder::key_part`].
+/// A custom part of every cache key: see [`CacheLayerBuilder::key_part`].
 pub type KeyPart =
     std::sync::Arc<dyn Fn(&parapet_core::RequestHead<'_>) -> Option<String> + Send + Sync>;
 

@@ -167,7 +167,9 @@ impl JwtLayerBuilder {
         self
     }
 
-    /// The `realm` of `WWW-Authenticate` challenges (printable ASCII without `"` or `\`).
+    /// The `realm` of `WWW-Authenticate` challenges (printable ASCII without `"` or `\`):
+    /// on the guard's own refusals and on the `Bearer` challenges of refusals made behind it
+    /// (a [`Claims`](crate::Claims) that does not fit, a missing scope), which cannot know it.
     pub fn realm(mut self, realm: impl Into<String>) -> Self {
         self.realm = Some(realm.into());
         self
@@ -198,6 +200,7 @@ impl JwtLayerBuilder {
         if let Some(error) = self.error {
             return Err(error);
         }
+        install_crypto_provider();
         let leeway = self.leeway.unwrap_or(Duration::from_secs(60));
         if let Some(revocations) = &self.revocations
             && leeway > revocations.leeway()
@@ -233,7 +236,7 @@ impl JwtLayerBuilder {
                 },
                 source: self.source,
                 max_bytes,
-                realm: self.realm.map(String::into_boxed_str),
+                realm: self.realm.map(std::sync::Arc::from),
                 revocations: self.revocations,
                 optional: self.optional,
             }),
@@ -276,4 +279,14 @@ impl std::fmt::Debug for JwtLayerBuilder {
             .field("source", &self.source)
             .finish_non_exhaustive()
     }
+}
+
+/// jsonwebtoken 11 picks its crypto backend from its features, process-wide: parapet enables
+/// `rust_crypto`; an app whose own jsonwebtoken enables `aws_lc_rs` as well leaves it two,
+/// and then it picks none and panics on the first signature. So the guard installs the
+/// `rust_crypto` backend when it is built, unless the app installed one before (that one
+/// stays: `install_default` succeeds once per process).
+fn install_crypto_provider() {
+    use jsonwebtoken::crypto::{CryptoProvider, rust_crypto};
+    let _already_chosen = CryptoProvider::install_default(&rust_crypto::DEFAULT_PROVIDER);
 }

@@ -5,14 +5,17 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::Response;
+use std::sync::Arc;
+
+use http::header::WWW_AUTHENTICATE;
+use http::{HeaderValue, Response};
 use parapet_core::{Personal, ResponseBody};
 use pin_project_lite::pin_project;
 
 type Boxed<B, E> = Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, E>> + Send>>;
 
 pin_project! {
-    /// The future of [`JwtService`](crate::JwtService): the inner service's response, or
+    /// The future of [`Jwt`](crate::Jwt): the inner service's response, or
     /// the guard's refusal.
     pub struct ResponseFuture<F, B, E> {
         #[pin]
@@ -23,7 +26,7 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<F, B, E> {
-        Inner { #[pin] future: F, personal: Option<Personal> },
+        Inner { #[pin] future: F, personal: Option<Personal>, realm: Option<Arc<str>> },
         Ready { response: Option<Response<Bytes>> },
         Boxed { future: Boxed<B, E> },
     }
@@ -31,10 +34,15 @@ pin_project! {
 
 impl<F, B, E> ResponseFuture<F, B, E> {
     /// The inner service's response; with the request's mark when a token was verified, to
-    /// carry into the response for the layers outside.
-    pub(crate) fn inner(future: F, personal: Option<Personal>) -> Self {
+    /// carry into the response for the layers outside, and the guard's realm, for the
+    /// challenges of refusals made behind the guard.
+    pub(crate) fn inner(future: F, personal: Option<Personal>, realm: Option<Arc<str>>) -> Self {
         Self {
-            kind: Kind::Inner { future, personal },
+            kind: Kind::Inner {
+                future,
+                personal,
+                realm,
+            },
         }
     }
 
@@ -65,10 +73,17 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Inner { future, personal } => future.poll(cx).map(|result| {
+            KindProj::Inner {
+                future,
+                personal,
+                realm,
+            } => future.poll(cx).map(|result| {
                 result.map(|mut response| {
                     if let Some(personal) = personal.take() {
                         personal.carry(&mut response);
+                    }
+                    if let Some(realm) = realm.take() {
+                        add_realm(&mut response, &realm);
                     }
                     response.map(ResponseBody::inner)
                 })
@@ -79,5 +94,37 @@ where
             },
             KindProj::Boxed { future } => future.as_mut().poll(cx),
         }
+    }
+}
+
+/// A refusal made behind the guard ([`Claims`](crate::Claims) that do not fit, a missing
+/// scope) has a `Bearer` challenge without the guard's realm, which it cannot know: add it
+/// (RFC 6750 §3: the realm names the protection space, the guard's).
+pub(crate) fn add_realm<B>(response: &mut Response<B>, realm: &str) {
+    if !matches!(response.status().as_u16(), 401 | 403) {
+        return;
+    }
+    let Some(challenge) = response.headers().get(WWW_AUTHENTICATE) else {
+        return;
+    };
+    let Ok(challenge) = challenge.to_str() else {
+        return;
+    };
+    let params = match challenge.strip_prefix("Bearer") {
+        Some("") => "",
+        Some(rest) if rest.starts_with(' ') => rest.trim_start(),
+        _ => return,
+    };
+    if params.contains("realm=") {
+        return;
+    }
+    let with_realm = if params.is_empty() {
+        format!("Bearer realm=\"{realm}\"")
+    } else {
+        format!("Bearer realm=\"{realm}\", {params}")
+    };
+    // The realm was checked to be quotable when the guard was built.
+    if let Ok(value) = HeaderValue::from_str(&with_realm) {
+        response.headers_mut().insert(WWW_AUTHENTICATE, value);
     }
 }

@@ -25,7 +25,7 @@ pub(crate) struct Guard {
     pub(crate) rules: Rules,
     pub(crate) source: TokenSource,
     pub(crate) max_bytes: usize,
-    pub(crate) realm: Option<Box<str>>,
+    pub(crate) realm: Option<std::sync::Arc<str>>,
     pub(crate) revocations: Option<Revocations>,
     pub(crate) optional: bool,
 }

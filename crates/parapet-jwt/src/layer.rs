@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use crate::guard::Guard;
-use crate::{JwtLayerBuilder, JwtService};
+use crate::{Jwt, JwtLayerBuilder};
 
 /// A JWT guard for the services it wraps: see the [crate docs](crate).
 ///
@@ -37,10 +37,10 @@ impl JwtLayer {
 }
 
 impl<S> Layer<S> for JwtLayer {
-    type Service = JwtService<S>;
+    type Service = Jwt<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        JwtService {
+        Jwt {
             inner,
             guard: Arc::clone(&self.guard),
         }

@@ -136,6 +136,10 @@ mod when_stale;
 pub use builder::JwtLayerBuilder;
 pub use claims::Claims;
 pub use future::ResponseFuture;
+/// The jsonwebtoken crate the guard is built on, re-exported so that an app that mints its
+/// own tokens (`jsonwebtoken::encode`) needs no second dependency on it, and uses the same
+/// version and crypto backend as the guard.
+pub use jsonwebtoken;
 pub use jsonwebtoken::jwk::JwkSet;
 pub use jsonwebtoken::{Algorithm, DecodingKey};
 pub use layer::JwtLayer;
@@ -143,7 +147,7 @@ pub use parapet_core::{ConfigError, StoreError};
 pub use rejection::JwtRejection;
 pub use revocations::Revocations;
 pub use revocations_builder::RevocationsBuilder;
-pub use service::JwtService;
+pub use service::Jwt;
 pub use token_source::TokenSource;
 pub use verified_token::VerifiedToken;
 pub use when_stale::WhenStale;

@@ -8,6 +8,7 @@ use parapet_core::grpc::is_grpc;
 use parapet_core::{Personal, PersonalInput, ResponseBody};
 use tower_service::Service;
 
+use crate::future::add_realm;
 use crate::guard::{Anonymous, Decision, Guard};
 use crate::{ResponseFuture, VerifiedToken};
 
@@ -15,19 +16,19 @@ use crate::{ResponseFuture, VerifiedToken};
 /// the inner service with the [`VerifiedToken`](crate::VerifiedToken) in the request's
 /// extensions, or answers the refusal itself.
 #[derive(Clone)]
-pub struct JwtService<S> {
+pub struct Jwt<S> {
     pub(crate) inner: S,
     pub(crate) guard: Arc<Guard>,
 }
 
-impl<S> JwtService<S> {
+impl<S> Jwt<S> {
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for JwtService<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Jwt<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -46,11 +47,15 @@ where
         match self.guard.decide(request.headers()) {
             Decision::Pass(Some(token)) => {
                 let personal = verified(&mut request, token);
-                ResponseFuture::inner(self.inner.call(request), Some(personal))
+                ResponseFuture::inner(
+                    self.inner.call(request),
+                    Some(personal),
+                    self.guard.realm.clone(),
+                )
             }
             Decision::Pass(None) => {
                 request.extensions_mut().insert(Anonymous);
-                ResponseFuture::inner(self.inner.call(request), None)
+                ResponseFuture::inner(self.inner.call(request), None, self.guard.realm.clone())
             }
             Decision::Reject(rejection) => {
                 ResponseFuture::ready(rejection.response(self.guard.realm.as_deref(), grpc))
@@ -66,6 +71,9 @@ where
                             let personal = verified(&mut request, token);
                             let mut response = inner.call(request).await?;
                             personal.carry(&mut response);
+                            if let Some(realm) = &guard.realm {
+                                add_realm(&mut response, realm);
+                            }
                             Ok(response.map(ResponseBody::inner))
                         }
                         Err(rejection) => Ok(rejection

@@ -364,6 +364,51 @@ async fn scopes_give_403_insufficient_scope() {
     );
 }
 
+/// Refusals made behind the guard (a missing scope, claims that do not fit) carry the
+/// guard's realm in their challenge, as its own refusals do.
+#[tokio::test]
+async fn every_challenge_names_the_realm() {
+    let layer = JwtLayer::builder()
+        .hs256(SECRET)
+        .realm("shop")
+        .build()
+        .unwrap();
+    let app = app(layer);
+    let user = sign(&json!({"sub": "u", "iat": now(), "exp": now() + 60}));
+    let (status, headers, _) = send(&app, "/admin", &[("authorization", &bearer(&user))]).await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        headers["www-authenticate"],
+        "Bearer realm=\"shop\", error=\"insufficient_scope\", error_description=\"the token lacks a required scope\", scope=\"admin\""
+    );
+    let (status, headers, _) = send(&app, "/me", &[]).await;
+    assert_eq!(status, 401);
+    assert_eq!(headers["www-authenticate"], "Bearer realm=\"shop\"");
+}
+
+/// An app mints its tokens with the re-exported jsonwebtoken (no second dependency), and
+/// the guard has chosen the crypto backend when it was built: an app whose own jsonwebtoken
+/// also enabled `aws_lc_rs` (two backends, so none by features) still verifies instead of
+/// panicking. (`install_default` succeeds once per process: it fails once the guard did it.)
+#[tokio::test]
+async fn tokens_minted_with_the_reexport_pass_and_the_backend_is_chosen() {
+    use parapet_jwt::jsonwebtoken::crypto::{CryptoProvider, rust_crypto};
+    let app = app(guard(&Revocations::memory()));
+    assert!(
+        CryptoProvider::install_default(&rust_crypto::DEFAULT_PROVIDER).is_err(),
+        "the guard installed a backend when it was built"
+    );
+    let claims = json!({"sub": "minted", "iat": now(), "exp": now() + 60});
+    let token = parapet_jwt::jsonwebtoken::encode(
+        &parapet_jwt::jsonwebtoken::Header::default(),
+        &claims,
+        &parapet_jwt::jsonwebtoken::EncodingKey::from_secret(SECRET),
+    )
+    .unwrap();
+    let (status, _, body) = send(&app, "/me", &[("authorization", &bearer(&token))]).await;
+    assert_eq!((status, body.contains("minted")), (StatusCode::OK, true));
+}
+
 #[tokio::test]
 async fn an_optional_guard_lets_anonymous_requests_through_but_not_bad_tokens() {
     let layer = JwtLayer::builder()

@@ -15,7 +15,7 @@ use crate::session::Flushed;
 type Flush = Pin<Box<dyn Future<Output = (Flushed, Personal)> + Send>>;
 
 pin_project! {
-    /// The response future of [`SessionService`](crate::SessionService).
+    /// The response future of [`Sessions`](crate::Sessions).
     pub struct ResponseFuture<F, B> {
         #[pin]
         state: State<F, B>,

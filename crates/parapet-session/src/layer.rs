@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use crate::shared::Shared;
-use crate::{SessionControl, SessionLayerBuilder, SessionService};
+use crate::{SessionControl, SessionLayerBuilder, Sessions};
 
 /// Server-side sessions for the services it wraps: see the [crate docs](crate).
 ///
@@ -55,10 +55,10 @@ impl Default for SessionLayer {
 }
 
 impl<S> Layer<S> for SessionLayer {
-    type Service = SessionService<S>;
+    type Service = Sessions<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SessionService {
+        Sessions {
             inner,
             shared: Arc::clone(&self.shared),
         }

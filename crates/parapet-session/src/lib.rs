@@ -156,7 +156,7 @@ pub use future::ResponseFuture;
 pub use layer::SessionLayer;
 pub use over_limit::OverLimit;
 pub use rejection::SessionRejection;
-pub use service::SessionService;
+pub use service::Sessions;
 pub use session::Session;
 pub use session_info::SessionInfo;
 pub use session_key::SessionKey;

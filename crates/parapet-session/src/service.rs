@@ -13,13 +13,16 @@ use crate::{ResponseFuture, Session};
 /// The service of [`SessionLayer`](crate::SessionLayer): puts a [`Session`] in each
 /// request's extensions and, after the inner service answered, writes what the handler
 /// changed and sets or removes the cookie.
+///
+/// Named as tower-http names its services (`Foo<S>` beside `FooLayer`), in the plural
+/// because [`Session`] is the handler's extractor.
 #[derive(Clone)]
-pub struct SessionService<S> {
+pub struct Sessions<S> {
     pub(crate) inner: S,
     pub(crate) shared: Arc<Shared>,
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Sessions<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
@@ -43,9 +46,9 @@ where
     }
 }
 
-impl<S: std::fmt::Debug> std::fmt::Debug for SessionService<S> {
+impl<S: std::fmt::Debug> std::fmt::Debug for Sessions<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionService")
+        f.debug_struct("Sessions")
             .field("inner", &self.inner)
             .finish_non_exhaustive()
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use parapet_cache::{Cache, CacheBuilder, CacheLayer, MemoryStore, RedisStore, TieredStore};
+use parapet_cache::{Cache, CacheLayer, CacheLayerBuilder, MemoryStore, RedisStore, TieredStore};
 use parapet_core::ManualClock;
 use parapet_core::{KeyPrefix, RedisHandle};
 use parapet_testkit::{RedisCluster, RedisServer};
@@ -130,7 +130,7 @@ pub async fn redis_store(backend: Backend) -> Option<RedisStore> {
 pub async fn cache(
     backend: Backend,
     origin: &Origin,
-    build: impl FnOnce(CacheBuilder) -> CacheBuilder,
+    build: impl FnOnce(CacheLayerBuilder) -> CacheLayerBuilder,
 ) -> (Svc, CacheLayer, ManualClock) {
     let clock = ManualClock::new();
     let mut builder = CacheLayer::builder().clock(clock.clone());

@@ -9,7 +9,7 @@ use http::Response;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use parapet_core::{Breaker, Clock, FailureLog, OnStoreError, SystemClock};
+use parapet_core::{Breaker, Clock, ConfigError, FailureLog, OnStoreError, SystemClock};
 
 use crate::key::{KeyExtractor, PeerIp};
 use crate::request::deny_cache::DenyCache;
@@ -109,7 +109,7 @@ impl RateLimitLayerBuilder {
     ///         _ => Some(api.clone()),
     ///     })
     ///     .build()?;
-    /// # Ok::<(), parapet_ratelimit::RateLimitError>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[must_use]
     pub fn resolver<F>(mut self, resolver: F) -> Self
@@ -254,7 +254,7 @@ impl RateLimitLayerBuilder {
     ///     .policy("failed-logins", Quota::per_hour(10))
     ///     .refund_when(|status| status != StatusCode::UNAUTHORIZED)
     ///     .build()?;
-    /// # Ok::<(), parapet_ratelimit::RateLimitError>(())
+    /// # Ok::<(), parapet_core::ConfigError>(())
     /// ```
     #[must_use]
     pub fn refund_when<F>(mut self, predicate: F) -> Self
@@ -273,8 +273,13 @@ impl RateLimitLayerBuilder {
         self
     }
 
-    /// Checks the configuration and builds the layer.
-    pub fn build(self) -> Result<RateLimitLayer, RateLimitError> {
+    /// Checks the configuration and builds the layer: a [`ConfigError`] (the same type
+    /// every parapet layer's `build()` returns) says what is wrong.
+    pub fn build(self) -> Result<RateLimitLayer, ConfigError> {
+        self.checked().map_err(|e| ConfigError(e.to_string()))
+    }
+
+    fn checked(self) -> Result<RateLimitLayer, RateLimitError> {
         if self.memory_capacity == 0 {
             return Err(RateLimitError::InvalidConfig(
                 "memory capacity must be above zero",

@@ -16,7 +16,7 @@ use crate::{RateLimit, RateLimitLayerBuilder, RateLimiter};
 ///     .policy("minute", Quota::per_minute(100))
 ///     .policy("hour", Quota::per_hour(1000))
 ///     .build()?;
-/// # Ok::<(), parapet_ratelimit::RateLimitError>(())
+/// # Ok::<(), parapet_core::ConfigError>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct RateLimitLayer {

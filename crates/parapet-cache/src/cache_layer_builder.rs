@@ -18,9 +18,9 @@ use crate::{CacheLayer, KeyPart, MemoryStore, QueryKey, SetCookie};
 /// Request fields that change what many origins (or their frameworks) answer but are not in
 /// the cache key by default: a request carrying one bypasses the cache, so it can neither
 /// poison an entry nor be served one meant for another value. Put one into the key with
-/// [`CacheBuilder::key_header`] to cache such requests instead — behind a load balancer that
+/// [`CacheLayerBuilder::key_header`] to cache such requests instead — behind a load balancer that
 /// sets `X-Forwarded-Proto` on every request, `.key_header(X_FORWARDED_PROTO)` keeps them
-/// cacheable — or add more with [`CacheBuilder::unkeyed_header`].
+/// cacheable — or add more with [`CacheLayerBuilder::unkeyed_header`].
 pub const UNKEYED_HEADERS: [&str; 14] = [
     "forwarded",
     "x-forwarded-host",
@@ -52,7 +52,7 @@ pub const UNKEYED_HEADERS: [&str; 14] = [
 ///     .build()
 ///     .unwrap();
 /// ```
-pub struct CacheBuilder {
+pub struct CacheLayerBuilder {
     store: Option<Arc<dyn CacheStore>>,
     memory_capacity: usize,
     query: QueryKey,
@@ -81,7 +81,7 @@ pub struct CacheBuilder {
     clock: Arc<dyn Clock>,
 }
 
-impl Default for CacheBuilder {
+impl Default for CacheLayerBuilder {
     fn default() -> Self {
         Self {
             store: None,
@@ -114,7 +114,7 @@ impl Default for CacheBuilder {
     }
 }
 
-impl CacheBuilder {
+impl CacheLayerBuilder {
     /// Where responses are kept. Default: a [`MemoryStore`] of
     /// [`memory_capacity`](Self::memory_capacity) bytes.
     pub fn store(mut self, store: impl CacheStore) -> Self {
@@ -419,9 +419,9 @@ impl CacheBuilder {
     }
 }
 
-impl std::fmt::Debug for CacheBuilder {
+impl std::fmt::Debug for CacheLayerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CacheBuilder")
+        f.debug_struct("CacheLayerBuilder")
             .field("query", &self.query)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("default_ttl", &self.default_ttl)
