@@ -21,7 +21,10 @@ async fn redis_app(server: &RedisServer, prefix: &str) -> Client {
             .unwrap()
             .prefix(KeyPrefix::new(prefix).unwrap()),
     );
-    Client::new(app(layer(store, |b| b)))
+    // The layer's default deadline (100 ms): what these tests are about.
+    Client::new(app(layer(store, |b| {
+        b.store_timeout(Duration::from_millis(100))
+    })))
 }
 
 #[tokio::test]

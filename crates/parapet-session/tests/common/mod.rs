@@ -246,11 +246,16 @@ pub fn app(layer: SessionLayer) -> Router {
         .layer(layer)
 }
 
+/// The layer over `store`, with a store deadline (2 s) that a loaded test machine does not
+/// miss; the fault tests, which are about the deadline, set their own in `build`.
 pub fn layer(
     store: Arc<dyn SessionStore>,
     build: impl FnOnce(SessionLayerBuilder) -> SessionLayerBuilder,
 ) -> SessionLayer {
-    build(SessionLayer::builder().store(store)).build().unwrap()
+    let builder = SessionLayer::builder()
+        .store(store)
+        .store_timeout(std::time::Duration::from_secs(2));
+    build(builder).build().unwrap()
 }
 
 /// A response read whole.
