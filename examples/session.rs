@@ -36,6 +36,8 @@
 use std::error::Error;
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use axum::extract::Path;
 use axum::http::StatusCode;
@@ -165,11 +167,17 @@ async fn logout(session: Session) -> Result<Json<Value>, SessionError> {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+    // RUST_LOG as `level` or `target=level,…` (tracing-subscriber's Targets: no regex to
+    // compile), `info` by default.
+    let filter: tracing_subscriber::filter::Targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO)
+        });
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer())
+        .with(filter)
         .init();
     if let Err(e) = run().await {
         tracing::error!("{e}");

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use http::HeaderName;
-use parapet_core::{Breaker, Clock, ConfigError, FailureLog, RequestHead, SystemClock};
+use parapet_core::{Breaker, ClientIp, Clock, ConfigError, FailureLog, RequestHead, SystemClock};
 use tokio::sync::Semaphore;
 
 use crate::cache_stats::Counters;
@@ -59,6 +59,7 @@ pub struct CacheLayerBuilder {
     key_parts: Vec<KeyPart>,
     key_headers: Vec<HeaderName>,
     extra_unkeyed: Vec<HeaderName>,
+    client_ip: Option<ClientIp>,
     obey_request_directives: bool,
     ttl_jitter: u32,
     early_refresh: f64,
@@ -90,6 +91,7 @@ impl Default for CacheLayerBuilder {
             key_parts: Vec::new(),
             key_headers: Vec::new(),
             extra_unkeyed: Vec::new(),
+            client_ip: None,
             obey_request_directives: true,
             ttl_jitter: 0,
             early_refresh: 0.0,
@@ -167,6 +169,19 @@ impl CacheLayerBuilder {
             })
         }));
         self.key_headers.push(name);
+        self
+    }
+
+    /// The proxies in front of the service, as every parapet layer of the app reads them
+    /// (one [`ClientIp`], configured once). A request whose TCP peer is one of them has its
+    /// forwarded scheme, host, port and prefix (`X-Forwarded-Proto`, `-Host`, `-Port`,
+    /// `-Prefix`, and `Forwarded`'s `proto=` and `host=`) put into the key instead of
+    /// bypassing the cache: behind a load balancer that sets them on every request, the
+    /// cache keeps working, and a value a client forged keys an entry only requests with
+    /// the same forged value reach. From any other peer those fields still bypass the cache.
+    /// Default: none trusted.
+    pub fn client_ip(mut self, client_ip: ClientIp) -> Self {
+        self.client_ip = Some(client_ip);
         self
     }
 
@@ -370,6 +385,17 @@ impl CacheLayerBuilder {
             .chain(self.extra_unkeyed)
             .filter(|n| !self.key_headers.contains(n))
             .collect();
+        let mut key_parts = self.key_parts;
+        if let Some(client_ip) = self.client_ip.clone() {
+            key_parts.push(Arc::new(move |head: &RequestHead<'_>| {
+                Some(if client_ip.from_trusted_proxy(head) {
+                    crate::forwarded_key::key_part(head.headers)
+                } else {
+                    // (such requests bypass the cache when they carry a forwarding field)
+                    String::new()
+                })
+            }));
+        }
         let store = match self.store {
             Some(store) => store,
             None => Arc::new(MemoryStore::new(self.memory_capacity)),
@@ -384,7 +410,8 @@ impl CacheLayerBuilder {
         let shared = Shared {
             store,
             query: self.query,
-            key_parts: self.key_parts,
+            key_parts,
+            forwarded_by: self.client_ip,
             max_body_bytes: self.max_body_bytes,
             max_variants: self.max_variants,
             default_ttl: self.default_ttl,

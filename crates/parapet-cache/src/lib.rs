@@ -115,6 +115,7 @@ mod capture_body;
 mod conditional;
 mod flight;
 mod flow;
+mod forwarded_key;
 mod future;
 mod key;
 mod layer;

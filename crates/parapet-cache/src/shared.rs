@@ -10,7 +10,7 @@ use http::header::{
     PROXY_AUTHORIZATION, RANGE, SET_COOKIE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 use http::{HeaderMap, Method, StatusCode};
-use parapet_core::{Breaker, Clock, FailureLog, RequestHead, StoreError};
+use parapet_core::{Breaker, ClientIp, Clock, FailureLog, RequestHead, StoreError};
 use tokio::sync::Semaphore;
 
 use crate::cache_stats::{Counters, bump};
@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     pub store: Arc<dyn CacheStore>,
     pub query: QueryKey,
     pub key_parts: Vec<KeyPart>,
+    /// The trusted proxies whose forwarding fields are keyed (see `forwarded_key`).
+    pub forwarded_by: Option<ClientIp>,
     pub max_body_bytes: usize,
     pub max_variants: usize,
     pub default_ttl: Option<Duration>,
@@ -103,6 +105,9 @@ impl Shared {
         {
             return Some("override");
         }
+        // From a trusted proxy, the forwarding fields are in the key (worked out once, and
+        // only for a request that carries one).
+        let mut from_trusted_proxy = None;
         // One pass over the request's fields (a handful) rather than a lookup per name.
         for name in headers.keys() {
             // Ranges and preconditions other than the two validators a cache answers
@@ -115,7 +120,15 @@ impl Shared {
                 return Some("precondition");
             }
             if self.unkeyed.contains(name) {
-                return Some("unkeyed-header");
+                let keyed = crate::forwarded_key::FORWARDING.contains(name)
+                    && *from_trusted_proxy.get_or_insert_with(|| {
+                        self.forwarded_by
+                            .as_ref()
+                            .is_some_and(|c| c.from_trusted_proxy(&RequestHead::of(request)))
+                    });
+                if !keyed {
+                    return Some("unkeyed-header");
+                }
             }
         }
         // An absolute-form target (or HTTP/2 `:authority`) that names another host than

@@ -128,6 +128,8 @@ mod replica;
 mod revocations;
 mod revocations_builder;
 mod service;
+#[cfg(feature = "ratelimit")]
+mod subject_key;
 mod token_source;
 mod verified_token;
 mod verifier;
@@ -148,6 +150,8 @@ pub use rejection::JwtRejection;
 pub use revocations::Revocations;
 pub use revocations_builder::RevocationsBuilder;
 pub use service::Jwt;
+#[cfg(feature = "ratelimit")]
+pub use subject_key::SubjectKey;
 pub use token_source::TokenSource;
 pub use verified_token::VerifiedToken;
 pub use when_stale::WhenStale;

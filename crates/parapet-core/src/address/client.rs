@@ -151,6 +151,15 @@ impl ClientIp {
         }
     }
 
+    /// Whether the request came through one of the trusted proxies (its TCP peer is
+    /// trusted): then the proxy wrote the forwarding fields it sets (`X-Forwarded-Proto`, …)
+    /// over the client's. A request with no known peer is not.
+    pub fn from_trusted_proxy(&self, head: &RequestHead<'_>) -> bool {
+        self.peer
+            .peer(head.extensions)
+            .is_some_and(|peer| self.trusts_peer(peer))
+    }
+
     fn trusts_peer(&self, peer: IpAddr) -> bool {
         match &self.trust {
             Trust::Networks(networks) => networks.iter().any(|n| n.contains(&peer)),

@@ -323,6 +323,11 @@ impl RateLimitLayerBuilder {
             let cache = cache.clone();
             store.changes(Arc::new(move || cache.clear()))
         });
+        // Subscribe now (within a runtime), not at the first refusal: a health check that
+        // reports `is_in_sync` sees the subscription come up with the service.
+        if let Some(changes) = &changes {
+            changes.start();
+        }
         let inner = Inner {
             // Only a remote store can fail; an in-process one needs no substitute.
             fallback: (remote && self.on_store_error == OnStoreError::Fallback).then(memory),

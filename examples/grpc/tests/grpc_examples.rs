@@ -2,7 +2,7 @@
 //! retry delay; and the JWT guard on the same kind of server answers UNAUTHENTICATED.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)] // tests fail loudly
 
-#[path = "../examples/grpc_ratelimit.rs"]
+#[path = "../grpc_ratelimit.rs"]
 mod grpc_example;
 
 use std::net::SocketAddr;

@@ -21,6 +21,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // an example fails loudly
 
 use std::error::Error;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use tokio::net::TcpListener;
 use tonic::transport::Server;
@@ -60,11 +62,17 @@ pub async fn serve(
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+    // RUST_LOG as `level` or `target=level,…` (tracing-subscriber's Targets: no regex to
+    // compile), `info` by default.
+    let filter: tracing_subscriber::filter::Targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO)
+        });
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer())
+        .with(filter)
         .init();
     if let Err(e) = run().await {
         tracing::error!("{e}");

@@ -1,0 +1,497 @@
+//! The four middlewares on one axum app, as a service deploys them: rate limits, the
+//! response cache, sessions and the JWT guard, sharing one Redis handle, one view of the
+//! trusted proxies (`ClientIp`) and one key secret.
+//!
+//! ```text
+//! cargo run --release --example stack                                   # in memory, :3000
+//! REDIS_URL=redis://127.0.0.1:6379 PORT=3001 cargo run --release --example stack
+//! ```
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `HOST`, `PORT` | where to listen | `127.0.0.1`, 3000 |
+//! | `REDIS_URL` | share limits, cache, sessions and revocations through this Redis | in memory |
+//! | `TRUSTED_PROXIES` | comma-separated CIDRs of your load balancers: every layer then reads the client from `X-Forwarded-For`, and the cache keys the forwarded scheme, host and port | clients connect directly |
+//! | `KEY_SECRET` | at least 16 bytes: Redis keys hold an HMAC of client addresses, session ids and keys | unset |
+//! | `JWT_SECRET` | the HS256 secret (32 bytes or more); every instance needs the same | a development secret, with a warning |
+//! | `RUST_LOG` | log filter | `info` |
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /products` | a slow (200 ms) catalog, cached for 30 s |
+//! | `GET /cart`, `POST /cart/items/{id}` | an anonymous cart in the session |
+//! | `POST /login` (body: the user name), `POST /logout` | log in (the cart is kept, the session id rotated), log out |
+//! | `POST /api/login` (body: the user name) | a token (`admin` gets the admin scope) |
+//! | `GET /api/me`, `POST /api/logout` | the token's claims; revoke the token |
+//! | `POST /api/admin/users/{user}/revoke` | revoke every token of a user (admin scope) |
+//! | `GET /metrics` | Prometheus text: every parapet metric, and requests by status |
+//! | `GET /health` | 200 when Redis answers and every replica is current, else 503 |
+//!
+//! Rate limits: 300 a minute per client address on everything, 20 a minute on the routes
+//! that create a session or a token, and 120 a minute per user on `/api`, behind the guard.
+//! SIGTERM or Ctrl-C: in-flight requests finish, then the server stops.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // an example fails loudly
+
+use std::error::Error;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use axum::extract::{Path, State};
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde_json::{Value, json};
+use tower_parapet::core::{ClientIp, KeySecret, PeerIp, RedisHandle, StoreError};
+use tower_parapet::jwt::jsonwebtoken::{self, EncodingKey, Header};
+use tower_parapet::jwt::{Claims, JwtLayer, Revocations, SubjectKey, VerifiedToken};
+use tower_parapet::ratelimit::{HeaderStyle, Policy, PolicySet, Quota, RateLimitLayer};
+use tower_parapet::session::{Session, SessionError, SessionLayer};
+use tower_parapet::{cache, ratelimit, session};
+
+/// The secret used when `JWT_SECRET` is unset: for development only.
+pub const DEVELOPMENT_SECRET: &str = "parapet development secret: never use in production";
+
+/// Everything the example reads from its environment (empty variables count as unset).
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// `REDIS_URL`.
+    pub redis_url: Option<String>,
+    /// `TRUSTED_PROXIES`, split on commas.
+    pub trusted_proxies: Vec<String>,
+    /// `KEY_SECRET`.
+    pub key_secret: Option<String>,
+    /// `JWT_SECRET`.
+    pub jwt_secret: Option<String>,
+}
+
+impl Config {
+    /// Reads the environment.
+    pub fn from_env() -> Self {
+        let var = |name| {
+            std::env::var(name)
+                .ok()
+                .filter(|v: &String| !v.trim().is_empty())
+        };
+        Self {
+            redis_url: var("REDIS_URL"),
+            trusted_proxies: var("TRUSTED_PROXIES")
+                .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect())
+                .unwrap_or_default(),
+            key_secret: var("KEY_SECRET"),
+            jwt_secret: var("JWT_SECRET"),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct App {
+    key: EncodingKey,
+    revocations: Revocations,
+    redis: Option<RedisHandle>,
+    limits: RateLimitLayer,
+    metrics: PrometheusHandle,
+}
+
+/// The app, its routes and layers. Built in memory without `REDIS_URL`.
+pub async fn app(config: &Config) -> Result<Router, Box<dyn Error>> {
+    // One view of the client, read by the limiter, the sessions and the cache.
+    let client_ip = if config.trusted_proxies.is_empty() {
+        None
+    } else {
+        Some(ClientIp::trusted_proxies(&config.trusted_proxies)?)
+    };
+    let key_secret = config
+        .key_secret
+        .as_deref()
+        .map(KeySecret::new)
+        .transpose()?;
+    let secret = config.jwt_secret.as_deref().unwrap_or(DEVELOPMENT_SECRET);
+    let redis = match &config.redis_url {
+        None => None,
+        Some(url) => {
+            let redis = RedisHandle::builder(url.as_str()).build().await?;
+            redis
+                .ping()
+                .await
+                .map_err(|e| format!("cannot reach Redis at {}: {e}", redis.target()))?;
+            Some(redis)
+        }
+    };
+
+    // Rate limits per client address: everything, and tighter where state is created.
+    let general = PolicySet::new([Policy::new("ip", Quota::per_minute(300))?])?;
+    let creating = PolicySet::new([
+        Policy::new("ip", Quota::per_minute(300))?,
+        Policy::new("create", Quota::per_minute(20))?,
+    ])?;
+    let mut limits = RateLimitLayer::builder()
+        .resolver(move |head| {
+            let creates = head.method == Method::POST
+                && (head.uri.path() == "/login"
+                    || head.uri.path() == "/api/login"
+                    || head.uri.path().starts_with("/cart/items/"));
+            Some(if creates {
+                creating.clone()
+            } else {
+                general.clone()
+            })
+        })
+        .headers(HeaderStyle::Ietf);
+    limits = match &client_ip {
+        Some(client_ip) => limits.key(client_ip.clone()),
+        None => limits.key(PeerIp::new()),
+    };
+    let mut per_user = RateLimitLayer::builder()
+        .policy("user", Quota::per_minute(120))
+        .headers(HeaderStyle::Ietf)
+        .key(SubjectKey);
+    let mut cache = cache::CacheLayer::builder();
+    let mut sessions = SessionLayer::builder();
+    let revocations = match &redis {
+        None => Revocations::memory(),
+        Some(redis) => {
+            let mut store = ratelimit::RedisStore::new(redis.clone())?;
+            let mut user_store = ratelimit::RedisStore::new(redis.clone())?;
+            let mut cache_store = cache::RedisStore::new(redis.clone())?;
+            let mut session_store = session::RedisStore::new(redis.clone())?;
+            if let Some(secret) = key_secret.clone() {
+                store = store.key_secret(secret.clone());
+                user_store = user_store.key_secret(secret.clone());
+                cache_store = cache_store.key_secret(secret.clone());
+                session_store = session_store.key_secret(secret);
+            }
+            limits = limits.store(store);
+            per_user = per_user.store(user_store);
+            cache = cache.store(cache::TieredStore::new(
+                cache::MemoryStore::new(64 << 20),
+                cache_store,
+            ));
+            sessions = sessions.store(session_store);
+            let revocations = Revocations::redis(redis.clone())?;
+            if !revocations.wait_current(Duration::from_secs(5)).await {
+                tracing::warn!(
+                    "the revocation replica is not current yet: /api answers 503 until it is"
+                );
+            }
+            revocations
+        }
+    };
+    if let Some(client_ip) = &client_ip {
+        cache = cache.client_ip(client_ip.clone());
+        sessions = sessions.client_ip(client_ip.clone());
+    }
+    let limits = limits.build()?;
+    let guard = JwtLayer::builder()
+        .hs256(secret)
+        .issuer("parapet-stack")
+        .realm("parapet-stack")
+        .require_jti()
+        .revocations(revocations.clone())
+        .build()?;
+    let state = App {
+        key: EncodingKey::from_secret(secret.as_bytes()),
+        revocations,
+        redis,
+        limits: limits.clone(),
+        metrics: metrics(),
+    };
+
+    // Behind the guard, per user: the verified token's subject is the key.
+    let api = Router::new()
+        .route("/api/me", get(me))
+        .route("/api/logout", post(api_logout))
+        .route("/api/admin/users/{user}/revoke", post(revoke_user))
+        .route_layer(per_user.build()?)
+        .route_layer(guard);
+    // Outermost last (see the README's "Composing the four"): the limiter, the cache, the
+    // sessions; the guard on the routes it protects.
+    let app = Router::new()
+        .route("/products", get(products))
+        .route("/cart", get(cart))
+        .route("/cart/items/{id}", post(add_item))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route("/api/login", post(api_login))
+        .merge(api)
+        .layer(tower_http::compression::CompressionLayer::new())
+        .layer(sessions.build()?)
+        .layer(cache.build()?)
+        .layer(limits)
+        .layer(axum::middleware::from_fn(count_requests))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .route("/metrics", get(metrics_text))
+        .route("/health", get(health))
+        .with_state(state);
+    Ok(app)
+}
+
+/// The process's Prometheus recorder (one per process, however many apps a test builds).
+fn metrics() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Another recorder installed first (a test harness) keeps its place.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+async fn count_requests(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(request).await;
+    metrics::counter!("http_requests_total", "status" => response.status().as_u16().to_string())
+        .increment(1);
+    response
+}
+
+async fn metrics_text(State(app): State<App>) -> String {
+    app.metrics.render()
+}
+
+/// 200 when Redis answers and the limiter's deny cache and the revocation replica are
+/// current (always, in memory); 503 with what is not.
+async fn health(State(app): State<App>) -> Response {
+    let redis = match &app.redis {
+        None => true,
+        Some(redis) => redis.ping().await.is_ok(),
+    };
+    let revocations = app.revocations.is_current();
+    let limits = app.limits.limiter().is_in_sync();
+    let status = if redis && revocations && limits {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body =
+        json!({ "redis": redis, "revocations_current": revocations, "limits_current": limits });
+    (status, Json(body)).into_response()
+}
+
+async fn products() -> impl IntoResponse {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    (
+        [(header::CACHE_CONTROL, "public, max-age=30")],
+        Json(json!([{ "id": 1, "name": "parapet" }, { "id": 2, "name": "merlon" }])),
+    )
+}
+
+/// Fields holding cart items are named `item:<id>`.
+const ITEM: &str = "item:";
+
+fn problem(status: StatusCode, title: &str) -> Response {
+    (
+        status,
+        Json(json!({ "title": title, "status": status.as_u16() })),
+    )
+        .into_response()
+}
+
+/// A user name: 1 to 64 of `[A-Za-z0-9-_.@]`.
+fn valid_user(user: &str) -> bool {
+    (1..=64).contains(&user.len())
+        && user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
+}
+
+async fn cart(session: Session) -> Result<Json<Value>, SessionError> {
+    let items: Vec<String> = session
+        .keys()
+        .await?
+        .into_iter()
+        .filter_map(|k| k.strip_prefix(ITEM).map(str::to_owned))
+        .collect();
+    Ok(Json(
+        json!({ "user": session.user().await?, "items": items }),
+    ))
+}
+
+async fn add_item(session: Session, Path(id): Path<String>) -> Result<Response, SessionError> {
+    if id.is_empty() || id.len() > 64 {
+        return Ok(problem(
+            StatusCode::BAD_REQUEST,
+            "item id must be 1 to 64 bytes",
+        ));
+    }
+    session.insert(&format!("{ITEM}{id}"), &true).await?;
+    Ok(Json(json!({ "added": id })).into_response())
+}
+
+async fn login(session: Session, user: String) -> Result<Response, SessionError> {
+    let user = user.trim();
+    if !valid_user(user) {
+        return Ok(problem(
+            StatusCode::BAD_REQUEST,
+            "user must be 1 to 64 of [A-Za-z0-9-_.@]",
+        ));
+    }
+    // The anonymous cart stays; the session id is rotated (no fixation).
+    session.set_user(user).await?;
+    Ok(Json(json!({ "user": user })).into_response())
+}
+
+async fn logout(session: Session) -> Result<Json<Value>, SessionError> {
+    session.destroy().await?;
+    Ok(Json(json!({ "logged_out": true })))
+}
+
+async fn api_login(State(app): State<App>, user: String) -> Response {
+    let user = user.trim();
+    if !valid_user(user) {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "user must be 1 to 64 of [A-Za-z0-9-_.@]",
+        );
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut jti = [0u8; 16];
+    getrandom::fill(&mut jti).unwrap();
+    let mut claims = json!({
+        "iss": "parapet-stack",
+        "sub": user,
+        "jti": jti.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        "iat": now,
+        "exp": now + 15 * 60,
+    });
+    if user == "admin" {
+        claims["scope"] = json!("admin");
+    }
+    let token = jsonwebtoken::encode(&Header::default(), &claims, &app.key).unwrap();
+    Json(json!({ "token": token })).into_response()
+}
+
+async fn me(Claims(claims): Claims<Value>) -> Json<Value> {
+    Json(claims)
+}
+
+fn store_error(e: StoreError) -> Response {
+    tracing::warn!("revocation failed: {e}");
+    problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "revocations are unavailable",
+    )
+}
+
+async fn api_logout(State(app): State<App>, token: VerifiedToken) -> Response {
+    match app.revocations.revoke_token(&token).await {
+        Ok(()) => Json(json!({ "logged_out": true })).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn revoke_user(
+    State(app): State<App>,
+    token: VerifiedToken,
+    Path(user): Path<String>,
+) -> Response {
+    if let Err(refusal) = token.require_scope("admin") {
+        return refusal.into_response();
+    }
+    match app.revocations.revoke_user(&user).await {
+        Ok(()) => Json(json!({ "revoked": user })).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves; in-flight requests finish first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Listens on `host:port`; the error names the address (`cannot listen on
+/// 127.0.0.1:3000: Address already in use`).
+pub async fn bind(host: &str, port: u16) -> Result<tokio::net::TcpListener, Box<dyn Error>> {
+    tokio::net::TcpListener::bind((host, port))
+        .await
+        .map_err(|e| format!("cannot listen on {host}:{port}: {e}").into())
+}
+
+async fn terminated() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+#[tokio::main]
+async fn main() {
+    // RUST_LOG as `level` or `target=level,…` (tracing-subscriber's Targets: no regex to
+    // compile), `info` by default.
+    let filter: tracing_subscriber::filter::Targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO)
+        });
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer())
+        .with(filter)
+        .init();
+    if let Err(e) = run().await {
+        tracing::error!("{e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), Box<dyn Error>> {
+    let config = Config::from_env();
+    if config.jwt_secret.is_none() {
+        tracing::warn!(
+            "JWT_SECRET is unset: using a development secret; never do this in production"
+        );
+    }
+    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".into());
+    let port: u16 = match std::env::var("PORT") {
+        Ok(port) => port
+            .parse()
+            .map_err(|_| format!("PORT={port:?} is not a port number"))?,
+        Err(_) => 3000,
+    };
+    let app = app(&config).await?;
+    let listener = bind(&host, port).await?;
+    tracing::info!(
+        "listening on http://{} ({}); try: curl -i localhost:{port}/products",
+        listener.local_addr()?,
+        if config.redis_url.is_some() {
+            "redis"
+        } else {
+            "in memory"
+        },
+    );
+    serve(listener, app, terminated()).await?;
+    Ok(())
+}
