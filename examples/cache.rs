@@ -2,15 +2,15 @@
 //! an RFC 9111 shared cache; `GET /health` passes through.
 //!
 //! ```text
-//! cargo run --release --example cache                          # in-memory, port 3000
-//! curl -si localhost:3000/api/products | grep -i -E 'cache-status|age|etag'
-//! curl -si localhost:3000/api/products -H 'if-none-match: "products-v1"'   # 304 from the cache
+//! cargo run --release --example cache                          # in-memory, port 3001
+//! curl -si localhost:3001/api/products | grep -i -E 'cache-status|age|etag'
+//! curl -si localhost:3001/api/products -H 'if-none-match: "products-v1"'   # 304 from the cache
 //! REDIS_URL=redis://127.0.0.1:6379 PORT=3001 cargo run --release --example cache
 //! ```
 //!
 //! | variable | meaning | default |
 //! |---|---|---|
-//! | `PORT` | the port to listen on | 3000 |
+//! | `HOST`, `PORT` | where to listen (`0.0.0.0` for every interface) | `127.0.0.1`, 3001 |
 //! | `REDIS_URL` | keep responses in this Redis, shared by every instance, with this process's memory in front (checked at start) | in-memory |
 //! | `RUST_LOG` | log filter | `info` |
 //!
@@ -89,12 +89,15 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let port: u16 = std::env::var("PORT")
         .ok()
         .and_then(|p| p.parse().ok())
-        .unwrap_or(3000);
+        .unwrap_or(3001);
     let redis_url = std::env::var("REDIS_URL")
         .ok()
         .filter(|v| !v.trim().is_empty());
     let app = app(redis_url.as_deref()).await?;
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
+    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".to_owned());
+    let listener = tokio::net::TcpListener::bind((host.as_str(), port))
+        .await
+        .map_err(|e| format!("cannot listen on {host}:{port}: {e}"))?;
     tracing::info!(
         "listening on http://{} ({} cache); try: curl -si localhost:{port}/api/products",
         listener.local_addr()?,

@@ -3,14 +3,14 @@
 //! shared cache with parapet's defaults — no extra TTLs, no overrides.
 //!
 //! ```text
-//! UPSTREAM=http://127.0.0.1:8080 cargo run --release --example cache_proxy   # on :3000
-//! curl -si localhost:3000/some/page | grep -i cache-status
+//! UPSTREAM=http://127.0.0.1:8080 cargo run --release --example cache_proxy   # on :3005
+//! curl -si localhost:3005/some/page | grep -i cache-status
 //! ```
 //!
 //! | variable | meaning | default |
 //! |---|---|---|
 //! | `UPSTREAM` | the origin (`http://host:port`) | `http://127.0.0.1:8080` |
-//! | `PORT` | the port to listen on | 3000 |
+//! | `HOST`, `PORT` | where to listen (`0.0.0.0` for every interface) | `127.0.0.1`, 3005 |
 //! | `REDIS_URL` | keep responses in this Redis, shared by every proxy instance, with memory in front | in-memory |
 //! | `RUST_LOG` | log filter | `info` |
 //!
@@ -167,7 +167,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
             .ok()
             .filter(|v: &String| !v.trim().is_empty())
     };
-    let port: u16 = var("PORT").and_then(|p| p.parse().ok()).unwrap_or(3000);
+    let port: u16 = var("PORT").and_then(|p| p.parse().ok()).unwrap_or(3005);
     let upstream: Uri = var("UPSTREAM")
         .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned())
         .parse()
@@ -176,7 +176,10 @@ async fn run() -> Result<(), Box<dyn Error>> {
         return Err(format!("UPSTREAM must be http://host[:port], not {upstream}").into());
     }
     let cache = cache(var("REDIS_URL").as_deref()).await?;
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
+    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".to_owned());
+    let listener = tokio::net::TcpListener::bind((host.as_str(), port))
+        .await
+        .map_err(|e| format!("cannot listen on {host}:{port}: {e}"))?;
     tracing::info!(
         "caching proxy on http://{} for {upstream}",
         listener.local_addr()?

@@ -2,7 +2,7 @@
 //! `/api/products` — on plain hyper and tower, without axum.
 //!
 //! ```text
-//! cargo run --release --example hyper_ratelimit     # PORT (3000), REDIS_URL, RUST_LOG as in ratelimit
+//! cargo run --release --example hyper_ratelimit     # HOST (127.0.0.1), PORT (3004), REDIS_URL, RUST_LOG as in ratelimit
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used)] // an example fails loudly
 
@@ -105,10 +105,13 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let port: u16 = std::env::var("PORT")
         .ok()
         .and_then(|p| p.parse().ok())
-        .unwrap_or(3000);
+        .unwrap_or(3004);
     let redis_url = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty());
     let layer = layer(redis_url.as_deref()).await?;
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
+    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".to_owned());
+    let listener = tokio::net::TcpListener::bind((host.as_str(), port))
+        .await
+        .map_err(|e| format!("cannot listen on {host}:{port}: {e}"))?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
     serve(listener, layer).await?;
     Ok(())

@@ -2,19 +2,19 @@
 //! instance), and let an admin revoke every token of a user.
 //!
 //! ```text
-//! cargo run --release --example jwt                            # in-memory, port 3000
-//! TOKEN=$(curl -s localhost:3000/login -H 'content-type: application/json' -d '{"user":"alice"}' | jq -r .token)
-//! curl -s localhost:3000/me -H "authorization: Bearer $TOKEN"  # the claims
-//! curl -s -X POST localhost:3000/logout -H "authorization: Bearer $TOKEN"
-//! curl -si localhost:3000/me -H "authorization: Bearer $TOKEN" # 401, error="invalid_token"
-//! ADMIN=$(curl -s localhost:3000/login -H 'content-type: application/json' -d '{"user":"admin"}' | jq -r .token)
-//! curl -s -X POST localhost:3000/admin/users/alice/revoke -H "authorization: Bearer $ADMIN"
+//! cargo run --release --example jwt                            # in-memory, port 3003
+//! TOKEN=$(curl -s localhost:3003/login -H 'content-type: application/json' -d '{"user":"alice"}' | jq -r .token)
+//! curl -s localhost:3003/me -H "authorization: Bearer $TOKEN"  # the claims
+//! curl -s -X POST localhost:3003/logout -H "authorization: Bearer $TOKEN"
+//! curl -si localhost:3003/me -H "authorization: Bearer $TOKEN" # 401, error="invalid_token"
+//! ADMIN=$(curl -s localhost:3003/login -H 'content-type: application/json' -d '{"user":"admin"}' | jq -r .token)
+//! curl -s -X POST localhost:3003/admin/users/alice/revoke -H "authorization: Bearer $ADMIN"
 //! REDIS_URL=redis://127.0.0.1:6379 JWT_SECRET=... PORT=3001 cargo run --release --example jwt
 //! ```
 //!
 //! | variable | meaning | default |
 //! |---|---|---|
-//! | `PORT` | the port to listen on | 3000 |
+//! | `HOST`, `PORT` | where to listen (`0.0.0.0` for every interface) | `127.0.0.1`, 3003 |
 //! | `REDIS_URL` | keep revocations in this Redis, shared by every instance (checked at start) | in-memory |
 //! | `JWT_SECRET` | the HS256 secret, at least 32 bytes; every instance needs the same | a development secret, with a warning, and the server listens on 127.0.0.1 only |
 //! | `RUST_LOG` | log filter | `info` |
@@ -205,23 +205,32 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let port: u16 = std::env::var("PORT")
         .ok()
         .and_then(|p| p.parse().ok())
-        .unwrap_or(3000);
+        .unwrap_or(3003);
     let redis_url = std::env::var("REDIS_URL")
         .ok()
         .filter(|v| !v.trim().is_empty());
     // The development secret is public (it is in this file): anyone could mint tokens, so
     // the server then listens on loopback only.
-    let (secret, host) = match std::env::var("JWT_SECRET") {
-        Ok(secret) if !secret.is_empty() => (secret, "0.0.0.0"),
+    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".to_owned());
+    let secret = match std::env::var("JWT_SECRET") {
+        Ok(secret) if !secret.is_empty() => secret,
         _ => {
+            if host != "127.0.0.1" && host != "localhost" && host != "::1" {
+                return Err(format!(
+                    "JWT_SECRET is unset: the development secret is public, so the server listens on loopback only, not on HOST={host}"
+                )
+                .into());
+            }
             tracing::warn!(
-                "JWT_SECRET is unset: using a development secret and listening on 127.0.0.1 only; never do this in production"
+                "JWT_SECRET is unset: using a development secret (loopback only); never do this in production"
             );
-            (DEVELOPMENT_SECRET.to_owned(), "127.0.0.1")
+            DEVELOPMENT_SECRET.to_owned()
         }
     };
     let app = app(redis_url.as_deref(), secret.as_bytes()).await?;
-    let listener = tokio::net::TcpListener::bind((host, port)).await?;
+    let listener = tokio::net::TcpListener::bind((host.as_str(), port))
+        .await
+        .map_err(|e| format!("cannot listen on {host}:{port}: {e}"))?;
     tracing::info!(
         "listening on http://{} ({} revocations); try: curl -s localhost:{port}/login -H 'content-type: application/json' -d '{{\"user\":\"alice\"}}'",
         listener.local_addr()?,

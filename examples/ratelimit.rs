@@ -8,7 +8,7 @@
 //!
 //! | variable | meaning | default |
 //! |---|---|---|
-//! | `PORT` | the port to listen on | 3000 |
+//! | `HOST`, `PORT` | where to listen (`0.0.0.0` for every interface) | `127.0.0.1`, 3000 |
 //! | `ALGORITHM` | how the 100 per minute are counted: `gcra` (a burst of 100, then one every 600 ms), `sliding` (never more than 100 in any 60 s) or `fixed` (100 per minute of the clock) | `gcra` |
 //! | `REDIS_URL` | share limits through this Redis (it must be running: the example checks at start and exits if it cannot reach it) | in-memory |
 //! | `TRUSTED_PROXIES` | comma-separated CIDRs of your load balancers / proxies: the client is then read from `FORWARDED_HEADER`, right to left | clients connect directly |
@@ -150,7 +150,10 @@ async fn run() -> Result<(), Box<dyn Error>> {
         .unwrap_or(3000);
     let config = Config::from_env();
     let app = app(&config).await?;
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
+    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".to_owned());
+    let listener = tokio::net::TcpListener::bind((host.as_str(), port))
+        .await
+        .map_err(|e| format!("cannot listen on {host}:{port}: {e}"))?;
     tracing::info!(
         "listening on http://{} ({} store, {}, {}); try: curl -i localhost:{port}/api/products",
         listener.local_addr()?,

@@ -2,12 +2,12 @@
 //! and revoke your sessions.
 //!
 //! ```text
-//! cargo run --release --example session                        # in-memory, port 3000
-//! curl -s -c jar -b jar localhost:3000/cart/items/42 -X POST
-//! curl -s -c jar -b jar localhost:3000/login -H 'content-type: application/json' -d '{"user":"alice"}'
-//! curl -s -c jar -b jar localhost:3000/me                      # {"user":"alice","visits":1}
-//! curl -s -c jar -b jar localhost:3000/cart                    # {"items":["42"]}
-//! curl -s -c jar -b jar localhost:3000/sessions
+//! cargo run --release --example session                        # in-memory, port 3002
+//! curl -s -c jar -b jar localhost:3002/cart/items/42 -X POST
+//! curl -s -c jar -b jar localhost:3002/login -H 'content-type: application/json' -d '{"user":"alice"}'
+//! curl -s -c jar -b jar localhost:3002/me                      # {"user":"alice","visits":1}
+//! curl -s -c jar -b jar localhost:3002/cart                    # {"items":["42"]}
+//! curl -s -c jar -b jar localhost:3002/sessions
 //! REDIS_URL=redis://127.0.0.1:6379 PORT=3001 cargo run --release --example session
 //! ```
 //!
@@ -18,7 +18,7 @@
 //!
 //! | variable | meaning | default |
 //! |---|---|---|
-//! | `PORT` | the port to listen on | 3000 |
+//! | `HOST`, `PORT` | where to listen (`0.0.0.0` for every interface) | `127.0.0.1`, 3002 |
 //! | `REDIS_URL` | keep sessions in this Redis, shared by every instance (checked at start) | in-memory |
 //! | `RUST_LOG` | log filter | `info` |
 //!
@@ -189,12 +189,15 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let port: u16 = std::env::var("PORT")
         .ok()
         .and_then(|p| p.parse().ok())
-        .unwrap_or(3000);
+        .unwrap_or(3002);
     let redis_url = std::env::var("REDIS_URL")
         .ok()
         .filter(|v| !v.trim().is_empty());
     let app = app(redis_url.as_deref()).await?;
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
+    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".to_owned());
+    let listener = tokio::net::TcpListener::bind((host.as_str(), port))
+        .await
+        .map_err(|e| format!("cannot listen on {host}:{port}: {e}"))?;
     tracing::info!(
         "listening on http://{} ({} sessions); try: curl -s -c jar -b jar localhost:{port}/cart/items/42 -X POST",
         listener.local_addr()?,

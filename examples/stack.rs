@@ -3,14 +3,15 @@
 //! trusted proxies (`ClientIp`) and one key secret.
 //!
 //! ```text
-//! cargo run --release --example stack                                   # in memory, :3000
-//! REDIS_URL=redis://127.0.0.1:6379 PORT=3001 cargo run --release --example stack
+//! cargo run --release --example stack                                   # in memory, :3010
+//! REDIS_URL=redis://127.0.0.1:6379 PORT=3011 cargo run --release --example stack
 //! ```
 //!
 //! | variable | meaning | default |
 //! |---|---|---|
-//! | `HOST`, `PORT` | where to listen | `127.0.0.1`, 3000 |
-//! | `REDIS_URL` | share limits, cache, sessions and revocations through this Redis | in memory |
+//! | `HOST`, `PORT` | where to listen (`0.0.0.0` for every interface) | `127.0.0.1`, 3010 |
+//! | `REDIS_URL` | share limits, sessions and revocations through this Redis (`maxmemory-policy noeviction`: none of them may lose state) | in memory |
+//! | `CACHE_REDIS_URL` | share the response cache through this Redis, one of its own (an eviction policy such as `allkeys-lru`): a cache fills whatever it is given, and on the first Redis it would push the others out of memory | the cache stays in each instance's memory |
 //! | `TRUSTED_PROXIES` | comma-separated CIDRs of your load balancers: every layer then reads the client from `X-Forwarded-For`, and the cache keys the forwarded scheme, host and port | clients connect directly |
 //! | `KEY_SECRET` | at least 16 bytes: Redis keys hold an HMAC of client addresses, session ids and keys | unset |
 //! | `JWT_SECRET` | the HS256 secret (32 bytes or more); every instance needs the same | a development secret, with a warning |
@@ -61,6 +62,8 @@ pub const DEVELOPMENT_SECRET: &str = "parapet development secret: never use in p
 pub struct Config {
     /// `REDIS_URL`.
     pub redis_url: Option<String>,
+    /// `CACHE_REDIS_URL`.
+    pub cache_redis_url: Option<String>,
     /// `TRUSTED_PROXIES`, split on commas.
     pub trusted_proxies: Vec<String>,
     /// `KEY_SECRET`.
@@ -79,6 +82,7 @@ impl Config {
         };
         Self {
             redis_url: var("REDIS_URL"),
+            cache_redis_url: var("CACHE_REDIS_URL"),
             trusted_proxies: var("TRUSTED_PROXIES")
                 .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect())
                 .unwrap_or_default(),
@@ -93,6 +97,7 @@ struct App {
     key: EncodingKey,
     revocations: Revocations,
     redis: Option<RedisHandle>,
+    cache_redis: Option<RedisHandle>,
     limits: RateLimitLayer,
     metrics: PrometheusHandle,
 }
@@ -111,17 +116,8 @@ pub async fn app(config: &Config) -> Result<Router, Box<dyn Error>> {
         .map(KeySecret::new)
         .transpose()?;
     let secret = config.jwt_secret.as_deref().unwrap_or(DEVELOPMENT_SECRET);
-    let redis = match &config.redis_url {
-        None => None,
-        Some(url) => {
-            let redis = RedisHandle::builder(url.as_str()).build().await?;
-            redis
-                .ping()
-                .await
-                .map_err(|e| format!("cannot reach Redis at {}: {e}", redis.target()))?;
-            Some(redis)
-        }
-    };
+    let redis = connect(config.redis_url.as_deref()).await?;
+    let cache_redis = connect(config.cache_redis_url.as_deref()).await?;
 
     // Rate limits per client address: everything, and tighter where state is created.
     let general = PolicySet::new([Policy::new("ip", Quota::per_minute(300))?])?;
@@ -157,20 +153,14 @@ pub async fn app(config: &Config) -> Result<Router, Box<dyn Error>> {
         Some(redis) => {
             let mut store = ratelimit::RedisStore::new(redis.clone())?;
             let mut user_store = ratelimit::RedisStore::new(redis.clone())?;
-            let mut cache_store = cache::RedisStore::new(redis.clone())?;
             let mut session_store = session::RedisStore::new(redis.clone())?;
             if let Some(secret) = key_secret.clone() {
                 store = store.key_secret(secret.clone());
                 user_store = user_store.key_secret(secret.clone());
-                cache_store = cache_store.key_secret(secret.clone());
                 session_store = session_store.key_secret(secret);
             }
             limits = limits.store(store);
             per_user = per_user.store(user_store);
-            cache = cache.store(cache::TieredStore::new(
-                cache::MemoryStore::new(64 << 20),
-                cache_store,
-            ));
             sessions = sessions.store(session_store);
             let revocations = Revocations::redis(redis.clone())?;
             if !revocations.wait_current(Duration::from_secs(5)).await {
@@ -181,6 +171,16 @@ pub async fn app(config: &Config) -> Result<Router, Box<dyn Error>> {
             revocations
         }
     };
+    if let Some(cache_redis) = &cache_redis {
+        let mut store = cache::RedisStore::new(cache_redis.clone())?;
+        if let Some(secret) = key_secret.clone() {
+            store = store.key_secret(secret);
+        }
+        cache = cache.store(cache::TieredStore::new(
+            cache::MemoryStore::new(64 << 20),
+            store,
+        ));
+    }
     if let Some(client_ip) = &client_ip {
         cache = cache.client_ip(client_ip.clone());
         sessions = sessions.client_ip(client_ip.clone());
@@ -197,6 +197,7 @@ pub async fn app(config: &Config) -> Result<Router, Box<dyn Error>> {
         key: EncodingKey::from_secret(secret.as_bytes()),
         revocations,
         redis,
+        cache_redis,
         limits: limits.clone(),
         metrics: metrics(),
     };
@@ -230,6 +231,19 @@ pub async fn app(config: &Config) -> Result<Router, Box<dyn Error>> {
     Ok(app)
 }
 
+/// A handle on the Redis at `url`, checked with a PING; `None` without a URL.
+async fn connect(url: Option<&str>) -> Result<Option<RedisHandle>, Box<dyn Error>> {
+    let Some(url) = url else {
+        return Ok(None);
+    };
+    let redis = RedisHandle::builder(url).build().await?;
+    redis
+        .ping()
+        .await
+        .map_err(|e| format!("cannot reach Redis at {}: {e}", redis.target()))?;
+    Ok(Some(redis))
+}
+
 /// The process's Prometheus recorder (one per process, however many apps a test builds).
 fn metrics() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -255,13 +269,13 @@ async fn metrics_text(State(app): State<App>) -> String {
     app.metrics.render()
 }
 
-/// 200 when Redis answers and the limiter's deny cache and the revocation replica are
-/// current (always, in memory); 503 with what is not.
+/// 200 when every Redis answers and the limiter's deny cache and the revocation replica
+/// are current (always, in memory); 503 with what is not.
 async fn health(State(app): State<App>) -> Response {
-    let redis = match &app.redis {
-        None => true,
-        Some(redis) => redis.ping().await.is_ok(),
-    };
+    let mut redis = true;
+    for handle in [&app.redis, &app.cache_redis].into_iter().flatten() {
+        redis &= handle.ping().await.is_ok();
+    }
     let revocations = app.revocations.is_current();
     let limits = app.limits.limiter().is_in_sync();
     let status = if redis && revocations && limits {
@@ -479,7 +493,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
         Ok(port) => port
             .parse()
             .map_err(|_| format!("PORT={port:?} is not a port number"))?,
-        Err(_) => 3000,
+        Err(_) => 3010,
     };
     let app = app(&config).await?;
     let listener = bind(&host, port).await?;

@@ -89,6 +89,7 @@ fn admits_at_most(rate: usize, period_secs: u64, started: Instant) -> usize {
 fn config(redis_url: Option<String>) -> stack::Config {
     stack::Config {
         redis_url,
+        cache_redis_url: None,
         // The test client on loopback plays the load balancer.
         trusted_proxies: vec!["127.0.0.0/8".into()],
         key_secret: Some("a key secret of sixteen bytes or more".into()),
@@ -447,4 +448,101 @@ async fn a_bind_error_names_the_address() {
         .unwrap_err()
         .to_string();
     assert!(error.contains(&format!("127.0.0.1:{port}")), "{error}");
+}
+
+/// Fills `server` with keys of its own, then lowers its `maxmemory` below what it holds:
+/// full, it refuses every write from now on (filling to the brim alone leaves a few
+/// hundred bytes that Redis's housekeeping frees and lets the next write take).
+fn fill(server: &RedisServer) {
+    let value = "x".repeat(64 * 1024);
+    for i in 0..16 {
+        server.command(&["SET", &format!("filler:{i}"), &value]);
+    }
+    assert_eq!(
+        server.command(&["CONFIG", "SET", "maxmemory", "1024"]),
+        "+OK"
+    );
+    let refused = server.command(&["SET", "probe", "x"]);
+    assert!(refused.starts_with("-OOM"), "{refused}");
+}
+
+/// One Redis for what must not be lost (`noeviction`), one for the cache: the cache's
+/// Redis full to `maxmemory` costs neither the limits, the sessions nor the revocations
+/// anything, and its refused writes do not switch off the memory tier's hits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_cache_redis_costs_the_others_nothing() {
+    let main = RedisServer::start_with(&["--maxmemory-policy", "noeviction"]);
+    let cache =
+        RedisServer::start_with(&["--maxmemory", "4mb", "--maxmemory-policy", "noeviction"]);
+    let mut config = config(Some(main.url()));
+    config.cache_redis_url = Some(cache.url());
+    let addr = instance(&config).await;
+    fill(&cache);
+    let client = "198.51.100.40";
+
+    // The popular URL: its write to the cache's Redis is refused, and yet the following
+    // requests are memory hits, not 200 ms trips to the handler.
+    let first = http(addr, client, "GET", "/products", &[], "").await;
+    assert_eq!(first.status, 200);
+    let mut hits = 0;
+    for _ in 0..20 {
+        let reply = http(addr, client, "GET", "/products", &[], "").await;
+        assert_eq!(reply.status, 200);
+        hits += usize::from(reply.header("cache-status").unwrap().contains("hit"));
+    }
+    assert_eq!(hits, 20, "memory hits stopped with the cache's Redis full");
+    let metrics = http(addr, client, "GET", "/metrics", &[], "").await;
+    assert!(
+        metrics.body.contains("kind=\"oom\""),
+        "the refused write is counted: {}",
+        metrics
+            .body
+            .lines()
+            .filter(|l| l.contains("parapet_cache"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+
+    // Sessions, revocations and limits live on the other Redis and work as before.
+    let added = http(addr, client, "POST", "/cart/items/9", &[], "").await;
+    assert_eq!(added.status, 200, "{}", added.body);
+    let cookie = added.cookie().unwrap();
+    let cart = http(addr, client, "GET", "/cart", &[("cookie", &cookie)], "").await;
+    assert_eq!(json(&cart)["items"], serde_json::json!(["9"]));
+    let bearer = format!("Bearer {}", token(addr, client, "gina").await);
+    let out = http(
+        addr,
+        client,
+        "POST",
+        "/api/logout",
+        &[("authorization", &bearer)],
+        "",
+    )
+    .await;
+    assert_eq!(out.status, 200, "{}", out.body);
+    let me = http(
+        addr,
+        client,
+        "GET",
+        "/api/me",
+        &[("authorization", &bearer)],
+        "",
+    )
+    .await;
+    assert_eq!(me.status, 401);
+    let flooder = "203.0.113.88";
+    let started = Instant::now();
+    let mut admitted = 0;
+    for _ in 0..25 {
+        admitted += usize::from(
+            http(addr, flooder, "POST", "/cart/items/2", &[], "")
+                .await
+                .status
+                == 200,
+        );
+    }
+    assert!(
+        (20..=admits_at_most(20, 60, started)).contains(&admitted),
+        "{admitted} admitted"
+    );
 }

@@ -10,7 +10,7 @@
 //!
 //! | variable | meaning | default |
 //! |---|---|---|
-//! | `PORT` | the port to listen on | 50051 |
+//! | `HOST`, `PORT` | where to listen (`0.0.0.0` for every interface) | `127.0.0.1`, 50051 |
 //! | `REDIS_URL` | share the limit through this Redis | in-memory |
 //! | `RUST_LOG` | log filter | `info` |
 //!
@@ -89,7 +89,10 @@ async fn run() -> Result<(), Box<dyn Error>> {
         .ok()
         .filter(|v| !v.trim().is_empty());
     let limit = limit(redis_url.as_deref()).await?;
-    let listener = TcpListener::bind(("0.0.0.0", port)).await?;
+    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".to_owned());
+    let listener = TcpListener::bind((host.as_str(), port))
+        .await
+        .map_err(|e| format!("cannot listen on {host}:{port}: {e}"))?;
     tracing::info!(
         "gRPC health service on {} ({} limits): grpcurl -plaintext localhost:{port} grpc.health.v1.Health/Check",
         listener.local_addr()?,

@@ -166,7 +166,7 @@ impl Shared {
                 Some(value)
             }
             Err(error) => {
-                self.breaker.failure(micros);
+                self.settle_failure(&error, micros);
                 self.store_failed(op, error.kind(), &error);
                 None
             }
@@ -233,9 +233,20 @@ impl Shared {
         match result {
             Ok(()) => self.breaker.success(),
             Err(error) => {
-                self.breaker.failure(micros);
+                self.settle_failure(&error, micros);
                 self.store_failed(op, error.kind(), &error);
             }
+        }
+    }
+
+    /// A failed call opens the breaker after a few, but not an out-of-memory refusal: a
+    /// full Redis still answers (reads work, and a `TieredStore`'s memory hits must go on),
+    /// it only refuses writes, which then fail fast on their own.
+    fn settle_failure(&self, error: &StoreError, micros: i64) {
+        if matches!(error, StoreError::OutOfMemory(_)) {
+            self.breaker.success();
+        } else {
+            self.breaker.failure(micros);
         }
     }
 

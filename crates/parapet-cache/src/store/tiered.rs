@@ -170,11 +170,18 @@ impl CacheStore for TieredStore {
         let changes = self.changes.clone();
         let heard = Arc::clone(&self.heard);
         StoreCall::boxed(async move {
-            remote.await?;
-            if changes.is_current() {
+            let stored = remote.await;
+            // A full Redis (out of memory: it refuses writes, and says so) does not take
+            // this instance's memory hits away with it: the copy is kept here, and dropped
+            // like any other on a removal announced by any instance.
+            let keep = match &stored {
+                Ok(()) => true,
+                Err(error) => matches!(error, parapet_core::StoreError::OutOfMemory(_)),
+            };
+            if keep && changes.is_current() {
                 Self::copy_to_memory(&memory, &heard, before, response, max_variants, now);
             }
-            Ok(())
+            stored
         })
     }
 
