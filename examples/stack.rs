@@ -25,11 +25,16 @@
 //! | `POST /api/login` (body: the user name) | a token (`admin` gets the admin scope) |
 //! | `GET /api/me`, `POST /api/logout` | the token's claims; revoke the token |
 //! | `POST /api/admin/users/{user}/revoke` | revoke every token of a user (admin scope) |
-//! | `GET /metrics` | Prometheus text: every parapet metric, and requests by status |
-//! | `GET /health` | 200 when Redis answers and every replica is current, else 503 |
+//! | `GET /metrics` | Prometheus text: every parapet metric, and requests by status (outside the layers: expose it to your monitoring only) |
+//! | `GET /health` | 200 when Redis answers and every replica is current, else 503 (outside the layers, as a probe must be) |
 //!
-//! Rate limits: 300 a minute per client address on everything, 20 a minute on the routes
-//! that create a session or a token, and 120 a minute per user on `/api`, behind the guard.
+//! A demo: `POST /api/login` takes a name and no password, so anyone can be anyone, `admin`
+//! included; and the session cookie (`Secure`, `__Host-`) is kept by browsers over plain
+//! HTTP on `localhost` only.
+//!
+//! Rate limits: 300 a minute per client address on every route but `/metrics` and `/health`,
+//! 20 a minute on the routes that create a session or a token, and 120 a minute per user on
+//! `/api`, behind the guard.
 //! SIGTERM or Ctrl-C: in-flight requests finish, then the server stops.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // an example fails loudly
 

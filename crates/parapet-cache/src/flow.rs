@@ -410,7 +410,22 @@ where
             ..CacheStatus::forward(fwd)
         }
         .detail("personal");
-        return Ok(from_store(&stored, &client, &method, received, status));
+        // What the layers that depend on the client set (a rotated session's cookie) still
+        // reaches this client.
+        let mut served = from_store(&stored, &client, &method, received, status);
+        let cookies = response.headers().get_all(http::header::SET_COOKIE);
+        if cookies.iter().next().is_some() {
+            for cookie in cookies {
+                served
+                    .headers_mut()
+                    .append(http::header::SET_COOKIE, cookie.clone());
+            }
+            served.headers_mut().insert(
+                http::header::CACHE_CONTROL,
+                http::HeaderValue::from_static("private"),
+            );
+        }
+        return Ok(served);
     }
     if response.status() == StatusCode::NOT_MODIFIED {
         if !validates(response.headers(), &stored.headers) {
@@ -457,6 +472,7 @@ where
     }
     shared.counter(|c| &c.misses);
     metrics::request("miss");
+    let status_code = response.status();
     let status = CacheStatus::forward(fwd);
     let (response, kept) = store_or_pass(
         &shared,
@@ -469,7 +485,7 @@ where
         guard,
         status,
     );
-    if !kept && method == Method::GET && !personal {
+    if !kept && method == Method::GET && !personal && !is_refusal(status_code) {
         // §4.3.3: the origin's full answer replaces the stored one; when it may not be
         // stored, the old one must not be served any more either.
         shared.remove(std::slice::from_ref(&stored.key)).await;
@@ -840,9 +856,13 @@ fn store_or_pass_with<B: http_body::Body>(
     match plan {
         Err(reason) => {
             if let Some(guard) = guard {
-                // A cookie of the leader's may be why the answer is personal: then it says
-                // nothing of what others would get, and sets no hit-for-miss marker.
-                let marker = if personal || request.contains_key(http::header::COOKIE) {
+                // A cookie of the leader's may be why the answer is personal, and a refusal
+                // (401, 403, 429) is about the leader alone: then it says nothing of what
+                // others would get, and sets no hit-for-miss marker.
+                let marker = if personal
+                    || is_refusal(parts.status)
+                    || request.contains_key(http::header::COOKIE)
+                {
                     Duration::ZERO
                 } else {
                     shared.hit_for_miss
@@ -914,6 +934,15 @@ fn store_or_pass_with<B: http_body::Body>(
             )
         }
     }
+}
+
+/// A refusal of one client (its credentials, its rights, its rate): never stored, and it
+/// neither replaces what is stored nor stops others collapsing.
+fn is_refusal(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS
+    )
 }
 
 /// §4.4: a successful unsafe request invalidates the target URI and the same-origin URIs

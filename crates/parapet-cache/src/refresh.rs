@@ -45,6 +45,9 @@ pub(crate) fn spawn<S, ReqBody, B>(
     let stored = Arc::clone(stored);
     // A HEAD cannot refresh a GET's body.
     *request.method_mut() = http::Method::GET;
+    // The refresh speaks for everyone: none of the requesting client's credentials go.
+    request.headers_mut().remove(http::header::COOKIE);
+    request.headers_mut().remove(http::header::AUTHORIZATION);
     let client = request.headers().clone();
     set_validators(request.headers_mut(), &stored);
     let personal = Personal::of(request.extensions_mut());

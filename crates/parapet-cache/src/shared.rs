@@ -241,11 +241,10 @@ impl Shared {
 
     /// A failed call opens the breaker after a few, but not an out-of-memory refusal: a
     /// full Redis still answers (reads work, and a `TieredStore`'s memory hits must go on),
-    /// it only refuses writes, which then fail fast on their own.
+    /// it only refuses writes, which then fail fast on their own. It neither counts toward
+    /// the breaker nor resets its count of other failures.
     fn settle_failure(&self, error: &StoreError, micros: i64) {
-        if matches!(error, StoreError::OutOfMemory(_)) {
-            self.breaker.success();
-        } else {
+        if !matches!(error, StoreError::OutOfMemory(_)) {
             self.breaker.failure(micros);
         }
     }

@@ -99,32 +99,101 @@ where
 
 /// A refusal made behind the guard ([`Claims`](crate::Claims) that do not fit, a missing
 /// scope) has a `Bearer` challenge without the guard's realm, which it cannot know: add it
-/// (RFC 6750 §3: the realm names the protection space, the guard's).
+/// (RFC 6750 §3: the realm names the protection space, the guard's). Only the challenges
+/// such a refusal makes are rewritten (`Bearer`, or `Bearer error="…", …`, the scheme in any
+/// case); every other challenge, of this or another scheme, is kept as it is.
 pub(crate) fn add_realm<B>(response: &mut Response<B>, realm: &str) {
     if !matches!(response.status().as_u16(), 401 | 403) {
         return;
     }
-    let Some(challenge) = response.headers().get(WWW_AUTHENTICATE) else {
-        return;
-    };
-    let Ok(challenge) = challenge.to_str() else {
-        return;
-    };
-    let params = match challenge.strip_prefix("Bearer") {
-        Some("") => "",
-        Some(rest) if rest.starts_with(' ') => rest.trim_start(),
-        _ => return,
-    };
-    if params.contains("realm=") {
+    let challenges: Vec<HeaderValue> = response
+        .headers()
+        .get_all(WWW_AUTHENTICATE)
+        .iter()
+        .cloned()
+        .collect();
+    if challenges.is_empty() {
         return;
     }
-    let with_realm = if params.is_empty() {
-        format!("Bearer realm=\"{realm}\"")
-    } else {
-        format!("Bearer realm=\"{realm}\", {params}")
+    let with_realm = |challenge: &HeaderValue| -> Option<HeaderValue> {
+        let text = challenge.to_str().ok()?;
+        let scheme = text.get(..6)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        let rest = &text[6..];
+        let value = if rest.is_empty() {
+            format!("Bearer realm=\"{realm}\"")
+        } else {
+            let params = rest.strip_prefix(' ')?.trim_start();
+            // Our own rejections' parameters start with `error="`; anything else (a realm
+            // already there, a token68, another layer's parameters) is left alone.
+            if !params.starts_with("error=\"") {
+                return None;
+            }
+            format!("Bearer realm=\"{realm}\", {params}")
+        };
+        // The realm was checked to be quotable when the guard was built.
+        HeaderValue::from_str(&value).ok()
     };
-    // The realm was checked to be quotable when the guard was built.
-    if let Ok(value) = HeaderValue::from_str(&with_realm) {
-        response.headers_mut().insert(WWW_AUTHENTICATE, value);
+    if challenges.iter().all(|c| with_realm(c).is_none()) {
+        return;
+    }
+    let headers = response.headers_mut();
+    headers.remove(WWW_AUTHENTICATE);
+    for challenge in &challenges {
+        headers.append(
+            WWW_AUTHENTICATE,
+            with_realm(challenge).unwrap_or_else(|| challenge.clone()),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn challenges(lines: &[&str], status: u16) -> Vec<String> {
+        let mut response = Response::new(());
+        *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+        for line in lines {
+            response
+                .headers_mut()
+                .append(WWW_AUTHENTICATE, HeaderValue::from_str(line).unwrap());
+        }
+        add_realm(&mut response, "shop");
+        response
+            .headers()
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn only_our_bearer_challenges_get_the_realm() {
+        assert_eq!(challenges(&["Bearer"], 401), ["Bearer realm=\"shop\""]);
+        assert_eq!(
+            challenges(&["bearer error=\"invalid_token\""], 401),
+            ["Bearer realm=\"shop\", error=\"invalid_token\""]
+        );
+        // Other schemes, a realm already there, a token68, other parameters: untouched,
+        // and every line kept.
+        assert_eq!(
+            challenges(&["Basic realm=\"x\"", "Bearer", "DPoP algs=\"ES256\""], 401),
+            [
+                "Basic realm=\"x\"",
+                "Bearer realm=\"shop\"",
+                "DPoP algs=\"ES256\""
+            ]
+        );
+        for kept in [
+            "Bearer realm=\"api\"",
+            "Bearer abc",
+            "Bearer scope=\"x\", error_description=\"realm=\"",
+        ] {
+            assert_eq!(challenges(&[kept], 403), [kept]);
+        }
+        assert_eq!(challenges(&["Bearer"], 200), ["Bearer"]);
     }
 }

@@ -49,6 +49,18 @@ pub enum RateLimitError {
     Store(#[source] StoreError),
 }
 
+/// So that `?` on [`Policy::new`](crate::Policy::new) and
+/// [`PolicySet::new`](crate::PolicySet::new) works in code that returns the `ConfigError`
+/// of every layer's `build()`.
+impl From<RateLimitError> for ConfigError {
+    fn from(error: RateLimitError) -> Self {
+        match error {
+            RateLimitError::Config(config) => config,
+            other => ConfigError(other.to_string()),
+        }
+    }
+}
+
 impl From<StoreError> for RateLimitError {
     /// The failure itself: a repeat of a shared call's failure is told as the original.
     fn from(error: StoreError) -> Self {

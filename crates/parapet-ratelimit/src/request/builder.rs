@@ -109,7 +109,7 @@ impl RateLimitLayerBuilder {
     ///         _ => Some(api.clone()),
     ///     })
     ///     .build()?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # Ok::<(), parapet_core::ConfigError>(())
     /// ```
     #[must_use]
     pub fn resolver<F>(mut self, resolver: F) -> Self
@@ -276,7 +276,7 @@ impl RateLimitLayerBuilder {
     /// Checks the configuration and builds the layer: a [`ConfigError`] (the same type
     /// every parapet layer's `build()` returns) says what is wrong.
     pub fn build(self) -> Result<RateLimitLayer, ConfigError> {
-        self.checked().map_err(|e| ConfigError(e.to_string()))
+        self.checked().map_err(ConfigError::from)
     }
 
     fn checked(self) -> Result<RateLimitLayer, RateLimitError> {
