@@ -16,7 +16,7 @@ use tower_service::Service;
 use crate::capture_body::Capture;
 use crate::conditional::{not_modified, not_modified_headers, updated, validates};
 use crate::flight::{Landing, LeaderGuard, Role, wait};
-use crate::policy::{CacheControl, Delta};
+use crate::policy::{CacheControl, Delta, is_refusal};
 use crate::purge::Purged;
 use crate::shared::{HOP_BY_HOP, Shared, TAG_FIELDS};
 use crate::status::{CacheStatus, Forward};
@@ -934,15 +934,6 @@ fn store_or_pass_with<B: http_body::Body>(
             )
         }
     }
-}
-
-/// A refusal of one client (its credentials, its rights, its rate): never stored, and it
-/// neither replaces what is stored nor stops others collapsing.
-fn is_refusal(status: StatusCode) -> bool {
-    matches!(
-        status,
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS
-    )
 }
 
 /// §4.4: a successful unsafe request invalidates the target URI and the same-origin URIs

@@ -75,10 +75,7 @@ pub fn storability(
     {
         return Err(NotStored::Status);
     }
-    if matches!(
-        status,
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS
-    ) {
+    if is_refusal(status) {
         return Err(NotStored::Refusal);
     }
     let request_cc = CacheControl::from_headers(request);
@@ -103,6 +100,15 @@ pub fn storability(
         return Err(NotStored::NoFreshness);
     }
     Ok(())
+}
+
+/// A refusal of one client (its credentials, its rights, its rate): never stored, and it
+/// neither replaces what is stored nor stops others collapsing.
+pub(crate) fn is_refusal(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS
+    )
 }
 
 /// True when a `Vary` member is `*` (or a line cannot be read, which could hide one).
