@@ -10,6 +10,7 @@
 //! an entry of its own, which only requests with the same forged value can reach.
 
 use http::{HeaderMap, HeaderName};
+use parapet_core::address::forwarded_pairs;
 
 /// The fields keyed for a request from a trusted proxy (all on the bypass list otherwise).
 pub(crate) const FORWARDING: [HeaderName; 5] = [
@@ -65,7 +66,7 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> String {
 /// do is then keyed as it is.
 fn forwarded_proto_and_host(headers: &HeaderMap) -> String {
     let raw = joined(headers, &FORWARDING[0]);
-    match pairs(&raw) {
+    match forwarded_pairs(&raw) {
         Some(pairs) => pairs
             .into_iter()
             .filter(|(name, _)| {
@@ -76,64 +77,6 @@ fn forwarded_proto_and_host(headers: &HeaderMap) -> String {
             .join(";"),
         None => format!("raw:{raw}"),
     }
-}
-
-/// The `name=value` pairs of a `Forwarded` field (RFC 7239 §4: elements separated by `,`,
-/// pairs by `;`, a value a token or a quoted string), or `None` if it does not parse.
-fn pairs(field: &str) -> Option<Vec<(&str, &str)>> {
-    let mut out = Vec::new();
-    let bytes = field.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        // Skip separators and whitespace between pairs.
-        while i < bytes.len() && matches!(bytes[i], b',' | b';' | b' ' | b'\t') {
-            i += 1;
-        }
-        if i == bytes.len() {
-            break;
-        }
-        let name_start = i;
-        while i < bytes.len() && is_tchar(bytes[i]) {
-            i += 1;
-        }
-        if i == name_start || bytes.get(i) != Some(&b'=') {
-            return None;
-        }
-        let name = &field[name_start..i];
-        i += 1;
-        let value_start = i;
-        if bytes.get(i) == Some(&b'"') {
-            i += 1;
-            loop {
-                match bytes.get(i)? {
-                    b'\\' => i += 2,
-                    b'"' => {
-                        i += 1;
-                        break;
-                    }
-                    _ => i += 1,
-                }
-            }
-        } else {
-            while i < bytes.len() && is_tchar(bytes[i]) {
-                i += 1;
-            }
-            if i == value_start {
-                return None;
-            }
-        }
-        out.push((name, field.get(value_start..i)?));
-        // A pair ends at a separator, whitespace or the end.
-        if i < bytes.len() && !matches!(bytes[i], b',' | b';' | b' ' | b'\t') {
-            return None;
-        }
-    }
-    Some(out)
-}
-
-/// RFC 9110 §5.6.2 `tchar`.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]

@@ -178,6 +178,75 @@ fn is_port(s: &str) -> bool {
     (1..=5).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// The `name=value` pairs of a whole `Forwarded` field, left to right (RFC 7239 §4:
+/// elements separated by `,`, pairs by `;`, a value a token or a quoted string, its quotes
+/// kept), or `None` if it does not parse. For what a field says beyond its addresses (the
+/// cache keys `proto` and `host`); the client's address is read from the right instead
+/// ([`ClientIp`](crate::ClientIp)), never with this.
+///
+/// ```
+/// use parapet_core::address::forwarded_pairs;
+///
+/// let pairs = forwarded_pairs(r#"for="x;host=evil";proto=https, for=192.0.2.1"#).unwrap();
+/// assert_eq!(pairs, [("for", r#""x;host=evil""#), ("proto", "https"), ("for", "192.0.2.1")]);
+/// assert_eq!(forwarded_pairs(r#"for="open"#), None);
+/// ```
+pub fn forwarded_pairs(field: &str) -> Option<Vec<(&str, &str)>> {
+    let mut out = Vec::new();
+    let bytes = field.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        // Skip separators and whitespace between pairs.
+        while i < bytes.len() && matches!(bytes[i], b',' | b';' | b' ' | b'\t') {
+            i += 1;
+        }
+        if i == bytes.len() {
+            break;
+        }
+        let name_start = i;
+        while i < bytes.len() && is_tchar(bytes[i]) {
+            i += 1;
+        }
+        if i == name_start || bytes.get(i) != Some(&b'=') {
+            return None;
+        }
+        let name = &field[name_start..i];
+        i += 1;
+        let value_start = i;
+        if bytes.get(i) == Some(&b'"') {
+            i += 1;
+            loop {
+                match bytes.get(i)? {
+                    b'\\' => i += 2,
+                    b'"' => {
+                        i += 1;
+                        break;
+                    }
+                    _ => i += 1,
+                }
+            }
+        } else {
+            while i < bytes.len() && is_tchar(bytes[i]) {
+                i += 1;
+            }
+            if i == value_start {
+                return None;
+            }
+        }
+        out.push((name, field.get(value_start..i)?));
+        // A pair ends at a separator, whitespace or the end.
+        if i < bytes.len() && !matches!(bytes[i], b',' | b';' | b' ' | b'\t') {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+/// RFC 9110 §5.6.2 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

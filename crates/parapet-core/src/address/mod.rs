@@ -18,6 +18,7 @@ mod peer_ip;
 use std::net::{IpAddr, Ipv6Addr};
 
 pub use client::ClientIp;
+pub use forwarded::forwarded_pairs;
 pub use forwarded_header::ForwardedHeader;
 pub use peer_ip::PeerIp;
 
