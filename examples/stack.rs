@@ -33,8 +33,9 @@
 //! HTTP on `localhost` only.
 //!
 //! Rate limits: 300 a minute per client address on every route but `/metrics` and `/health`,
-//! 20 a minute on the routes that create a session or a token, and 120 a minute per user on
-//! `/api`, behind the guard.
+//! 20 a minute on the routes that create a session or a token, 120 a minute per user on
+//! `/api`, behind the guard (`jwt::SubjectKey`), and 60 a minute per logged-in user on the
+//! cart, every device of theirs together (`session::UserKey`).
 //! SIGTERM or Ctrl-C: in-flight requests finish, then the server stops.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // an example fails loudly
 
@@ -55,8 +56,10 @@ use serde_json::{Value, json};
 use tower_parapet::core::{ClientIp, KeySecret, PeerIp, RedisHandle, StoreError};
 use tower_parapet::jwt::jsonwebtoken::{self, EncodingKey, Header};
 use tower_parapet::jwt::{Claims, JwtLayer, Revocations, SubjectKey, VerifiedToken};
-use tower_parapet::ratelimit::{HeaderStyle, Policy, PolicySet, Quota, RateLimitLayer};
-use tower_parapet::session::{Session, SessionError, SessionLayer};
+use tower_parapet::ratelimit::{
+    HeaderStyle, MissingKey, Policy, PolicySet, Quota, RateLimitLayer,
+};
+use tower_parapet::session::{LoadUserLayer, Session, SessionError, SessionLayer, UserKey};
 use tower_parapet::{cache, ratelimit, session};
 
 /// The secret used when `JWT_SECRET` is unset: for development only.
@@ -151,21 +154,32 @@ pub async fn app(config: &Config) -> Result<Router, Box<dyn Error>> {
         .policy("user", Quota::per_minute(120))
         .headers(HeaderStyle::Ietf)
         .key(SubjectKey);
+    // The cart per logged-in user (every device of theirs together); anonymous carts are
+    // held by the per-address limits alone.
+    let mut per_shopper = RateLimitLayer::builder()
+        .policy("shopper", Quota::per_minute(60))
+        .headers(HeaderStyle::Ietf)
+        .key(UserKey)
+        .missing_key(MissingKey::Skip);
     let mut cache = cache::CacheLayer::builder();
     let mut sessions = SessionLayer::builder();
     let revocations = match &redis {
         None => Revocations::memory(),
         Some(redis) => {
-            let mut store = ratelimit::RedisStore::new(redis.clone())?;
-            let mut user_store = ratelimit::RedisStore::new(redis.clone())?;
+            let limit_store = || -> Result<ratelimit::RedisStore, Box<dyn Error>> {
+                let store = ratelimit::RedisStore::new(redis.clone())?;
+                Ok(match key_secret.clone() {
+                    Some(secret) => store.key_secret(secret),
+                    None => store,
+                })
+            };
             let mut session_store = session::RedisStore::new(redis.clone())?;
             if let Some(secret) = key_secret.clone() {
-                store = store.key_secret(secret.clone());
-                user_store = user_store.key_secret(secret.clone());
                 session_store = session_store.key_secret(secret);
             }
-            limits = limits.store(store);
-            per_user = per_user.store(user_store);
+            limits = limits.store(limit_store()?);
+            per_user = per_user.store(limit_store()?);
+            per_shopper = per_shopper.store(limit_store()?);
             sessions = sessions.store(session_store);
             let revocations = Revocations::redis(redis.clone())?;
             if !revocations.wait_current(Duration::from_secs(5)).await {
@@ -216,10 +230,15 @@ pub async fn app(config: &Config) -> Result<Router, Box<dyn Error>> {
         .route_layer(guard);
     // Outermost last (see the README's "Composing the four"): the limiter, the cache, the
     // sessions; the guard on the routes it protects.
-    let app = Router::new()
-        .route("/products", get(products))
+    // The cart per logged-in user: the user is read from the session before the limiter.
+    let carts = Router::new()
         .route("/cart", get(cart))
         .route("/cart/items/{id}", post(add_item))
+        .route_layer(per_shopper.build()?)
+        .route_layer(LoadUserLayer::new());
+    let app = Router::new()
+        .route("/products", get(products))
+        .merge(carts)
         .route("/login", post(login))
         .route("/logout", post(logout))
         .route("/api/login", post(api_login))

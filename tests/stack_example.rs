@@ -298,6 +298,38 @@ async fn the_stack_in_memory() {
         "{admitted} admitted"
     );
 
+    // 60 a minute on the cart per logged-in user: two devices on two addresses share it,
+    // while an anonymous client is held by its address alone.
+    let mut devices = Vec::new();
+    for client in ["198.51.100.11", "198.51.100.12"] {
+        let login = http(addr, client, "POST", "/login", &[], "fay").await;
+        assert_eq!(login.status, 200, "{}", login.body);
+        devices.push((client, login.cookie().unwrap()));
+    }
+    let started = Instant::now();
+    let mut admitted = 0;
+    loop {
+        let (client, cookie) = &devices[admitted % 2];
+        let reply = http(addr, client, "GET", "/cart", &[("cookie", cookie)], "").await;
+        if reply.status == 429 {
+            assert!(
+                reply.header("ratelimit").unwrap().contains("\"shopper\";r=0"),
+                "{}",
+                reply.head
+            );
+            break;
+        }
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        admitted += 1;
+        assert!(admitted < 200, "never limited");
+    }
+    assert!(
+        (60..=admits_at_most(60, 60, started)).contains(&admitted),
+        "{admitted} admitted"
+    );
+    let anonymous = http(addr, "198.51.100.13", "GET", "/cart", &[], "").await;
+    assert_eq!(anonymous.status, 200);
+
     // Metrics: parapet's and requests by status; health.
     let metrics = http(addr, "198.51.100.8", "GET", "/metrics", &[], "").await;
     assert_eq!(metrics.status, 200);

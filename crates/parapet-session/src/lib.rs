@@ -136,6 +136,8 @@ mod extract;
 mod future;
 mod id;
 mod layer;
+mod load_user;
+mod load_user_layer;
 pub mod metrics;
 mod over_limit;
 mod rejection;
@@ -144,8 +146,11 @@ mod session;
 mod session_info;
 mod session_key;
 mod session_rules;
+mod session_user;
 mod shared;
 pub mod store;
+#[cfg(feature = "ratelimit")]
+mod user_key;
 
 pub use builder::SessionLayerBuilder;
 pub use control::SessionControl;
@@ -154,6 +159,8 @@ pub use error::SessionError;
 pub use existing_session::ExistingSession;
 pub use future::ResponseFuture;
 pub use layer::SessionLayer;
+pub use load_user::LoadUser;
+pub use load_user_layer::LoadUserLayer;
 pub use over_limit::OverLimit;
 pub use rejection::SessionRejection;
 pub use service::Sessions;
@@ -161,4 +168,7 @@ pub use session::Session;
 pub use session_info::SessionInfo;
 pub use session_key::SessionKey;
 pub use session_rules::SessionRules;
+pub use session_user::SessionUser;
 pub use store::{Changes, MemoryStore, RedisStore, SessionStore};
+#[cfg(feature = "ratelimit")]
+pub use user_key::UserKey;
