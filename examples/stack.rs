@@ -56,9 +56,7 @@ use serde_json::{Value, json};
 use tower_parapet::core::{ClientIp, KeySecret, PeerIp, RedisHandle, StoreError};
 use tower_parapet::jwt::jsonwebtoken::{self, EncodingKey, Header};
 use tower_parapet::jwt::{Claims, JwtLayer, Revocations, SubjectKey, VerifiedToken};
-use tower_parapet::ratelimit::{
-    HeaderStyle, MissingKey, Policy, PolicySet, Quota, RateLimitLayer,
-};
+use tower_parapet::ratelimit::{HeaderStyle, MissingKey, Policy, PolicySet, Quota, RateLimitLayer};
 use tower_parapet::session::{LoadUserLayer, Session, SessionError, SessionLayer, UserKey};
 use tower_parapet::{cache, ratelimit, session};
 

@@ -313,7 +313,10 @@ async fn the_stack_in_memory() {
         let reply = http(addr, client, "GET", "/cart", &[("cookie", cookie)], "").await;
         if reply.status == 429 {
             assert!(
-                reply.header("ratelimit").unwrap().contains("\"shopper\";r=0"),
+                reply
+                    .header("ratelimit")
+                    .unwrap()
+                    .contains("\"shopper\";r=0"),
                 "{}",
                 reply.head
             );

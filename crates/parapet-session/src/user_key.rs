@@ -29,10 +29,7 @@ pub struct UserKey;
 
 impl KeyExtractor for UserKey {
     fn extract(&self, head: &RequestHead<'_>) -> Result<Subject, NoKey> {
-        let user = head
-            .extensions
-            .get::<SessionUser>()
-            .ok_or(NoKey::Absent)?;
+        let user = head.extensions.get::<SessionUser>().ok_or(NoKey::Absent)?;
         Ok(Subject::new("user", user.as_str()))
     }
 }

@@ -74,7 +74,10 @@ async fn per_user_buckets(backend: Backend) {
     );
     for (client, user) in [(&laptop, "ann"), (&phone, "ann"), (&other, "bob")] {
         assert_eq!(
-            client.send("POST", &format!("/login/{user}"), "").await.status,
+            client
+                .send("POST", &format!("/login/{user}"), "")
+                .await
+                .status,
             200
         );
     }
@@ -163,5 +166,9 @@ async fn without_a_session_layer_it_is_a_500() {
         .route_layer(LoadUserLayer::new());
     let reply = Client::new(app).send("GET", "/hit", "").await;
     assert_eq!(reply.status, 500);
-    assert!(reply.body.contains("session layer missing"), "{}", reply.body);
+    assert!(
+        reply.body.contains("session layer missing"),
+        "{}",
+        reply.body
+    );
 }
