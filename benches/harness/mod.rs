@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use bytes::Bytes;
-use http::Request;
+use http::{HeaderValue, Request};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 
@@ -79,12 +79,36 @@ pub async fn load_with_header(
     name: &'static str,
     values: &[String],
 ) -> (u64, u64, u64) {
+    let values: Vec<HeaderValue> = values.iter().map(|v| v.parse().unwrap()).collect();
+    let headers = move |conn: u64, _: u64| {
+        if values.is_empty() {
+            Vec::new()
+        } else {
+            vec![(name, values[conn as usize % values.len()].clone())]
+        }
+    };
+    load_each(path, addr, conns, run, Arc::new(headers)).await
+}
+
+/// The headers of one request, from its connection's index and the request's number
+/// among all connections' requests.
+pub type Headers = Arc<dyn Fn(u64, u64) -> Vec<(&'static str, HeaderValue)> + Send + Sync>;
+
+/// Keep-alive connections sending `GET path` with `headers(conn, n)` back to back until
+/// `run` is over; counts of 200, 429 and other answers.
+pub async fn load_each(
+    path: &'static str,
+    addr: SocketAddr,
+    conns: u64,
+    run: Duration,
+    headers: Headers,
+) -> (u64, u64, u64) {
     let counts = Arc::new(Counts::default());
+    let sequence = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + run;
     let mut tasks = Vec::new();
     for i in 0..conns {
-        let counts = counts.clone();
-        let cookie = (!values.is_empty()).then(|| values[i as usize % values.len()].clone());
+        let (counts, sequence, headers) = (counts.clone(), sequence.clone(), headers.clone());
         tasks.push(tokio::spawn(async move {
             let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
             stream.set_nodelay(true).unwrap();
@@ -96,8 +120,8 @@ pub async fn load_with_header(
             while Instant::now() < deadline {
                 sender.ready().await.unwrap();
                 let mut request = Request::get(path).header("host", "bench");
-                if let Some(cookie) = &cookie {
-                    request = request.header(name, cookie.as_str());
+                for (name, value) in headers(i, sequence.fetch_add(1, Ordering::Relaxed)) {
+                    request = request.header(name, value);
                 }
                 let request = request.body(Empty::<Bytes>::new()).unwrap();
                 let response = sender.send_request(request).await.unwrap();
