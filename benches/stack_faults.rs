@@ -338,8 +338,17 @@ async fn revoked_prober(world: Arc<World>) -> Duration {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let revoked: Vec<(String, Instant)> = world.revoked.lock().unwrap().clone();
         // Eight a round, in turn, so that every revoked token is tried again and again.
-        let start = if revoked.is_empty() { 0 } else { i % revoked.len() };
-        for (token, at) in revoked.iter().cycle().skip(start).take(8.min(revoked.len())) {
+        let start = if revoked.is_empty() {
+            0
+        } else {
+            i % revoked.len()
+        };
+        for (token, at) in revoked
+            .iter()
+            .cycle()
+            .skip(start)
+            .take(8.min(revoked.len()))
+        {
             i += 1;
             // An address per request: the per-address limit must not hide an acceptance.
             let client = format!("198.51.{}.{}", 104 + i / 250 % 4, i % 250);
@@ -591,7 +600,13 @@ fn main() {
     });
     let (summary, failures) = report;
     println!("\n{summary}");
-    let _ = std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/stack-faults-report.md"), &summary);
+    let _ = std::fs::write(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/stack-faults-report.md"
+        ),
+        &summary,
+    );
     assert!(
         failures.is_empty(),
         "failed checks:\n{}",
