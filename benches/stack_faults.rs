@@ -182,7 +182,7 @@ async fn shopper(world: Arc<World>, n: usize) -> (BTreeSet<String>, Option<Strin
         let jar: Vec<(&str, &str)> = cookie.iter().map(|c| ("cookie", c.as_str())).collect();
         // A step every 1.2 s keeps within the cart's 60 a minute per user, and an add
         // every third step within the 20-a-minute creation limit.
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             let item = format!("s{n}-{i}");
             let path = format!("/cart/items/{item}");
             if let Some(reply) = world.send(instance, &client, "POST", &path, &jar, "").await {
@@ -237,7 +237,7 @@ async fn api_user(world: Arc<World>, n: usize) {
     let mut i = n;
     let mut bearer: Option<String> = None;
     let user = format!("api{n}");
-    let mut calls = 0;
+    let mut calls = 0u32;
     while !world.stopped() {
         i += 1;
         // 100 a minute: within the 120 a minute per user on /api.
@@ -263,7 +263,7 @@ async fn api_user(world: Arc<World>, n: usize) {
         };
         let auth = [("authorization", token.as_str())];
         calls += 1;
-        if calls % 15 == 0 {
+        if calls.is_multiple_of(15) {
             // Log out; acknowledged, the token must die everywhere.
             if world.live.lock().unwrap().remove(&user).is_none() {
                 bearer = None; // the admin took it
