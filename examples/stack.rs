@@ -20,7 +20,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /products` | a slow (200 ms) catalog, cached for 30 s |
-//! | `GET /cart`, `POST /cart/items/{id}` | an anonymous cart in the session |
+//! | `GET /cart`, `POST /cart/items/{id}` | a cart in the session, anonymous or logged in (60 a minute per logged-in user) |
 //! | `POST /login` (body: the user name), `POST /logout` | log in (the cart is kept, the session id rotated), log out |
 //! | `POST /api/login` (body: the user name) | a token (`admin` gets the admin scope) |
 //! | `GET /api/me`, `POST /api/logout` | the token's claims; revoke the token |
@@ -226,14 +226,16 @@ pub async fn app(config: &Config) -> Result<Router, Box<dyn Error>> {
         .route("/api/admin/users/{user}/revoke", post(revoke_user))
         .route_layer(per_user.build()?)
         .route_layer(guard);
-    // Outermost last (see the README's "Composing the four"): the limiter, the cache, the
-    // sessions; the guard on the routes it protects.
     // The cart per logged-in user: the user is read from the session before the limiter.
+    // (Like every limit here, with Redis away each instance decides alone: up to instances ×
+    // the quota, `OnStoreError::Fallback`.)
     let carts = Router::new()
         .route("/cart", get(cart))
         .route("/cart/items/{id}", post(add_item))
         .route_layer(per_shopper.build()?)
         .route_layer(LoadUserLayer::new());
+    // Outermost last (see the README's "Composing the four"): the limiter, the cache, the
+    // sessions; the guard on the routes it protects.
     let app = Router::new()
         .route("/products", get(products))
         .merge(carts)

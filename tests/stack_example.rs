@@ -426,6 +426,37 @@ async fn two_instances_on_one_redis() {
         "{admitted} admitted"
     );
 
+    // The cart limit per logged-in user is shared too: 60 over both instances, from
+    // addresses of every kind.
+    let login = http(a, "198.51.100.21", "POST", "/login", &[], "hal").await;
+    let cookie = login.cookie().unwrap();
+    let started = Instant::now();
+    let mut admitted = 0;
+    loop {
+        let instance = if admitted % 2 == 0 { a } else { b };
+        let client = format!("192.0.2.{}", admitted % 200);
+        let status = http(
+            instance,
+            &client,
+            "GET",
+            "/cart",
+            &[("cookie", &cookie)],
+            "",
+        )
+        .await
+        .status;
+        if status == 429 {
+            break;
+        }
+        assert_eq!(status, 200);
+        admitted += 1;
+        assert!(admitted < 200, "never limited");
+    }
+    assert!(
+        (60..=admits_at_most(60, 60, started)).contains(&admitted),
+        "{admitted} admitted"
+    );
+
     // Healthy once every subscription is up (within a few milliseconds of the start).
     let started = Instant::now();
     loop {

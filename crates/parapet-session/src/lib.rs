@@ -118,6 +118,7 @@
 //! | feature | adds |
 //! |---|---|
 //! | `axum` | `FromRequestParts` for [`Session`] (and `Option<Session>`) and [`ExistingSession`]; `IntoResponse` for [`SessionError`] and [`SessionRejection`] |
+//! | `ratelimit` | `UserKey`: a rate-limit key (parapet-ratelimit) per logged-in user, behind [`LoadUserLayer`] |
 //!
 //! ## Choices
 //!

@@ -4,11 +4,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use http::StatusCode;
 use http::{Request, Response};
-use parapet_core::ResponseBody;
+use parapet_core::{Problem, ResponseBody};
 use tower_service::Service;
 
-use crate::{Session, SessionRejection, SessionUser};
+use crate::{Session, SessionUser};
 
 type Boxed<B, E> = Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, E>> + Send>>;
 
@@ -39,20 +40,25 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
             let Some(session) = request.extensions().get::<Session>().cloned() else {
-                // No SessionLayer outside: a misconfiguration, answered as the extractor does.
-                let response = SessionRejection::MissingLayer.response();
-                return Ok(response.map(ResponseBody::full));
+                // No SessionLayer outside: a misconfiguration, answered with a 500 that says so.
+                tracing::error!("LoadUserLayer on a route without a SessionLayer outside it");
+                let problem =
+                    Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "session layer missing");
+                return Ok(problem.into_response().map(ResponseBody::full));
             };
-            match session.user().await {
-                Ok(user) => {
-                    if let Some(user) = user {
+            // Without a session id there is no user to read: the request stays untouched
+            // (no store call, no `Vary: cookie`, still cacheable).
+            if session.has_id() {
+                match session.user().await {
+                    Ok(Some(user)) => {
                         request.extensions_mut().insert(SessionUser::new(&user));
                     }
-                    let response = inner.call(request).await?;
-                    Ok(response.map(ResponseBody::inner))
+                    Ok(None) => {}
+                    Err(error) => return Ok(error.response().map(ResponseBody::full)),
                 }
-                Err(error) => Ok(error.response().map(ResponseBody::full)),
             }
+            let response = inner.call(request).await?;
+            Ok(response.map(ResponseBody::inner))
         })
     }
 }

@@ -57,6 +57,8 @@ pub struct Session {
 struct Inner {
     shared: Arc<Shared>,
     used: AtomicBool,
+    /// The request came with a well-formed session id.
+    has_id: bool,
     /// The request's mark, set with `used`: what the handler answers depends on the session,
     /// so no cache, on either side of this layer, may store it.
     personal: Personal,
@@ -120,6 +122,7 @@ impl Session {
             inner: Arc::new(Inner {
                 shared,
                 used: AtomicBool::new(false),
+                has_id: id.is_some(),
                 personal,
                 ip,
                 user_agent,
@@ -378,6 +381,12 @@ impl Session {
     }
 
     /// True once any method was called: the layer then writes and sets cookies.
+    /// The request came with a well-formed session id (it may still be unknown to the
+    /// store). Without one there is nothing to read.
+    pub(crate) fn has_id(&self) -> bool {
+        self.inner.has_id
+    }
+
     pub(crate) fn was_used(&self) -> bool {
         self.inner.used.load(Ordering::Relaxed)
     }

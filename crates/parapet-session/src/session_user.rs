@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 /// The user a request's session is bound to ([`Session::set_user`](crate::Session::set_user)),
 /// put in the request's extensions by [`LoadUserLayer`](crate::LoadUserLayer) before the
-/// inner service runs, so that synchronous layers (a rate-limit key:
-/// [`UserKey`](crate::UserKey)) can read it. Absent for an anonymous request.
+/// inner service runs, so that synchronous layers (a rate-limit key: `UserKey`, feature
+/// `ratelimit`) can read it. Absent for an anonymous request.
 ///
 /// It comes from the store, never from the request itself: a client cannot name itself
-/// another user by forging a cookie.
+/// another user by forging a cookie. It is the user as the request arrived: a handler that
+/// logs in, out or as someone else changes the [`Session`](crate::Session), not this value.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct SessionUser(Arc<str>);
 
