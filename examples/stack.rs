@@ -41,7 +41,7 @@
 
 use std::error::Error;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -98,7 +98,7 @@ impl Config {
     }
 }
 
-#[derive(Clone)]
+/// What the handlers share, behind one `Arc` (axum clones the state per request).
 struct App {
     key: EncodingKey,
     revocations: Revocations,
@@ -247,11 +247,11 @@ pub async fn app(config: &Config) -> Result<Router, Box<dyn Error>> {
         .layer(sessions.build()?)
         .layer(cache.build()?)
         .layer(limits)
-        .layer(axum::middleware::from_fn(count_requests))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        // Requests by status, counted where they are traced (no middleware of its own).
+        .layer(tower_http::trace::TraceLayer::new_for_http().on_response(count_response))
         .route("/metrics", get(metrics_text))
         .route("/health", get(health))
-        .with_state(state);
+        .with_state(Arc::new(state));
     Ok(app)
 }
 
@@ -282,20 +282,38 @@ fn metrics() -> PrometheusHandle {
         .clone()
 }
 
-async fn count_requests(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let response = next.run(request).await;
-    metrics::counter!("http_requests_total", "status" => response.status().as_u16().to_string())
+/// Counts a response by status, after tower-http's default logging of it (DEBUG).
+fn count_response<B>(response: &Response<B>, latency: Duration, span: &tracing::Span) {
+    use tower_http::trace::OnResponse;
+    tower_http::trace::DefaultOnResponse::default().on_response(response, latency, span);
+    metrics::counter!("http_requests_total", "status" => status_label(response.status()))
         .increment(1);
-    response
 }
 
-async fn metrics_text(State(app): State<App>) -> String {
+/// The status as a label, without an allocation for the usual ones.
+fn status_label(status: StatusCode) -> std::borrow::Cow<'static, str> {
+    let label = match status.as_u16() {
+        200 => "200",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        429 => "429",
+        500 => "500",
+        503 => "503",
+        _ => return status.as_u16().to_string().into(),
+    };
+    label.into()
+}
+
+async fn metrics_text(State(app): State<Arc<App>>) -> String {
     app.metrics.render()
 }
 
 /// 200 when every Redis answers and the limiter's deny cache and the revocation replica
 /// are current (always, in memory); 503 with what is not.
-async fn health(State(app): State<App>) -> Response {
+async fn health(State(app): State<Arc<App>>) -> Response {
     let mut redis = true;
     for handle in [&app.redis, &app.cache_redis].into_iter().flatten() {
         redis &= handle.ping().await.is_ok();
@@ -380,7 +398,7 @@ async fn logout(session: Session) -> Result<Json<Value>, SessionError> {
     Ok(Json(json!({ "logged_out": true })))
 }
 
-async fn api_login(State(app): State<App>, user: String) -> Response {
+async fn api_login(State(app): State<Arc<App>>, user: String) -> Response {
     let user = user.trim();
     if !valid_user(user) {
         return problem(
@@ -420,7 +438,7 @@ fn store_error(e: StoreError) -> Response {
     )
 }
 
-async fn api_logout(State(app): State<App>, token: VerifiedToken) -> Response {
+async fn api_logout(State(app): State<Arc<App>>, token: VerifiedToken) -> Response {
     match app.revocations.revoke_token(&token).await {
         Ok(()) => Json(json!({ "logged_out": true })).into_response(),
         Err(e) => store_error(e),
@@ -428,7 +446,7 @@ async fn api_logout(State(app): State<App>, token: VerifiedToken) -> Response {
 }
 
 async fn revoke_user(
-    State(app): State<App>,
+    State(app): State<Arc<App>>,
     token: VerifiedToken,
     Path(user): Path<String>,
 ) -> Response {
