@@ -21,7 +21,10 @@ use crate::{CacheLayer, KeyPart, MemoryStore, QueryKey, SetCookie};
 /// [`CacheLayerBuilder::key_header`] to cache such requests instead — behind a load balancer that
 /// sets `X-Forwarded-Proto` on every request, `.key_header(X_FORWARDED_PROTO)` keeps them
 /// cacheable — or add more with [`CacheLayerBuilder::unkeyed_header`].
-pub const UNKEYED_HEADERS: [&str; 14] = [
+///
+/// A field name spelt with underscores (`X_Forwarded_Host`, which CGI-style frameworks read
+/// as `X-Forwarded-Host`) bypasses whatever it names.
+pub const UNKEYED_HEADERS: [&str; 18] = [
     "forwarded",
     "x-forwarded-host",
     "x-forwarded-proto",
@@ -36,6 +39,10 @@ pub const UNKEYED_HEADERS: [&str; 14] = [
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
+    "x-forwarded-ssl",
+    "front-end-https",
+    "x-forwarded-protocol",
+    "x-url-scheme",
 ];
 
 /// Builds a [`CacheLayer`]. Every option has a safe default; see each method.

@@ -16,7 +16,7 @@ use tower_service::Service;
 use crate::capture_body::Capture;
 use crate::conditional::{not_modified, not_modified_headers, updated, validates};
 use crate::flight::{Landing, LeaderGuard, Role, wait};
-use crate::policy::{CacheControl, Delta, is_refusal};
+use crate::policy::{CacheControl, Delta};
 use crate::purge::Purged;
 use crate::shared::{HOP_BY_HOP, Shared, TAG_FIELDS};
 use crate::status::{CacheStatus, Forward};
@@ -178,7 +178,9 @@ pub(crate) fn fast_hit<ReqBody, B>(shared: &Shared, request: &Request<ReqBody>) 
         return None;
     }
     let headers = request.headers();
-    if headers.contains_key(http::header::CACHE_CONTROL) || shared.bypass_reason(request).is_some()
+    if headers.contains_key(http::header::CACHE_CONTROL)
+        || shared.bypass_reason(request).is_some()
+        || Shared::bad_host(request).is_some()
     {
         return None;
     }
@@ -211,6 +213,19 @@ where
     ReqBody: Send + 'static,
     B: Body<Data = Bytes> + Send + 'static,
 {
+    if let Some(why) = Shared::bad_host(&request) {
+        shared.counter(|c| &c.bypassed);
+        metrics::request("bypass");
+        let mut problem = Problem::new(StatusCode::BAD_REQUEST, "bad Host")
+            .string("detail", why)
+            .into_response()
+            .map(ResponseBody::full);
+        mark(
+            problem.headers_mut(),
+            CacheStatus::forward(Forward::Bypass).detail("bad-host"),
+        );
+        return Ok(problem);
+    }
     let bypass = shared
         .bypass_reason(&request)
         .map(|d| CacheStatus::forward(Forward::Bypass).detail(d));
@@ -246,7 +261,7 @@ where
 /// A stored response exists: serve it fresh or stale, or revalidate it (§4.2, §4.3).
 async fn reuse<S, ReqBody, B>(
     shared: Arc<Shared>,
-    inner: S,
+    mut inner: S,
     request: Request<ReqBody>,
     stored: Arc<StoredResponse>,
     fresh_for: Duration,
@@ -319,6 +334,18 @@ where
     } else {
         Forward::Stale
     };
+    if request_cc.no_store && shared.obey_request_directives {
+        // §5.2.1.5: nothing of this exchange is stored, and a request's directive never
+        // removes what is: the client's own request goes to the origin as sent, leads no
+        // flight, and its answer replaces nothing.
+        let response = inner.call(request).await?;
+        let code = response.status().as_u16();
+        let status = CacheStatus {
+            fwd_status: Some(code),
+            ..CacheStatus::forward(fwd).detail("no-store")
+        };
+        return Ok(pass(&shared, response, Some(status)));
+    }
     let may_serve_on_error = !fresh && may_be_stale && stale_by <= stored.rules.if_error;
     // Concurrent revalidations of one variant collapse like misses.
     let may_lead =
@@ -485,9 +512,13 @@ where
         guard,
         status,
     );
-    if !kept && method == Method::GET && !personal && !is_refusal(status_code) {
-        // §4.3.3: the origin's full answer replaces the stored one; when it may not be
-        // stored, the old one must not be served any more either.
+    // §4.3.3: the origin's full answer replaces the stored one; when it may not be stored,
+    // the old one must not be served any more either. Only when the stored one was stale
+    // by itself and the answer is a good one, though: a revalidation the request asked for
+    // (`no-cache`), or an error it provoked (a 431 for a huge field), removes nothing, so
+    // that no client can empty an entry.
+    let good = status_code.is_success() || status_code.is_redirection();
+    if !kept && method == Method::GET && !personal && good && fwd == Forward::Stale {
         shared.remove(std::slice::from_ref(&stored.key)).await;
     }
     Ok(response)
@@ -851,6 +882,7 @@ fn store_or_pass_with<B: http_body::Body>(
     let plan = match plan {
         _ if personal => Err("personal"),
         Ok(_) if too_big => Err("too-big"),
+        Ok(_) if !crate::vary::coding_accepted(request, &parts.headers) => Err("coding"),
         other => other,
     };
     match plan {
@@ -859,8 +891,10 @@ fn store_or_pass_with<B: http_body::Body>(
                 // A cookie of the leader's may be why the answer is personal, and a refusal
                 // (401, 403, 429) is about the leader alone: then it says nothing of what
                 // others would get, and sets no hit-for-miss marker.
+                // Nor does an error (4xx, 5xx), which one crafted request can provoke: only a
+                // good answer that says it may not be stored sets the marker.
                 let marker = if personal
-                    || is_refusal(parts.status)
+                    || !(parts.status.is_success() || parts.status.is_redirection())
                     || request.contains_key(http::header::COOKIE)
                 {
                     Duration::ZERO

@@ -49,10 +49,22 @@ impl QueryKey {
             Self::Allow(names) => &|name| names.iter().any(|n| n == name),
             Self::Deny(names) => &|name| !names.iter().any(|n| n == name),
         };
+        let name = |pair: &str| {
+            pair.split_once('=')
+                .map_or(pair, |(name, _)| name)
+                .to_owned()
+        };
+        // Some frameworks also split on `;`: a pair is left out only when every
+        // `;`-separated part of it is, so that `utm=x;callback=evil` (with `utm` denied)
+        // or `a=1;callback=evil` (with `a` allowed) stays in the key whole, whichever way
+        // the origin reads it.
         let mut pairs: Vec<&str> = query
             .split('&')
             .filter(|pair| !pair.is_empty())
-            .filter(|pair| keep(pair.split_once('=').map_or(*pair, |(name, _)| name)))
+            .filter(|pair| {
+                pair.split(';')
+                    .any(|part| !part.is_empty() && keep(&name(part)))
+            })
             .collect();
         pairs.sort_unstable();
         pairs.join("&").into()
@@ -70,5 +82,15 @@ mod tests {
         assert_eq!(QueryKey::Sorted.normalise(q), "a=0&a=1&b=2&utm=x");
         assert_eq!(QueryKey::allow(["a"]).normalise(q), "a=0&a=1");
         assert_eq!(QueryKey::deny(["utm"]).normalise(q), "a=0&a=1&b=2");
+    }
+
+    #[test]
+    fn semicolons_cannot_smuggle_a_parameter_past_the_key() {
+        let deny = QueryKey::deny(["utm"]);
+        assert_eq!(deny.normalise("utm=x;callback=evil"), "utm=x;callback=evil");
+        assert_eq!(deny.normalise("utm=x;utm=y&a=1"), "a=1");
+        let allow = QueryKey::allow(["a"]);
+        assert_eq!(allow.normalise("a=1;callback=evil"), "a=1;callback=evil");
+        assert_eq!(allow.normalise("x=1;y=2&a=1"), "a=1");
     }
 }

@@ -56,8 +56,9 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let shared = Arc::clone(&self.shared);
+        Shared::fill_host(&mut request);
         let method = request.method();
         if (method == Method::GET || method == Method::HEAD)
             && !is_grpc(&request)

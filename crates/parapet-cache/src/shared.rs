@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use http::header::{
-    CONNECTION, HeaderName, IF_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, PROXY_AUTHENTICATE,
-    PROXY_AUTHORIZATION, RANGE, SET_COOKIE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    CONNECTION, CONTENT_LENGTH, HOST, HeaderName, IF_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE,
+    PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, RANGE, SET_COOKIE, TE, TRAILER, TRANSFER_ENCODING,
+    UPGRADE,
 };
 use http::{HeaderMap, Method, StatusCode};
 use parapet_core::{Breaker, ClientIp, Clock, FailureLog, RequestHead, StoreError};
@@ -15,7 +16,10 @@ use tokio::sync::Semaphore;
 
 use crate::cache_stats::{Counters, bump};
 use crate::flight::Flights;
-use crate::policy::{CacheControl, Fields, Heuristic, NotStored, freshness_lifetime, storability};
+use crate::policy::{
+    CacheControl, Fields, Heuristic, NotStored, freshness_lifetime, needs_explicit_freshness,
+    storability,
+};
 use crate::purge::Purges;
 use crate::store::{CacheStore, Lookup};
 use crate::stored::ReuseRules;
@@ -110,6 +114,28 @@ impl Shared {
         let mut from_trusted_proxy = None;
         // One pass over the request's fields (a handful) rather than a lookup per name.
         for name in headers.keys() {
+            // `X_Forwarded_Host` is `X-Forwarded-Host` to CGI-style frameworks (both become
+            // `HTTP_X_FORWARDED_HOST`), and an underscore spelling of a keyed or `Vary`'d
+            // field would let a client key on one value and be answered on another. Such
+            // names are rare outside attacks (nginx drops them by default): bypass.
+            if name.as_str().contains('_') {
+                return Some("underscore-field");
+            }
+            // A `Connection` option makes a proxy drop the field it names after the key
+            // was taken (`Connection: host`, or a `Vary`'d field): the origin would answer
+            // another request than the one keyed. Only the usual options are kept.
+            if *name == CONNECTION && unusual_connection_option(headers) {
+                return Some("connection-option");
+            }
+            // A body on a GET or HEAD (`callback=…` read by some frameworks) is not keyed.
+            if *name == TRANSFER_ENCODING
+                || (*name == CONTENT_LENGTH
+                    && headers
+                        .get(CONTENT_LENGTH)
+                        .is_some_and(|v| v.as_bytes() != b"0"))
+            {
+                return Some("request-body");
+            }
             // Ranges and preconditions other than the two validators a cache answers
             // itself go to the origin as sent; their answers are not stored.
             if *name == RANGE
@@ -131,17 +157,39 @@ impl Shared {
                 }
             }
         }
-        // An absolute-form target (or HTTP/2 `:authority`) that names another host than
-        // `Host`: the key would take one, the origin might read the other.
-        if let (Some(authority), Some(host)) =
-            (request.uri().authority(), headers.get(http::header::HOST))
-            && !host
-                .as_bytes()
-                .eq_ignore_ascii_case(authority.as_str().as_bytes())
-        {
-            return Some("host-mismatch");
-        }
         None
+    }
+
+    /// RFC 9112 §3.2.2: with an absolute-form target the target's authority is the host.
+    /// An HTTP/1 request with one and no `Host` gets `Host` from it, before the key is
+    /// taken, so that the origin is asked for the host that was keyed.
+    pub(crate) fn fill_host<B>(request: &mut http::Request<B>) {
+        if request.version() <= http::Version::HTTP_11
+            && !request.headers().contains_key(HOST)
+            && let Some(authority) = request.uri().authority()
+            && let Ok(host) = http::HeaderValue::from_str(authority.as_str())
+        {
+            request.headers_mut().insert(HOST, host);
+        }
+    }
+
+    /// Why this request must be answered `400 Bad Request`, if it must: two `Host` fields
+    /// (RFC 9112 §3.2), or a target whose authority names another host than `Host` — the
+    /// key would take one host and the origin might answer for the other.
+    pub(crate) fn bad_host<B>(request: &http::Request<B>) -> Option<&'static str> {
+        let headers = request.headers();
+        let mut hosts = headers.get_all(HOST).iter();
+        let host = hosts.next();
+        if hosts.next().is_some() {
+            return Some("two Host fields");
+        }
+        let (Some(authority), Some(host)) = (request.uri().authority(), host) else {
+            return None;
+        };
+        (!host
+            .as_bytes()
+            .eq_ignore_ascii_case(authority.as_str().as_bytes()))
+        .then_some("the target's authority and Host differ")
     }
 
     pub(crate) fn key_of<B>(&self, request: &http::Request<B>) -> Option<crate::CacheKey> {
@@ -297,8 +345,11 @@ impl Shared {
                 other => Some(other.seconds().unwrap_or_default()),
             })
         } else {
+            let explicit = has_explicit_freshness(response, &cc);
+            let heuristic_allowed =
+                self.heuristic.is_some() && !needs_explicit_freshness(request, status);
             freshness_lifetime(status, response, &cc, received, heuristic)
-                .filter(|_| self.heuristic.is_some() || has_explicit_freshness(response, &cc))
+                .filter(|_| explicit || heuristic_allowed)
         };
         let lifetime = lifetime
             .or(override_ttl)
@@ -426,6 +477,22 @@ fn has_explicit_freshness(response: &HeaderMap, cc: &CacheControl) -> bool {
         || response.contains_key(http::header::EXPIRES)
 }
 
+/// A `Connection` option other than `close`, `keep-alive`, `upgrade` and `te` (or a field
+/// that cannot be read).
+fn unusual_connection_option(headers: &HeaderMap) -> bool {
+    headers.get_all(CONNECTION).iter().any(|line| {
+        let Ok(line) = line.to_str() else {
+            return true;
+        };
+        line.split(',').map(str::trim).any(|option| {
+            !option.is_empty()
+                && !["close", "keep-alive", "upgrade", "te"]
+                    .iter()
+                    .any(|usual| option.eq_ignore_ascii_case(usual))
+        })
+    })
+}
+
 fn detail(reason: NotStored) -> &'static str {
     match reason {
         NotStored::Method => "method",
@@ -434,7 +501,8 @@ fn detail(reason: NotStored) -> &'static str {
         NotStored::Refusal => "refusal",
         NotStored::NoStore => "no-store",
         NotStored::Private => "private",
-        NotStored::Authorization => "authorization",
+        NotStored::Credentials => "credentials",
+        NotStored::ClientError => "client-error",
         NotStored::VaryAny => "vary-any",
         NotStored::SetCookie => "set-cookie",
         NotStored::NoFreshness => "no-freshness",

@@ -69,6 +69,29 @@ pub(crate) fn value(request: &HeaderMap, name: &HeaderName) -> Box<[u8]> {
     out.into()
 }
 
+/// Whether the coding of a response (its `Content-Encoding`) is one the request's folded
+/// `Accept-Encoding` variant accepts: an origin that ignores weights answers `gzip` to
+/// `gzip;q=0`, and that answer must not be stored as the identity variant.
+pub(crate) fn coding_accepted(request: &HeaderMap, response: &HeaderMap) -> bool {
+    let Some(folded) = accept_encoding(request) else {
+        return true; // keyed on the value as sent: only the same value gets it
+    };
+    response
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .all(|line| {
+            line.to_str().is_ok_and(|line| {
+                line.split(',').map(str::trim).all(|coding| {
+                    let coding = coding.to_ascii_lowercase();
+                    let coding = if coding == "x-gzip" { "gzip" } else { &coding };
+                    coding.is_empty()
+                        || coding == "identity"
+                        || folded.split(',').any(|accepted| accepted == coding)
+                })
+            })
+        })
+}
+
 /// The codings of `Accept-Encoding` that the request accepts (q > 0), as a sorted
 /// comma-separated list of those origins commonly produce; `None` when it names any other
 /// coding, whose effect the cache cannot know (the value is then kept as sent).
@@ -82,12 +105,18 @@ fn accept_encoding(request: &HeaderMap) -> Option<&'static str> {
         for member in line.split(',') {
             let mut params = member.split(';');
             let coding = params.next().unwrap_or("").trim().to_ascii_lowercase();
-            let refused = params.any(|p| {
-                p.trim()
-                    .strip_prefix("q=")
-                    .and_then(|q| q.trim().parse::<f32>().ok())
-                    .is_some_and(|q| q <= 0.0)
-            });
+            // RFC 9110 §12.4.2: the weight's `q` is case-insensitive. A weight the cache
+            // cannot read keeps the value as sent.
+            let mut refused = false;
+            for param in params {
+                let (name, value) = param.split_once('=')?;
+                if name.trim().eq_ignore_ascii_case("q") {
+                    match value.trim().parse::<f32>() {
+                        Ok(q) if (0.0..=1.0).contains(&q) => refused |= q <= 0.0,
+                        _ => return None,
+                    }
+                }
+            }
             if refused {
                 continue;
             }
@@ -188,6 +217,26 @@ mod tests {
             &names,
         );
         assert_eq!(&*refused[0], b"deflate");
+        let upper = values(
+            &headers(&[("accept-encoding", "gzip;Q=0, deflate")]),
+            &names,
+        );
+        assert_eq!(
+            &*upper[0], b"deflate",
+            "the weight's name is case-insensitive"
+        );
+        let unreadable = values(&headers(&[("accept-encoding", "gzip;q=x")]), &names);
+        assert_eq!(&*unreadable[0], b"gzip;q=x", "kept as sent");
+        // An origin that ignores weights answers gzip to `gzip;q=0`: not for this variant.
+        let mut gzip = HeaderMap::new();
+        gzip.insert("content-encoding", "gzip".parse().unwrap());
+        let refusing = headers(&[("accept-encoding", "gzip;q=0")]);
+        assert!(!coding_accepted(&refusing, &gzip));
+        assert!(coding_accepted(
+            &headers(&[("accept-encoding", "gzip")]),
+            &gzip
+        ));
+        assert!(coding_accepted(&refusing, &HeaderMap::new()));
         assert_eq!(&*values(&HeaderMap::new(), &names)[0], b"");
         // A coding the cache does not know is kept as sent: it may select another body.
         let odd = values(&headers(&[("accept-encoding", "gzip, compress")]), &names);

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, Origin, cache, fetch, get, send};
+use common::{Backend, Origin, cache, fetch, get, send, with_host};
 use parapet_cache::{CacheOverride, SetCookie};
 
 const PUBLIC_60: (&str, &str) = ("cache-control", "public, max-age=60");
@@ -181,26 +181,76 @@ async fn a_request_with_no_store_is_not_stored(backend: Backend) {
     assert!(!fetch(&svc, "http://a.example/").await.is_hit());
 }
 
-async fn authorization_needs_public_s_maxage_or_must_revalidate(backend: Backend) {
-    // §3.5
+async fn credentials_need_public_or_s_maxage_and_explicit_freshness(backend: Backend) {
+    // §3.5, narrowed: `must-revalidate` says nothing of who may see an answer, and a
+    // response to a request with a cookie is as personal as one with `Authorization`.
     let origin = Origin::new();
-    let (svc, _, _) = cache(backend, &origin, |b| b).await;
-    let authed =
-        |path: &str| get(&format!("http://a.example{path}")).header("authorization", "Bearer t");
-    origin.answer(200, &[("cache-control", "max-age=60")], "mine");
-    let got = send(&svc, authed("/a")).await;
-    assert!(got.cache_status().ends_with("detail=authorization"));
-    assert!(!fetch(&svc, "http://a.example/a").await.is_hit());
-    for cc in [
-        "public, max-age=60",
-        "s-maxage=60",
-        "max-age=60, must-revalidate",
-    ] {
-        let path = format!("/{}", cc.len());
-        origin.answer(200, &[("cache-control", cc)], "shared");
-        send(&svc, authed(&path)).await;
-        assert!(send(&svc, authed(&path)).await.is_hit(), "{cc}");
+    let (svc, _, _) = cache(backend, &origin, |b| b).await; // heuristic freshness is on
+    for credentials in [("authorization", "Bearer t"), ("cookie", "session=abc")] {
+        let with = |path: &str| {
+            get(&format!("http://a.example{path}")).header(credentials.0, credentials.1)
+        };
+        for (i, cc) in ["max-age=60", "max-age=60, must-revalidate"]
+            .iter()
+            .enumerate()
+        {
+            let path = format!("/{}-{i}", credentials.0);
+            origin.answer(200, &[("cache-control", cc)], "mine");
+            let got = send(&svc, with(&path)).await;
+            assert!(
+                got.cache_status().ends_with("detail=credentials"),
+                "{cc}: {}",
+                got.cache_status()
+            );
+            assert!(
+                !fetch(&svc, &format!("http://a.example{path}"))
+                    .await
+                    .is_hit(),
+                "{cc}"
+            );
+        }
+        for cc in ["public, max-age=60", "s-maxage=60"] {
+            let path = format!("/{}-{}", credentials.0, cc.len());
+            origin.answer(200, &[("cache-control", cc)], "shared");
+            send(&svc, with(&path)).await;
+            assert!(send(&svc, with(&path)).await.is_hit(), "{cc}");
+        }
+        // Under heuristic freshness (Last-Modified, no lifetime) only without credentials.
+        let path = format!("/{}-heuristic", credentials.0);
+        origin.answer(
+            200,
+            &[
+                ("cache-control", "public"),
+                ("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT"),
+            ],
+            "page",
+        );
+        let got = send(&svc, with(&path)).await;
+        assert!(
+            !got.cache_status().contains("stored"),
+            "{}",
+            got.cache_status()
+        );
+        assert!(
+            !fetch(&svc, &format!("http://a.example{path}"))
+                .await
+                .is_hit()
+        );
     }
+    origin.answer(
+        200,
+        &[
+            ("cache-control", "public"),
+            ("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT"),
+        ],
+        "page",
+    );
+    fetch(&svc, "http://a.example/anonymous-heuristic-2").await;
+    assert!(
+        fetch(&svc, "http://a.example/anonymous-heuristic-2")
+            .await
+            .is_hit()
+    );
 }
 
 async fn set_cookie_is_never_replayed_by_default(backend: Backend) {
@@ -509,7 +559,14 @@ async fn head_is_answered_from_a_stored_get_and_never_stored_as_one(backend: Bac
     let origin = Origin::new();
     origin.answer(200, &[PUBLIC_60, ("content-length", "5")], "hello");
     let (svc, _, _) = cache(backend, &origin, |b| b).await;
-    let head = send(&svc, http::Request::head("http://a.example/h")).await;
+    let head = send(
+        &svc,
+        with_host(
+            http::Request::head("http://a.example/h"),
+            "http://a.example/h",
+        ),
+    )
+    .await;
     assert!(
         head.cache_status().ends_with("detail=method"),
         "{}",
@@ -519,7 +576,14 @@ async fn head_is_answered_from_a_stored_get_and_never_stored_as_one(backend: Bac
         !fetch(&svc, "http://a.example/h").await.is_hit(),
         "the HEAD was not stored"
     );
-    let head = send(&svc, http::Request::head("http://a.example/h")).await;
+    let head = send(
+        &svc,
+        with_host(
+            http::Request::head("http://a.example/h"),
+            "http://a.example/h",
+        ),
+    )
+    .await;
     assert!(head.is_hit());
     assert!(head.body.is_empty());
     assert_eq!(head.headers["content-length"], "5");
@@ -872,7 +936,7 @@ on_every_store!(
     no_freshness_is_not_stored_unless_a_default_ttl_is_configured,
     private_no_store_and_server_errors_are_never_stored,
     a_request_with_no_store_is_not_stored,
-    authorization_needs_public_s_maxage_or_must_revalidate,
+    credentials_need_public_or_s_maxage_and_explicit_freshness,
     set_cookie_is_never_replayed_by_default,
     no_cache_is_stored_but_revalidated_before_each_reuse,
     no_cache_with_field_names_strips_them_from_the_stored_copy,

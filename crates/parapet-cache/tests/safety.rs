@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Backend, Origin, cache, fetch, get, send};
+use common::{Backend, Origin, cache, fetch, get, send, with_host};
 use http::{Request, Response};
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Full};
@@ -139,7 +139,7 @@ proptest! {
                     Some(q) => format!("http://{host}{path}?{q}"),
                     None => format!("http://{host}{path}"),
                 };
-                let mut request = Request::builder().method(method).uri(&uri);
+                let mut request = with_host(Request::builder().method(method).uri(&uri), &uri);
                 if lang > 0 {
                     request = request.header("accept-language", ["", "en", "fr"][lang]);
                 }
@@ -295,7 +295,7 @@ async fn a_gigabyte_streams_through_in_a_few_mebibytes() {
         let before = rss_bytes();
         let response = svc
             .oneshot(
-                Request::get("http://a.example/big")
+                get("http://a.example/big")
                     .body(Full::new(Bytes::new()))
                     .unwrap(),
             )
@@ -312,9 +312,8 @@ async fn a_gigabyte_streams_through_in_a_few_mebibytes() {
     }
 }
 
-#[tokio::test]
-async fn a_host_that_disagrees_with_the_target_bypasses_the_cache() {
-    let origin = Origin::new();
+/// The origin answers with the `Host` it received.
+fn echo_host(origin: &Origin) {
     origin.respond_with(|req| {
         let host = req
             .headers()
@@ -327,22 +326,32 @@ async fn a_host_that_disagrees_with_the_target_bypasses_the_cache() {
             Bytes::from(host),
         )
     });
+}
+
+/// RFC 9112 §3.2: two `Host` fields, or an absolute-form target with another `Host`, are
+/// answered 400 by the cache, before any key is taken or the origin is asked; an
+/// absolute-form target without `Host` is given the target's (§3.2.2), so the origin is
+/// asked for the host that was keyed.
+#[tokio::test]
+async fn a_host_that_is_doubled_or_disagrees_with_the_target_is_a_400() {
+    let origin = Origin::new();
+    echo_host(&origin);
     let (svc, _, _) = cache(Backend::Memory, &origin, |b| b).await;
-    let forged = send(
-        &svc,
-        get("http://victim.example/a").header("host", "evil.example"),
-    )
-    .await;
-    assert!(
-        forged.cache_status().ends_with("detail=host-mismatch"),
-        "{}",
-        forged.cache_status()
-    );
+    let requests = [
+        Request::get("http://victim.example/a").header("host", "evil.example"),
+        Request::get("/a")
+            .header("host", "victim.example")
+            .header("host", "evil.example"),
+    ];
+    for request in requests {
+        let refused = send(&svc, request).await;
+        assert_eq!(refused.status, 400, "{}", refused.cache_status());
+        assert!(refused.cache_status().ends_with("detail=bad-host"));
+    }
+    assert_eq!(origin.calls(), 0, "the origin was never asked");
     let via_forwarded = send(
         &svc,
-        get("http://victim.example/a")
-            .header("host", "victim.example")
-            .header("forwarded", "host=evil.example"),
+        get("http://victim.example/a").header("forwarded", "host=evil.example"),
     )
     .await;
     assert!(
@@ -350,13 +359,95 @@ async fn a_host_that_disagrees_with_the_target_bypasses_the_cache() {
             .cache_status()
             .ends_with("detail=unkeyed-header")
     );
-    let clean = send(
-        &svc,
-        get("http://victim.example/a").header("host", "victim.example"),
-    )
-    .await;
+    let clean = send(&svc, get("http://victim.example/a")).await;
     assert_eq!(clean.body, "victim.example");
     assert!(!clean.is_hit(), "nothing was stored by the forged requests");
+    // No Host: the origin hears the target's, and the entry is that host's.
+    let hostless = send(&svc, Request::get("http://victim.example/b")).await;
+    assert_eq!(hostless.body, "victim.example");
+    assert!(fetch(&svc, "http://victim.example/b").await.is_hit());
+}
+
+/// A `Connection` option names a field a proxy then drops after the key was taken
+/// (`Connection: host`, or a `Vary`'d field): such requests bypass, so no answer to
+/// another request than the one keyed is ever stored.
+#[tokio::test]
+async fn a_connection_option_naming_a_field_bypasses() {
+    let origin = Origin::new();
+    echo_host(&origin);
+    let (svc, _, _) = cache(Backend::Memory, &origin, |b| b).await;
+    for option in ["host", "origin", "accept", "Keep-Alive, accept-language"] {
+        let got = send(
+            &svc,
+            get("http://victim.example/c").header("connection", option),
+        )
+        .await;
+        assert!(
+            got.cache_status().ends_with("detail=connection-option"),
+            "{option}: {}",
+            got.cache_status()
+        );
+    }
+    assert!(!fetch(&svc, "http://victim.example/c").await.is_hit());
+    // The usual options keep the cache.
+    for option in ["keep-alive", "close", "Upgrade", "TE"] {
+        let got = send(
+            &svc,
+            get("http://victim.example/d").header("connection", option),
+        )
+        .await;
+        assert!(
+            !got.cache_status().contains("bypass"),
+            "{option}: {}",
+            got.cache_status()
+        );
+    }
+    assert!(fetch(&svc, "http://victim.example/d").await.is_hit());
+}
+
+/// A GET or HEAD with a body (read by some frameworks: `callback=evil`) bypasses; the
+/// underscore spellings of fields (`X_Forwarded_Host`, which CGI-style frameworks read as
+/// `X-Forwarded-Host`) bypass, as do `X-Forwarded-Ssl` and `Front-End-Https`.
+#[tokio::test]
+async fn fat_gets_underscore_spellings_and_more_forwarding_fields_bypass() {
+    let origin = Origin::new();
+    echo_host(&origin);
+    let (svc, _, _) = cache(Backend::Memory, &origin, |b| b).await;
+    let body = with_host(Request::get("http://a.example/f"), "http://a.example/f")
+        .header("content-length", "14");
+    let request = body
+        .body(Full::new(Bytes::from_static(b"callback=evil!")))
+        .unwrap();
+    let response = svc.clone().oneshot(request).await.unwrap();
+    let status = response.headers()["cache-status"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(status.ends_with("detail=request-body"), "{status}");
+    let chunked = send(
+        &svc,
+        get("http://a.example/f").header("transfer-encoding", "chunked"),
+    )
+    .await;
+    assert!(chunked.cache_status().ends_with("detail=request-body"));
+    for (name, detail) in [
+        ("x_forwarded_host", "underscore-field"),
+        ("X_HTTP_Method_Override", "underscore-field"),
+        ("accept_language", "underscore-field"),
+        ("x-forwarded-ssl", "unkeyed-header"),
+        ("front-end-https", "unkeyed-header"),
+    ] {
+        let got = send(&svc, get("http://a.example/f").header(name, "on")).await;
+        assert!(
+            got.cache_status().ends_with(&format!("detail={detail}")),
+            "{name}: {}",
+            got.cache_status()
+        );
+    }
+    assert!(
+        !fetch(&svc, "http://a.example/f").await.is_hit(),
+        "nothing stored"
+    );
 }
 
 async fn concurrently(
@@ -416,7 +507,16 @@ async fn requests_that_cannot_store_do_not_lead_or_mark() {
     // A HEAD and an Authorization request go first, alone; the GETs still collapse.
     let head = tokio::spawn({
         let svc = svc.clone();
-        async move { send(&svc, http::Request::head("http://a.example/")).await }
+        async move {
+            send(
+                &svc,
+                with_host(
+                    http::Request::head("http://a.example/"),
+                    "http://a.example/",
+                ),
+            )
+            .await
+        }
     });
     let authed = tokio::spawn({
         let svc = svc.clone();
@@ -506,7 +606,14 @@ async fn only_2xx_answers_get_304_and_head_keeps_the_length() {
     });
     let (svc, _, _) = cache(Backend::Memory, &plain, |b| b).await;
     fetch(&svc, "http://a.example/").await;
-    let head = send(&svc, http::Request::head("http://a.example/")).await;
+    let head = send(
+        &svc,
+        with_host(
+            http::Request::head("http://a.example/"),
+            "http://a.example/",
+        ),
+    )
+    .await;
     assert!(head.is_hit());
     assert_eq!(head.headers["content-length"], "5");
 }
@@ -649,4 +756,96 @@ fn a_lease_wait_must_be_shorter_than_the_leader_timeout() {
             .to_string()
             .contains("shorter than leader_timeout")
     );
+}
+
+/// RFC 9111 §5.2.1.5: a request's `no-store` touches nothing stored. `no-cache, no-store`
+/// used to make a revalidation whose answer could not be stored, which removed the entry
+/// and set a hit-for-miss marker: every client then went to the origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_directive_never_removes_or_marks_an_entry() {
+    let origin = Origin::new();
+    origin.answer(200, &[("cache-control", "public, max-age=60")], "kept");
+    let (svc, _, clock) = cache(Backend::Memory, &origin, |b| b).await;
+    fetch(&svc, "http://a.example/p").await;
+    assert_eq!(origin.calls(), 1);
+    // Fresh, then stale: neither state lets a request's directives remove the entry.
+    for stale in [false, true] {
+        if stale {
+            clock.advance(Duration::from_secs(61));
+            // The next plain request revalidates it (one call), then it is fresh again.
+        }
+        let attack = send(
+            &svc,
+            get("http://a.example/p").header("cache-control", "no-cache, no-store"),
+        )
+        .await;
+        assert_eq!(attack.status, 200);
+        assert!(
+            attack.cache_status().contains("detail=no-store"),
+            "{}",
+            attack.cache_status()
+        );
+        let calls = origin.calls();
+        origin.slow(Duration::from_millis(100));
+        let got = concurrently(&svc, 30, || get("http://a.example/p")).await;
+        origin.slow(Duration::ZERO);
+        assert!(got.iter().all(|g| g.status == 200 && g.body == "kept"));
+        let to_origin = origin.calls() - calls;
+        assert!(
+            to_origin <= 1,
+            "stale={stale}: {to_origin} origin calls for 30 clients after the attack"
+        );
+    }
+}
+
+/// An error the request provokes (a 431 for a huge field) answers that request alone: it
+/// removes no entry and stops no collapsing, whether the request asked for a revalidation
+/// (`no-cache`) or the entry was stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_provoked_by_a_request_removes_nothing() {
+    let origin = Origin::new();
+    origin.respond_with(|req| {
+        if req.headers().contains_key("x-huge") {
+            common::response(431, &[], Bytes::from_static(b"too large"))
+        } else {
+            common::response(
+                200,
+                &[("cache-control".into(), "public, max-age=60".into())],
+                Bytes::from_static(b"page"),
+            )
+        }
+    });
+    let (svc, _, clock) = cache(Backend::Memory, &origin, |b| b).await;
+    fetch(&svc, "http://a.example/e").await;
+    let huge = "x".repeat(70_000);
+    for stale in [false, true] {
+        if stale {
+            clock.advance(Duration::from_secs(61));
+        }
+        let mut request = get("http://a.example/e").header("x-huge", huge.as_str());
+        if !stale {
+            request = request.header("cache-control", "no-cache");
+        }
+        let refused = send(&svc, request).await;
+        assert_eq!(refused.status, 431, "stale={stale}");
+        let calls = origin.calls();
+        origin.slow(Duration::from_millis(100));
+        let got = concurrently(&svc, 30, || get("http://a.example/e")).await;
+        origin.slow(Duration::ZERO);
+        assert!(got.iter().all(|g| g.status == 200 && g.body == "page"));
+        assert!(
+            origin.calls() - calls <= 1,
+            "stale={stale}: {} origin calls for 30 clients",
+            origin.calls() - calls
+        );
+    }
+    // And a 400 with explicit freshness is never stored for everyone.
+    origin.answer(400, &[("cache-control", "public, max-age=300")], "bad");
+    let first = fetch(&svc, "http://a.example/bad").await;
+    assert!(
+        first.cache_status().ends_with("detail=client-error"),
+        "{}",
+        first.cache_status()
+    );
+    assert!(!fetch(&svc, "http://a.example/bad").await.is_hit());
 }

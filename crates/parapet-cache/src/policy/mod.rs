@@ -9,5 +9,4 @@ mod storability;
 pub use cache_control::{CacheControl, Delta, Fields};
 pub(crate) use freshness::single_date;
 pub use freshness::{Heuristic, current_age, freshness_lifetime, is_heuristically_cacheable};
-pub(crate) use storability::is_refusal;
-pub use storability::{NotStored, storability};
+pub use storability::{NotStored, needs_explicit_freshness, storability};

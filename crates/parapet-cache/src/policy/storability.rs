@@ -1,7 +1,7 @@
 //! Whether a shared cache may store a response (RFC 9111 §3, §3.5), with parapet's safety
 //! defaults on top.
 
-use http::header::{AUTHORIZATION, SET_COOKIE, VARY};
+use http::header::{AUTHORIZATION, COOKIE, SET_COOKIE, VARY};
 use http::{HeaderMap, Method, StatusCode};
 
 use super::{CacheControl, Fields};
@@ -15,6 +15,10 @@ pub enum NotStored {
     Method,
     /// An interim, partial (`206`) or not understood status.
     Status,
+    /// A client error other than `404`, `405` and `410`: most (`400`, `413`, `414`, `431`)
+    /// tell of the request that provoked them, and one over-long header must not put an
+    /// error page in front of everyone.
+    ClientError,
     /// A server error: `stale-if-error` serves the last good answer instead of pinning an
     /// outage in the cache.
     ServerError,
@@ -25,9 +29,12 @@ pub enum NotStored {
     NoStore,
     /// `private`: for one user only.
     Private,
-    /// The request carried `Authorization`, and the response does not say a shared cache
-    /// may store it (`public`, `s-maxage` or `must-revalidate`, §3.5).
-    Authorization,
+    /// The request carried credentials (`Authorization` or `Cookie`), and the response does
+    /// not say a shared cache may store it: `public` or `s-maxage`. (§3.5 also lets
+    /// `must-revalidate` through for `Authorization`; parapet does not, since it says
+    /// nothing of who may see the answer.) A heuristic lifetime never applies to such
+    /// responses either: see [`needs_explicit_freshness`].
+    Credentials,
     /// `Vary: *`: no request can ever be known to match it.
     VaryAny,
     /// `Set-Cookie`: another client would receive this one's cookie.
@@ -78,6 +85,14 @@ pub fn storability(
     if is_refusal(status) {
         return Err(NotStored::Refusal);
     }
+    if status.is_client_error()
+        && !matches!(
+            status,
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::GONE
+        )
+    {
+        return Err(NotStored::ClientError);
+    }
     let request_cc = CacheControl::from_headers(request);
     if request_cc.no_store || response_cc.no_store {
         return Err(NotStored::NoStore);
@@ -85,10 +100,8 @@ pub fn storability(
     if response_cc.private != Fields::Absent {
         return Err(NotStored::Private);
     }
-    if request.contains_key(AUTHORIZATION)
-        && !(response_cc.public || response_cc.s_maxage.is_present() || response_cc.must_revalidate)
-    {
-        return Err(NotStored::Authorization);
+    if has_credentials(request) && !(response_cc.public || response_cc.s_maxage.is_present()) {
+        return Err(NotStored::Credentials);
     }
     if vary_any(response) {
         return Err(NotStored::VaryAny);
@@ -102,9 +115,22 @@ pub fn storability(
     Ok(())
 }
 
+/// The request carries credentials: `Authorization` or `Cookie`.
+fn has_credentials(request: &HeaderMap) -> bool {
+    request.contains_key(AUTHORIZATION) || request.contains_key(COOKIE)
+}
+
+/// Whether only an explicit lifetime (`max-age`, `s-maxage`, `Expires`, or one the
+/// operator configured) may make this response storable, never a heuristic one: a response
+/// to a request with credentials, which the origin may have personalised without saying
+/// so, and a client error (`404`, `405`, `410`), which a heuristic would keep for hours.
+pub fn needs_explicit_freshness(request: &HeaderMap, status: StatusCode) -> bool {
+    has_credentials(request) || status.is_client_error()
+}
+
 /// A refusal of one client (its credentials, its rights, its rate): never stored, and it
 /// neither replaces what is stored nor stops others collapsing.
-pub(crate) fn is_refusal(status: StatusCode) -> bool {
+fn is_refusal(status: StatusCode) -> bool {
     matches!(
         status,
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS
@@ -217,21 +243,47 @@ mod tests {
     }
 
     #[test]
-    fn authorization_needs_the_responses_permission() {
-        let auth = [("authorization", "Bearer x")];
-        assert_eq!(
-            verdict(Method::GET, &auth, 200, &[FRESH]),
-            Err(NotStored::Authorization)
-        );
-        for allowed in [
-            "public, max-age=60",
-            "s-maxage=60",
-            "max-age=60, must-revalidate",
-        ] {
+    fn credentials_need_the_responses_explicit_permission() {
+        for credentials in [("authorization", "Bearer x"), ("cookie", "session=abc")] {
+            let request = [credentials];
+            for refused in ["max-age=60", "max-age=60, must-revalidate"] {
+                assert_eq!(
+                    verdict(Method::GET, &request, 200, &[("cache-control", refused)]),
+                    Err(NotStored::Credentials),
+                    "{credentials:?} {refused}"
+                );
+            }
+            for allowed in ["public, max-age=60", "s-maxage=60"] {
+                assert_eq!(
+                    verdict(Method::GET, &request, 200, &[("cache-control", allowed)]),
+                    Ok(()),
+                    "{credentials:?} {allowed}"
+                );
+            }
+            assert!(needs_explicit_freshness(
+                &[credentials]
+                    .iter()
+                    .map(|(n, v)| (n.parse().unwrap(), v.parse().unwrap()))
+                    .collect(),
+                StatusCode::OK
+            ));
+        }
+    }
+
+    #[test]
+    fn request_caused_client_errors_are_never_stored() {
+        for status in [400, 413, 414, 431, 422, 409] {
             assert_eq!(
-                verdict(Method::GET, &auth, 200, &[("cache-control", allowed)]),
+                verdict(Method::GET, &[], status, &[FRESH]),
+                Err(NotStored::ClientError),
+                "{status}"
+            );
+        }
+        for status in [404, 405, 410] {
+            assert_eq!(
+                verdict(Method::GET, &[], status, &[FRESH]),
                 Ok(()),
-                "{allowed}"
+                "{status}"
             );
         }
     }

@@ -204,8 +204,21 @@ impl Got {
     }
 }
 
+/// A GET as an HTTP/1.1 client sends it: with `Host` from an absolute target.
 pub fn get(uri: &str) -> http::request::Builder {
-    Request::get(uri)
+    with_host(Request::get(uri), uri)
+}
+
+/// `Host` from `uri`'s authority, as every HTTP/1.1 client sends it (RFC 9112 §3.2).
+pub fn with_host(request: http::request::Builder, uri: &str) -> http::request::Builder {
+    match uri
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|u| u.authority().cloned())
+    {
+        Some(authority) => request.header("host", authority.as_str()),
+        None => request,
+    }
 }
 
 pub async fn send(service: &Svc, request: http::request::Builder) -> Got {
