@@ -18,7 +18,7 @@ use crate::conditional::{not_modified, not_modified_headers, updated, validates}
 use crate::flight::{Landing, LeaderGuard, Role, wait};
 use crate::policy::{CacheControl, Delta};
 use crate::purge::Purged;
-use crate::shared::{HOP_BY_HOP, Shared, TAG_FIELDS};
+use crate::shared::{CREDENTIALS, HOP_BY_HOP, Shared, TAG_FIELDS};
 use crate::status::{CacheStatus, Forward};
 use crate::store::Lookup;
 use crate::{CacheKey, CacheOverride, CaptureBody, StoredResponse, metrics};
@@ -178,9 +178,7 @@ pub(crate) fn fast_hit<ReqBody, B>(shared: &Shared, request: &Request<ReqBody>) 
         return None;
     }
     let headers = request.headers();
-    if headers.contains_key(http::header::CACHE_CONTROL)
-        || shared.bypass_reason(request).is_some()
-        || Shared::bad_host(request).is_some()
+    if headers.contains_key(http::header::CACHE_CONTROL) || shared.bypass_reason(request).is_some()
     {
         return None;
     }
@@ -202,6 +200,22 @@ pub(crate) fn fast_hit<ReqBody, B>(shared: &Shared, request: &Request<ReqBody>) 
     ))
 }
 
+/// `400 Bad Request` for a request whose `Host` cannot be trusted (see
+/// `Shared::bad_host`), answered by the cache itself whatever the method.
+pub(crate) fn bad_host<B>(shared: &Shared, why: &'static str) -> Out<B> {
+    shared.counter(|c| &c.bypassed);
+    metrics::request("bypass");
+    let mut problem = Problem::new(StatusCode::BAD_REQUEST, "bad Host")
+        .string("detail", why)
+        .into_response()
+        .map(ResponseBody::full);
+    mark(
+        problem.headers_mut(),
+        CacheStatus::forward(Forward::Bypass).detail("bad-host"),
+    );
+    problem
+}
+
 /// Serves a `GET` or `HEAD`.
 pub(crate) async fn serve<S, ReqBody, B>(
     shared: Arc<Shared>,
@@ -213,19 +227,6 @@ where
     ReqBody: Send + 'static,
     B: Body<Data = Bytes> + Send + 'static,
 {
-    if let Some(why) = Shared::bad_host(&request) {
-        shared.counter(|c| &c.bypassed);
-        metrics::request("bypass");
-        let mut problem = Problem::new(StatusCode::BAD_REQUEST, "bad Host")
-            .string("detail", why)
-            .into_response()
-            .map(ResponseBody::full);
-        mark(
-            problem.headers_mut(),
-            CacheStatus::forward(Forward::Bypass).detail("bad-host"),
-        );
-        return Ok(problem);
-    }
     let bypass = shared
         .bypass_reason(&request)
         .map(|d| CacheStatus::forward(Forward::Bypass).detail(d));
@@ -334,7 +335,7 @@ where
     } else {
         Forward::Stale
     };
-    if request_cc.no_store && shared.obey_request_directives {
+    if request_cc.no_store {
         // §5.2.1.5: nothing of this exchange is stored, and a request's directive never
         // removes what is: the client's own request goes to the origin as sent, leads no
         // flight, and its answer replaces nothing.
@@ -457,8 +458,11 @@ where
     if response.status() == StatusCode::NOT_MODIFIED {
         if !validates(response.headers(), &stored.headers) {
             // The origin confirmed some other response than the one asked about: the
-            // stored one cannot be used, and there is no body to forward.
-            shared.remove(std::slice::from_ref(&stored.key)).await;
+            // stored one cannot be used (removed when it was stale by itself: a client's
+            // own revalidation removes nothing), and there is no body to forward.
+            if fwd == Forward::Stale {
+                shared.remove(std::slice::from_ref(&stored.key)).await;
+            }
             let mut problem = Problem::new(StatusCode::BAD_GATEWAY, "invalid revalidation")
                 .string("detail", "the origin answered a conditional request with a 304 for another representation")
                 .into_response()
@@ -501,7 +505,7 @@ where
     metrics::request("miss");
     let status_code = response.status();
     let status = CacheStatus::forward(fwd);
-    let (response, kept) = store_or_pass(
+    let (response, stored_as) = store_or_pass(
         &shared,
         stored.key.clone(),
         &method,
@@ -518,7 +522,8 @@ where
     // (`no-cache`), or an error it provoked (a 431 for a huge field), removes nothing, so
     // that no client can empty an entry.
     let good = status_code.is_success() || status_code.is_redirection();
-    if !kept && method == Method::GET && !personal && good && fwd == Forward::Stale {
+    let refused_by_response = matches!(stored_as, Stored::Refused { by_response: true });
+    if refused_by_response && method == Method::GET && !personal && good && fwd == Forward::Stale {
         shared.remove(std::slice::from_ref(&stored.key)).await;
     }
     Ok(response)
@@ -551,10 +556,15 @@ pub(crate) async fn refreshed(
     never.extend(decision_fields::ALL);
     let mut headers = updated(&stored.headers, not_modified, &never);
     let targeted = strip_own_fields(shared, &mut headers);
+    // A 304 that validates confirms the shared representation: the credentials of the
+    // client that asked say nothing of whether it may stay stored.
+    let mut shared_request = request.clone();
+    shared_request.remove(http::header::COOKIE);
+    shared_request.remove(http::header::AUTHORIZATION);
     let plan = shared
         .plan(
             &Method::GET,
-            request,
+            &shared_request,
             stored.status,
             &headers,
             targeted,
@@ -826,6 +836,19 @@ where
     .0)
 }
 
+/// Whether [`store_or_pass`] stores a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stored {
+    /// On its way to the client.
+    Kept,
+    /// Not stored; `by_response` when for what the response says of itself (it may then
+    /// replace what is stored), not for what the request carried.
+    Refused { by_response: bool },
+}
+
+/// Not stored: a coding the request's variant refused.
+const CODING: &str = "coding";
+
 /// The origin's response to a cache miss: stored on its way to the client when it may be.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn store_or_pass<B: http_body::Body>(
@@ -838,7 +861,7 @@ pub(crate) fn store_or_pass<B: http_body::Body>(
     response: Response<B>,
     guard: Option<crate::flight::LeaderGuard>,
     status: CacheStatus,
-) -> (Out<B>, bool) {
+) -> (Out<B>, Stored) {
     store_or_pass_with(
         shared, key, method, request, requested, received, response, guard, status, None,
     )
@@ -856,7 +879,7 @@ fn store_or_pass_with<B: http_body::Body>(
     guard: Option<crate::flight::LeaderGuard>,
     mut status: CacheStatus,
     override_ttl: Option<Duration>,
-) -> (Out<B>, bool) {
+) -> (Out<B>, Stored) {
     let (mut parts, body) = response.into_parts();
     status.fwd_status = Some(parts.status.as_u16());
     let tags = tags(&parts.headers);
@@ -882,18 +905,21 @@ fn store_or_pass_with<B: http_body::Body>(
     let plan = match plan {
         _ if personal => Err("personal"),
         Ok(_) if too_big => Err("too-big"),
-        Ok(_) if !crate::vary::coding_accepted(request, &parts.headers) => Err("coding"),
+        Ok(_) if !crate::vary::coding_accepted(request, &parts.headers) => Err(CODING),
         other => other,
     };
     match plan {
         Err(reason) => {
+            // Refused for what the request carried (its credentials, its codings), not
+            // for what the response says of itself: it removes and marks nothing.
+            let by_response = !personal && reason != CREDENTIALS && reason != CODING;
             if let Some(guard) = guard {
                 // A cookie of the leader's may be why the answer is personal, and a refusal
                 // (401, 403, 429) is about the leader alone: then it says nothing of what
                 // others would get, and sets no hit-for-miss marker.
                 // Nor does an error (4xx, 5xx), which one crafted request can provoke: only a
                 // good answer that says it may not be stored sets the marker.
-                let marker = if personal
+                let marker = if !by_response
                     || !(parts.status.is_success() || parts.status.is_redirection())
                     || request.contains_key(http::header::COOKIE)
                 {
@@ -906,7 +932,7 @@ fn store_or_pass_with<B: http_body::Body>(
             mark(&mut parts.headers, status.detail(reason));
             (
                 Response::from_parts(parts, ResponseBody::inner(CaptureBody::pass(body))),
-                false,
+                Stored::Refused { by_response },
             )
         }
         Ok(plan) => {
@@ -964,7 +990,7 @@ fn store_or_pass_with<B: http_body::Body>(
                     parts,
                     ResponseBody::inner(CaptureBody::capture(body, capture)),
                 ),
-                true,
+                Stored::Kept,
             )
         }
     }

@@ -59,6 +59,10 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let shared = Arc::clone(&self.shared);
         Shared::fill_host(&mut request);
+        // Whatever the method: an unsafe request's invalidation is keyed on the host too.
+        if let Some(why) = Shared::bad_host(&request) {
+            return ResponseFuture::ready(crate::flow::bad_host(&shared, why));
+        }
         let method = request.method();
         if (method == Method::GET || method == Method::HEAD)
             && !is_grpc(&request)

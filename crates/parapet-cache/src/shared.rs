@@ -127,6 +127,10 @@ impl Shared {
             if *name == CONNECTION && unusual_connection_option(headers) {
                 return Some("connection-option");
             }
+            // A protocol switch (a WebSocket handshake) is the origin's to answer.
+            if *name == UPGRADE {
+                return Some("upgrade");
+            }
             // A body on a GET or HEAD (`callback=…` read by some frameworks) is not keyed.
             if *name == TRANSFER_ENCODING
                 || (*name == CONTENT_LENGTH
@@ -166,10 +170,16 @@ impl Shared {
     pub(crate) fn fill_host<B>(request: &mut http::Request<B>) {
         if request.version() <= http::Version::HTTP_11
             && !request.headers().contains_key(HOST)
-            && let Some(authority) = request.uri().authority()
-            && let Ok(host) = http::HeaderValue::from_str(authority.as_str())
+            && let Some(host) = request.uri().host()
         {
-            request.headers_mut().insert(HOST, host);
+            // The host and port only: never the userinfo (RFC 9110 §4.2.4).
+            let host = match request.uri().port_u16() {
+                Some(port) => http::HeaderValue::from_str(&format!("{host}:{port}")),
+                None => http::HeaderValue::from_str(host),
+            };
+            if let Ok(host) = host {
+                request.headers_mut().insert(HOST, host);
+            }
         }
     }
 
@@ -182,6 +192,10 @@ impl Shared {
         let host = hosts.next();
         if hosts.next().is_some() {
             return Some("two Host fields");
+        }
+        if host.is_some_and(|h| h.to_str().is_err()) {
+            // Keyed as no host at all, while the origin would read its bytes.
+            return Some("a Host that is not visible ASCII");
         }
         let (Some(authority), Some(host)) = (request.uri().authority(), host) else {
             return None;
@@ -493,6 +507,9 @@ fn unusual_connection_option(headers: &HeaderMap) -> bool {
     })
 }
 
+/// The `Cache-Status` detail of an answer not stored for the request's credentials.
+pub(crate) const CREDENTIALS: &str = "credentials";
+
 fn detail(reason: NotStored) -> &'static str {
     match reason {
         NotStored::Method => "method",
@@ -501,7 +518,7 @@ fn detail(reason: NotStored) -> &'static str {
         NotStored::Refusal => "refusal",
         NotStored::NoStore => "no-store",
         NotStored::Private => "private",
-        NotStored::Credentials => "credentials",
+        NotStored::Credentials => CREDENTIALS,
         NotStored::ClientError => "client-error",
         NotStored::VaryAny => "vary-any",
         NotStored::SetCookie => "set-cookie",

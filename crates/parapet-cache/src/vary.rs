@@ -73,6 +73,12 @@ pub(crate) fn value(request: &HeaderMap, name: &HeaderName) -> Box<[u8]> {
 /// `Accept-Encoding` variant accepts: an origin that ignores weights answers `gzip` to
 /// `gzip;q=0`, and that answer must not be stored as the identity variant.
 pub(crate) fn coding_accepted(request: &HeaderMap, response: &HeaderMap) -> bool {
+    // Only where the variant is keyed on it, and the request said something (RFC 9110
+    // §12.5.3: without the field any coding is acceptable).
+    let varies = fields(response).is_some_and(|f| f.contains(&ACCEPT_ENCODING));
+    if !varies || !request.contains_key(ACCEPT_ENCODING) {
+        return true;
+    }
     let Some(folded) = accept_encoding(request) else {
         return true; // keyed on the value as sent: only the same value gets it
     };
@@ -228,8 +234,7 @@ mod tests {
         let unreadable = values(&headers(&[("accept-encoding", "gzip;q=x")]), &names);
         assert_eq!(&*unreadable[0], b"gzip;q=x", "kept as sent");
         // An origin that ignores weights answers gzip to `gzip;q=0`: not for this variant.
-        let mut gzip = HeaderMap::new();
-        gzip.insert("content-encoding", "gzip".parse().unwrap());
+        let gzip = headers(&[("content-encoding", "gzip"), ("vary", "Accept-Encoding")]);
         let refusing = headers(&[("accept-encoding", "gzip;q=0")]);
         assert!(!coding_accepted(&refusing, &gzip));
         assert!(coding_accepted(
@@ -237,6 +242,10 @@ mod tests {
             &gzip
         ));
         assert!(coding_accepted(&refusing, &HeaderMap::new()));
+        // No variants, or a request that did not say: any coding may be stored.
+        let unvaried = headers(&[("content-encoding", "gzip")]);
+        assert!(coding_accepted(&refusing, &unvaried));
+        assert!(coding_accepted(&HeaderMap::new(), &gzip));
         assert_eq!(&*values(&HeaderMap::new(), &names)[0], b"");
         // A coding the cache does not know is kept as sent: it may select another body.
         let odd = values(&headers(&[("accept-encoding", "gzip, compress")]), &names);

@@ -849,3 +849,94 @@ async fn an_error_provoked_by_a_request_removes_nothing() {
     );
     assert!(!fetch(&svc, "http://a.example/bad").await.is_hit());
 }
+
+/// What a request carries (credentials, `no-store` even with request directives ignored)
+/// never lets its answer remove a stale entry or stop others collapsing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_request_carries_removes_nothing_stale() {
+    let origin = Origin::new();
+    // Without `public`: storable for anonymous requests only. The origin ignores the
+    // validator, so every revalidation is a full 200.
+    origin.answer(
+        200,
+        &[("cache-control", "max-age=60"), ("etag", "\"v\"")],
+        "page",
+    );
+    let attacks: [(&str, &str); 3] = [
+        ("cache-control", "no-store"),
+        ("cookie", "session=abc"),
+        ("authorization", "Bearer t"),
+    ];
+    for obey in [true, false] {
+        for (name, value) in attacks {
+            let (svc, _, clock) = cache(Backend::Memory, &origin, |b| {
+                b.obey_request_directives(obey)
+            })
+            .await;
+            fetch(&svc, "http://a.example/s").await;
+            clock.advance(Duration::from_secs(61));
+            let got = send(&svc, get("http://a.example/s").header(name, value)).await;
+            assert_eq!(got.status, 200);
+            let calls = origin.calls();
+            origin.slow(Duration::from_millis(100));
+            let got = concurrently(&svc, 30, || get("http://a.example/s")).await;
+            origin.slow(Duration::ZERO);
+            let statuses: Vec<String> = got.iter().map(|g| g.cache_status().to_owned()).collect();
+            assert!(
+                statuses.iter().all(|s| !s.contains("uri-miss")),
+                "obey={obey} {name}: the stale entry was removed: {statuses:?}"
+            );
+            assert!(
+                origin.calls() - calls <= 1,
+                "obey={obey} {name}: {} origin calls for 30 clients",
+                origin.calls() - calls
+            );
+        }
+    }
+}
+
+/// A bad `Host` is a 400 whatever the method, so an unsafe request answering for another
+/// host cannot invalidate this one's entries; an `Upgrade` handshake bypasses.
+#[tokio::test]
+async fn a_bad_host_on_any_method_is_a_400_and_upgrades_bypass() {
+    let origin = Origin::new();
+    echo_host(&origin);
+    let (svc, _, _) = cache(Backend::Memory, &origin, |b| b).await;
+    fetch(&svc, "http://victim.example/x").await;
+    let calls = origin.calls();
+    for method in ["POST", "DELETE"] {
+        let request = Request::builder()
+            .method(method)
+            .uri("http://victim.example/x")
+            .header("host", "attacker.example");
+        assert_eq!(send(&svc, request).await.status, 400, "{method}");
+        let request = Request::builder()
+            .method(method)
+            .uri("/x")
+            .header("host", "victim.example")
+            .header("host", "attacker.example");
+        assert_eq!(send(&svc, request).await.status, 400, "{method}");
+    }
+    let binary = Request::get("/x").header(
+        "host",
+        http::HeaderValue::from_bytes(b"vi\xffctim").unwrap(),
+    );
+    assert_eq!(send(&svc, binary).await.status, 400);
+    assert_eq!(origin.calls(), calls, "none reached the origin");
+    assert!(
+        fetch(&svc, "http://victim.example/x").await.is_hit(),
+        "nothing invalidated"
+    );
+    let upgrade = send(
+        &svc,
+        get("http://victim.example/x")
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket"),
+    )
+    .await;
+    assert!(
+        upgrade.cache_status().ends_with("detail=upgrade"),
+        "{}",
+        upgrade.cache_status()
+    );
+}
