@@ -12,13 +12,20 @@
 use http::{HeaderMap, HeaderName};
 use parapet_core::address::forwarded_pairs;
 
-/// The fields keyed for a request from a trusted proxy (all on the bypass list otherwise).
-pub(crate) const FORWARDING: [HeaderName; 5] = [
+/// The fields keyed for a request from a trusted proxy (all on the bypass list otherwise):
+/// the scheme in each spelling frameworks read (`X-Forwarded-Ssl: on`, `Front-End-Https: on`
+/// …), the host, port and prefix.
+pub(crate) const FORWARDING: [HeaderName; 10] = [
     HeaderName::from_static("forwarded"),
     HeaderName::from_static("x-forwarded-proto"),
     HeaderName::from_static("x-forwarded-host"),
     HeaderName::from_static("x-forwarded-port"),
     HeaderName::from_static("x-forwarded-prefix"),
+    HeaderName::from_static("x-forwarded-scheme"),
+    HeaderName::from_static("x-forwarded-protocol"),
+    HeaderName::from_static("x-forwarded-ssl"),
+    HeaderName::from_static("front-end-https"),
+    HeaderName::from_static("x-url-scheme"),
 ];
 
 /// The key part: each field's value, length-prefixed so that no two sets of values share
@@ -156,5 +163,22 @@ mod tests {
         let host = key_part(&headers(&[("x-forwarded-host", "a.example")]));
         let prefix = key_part(&headers(&[("x-forwarded-prefix", "a.example")]));
         assert_ne!(host, prefix);
+    }
+
+    #[test]
+    fn every_spelling_of_the_scheme_is_keyed() {
+        let none = key_part(&HeaderMap::new());
+        let mut seen = vec![none];
+        for name in [
+            "x-forwarded-scheme",
+            "x-forwarded-protocol",
+            "x-forwarded-ssl",
+            "front-end-https",
+            "x-url-scheme",
+        ] {
+            let part = key_part(&headers(&[(name, "on")]));
+            assert!(!seen.contains(&part), "{name}");
+            seen.push(part);
+        }
     }
 }

@@ -17,8 +17,10 @@ pub enum QueryKey {
     Sorted,
     /// Only these parameters (sorted); any others are left out of the key. Use it when the
     /// origin ignores every other parameter, or tracking parameters would split the cache.
+    /// A parameter whose name is not plain (letters, digits, `-`, `_`) or matches an allowed
+    /// one in another case stays in the key: an origin may decode it into an allowed name.
     Allow(Arc<[String]>),
-    /// Every parameter but these (sorted).
+    /// Every parameter but these (sorted); only exact, plain names are left out.
     Deny(Arc<[String]>),
 }
 
@@ -43,17 +45,23 @@ impl QueryKey {
 
     /// The query as it enters the key.
     pub(crate) fn normalise<'a>(&self, query: &'a str) -> std::borrow::Cow<'a, str> {
-        let keep: &dyn Fn(&str) -> bool = match self {
+        // A name the origin may read as another (`%61`, `a.b` and `a[]` to PHP, `A` to
+        // case-insensitive frameworks) is never left out: only plain names are.
+        let plain = |name: &str| {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        let left_out: &dyn Fn(&str) -> bool = match self {
             Self::AsIs => return query.into(),
-            Self::Sorted => &|_| true,
-            Self::Allow(names) => &|name| names.iter().any(|n| n == name),
-            Self::Deny(names) => &|name| !names.iter().any(|n| n == name),
+            Self::Sorted => &|_| false,
+            Self::Allow(names) => {
+                &|name| plain(name) && !names.iter().any(|n| n.eq_ignore_ascii_case(name))
+            }
+            Self::Deny(names) => &|name| plain(name) && names.iter().any(|n| n == name),
         };
-        let name = |pair: &str| {
-            pair.split_once('=')
-                .map_or(pair, |(name, _)| name)
-                .to_owned()
-        };
+        let name = |pair: &'a str| pair.split_once('=').map_or(pair, |(name, _)| name);
         // Some frameworks also split on `;`: a pair is left out only when every
         // `;`-separated part of it is, so that `utm=x;callback=evil` (with `utm` denied)
         // or `a=1;callback=evil` (with `a` allowed) stays in the key whole, whichever way
@@ -62,8 +70,8 @@ impl QueryKey {
             .split('&')
             .filter(|pair| !pair.is_empty())
             .filter(|pair| {
-                pair.split(';')
-                    .any(|part| !part.is_empty() && keep(&name(part)))
+                let mut parts = pair.split(';').filter(|part| !part.is_empty()).peekable();
+                parts.peek().is_none() || parts.any(|part| !left_out(name(part)))
             })
             .collect();
         pairs.sort_unstable();
@@ -92,5 +100,22 @@ mod tests {
         let allow = QueryKey::allow(["a"]);
         assert_eq!(allow.normalise("a=1;callback=evil"), "a=1;callback=evil");
         assert_eq!(allow.normalise("x=1;y=2&a=1"), "a=1");
+        assert_eq!(
+            QueryKey::Sorted.normalise("b=1&;"),
+            ";&b=1",
+            "nothing dropped"
+        );
+    }
+
+    #[test]
+    fn names_an_origin_may_decode_are_never_left_out() {
+        let allow = QueryKey::allow(["a"]);
+        for smuggled in ["%61=evil", "A=evil", "a.b=evil", "a[]=evil", "a+b=evil"] {
+            let query = format!("a=1&{smuggled}");
+            assert_ne!(allow.normalise(&query), "a=1", "{smuggled}");
+        }
+        assert_eq!(allow.normalise("a=1&utm_source=x"), "a=1");
+        let deny = QueryKey::deny(["utm"]);
+        assert_eq!(deny.normalise("utm=x&UTM=y"), "UTM=y");
     }
 }

@@ -103,7 +103,10 @@ pub(crate) fn coding_accepted(request: &HeaderMap, response: &HeaderMap) -> bool
 /// coding, whose effect the cache cannot know (the value is then kept as sent).
 fn accept_encoding(request: &HeaderMap) -> Option<&'static str> {
     const KNOWN: [&str; 4] = ["br", "deflate", "gzip", "zstd"];
-    let mut accepted = [false; 4];
+    // Each known coding as the request named it (accepted or refused), and `*` for the
+    // rest: an explicit `gzip;q=0` stands whatever `*` says (RFC 9110 §12.5.3).
+    let mut named: [Option<bool>; 4] = [None; 4];
+    let mut star: Option<bool> = None;
     for line in request.get_all(ACCEPT_ENCODING) {
         let Ok(line) = line.to_str() else {
             return None;
@@ -123,20 +126,20 @@ fn accept_encoding(request: &HeaderMap) -> Option<&'static str> {
                     }
                 }
             }
-            if refused {
-                continue;
-            }
-            match coding.as_str() {
-                "*" => accepted = [true; 4],
-                "x-gzip" => accepted[2] = true,
+            let coding = if coding == "x-gzip" { "gzip" } else { &coding };
+            match coding {
+                "*" => star = Some(star.unwrap_or(true) && !refused),
                 "identity" | "" => {}
                 other => match KNOWN.iter().position(|k| *k == other) {
-                    Some(i) => accepted[i] = true,
+                    // Named twice: refused if either says so.
+                    Some(i) => named[i] = Some(named[i].unwrap_or(true) && !refused),
+                    None if refused => {}
                     None => return None,
                 },
             }
         }
     }
+    let accepted = named.map(|n| n.unwrap_or(star.unwrap_or(false)));
     const TABLE: [&str; 16] = [
         "",
         "br",
@@ -231,6 +234,10 @@ mod tests {
             &*upper[0], b"deflate",
             "the weight's name is case-insensitive"
         );
+        for refusing_with_star in ["gzip;q=0, *", "*, gzip;q=0", "*;q=1, GZIP;Q=0"] {
+            let v = values(&headers(&[("accept-encoding", refusing_with_star)]), &names);
+            assert_eq!(&*v[0], b"br,deflate,zstd", "{refusing_with_star}");
+        }
         let unreadable = values(&headers(&[("accept-encoding", "gzip;q=x")]), &names);
         assert_eq!(&*unreadable[0], b"gzip;q=x", "kept as sent");
         // An origin that ignores weights answers gzip to `gzip;q=0`: not for this variant.
