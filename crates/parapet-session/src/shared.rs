@@ -54,7 +54,12 @@ impl Shared {
         headers
             .get_all(http::header::COOKIE)
             .iter()
-            .filter_map(|value| value.to_str().ok())
+            // A byte that is not ASCII in another cookie (a sibling subdomain can set one)
+            // must not hide the session: such a line is read with that byte replaced.
+            .map(|value| match value.to_str() {
+                Ok(text) => std::borrow::Cow::Borrowed(text),
+                Err(_) => String::from_utf8_lossy(value.as_bytes()),
+            })
             .flat_map(Cookie::split_parse)
             .filter_map(Result::ok)
             .filter(|c| c.name() == self.cookie.name)

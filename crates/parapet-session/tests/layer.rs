@@ -305,6 +305,24 @@ async fn bad_cookies_are_no_session_and_never_a_500(backend: Backend) {
     let probe = Client::new(client.app.clone());
     probe.set_cookie_value(Some(format!("{many}__Host-session=junk; {good}")));
     assert_eq!(probe.send("GET", "/get/a", "").await.body, "\"1\"");
+    // A byte that is not ASCII in another cookie (a sibling subdomain can set one) does
+    // not hide the session, on the same line or another.
+    for lines in [
+        vec![format!("junk=\u{e9}; {good}")],
+        vec!["junk=\u{e9}".to_owned(), good.clone()],
+    ] {
+        let mut request = axum::http::Request::builder().uri("/get/a");
+        for line in &lines {
+            request = request.header(
+                "cookie",
+                axum::http::HeaderValue::from_bytes(line.as_bytes()).unwrap(),
+            );
+        }
+        let got = client
+            .raw(request.body(axum::body::Body::empty()).unwrap())
+            .await;
+        assert_eq!(got.body, "\"1\"", "{lines:?}");
+    }
 }
 
 async fn huge_values_get_413_and_the_session_is_kept(backend: Backend) {
