@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use cookie::Cookie;
 use http::HeaderMap;
-use http::header::{AUTHORIZATION, COOKIE};
+use http::header::AUTHORIZATION;
 
 use crate::JwtRejection;
 
@@ -120,10 +120,8 @@ fn cookie(
     max_bytes: usize,
 ) -> Result<Option<String>, JwtRejection> {
     let mut found: Option<String> = None;
-    for header in headers.get_all(COOKIE) {
-        let Ok(header) = header.to_str() else {
-            continue;
-        };
+    // A byte that is not ASCII in another cookie does not hide the token.
+    for header in parapet_core::cookie_lines(headers) {
         for cookie in Cookie::split_parse(header).filter_map(Result::ok) {
             if cookie.name() != name {
                 continue;

@@ -51,15 +51,8 @@ impl Shared {
     /// The session id of the request's cookies: the first cookie of our name that holds a
     /// well-formed id. Non-UTF-8 headers, unparsable pairs and malformed values are skipped.
     pub(crate) fn cookie_id(&self, headers: &HeaderMap) -> Option<SessionId> {
-        headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            // A byte that is not ASCII in another cookie (a sibling subdomain can set one)
-            // must not hide the session: such a line is read with that byte replaced.
-            .map(|value| match value.to_str() {
-                Ok(text) => std::borrow::Cow::Borrowed(text),
-                Err(_) => String::from_utf8_lossy(value.as_bytes()),
-            })
+        // A byte that is not ASCII in another cookie does not hide the session.
+        parapet_core::cookie_lines(headers)
             .flat_map(Cookie::split_parse)
             .filter_map(Result::ok)
             .filter(|c| c.name() == self.cookie.name)
