@@ -56,26 +56,49 @@ struct Head<'a> {
     alg: Algorithm,
     #[serde(borrow, default)]
     kid: Option<Cow<'a, str>>,
-    /// Extensions the recipient must understand (RFC 7515 §4.1.11): we understand none.
-    #[serde(default)]
-    crit: Option<serde::de::IgnoredAny>,
+    /// Extensions the recipient must understand (RFC 7515 §4.1.11): we understand none,
+    /// so the parameter's presence alone refuses the token, `"crit": null` included.
+    #[serde(default, deserialize_with = "member")]
+    crit: bool,
+}
+
+/// True for a member that is there, whatever its value (`null` included).
+fn member<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(deserializer)?;
+    Ok(true)
+}
+
+/// A member that, when there, must hold a value of its type: `"exp": null` is malformed,
+/// not absent (RFC 7519 §4.1 gives each registered claim a type, and null is none of them).
+fn not_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// RFC 7515 §4 and RFC 7519 §7.2: the header and the claims are JSON objects. serde would
+/// read a struct from an array too, by position (`["HS256"]`).
+fn is_object(json: &[u8]) -> bool {
+    json.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
 }
 
 #[derive(Deserialize)]
 struct Registered<'a> {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     exp: Option<f64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     nbf: Option<f64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     iat: Option<f64>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "not_null")]
     iss: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "not_null")]
     sub: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "not_null")]
     jti: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "not_null")]
     aud: Option<Audience<'a>>,
 }
 
@@ -111,9 +134,12 @@ pub(crate) fn verify(
     let header_bytes = URL_SAFE_NO_PAD
         .decode(header)
         .map_err(|_| invalid("the header is not base64url"))?;
+    if !is_object(&header_bytes) {
+        return Err(invalid("unsupported or malformed header"));
+    }
     let head: Head<'_> = serde_json::from_slice(&header_bytes)
         .map_err(|_| invalid("unsupported or malformed header"))?;
-    if head.crit.is_some() {
+    if head.crit {
         return Err(invalid("critical header extensions are not supported"));
     }
     let kid = head.kid.as_deref();
@@ -135,6 +161,9 @@ pub(crate) fn verify(
     let payload = URL_SAFE_NO_PAD
         .decode(payload)
         .map_err(|_| invalid("the claims are not base64url"))?;
+    if !is_object(&payload) {
+        return Err(invalid("malformed claims"));
+    }
     let claims: Registered<'_> =
         serde_json::from_slice(&payload).map_err(|_| invalid("malformed claims"))?;
     let (exp, iat) = check_times(&claims, rules, now)?;
@@ -264,6 +293,57 @@ mod tests {
 
     fn check(token: &str, rules: &Rules) -> Result<VerifiedToken, Failure> {
         verify(token, &ring(), rules, 1_000_000.0)
+    }
+
+    /// A token of this raw header and payload JSON, correctly signed with HS256.
+    fn sign_raw(header: &str, payload: &str) -> String {
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(payload)
+        );
+        let sig = jsonwebtoken::crypto::sign(
+            message.as_bytes(),
+            &EncodingKey::from_secret(SECRET),
+            Algorithm::HS256,
+        )
+        .unwrap();
+        format!("{message}.{sig}")
+    }
+
+    #[test]
+    fn header_and_claims_must_be_objects_and_null_is_not_absent() {
+        let claims = r#"{"iat":999000,"exp":1000900,"sub":"alice"}"#;
+        assert!(check(&sign_raw(r#"{"alg":"HS256"}"#, claims), &rules()).is_ok());
+        assert!(check(&sign_raw(r#" {"alg":"HS256"}"#, claims), &rules()).is_ok());
+        for (header, payload) in [
+            // RFC 7515 §4 / RFC 7519 §7.2: objects, not arrays read by position.
+            (r#"["HS256"]"#, claims),
+            (
+                r#"{"alg":"HS256"}"#,
+                r#"[1000900,null,999000,null,"admin"]"#,
+            ),
+            // RFC 7515 §4.1.11: `crit` present at all is an extension we do not know.
+            (r#"{"alg":"HS256","crit":null}"#, claims),
+            // A registered claim that is there must have its type.
+            (
+                r#"{"alg":"HS256"}"#,
+                r#"{"iat":999000,"exp":1000900,"aud":null}"#,
+            ),
+            (r#"{"alg":"HS256"}"#, r#"{"iat":999000,"exp":null}"#),
+            (
+                r#"{"alg":"HS256"}"#,
+                r#"{"iat":999000,"exp":1000900,"sub":null}"#,
+            ),
+        ] {
+            assert!(
+                matches!(
+                    check(&sign_raw(header, payload), &rules()),
+                    Err(Failure::Reject(JwtRejection::InvalidToken(_)))
+                ),
+                "{header} {payload}"
+            );
+        }
     }
 
     #[test]
