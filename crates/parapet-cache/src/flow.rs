@@ -66,28 +66,9 @@ fn strip_own_fields(shared: &Shared, headers: &mut HeaderMap) -> Option<CacheCon
         headers.remove(field);
     }
     let targeted = shared.targeted.as_ref()?;
-    let mut lines = headers.get_all(targeted).iter().peekable();
-    lines.peek()?;
-    let mut cc = CacheControl::default();
-    let mut text = String::new();
-    for line in lines {
-        match line.to_str() {
-            Ok(line) => {
-                if !text.is_empty() {
-                    text.push(',');
-                }
-                text.push_str(line);
-            }
-            Err(_) => cc.no_store = true,
-        }
-    }
-    let parsed = if cc.no_store {
-        cc
-    } else {
-        CacheControl::parse(&text)
-    };
+    let parsed = crate::shared::targeted_field(headers, targeted);
     headers.remove(targeted);
-    Some(parsed)
+    parsed
 }
 
 fn tags(headers: &HeaderMap) -> Vec<String> {

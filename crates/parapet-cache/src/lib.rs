@@ -102,7 +102,9 @@
 //! - `Cache-Control` is parsed here rather than with the `headers` crate's typed
 //!   `CacheControl`: that type fails the whole field on one malformed directive (which
 //!   would lose a `private` next to it), and has neither the field-name forms of `no-cache`
-//!   and `private` nor RFC 5861's directives. HTTP dates: `httpdate`.
+//!   and `private` nor RFC 5861's directives. HTTP dates: `httpdate`. A targeted field
+//!   (`CDN-Cache-Control`) is a Structured Field Dictionary (RFC 9213 §2): `sfv`, already
+//!   the rate limiter's, says whether it is valid; an invalid one is ignored whole.
 //! - Memory store: our own byte-bounded map ([`MemoryStore`]); a general TTL cache (moka)
 //!   enforces its weight bound after the insert, in the background, and the bound here
 //!   holds at insert time.

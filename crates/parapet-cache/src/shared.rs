@@ -334,10 +334,8 @@ impl Shared {
         // Expires) when the field is present and valid.
         let cdn = || {
             self.cdn_cache_control
-                .then(|| response.get(CDN_CACHE_CONTROL))
+                .then(|| targeted_field(response, &CDN_CACHE_CONTROL))
                 .flatten()
-                .and_then(|v| v.to_str().ok())
-                .map(CacheControl::parse)
         };
         let targeted = targeted.or_else(cdn);
         // A targeted field may lift `no-store` for this cache (RFC 9213's use), never
@@ -489,6 +487,26 @@ fn has_explicit_freshness(response: &HeaderMap, cc: &CacheControl) -> bool {
     cc.s_maxage.is_present()
         || cc.max_age.is_present()
         || response.contains_key(http::header::EXPIRES)
+}
+
+/// The directives of a targeted field (RFC 9213 §2), or `None` when it is absent or not
+/// a valid Structured Field Dictionary (RFC 9651 §4.2.2), every line joined: an invalid
+/// field is ignored whole (§2.1), and `Cache-Control` decides.
+pub(crate) fn targeted_field(headers: &HeaderMap, name: &HeaderName) -> Option<CacheControl> {
+    let mut text = String::new();
+    for line in headers.get_all(name) {
+        if !text.is_empty() {
+            text.push_str(", ");
+        }
+        text.push_str(line.to_str().ok()?);
+    }
+    if text.is_empty() {
+        return None;
+    }
+    sfv::Parser::new(&text)
+        .parse_dictionary_with_visitor(sfv::visitor::Ignored)
+        .ok()?;
+    Some(CacheControl::parse(&text))
 }
 
 /// A `Connection` option other than `close`, `keep-alive`, `upgrade` and `te` (or a field

@@ -689,6 +689,30 @@ async fn cdn_cache_control_and_the_targeted_field_take_precedence(backend: Backe
     );
     assert!(fetch(&svc, "http://a.example/").await.is_hit());
 
+    // §2.1: a field that is not a valid Structured Field Dictionary is ignored whole, and
+    // Cache-Control decides.
+    for invalid in [
+        "no-store, ",
+        "no-store,,max-age=0",
+        "\"no-store\"",
+        "no-store;;",
+    ] {
+        origin.answer(
+            200,
+            &[
+                ("cache-control", "public, max-age=60"),
+                ("cdn-cache-control", invalid),
+            ],
+            "x",
+        );
+        let (svc, _, _) = cache(backend, &origin, |b| b).await;
+        fetch(&svc, "http://a.example/i").await;
+        assert!(
+            fetch(&svc, "http://a.example/i").await.is_hit(),
+            "{invalid}"
+        );
+    }
+
     origin.answer(
         200,
         &[
