@@ -482,6 +482,24 @@ where
     if response.status().is_server_error() && may_serve_on_error {
         return Ok(stale("stale-if-error"));
     }
+    if method == Method::HEAD && response.status() == StatusCode::OK && !personal {
+        // §4.3.5: a 200 to a HEAD tells of the stored GET. The same representation
+        // (validators and length agree) refreshes it, as a 304 would; another one
+        // invalidates it. The HEAD's own answer goes to the client as it is.
+        if same_representation(response.headers(), &stored.headers) {
+            refreshed(
+                &shared,
+                &stored,
+                response.headers(),
+                requested_at,
+                received,
+                &client,
+            )
+            .await;
+        } else {
+            shared.remove(std::slice::from_ref(&stored.key)).await;
+        }
+    }
     shared.counter(|c| &c.misses);
     metrics::request("miss");
     let status_code = response.status();
@@ -508,6 +526,23 @@ where
         shared.remove(std::slice::from_ref(&stored.key)).await;
     }
     Ok(response)
+}
+
+/// Whether a `HEAD`'s answer describes the stored response (§4.3.5): no `ETag`,
+/// `Last-Modified` or `Content-Length` that both carry differs, and one of the validators
+/// is there to compare.
+fn same_representation(head: &HeaderMap, stored: &HeaderMap) -> bool {
+    use http::header::{CONTENT_LENGTH, ETAG, LAST_MODIFIED};
+    let mut compared = false;
+    for name in [ETAG, LAST_MODIFIED, CONTENT_LENGTH] {
+        if let (Some(a), Some(b)) = (head.get(&name), stored.get(&name)) {
+            if a != b {
+                return false;
+            }
+            compared |= name != CONTENT_LENGTH;
+        }
+    }
+    compared
 }
 
 /// Puts the stored response's validators on a request to the origin, in place of the

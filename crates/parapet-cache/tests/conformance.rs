@@ -555,6 +555,42 @@ async fn unsafe_methods_invalidate_the_target_and_same_origin_locations(backend:
     assert!(fetch(&svc, "http://a.example/other").await.is_hit());
 }
 
+async fn a_head_answer_refreshes_or_invalidates_the_stored_get(backend: Backend) {
+    // §4.3.5
+    let origin = Origin::new();
+    let (svc, _, clock) = cache(backend, &origin, |b| b).await;
+    let head = |path: &str| {
+        let uri = format!("http://a.example{path}");
+        with_host(http::Request::head(uri.as_str()), &uri)
+    };
+    for (path, etag_now, kept) in [("/same", "\"v1\"", true), ("/changed", "\"v2\"", false)] {
+        origin.answer(
+            200,
+            &[("cache-control", "max-age=10"), ("etag", "\"v1\"")],
+            "abc",
+        );
+        fetch(&svc, &format!("http://a.example{path}")).await;
+        clock.advance(Duration::from_secs(11));
+        // The origin answers the HEAD with a 200 (it ignores the validator).
+        origin.answer(
+            200,
+            &[("cache-control", "max-age=10"), ("etag", etag_now)],
+            "abc",
+        );
+        let calls = origin.calls();
+        let got = send(&svc, head(path)).await;
+        assert_eq!(got.status, 200);
+        assert_eq!(
+            origin.calls(),
+            calls + 1,
+            "{path}: the HEAD went to the origin"
+        );
+        let get = fetch(&svc, &format!("http://a.example{path}")).await;
+        assert_eq!(get.is_hit(), kept, "{path}: {}", get.cache_status());
+        assert_eq!(get.body, "abc");
+    }
+}
+
 async fn head_is_answered_from_a_stored_get_and_never_stored_as_one(backend: Backend) {
     let origin = Origin::new();
     origin.answer(200, &[PUBLIC_60, ("content-length", "5")], "hello");
@@ -973,6 +1009,7 @@ on_every_store!(
     client_validators_are_answered_from_the_cache,
     unsafe_methods_invalidate_the_target_and_same_origin_locations,
     head_is_answered_from_a_stored_get_and_never_stored_as_one,
+    a_head_answer_refreshes_or_invalidates_the_stored_get,
     stale_while_revalidate_serves_stale_and_refreshes_once,
     stale_if_error_serves_stale_on_errors_within_its_window,
     stale_if_error_serves_stale_when_the_origin_is_too_slow,
