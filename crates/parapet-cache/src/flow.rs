@@ -529,20 +529,15 @@ where
 }
 
 /// Whether a `HEAD`'s answer describes the stored response (§4.3.5): no `ETag`,
-/// `Last-Modified` or `Content-Length` that both carry differs, and one of the validators
-/// is there to compare.
+/// `Last-Modified` or `Content-Length` that both carry differs.
 fn same_representation(head: &HeaderMap, stored: &HeaderMap) -> bool {
     use http::header::{CONTENT_LENGTH, ETAG, LAST_MODIFIED};
-    let mut compared = false;
-    for name in [ETAG, LAST_MODIFIED, CONTENT_LENGTH] {
-        if let (Some(a), Some(b)) = (head.get(&name), stored.get(&name)) {
-            if a != b {
-                return false;
-            }
-            compared |= name != CONTENT_LENGTH;
+    [ETAG, LAST_MODIFIED, CONTENT_LENGTH].iter().all(|name| {
+        match (head.get(name), stored.get(name)) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
         }
-    }
-    compared
+    })
 }
 
 /// Puts the stored response's validators on a request to the origin, in place of the

@@ -503,9 +503,26 @@ pub(crate) fn targeted_field(headers: &HeaderMap, name: &HeaderName) -> Option<C
     if text.is_empty() {
         return None;
     }
-    sfv::Parser::new(&text)
-        .parse_dictionary_with_visitor(sfv::visitor::Ignored)
-        .ok()?;
+    let dictionary: sfv::Dictionary = sfv::Parser::new(&text).parse().ok()?;
+    // A lifetime that is not a non-negative sf-integer (`max-age="10000"`) makes the field
+    // invalid too.
+    const DELTAS: [&str; 4] = [
+        "max-age",
+        "s-maxage",
+        "stale-while-revalidate",
+        "stale-if-error",
+    ];
+    for (key, entry) in &dictionary {
+        if DELTAS.contains(&key.as_str()) {
+            let sfv::ListEntry::Item(item) = entry else {
+                return None;
+            };
+            let delta = item.bare_item.as_integer().map(i64::from)?;
+            if delta < 0 {
+                return None;
+            }
+        }
+    }
     Some(CacheControl::parse(&text))
 }
 

@@ -732,6 +732,9 @@ async fn cdn_cache_control_and_the_targeted_field_take_precedence(backend: Backe
         "no-store,,max-age=0",
         "\"no-store\"",
         "no-store;;",
+        "no-store, max-age=\"0\"",
+        "no-store, s-maxage=-1",
+        "no-store, max-age=(0)",
     ] {
         origin.answer(
             200,
