@@ -482,22 +482,32 @@ where
     if response.status().is_server_error() && may_serve_on_error {
         return Ok(stale("stale-if-error"));
     }
-    if method == Method::HEAD && response.status() == StatusCode::OK && !personal {
-        // §4.3.5: a 200 to a HEAD tells of the stored GET. The same representation
-        // (validators and length agree) refreshes it, as a 304 would; another one
-        // invalidates it. The HEAD's own answer goes to the client as it is.
-        if same_representation(response.headers(), &stored.headers) {
-            refreshed(
-                &shared,
-                &stored,
-                response.headers(),
-                requested_at,
-                received,
-                &client,
-            )
-            .await;
-        } else {
-            shared.remove(std::slice::from_ref(&stored.key)).await;
+    if method == Method::HEAD
+        && response.status() == StatusCode::OK
+        && !personal
+        && fwd == Forward::Stale
+        && !client.contains_key(http::header::AUTHORIZATION)
+        && !client.contains_key(http::header::COOKIE)
+    {
+        // §4.3.5: a 200 to a HEAD tells of the stored GET, when that was stale by itself
+        // (a revalidation the client asked for changes nothing). A validator both carry
+        // and agree on, on a stored 200, refreshes it as a 304 would; a validator or
+        // length that differs invalidates it; with nothing to compare it is left as it
+        // is. The HEAD's own answer goes to the client as it is.
+        match same_representation(response.headers(), &stored) {
+            Some(true) if stored.status == StatusCode::OK => {
+                refreshed(
+                    &shared,
+                    &stored,
+                    response.headers(),
+                    requested_at,
+                    received,
+                    &client,
+                )
+                .await;
+            }
+            Some(false) => shared.remove(std::slice::from_ref(&stored.key)).await,
+            _ => {}
         }
     }
     shared.counter(|c| &c.misses);
@@ -528,16 +538,26 @@ where
     Ok(response)
 }
 
-/// Whether a `HEAD`'s answer describes the stored response (§4.3.5): no `ETag`,
-/// `Last-Modified` or `Content-Length` that both carry differs.
-fn same_representation(head: &HeaderMap, stored: &HeaderMap) -> bool {
+/// Whether a `HEAD`'s answer describes the stored response (§4.3.5): `Some(false)` when a
+/// validator or the length differs, `Some(true)` when none differs and a validator (`ETag`,
+/// `Last-Modified`) both carry agrees, `None` when there is nothing to compare.
+fn same_representation(head: &HeaderMap, stored: &StoredResponse) -> Option<bool> {
     use http::header::{CONTENT_LENGTH, ETAG, LAST_MODIFIED};
-    [ETAG, LAST_MODIFIED, CONTENT_LENGTH].iter().all(|name| {
-        match (head.get(name), stored.get(name)) {
-            (Some(a), Some(b)) => a == b,
-            _ => true,
+    if let Some(length) = head.get(CONTENT_LENGTH)
+        && length.to_str().ok().and_then(|l| l.parse::<usize>().ok()) != Some(stored.body.len())
+    {
+        return Some(false);
+    }
+    let mut agreed = false;
+    for name in [ETAG, LAST_MODIFIED] {
+        if let (Some(a), Some(b)) = (head.get(&name), stored.headers.get(&name)) {
+            if a != b {
+                return Some(false);
+            }
+            agreed = true;
         }
-    })
+    }
+    agreed.then_some(true)
 }
 
 /// Puts the stored response's validators on a request to the origin, in place of the

@@ -589,6 +589,29 @@ async fn a_head_answer_refreshes_or_invalidates_the_stored_get(backend: Backend)
         assert_eq!(get.is_hit(), kept, "{path}: {}", get.cache_status());
         assert_eq!(get.body, "abc");
     }
+    // A HEAD revalidation the client asked for (fresh entry, `no-cache`), or one carrying
+    // credentials, neither refreshes nor removes anything.
+    origin.answer(
+        200,
+        &[("cache-control", "max-age=10"), ("etag", "\"v1\"")],
+        "abc",
+    );
+    fetch(&svc, "http://a.example/asked").await;
+    origin.answer(
+        200,
+        &[("cache-control", "max-age=10"), ("etag", "\"v9\"")],
+        "abc",
+    );
+    send(&svc, head("/asked").header("cache-control", "no-cache")).await;
+    assert!(fetch(&svc, "http://a.example/asked").await.is_hit());
+    clock.advance(Duration::from_secs(11));
+    send(&svc, head("/asked").header("cookie", "session=abc")).await;
+    let after = fetch(&svc, "http://a.example/asked").await;
+    assert!(
+        after.cache_status().contains("fwd=stale"),
+        "{}",
+        after.cache_status()
+    );
 }
 
 async fn head_is_answered_from_a_stored_get_and_never_stored_as_one(backend: Backend) {

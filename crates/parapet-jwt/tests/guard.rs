@@ -458,6 +458,9 @@ async fn the_token_can_come_from_a_cookie() {
     // A byte that is not ASCII in another cookie does not hide the token.
     let odd = format!("junk=\u{e9}; token={token}");
     assert_eq!(send(&app, "/me", &[("cookie", &odd)]).await.0, 200);
+    // A Unicode space before the name makes another cookie, not a second token.
+    let spaced = format!("\u{a0}token=x; token={token}");
+    assert_eq!(send(&app, "/me", &[("cookie", &spaced)]).await.0, 200);
     let both = [
         ("cookie", cookie.as_str()),
         ("authorization", &bearer(&token)),

@@ -49,7 +49,8 @@ impl Shared {
     }
 
     /// The session id of the request's cookies: the first cookie of our name that holds a
-    /// well-formed id. Non-UTF-8 headers, unparsable pairs and malformed values are skipped.
+    /// well-formed id. Unparsable pairs and malformed values are skipped; a byte that is not
+    /// ASCII is read as U+FFFD (`parapet_core::cookie_lines`), so it hides no other pair.
     pub(crate) fn cookie_id(&self, headers: &HeaderMap) -> Option<SessionId> {
         // A byte that is not ASCII in another cookie does not hide the session.
         parapet_core::cookie_lines(headers)

@@ -323,6 +323,20 @@ async fn bad_cookies_are_no_session_and_never_a_500(backend: Backend) {
             .await;
         assert_eq!(got.body, "\"1\"", "{lines:?}");
     }
+    // A Unicode space before the name is no whitespace to the cookie reader: a cookie a
+    // sibling subdomain can set (it lacks the `__Host-` prefix) is not the session.
+    for space in ["\u{a0}", "\u{2000}", "\u{3000}", "\u{85}"] {
+        let line = format!("{space}{good}");
+        let request = axum::http::Request::builder()
+            .uri("/get/a")
+            .header(
+                "cookie",
+                axum::http::HeaderValue::from_bytes(line.as_bytes()).unwrap(),
+            )
+            .body(axum::body::Body::empty())
+            .unwrap();
+        assert_eq!(client.raw(request).await.body, "null", "{space:?}");
+    }
 }
 
 async fn huge_values_get_413_and_the_session_is_kept(backend: Backend) {
