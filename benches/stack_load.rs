@@ -74,15 +74,15 @@ fn forwarded(n: u64) -> HeaderValue {
 /// One token per subject, as `POST /api/login` mints them.
 fn tokens() -> Vec<HeaderValue> {
     let key = jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes());
-    let now = SystemTime::now()
+    let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
-        .as_secs();
+        .as_millis() as u64;
     (0..USERS)
         .map(|i| {
             let claims = json!({
                 "iss": "parapet-stack", "sub": format!("user{i}"), "jti": format!("{i:032x}"),
-                "iat": now, "exp": now + 15 * 60,
+                "iat": now_ms as f64 / 1000.0, "exp": now_ms / 1000 + 15 * 60,
             });
             let token =
                 jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap();
@@ -143,18 +143,22 @@ fn main() {
     } = Settings::from_env(5);
     let server_rt = runtime();
     let redis_server = RedisServer::start_with(&["--maxmemory-policy", "noeviction"]);
-    let tokens = tokens();
     let variants = server_rt.block_on(async {
+        let mut stacks = Vec::new();
+        for (backend, redis_url) in [("memory", None), ("redis", Some(redis_server.url()))] {
+            let app = stack::app(&config(redis_url)).await.unwrap();
+            let addr = serve(app).await;
+            stacks.push((backend, addr, sessions(addr).await));
+        }
+        // Minted once the stacks run: a first start on an empty Redis refuses older tokens.
+        let tokens = tokens();
         let mut variants = vec![Variant {
             name: "baseline: the bare handler".into(),
             path: "/products",
             addr: serve(bare()).await,
             headers: headers("authorization", tokens.clone()),
         }];
-        for (backend, redis_url) in [("memory", None), ("redis", Some(redis_server.url()))] {
-            let app = stack::app(&config(redis_url)).await.unwrap();
-            let addr = serve(app).await;
-            let cookies = sessions(addr).await;
+        for (backend, addr, cookies) in stacks {
             variants.push(Variant {
                 name: format!("stack {backend}: GET /products, a cache hit"),
                 path: "/products",

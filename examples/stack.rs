@@ -406,18 +406,20 @@ async fn api_login(State(app): State<Arc<App>>, user: String) -> Response {
             "user must be 1 to 64 of [A-Za-z0-9-_.@]",
         );
     }
-    let now = SystemTime::now()
+    // `iat` carries milliseconds (RFC 7519 NumericDate may have a fraction): a revocation
+    // refuses the tokens issued up to its millisecond, so a login right after one is fine.
+    let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
-        .as_secs();
+        .as_millis() as u64;
     let mut jti = [0u8; 16];
     getrandom::fill(&mut jti).unwrap();
     let mut claims = json!({
         "iss": "parapet-stack",
         "sub": user,
         "jti": jti.iter().map(|b| format!("{b:02x}")).collect::<String>(),
-        "iat": now,
-        "exp": now + 15 * 60,
+        "iat": now_ms as f64 / 1000.0,
+        "exp": now_ms / 1000 + 15 * 60,
     });
     if user == "admin" {
         claims["scope"] = json!("admin");

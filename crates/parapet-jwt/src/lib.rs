@@ -67,9 +67,19 @@
 //! or let through on what it knew.
 //!
 //! Tokens without `jti` can still be revoked by user (`sub`) and by the global epoch.
-//! Epochs have millisecond resolution and `iat` usually whole seconds: a token issued in the
-//! same second as a user's revocation, even just after it, is revoked too (issue `iat` with
-//! a fraction, or log the user in again a second later).
+//!
+//! The rule is exact to the millisecond: a user or global revocation at `E` ms refuses the
+//! tokens with `iat × 1000 ≤ E`. A token issued in the revocation's own millisecond counts
+//! as before it. `iat` may carry a fraction (RFC 7519 §2, NumericDate): issue it in
+//! milliseconds (`1765100000.123`, as the examples do) and a login right after a revocation
+//! is not caught by it. A whole-second `iat` cannot say where in its second the token was
+//! issued, so a token issued in the same second as the revocation, even just after it, is
+//! revoked too.
+//!
+//! A full set never fails a revocation open: it widens, token to user to everyone (see
+//! [`Revocations`]), and a per-subject cap keeps one account from filling the token set.
+//! Redis data loss is detected by a generation marker: every instance then refuses the
+//! tokens issued before the loss.
 //!
 //! Epochs are stamped with the store's clock (Redis `TIME`; the instance's clock in memory)
 //! and compared with `iat`, stamped by the issuer's clock. Keep them in sync (NTP): if the

@@ -14,6 +14,12 @@ pub const STALE: &str = "parapet_jwt_stale_total";
 pub const STORE_ERRORS: &str = "parapet_jwt_store_errors_total";
 /// Gauge: revoked tokens held by this instance's replica.
 pub const REPLICA_TOKENS: &str = "parapet_jwt_replica_tokens";
+/// Counter: revocations made wider than asked because a set was full or a subject had its
+/// most revoked tokens, labelled `from` (`token`, `user`) and `to` (`user`, `all`).
+pub const REVOCATIONS_WIDENED: &str = "parapet_jwt_revocations_widened_total";
+/// Counter: times this instance found Redis's revocations lost or absent (a changed or new
+/// generation marker) and refused every token issued before.
+pub const DATA_LOSS: &str = "parapet_jwt_revocations_data_loss_total";
 /// Counter: JWKS fetches, labelled `result`: `ok`, `error`.
 pub const JWKS_FETCHES: &str = "parapet_jwt_jwks_fetches_total";
 
@@ -31,6 +37,14 @@ pub(crate) fn store_error(op: &'static str, error: &StoreError) {
 
 pub(crate) fn replica_tokens(n: usize) {
     metrics::gauge!(REPLICA_TOKENS).set(n as f64);
+}
+
+pub(crate) fn widened(from: &'static str, to: &'static str) {
+    metrics::counter!(REVOCATIONS_WIDENED, "from" => from, "to" => to).increment(1);
+}
+
+pub(crate) fn data_loss() {
+    metrics::counter!(DATA_LOSS).increment(1);
 }
 
 #[cfg_attr(not(feature = "jwks-fetch"), allow(dead_code))]

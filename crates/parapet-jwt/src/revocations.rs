@@ -1,7 +1,8 @@
 //! The revocation handle: revoke, and check with no round trip.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parapet_core::fanout::Event;
@@ -28,6 +29,7 @@ static REVOKE_TOKEN: LazyLock<Script> = script!("scripts/revoke_token.lua");
 static REVOKE_USER: LazyLock<Script> = script!("scripts/revoke_user.lua");
 static REVOKE_ALL: LazyLock<Script> = script!("scripts/revoke_all.lua");
 static CHECK: LazyLock<Script> = script!("scripts/check.lua");
+static GENERATION: LazyLock<Script> = script!("scripts/generation.lua");
 
 /// Revocations of tokens (by issuer and `jti`), of users (every token of a `sub` issued so
 /// far) and of everything (every token issued so far), for a [`JwtLayer`](crate::JwtLayer).
@@ -43,6 +45,23 @@ static CHECK: LazyLock<Script> = script!("scripts/check.lua");
 /// (`min(exp, iat + max_token_age) + leeway`), a user or global epoch after
 /// `max_token_age`, and [`max_entries`](RevocationsBuilder::max_entries) caps the rest.
 ///
+/// **Full means stricter, never open.** A revocation never fails for room: a token
+/// revocation that finds the token set full, or its subject already at
+/// [`max_tokens_per_user`](RevocationsBuilder::max_tokens_per_user), revokes the subject
+/// (every token of theirs issued so far) instead; a user revocation that finds the user set
+/// full, or a token revocation without a subject, revokes every token issued so far. Each
+/// widening is logged and counted
+/// ([`REVOCATIONS_WIDENED`](crate::metrics::REVOCATIONS_WIDENED)).
+///
+/// **Redis data loss is detected** (Redis restarted without its data, flushed, or the
+/// revocation keys evicted): Redis holds a generation marker, a key without expiry written
+/// when its copy of the revocations began. An instance that finds the marker changed, or
+/// absent, refuses every token issued before the new generation (the global epoch moves to
+/// it) and logs an error; so does an instance started afterwards. A first start on an
+/// empty Redis looks the same as a loss, so it too refuses the tokens issued before it:
+/// a one-time re-login, unless you say the store may be trusted when empty
+/// ([`trust_empty_store`](RevocationsBuilder::trust_empty_store)).
+///
 /// Cheap to clone; clones share the replica.
 #[derive(Clone)]
 pub struct Revocations {
@@ -55,6 +74,7 @@ pub(crate) struct Rules {
     pub(crate) max_age_ms: u64,
     pub(crate) leeway_ms: u64,
     pub(crate) max_entries: usize,
+    pub(crate) max_per_user: usize,
 }
 
 impl Rules {
@@ -72,6 +92,9 @@ struct Inner {
     replica: Arc<Replica>,
     rules: Rules,
     redis: Option<RedisPart>,
+    /// In memory: subject -> (revoked tokens recorded, ms after which the last of them is
+    /// dead). On Redis a key per subject holds the count.
+    subjects: Mutex<HashMap<Box<str>, (usize, u64)>>,
 }
 
 struct RedisPart {
@@ -87,15 +110,42 @@ struct Keys {
     tokens: String,
     users: String,
     epoch: String,
+    generation: String,
+    /// Followed by `:<subject>`: the subject's count of revoked tokens.
+    subject: String,
     channel: String,
 }
 
+impl Keys {
+    fn subject(&self, subject: &str) -> String {
+        let mut key = String::with_capacity(self.subject.len() + 1 + subject.len());
+        key.push_str(&self.subject);
+        key.push(':');
+        key.push_str(subject);
+        key
+    }
+}
+
 /// Resyncs asked for and loads completed, counted: the replica is trusted only when the
-/// last load started after the last resync.
+/// last load started after the last resync. And the store's generation, to notice that
+/// Redis lost its data.
 #[derive(Default)]
 struct SyncState {
     resyncs: AtomicU64,
     loaded: AtomicU64,
+    /// The generation marker last read (ms; 0 before the first load).
+    generation: AtomicU64,
+    trust_empty: bool,
+    retention_ms: u64,
+}
+
+/// What recording a revoked token found.
+enum Recorded {
+    Yes,
+    /// The token set is full.
+    Full,
+    /// The token's subject has its most revoked tokens.
+    SubjectFull,
 }
 
 /// The outcome of checking a token's revocation.
@@ -129,6 +179,7 @@ impl Revocations {
                 replica: Arc::new(Replica::new(rules.retention_ms())),
                 rules,
                 redis: None,
+                subjects: Mutex::default(),
             }),
         }
     }
@@ -146,10 +197,16 @@ impl Revocations {
             tokens: keyspace.key("jwt", &tag, "tokens"),
             users: keyspace.key("jwt", &tag, "users"),
             epoch: keyspace.key("jwt", &tag, "epoch"),
+            generation: keyspace.key("jwt", &tag, "generation"),
+            subject: keyspace.key("jwt", &tag, "subject"),
             channel: keyspace.name("jwt", "revocations"),
         });
         let replica = Arc::new(Replica::new(rules.retention_ms()));
-        let sync = Arc::new(SyncState::default());
+        let sync = Arc::new(SyncState {
+            trust_empty: options.trust_empty,
+            retention_ms: rules.retention_ms(),
+            ..SyncState::default()
+        });
         let handler = {
             let (replica, sync, redis, keys) =
                 (replica.clone(), sync.clone(), redis.clone(), keys.clone());
@@ -185,6 +242,7 @@ impl Revocations {
             inner: Arc::new(Inner {
                 replica,
                 rules,
+                subjects: Mutex::default(),
                 redis: Some(RedisPart {
                     redis,
                     keys,
@@ -200,6 +258,12 @@ impl Revocations {
     /// Revokes `token` (by issuer and `jti`) on every instance, until it would have expired
     /// anyway. A token without `jti` cannot be revoked alone
     /// ([`StoreError::InvalidArgument`]): revoke its user, or require `jti` in the guard.
+    ///
+    /// When the token set is full, or the token's subject already has
+    /// [`max_tokens_per_user`](RevocationsBuilder::max_tokens_per_user) revoked tokens, the
+    /// subject is revoked instead (every token of theirs issued so far); without a subject,
+    /// every token is. An error therefore means the store could not be reached, never that
+    /// it had no room.
     pub async fn revoke_token(&self, token: &VerifiedToken) -> Result<(), StoreError> {
         let jti = token
             .token_id()
@@ -207,16 +271,31 @@ impl Revocations {
         let end_s = token
             .expires_at()
             .min(token.issued_at() + self.inner.rules.max_age_ms as f64 / 1000.0);
-        self.revoke_token_id(token.issuer(), jti, end_s).await
+        self.revoke_token_of(token.issuer(), jti, end_s, token.subject())
+            .await
     }
 
     /// Revokes the token of `issuer` and `jti` on every instance until `expires_at` (its
     /// `exp`, seconds since the Unix epoch) plus the leeway.
+    ///
+    /// Without the token's subject there is nothing narrower to widen to: when the token
+    /// set is full, **every** token issued so far is revoked. Prefer
+    /// [`revoke_token`](Self::revoke_token) when you have the token.
     pub async fn revoke_token_id(
         &self,
         issuer: Option<&str>,
         jti: &str,
         expires_at: f64,
+    ) -> Result<(), StoreError> {
+        self.revoke_token_of(issuer, jti, expires_at, None).await
+    }
+
+    async fn revoke_token_of(
+        &self,
+        issuer: Option<&str>,
+        jti: &str,
+        expires_at: f64,
+        subject: Option<&str>,
     ) -> Result<(), StoreError> {
         if jti.is_empty() || !expires_at.is_finite() {
             return Err(StoreError::InvalidArgument(
@@ -231,39 +310,93 @@ impl Revocations {
         let exp_ms = (expires_at.max(0.0) * 1000.0).ceil() as u64;
         let until_ms = exp_ms.min(latest).saturating_add(rules.leeway_ms + 1);
         let member = member(issuer, jti);
-        let Some(part) = &self.inner.redis else {
-            let now = unix_ms();
-            let replica = &self.inner.replica;
-            // At most one sweep a second, however hard the cap is hit.
-            if replica.len().0 >= self.inner.rules.max_entries && replica.sweep_due(now) {
-                replica.sweep(now);
+        let subject = subject.filter(|s| !s.is_empty());
+        let recorded = match &self.inner.redis {
+            None => self.record_in_memory(&member, until_ms, subject),
+            Some(part) => {
+                let mut call = REVOKE_TOKEN.call(2);
+                call.key(part.keys.tokens.as_str())
+                    .key(part.keys.subject(subject.unwrap_or("")))
+                    .arg(member.as_slice())
+                    .arg(until_ms)
+                    .arg(rules.max_entries)
+                    .arg(part.keys.channel.as_str())
+                    .arg(if subject.is_some() {
+                        rules.max_per_user
+                    } else {
+                        0
+                    });
+                let reply: i64 = part.call("revoke", &call).await?;
+                match reply {
+                    -1 => Recorded::Full,
+                    -2 => Recorded::SubjectFull,
+                    _ => {
+                        // Applied here at once, not only when the announcement comes back.
+                        self.inner
+                            .replica
+                            .revoke_member(&member, until_ms, unix_ms());
+                        Recorded::Yes
+                    }
+                }
             }
-            if replica.len().0 >= self.inner.rules.max_entries && !replica.has_member(&member, now)
-            {
-                return Err(StoreError::CapacityExceeded("revoked tokens"));
-            }
-            self.inner.replica.revoke_member(&member, until_ms, now);
-            metric_len(&self.inner.replica);
-            return Ok(());
         };
-        let mut call = REVOKE_TOKEN.call(1);
-        call.key(part.keys.tokens.as_str())
-            .arg(member.as_slice())
-            .arg(until_ms)
-            .arg(self.inner.rules.max_entries)
-            .arg(part.keys.channel.as_str());
-        let reply: i64 = part.call("revoke", &call).await?;
-        if reply < 0 {
-            return Err(StoreError::CapacityExceeded("revoked tokens"));
+        let why = match recorded {
+            Recorded::Yes => return Ok(()),
+            Recorded::Full => "the token set is full",
+            Recorded::SubjectFull => "the subject has its most revoked tokens",
+        };
+        match subject {
+            Some(user) => {
+                widened("token", "user", why);
+                self.revoke_user(user).await
+            }
+            None => {
+                widened("token", "all", why);
+                self.revoke_all().await
+            }
         }
-        // Applied here at once, not only when the announcement comes back.
-        self.inner
-            .replica
-            .revoke_member(&member, until_ms, unix_ms());
-        Ok(())
+    }
+
+    fn record_in_memory(&self, member: &[u8], until_ms: u64, subject: Option<&str>) -> Recorded {
+        let now = unix_ms();
+        let replica = &self.inner.replica;
+        let rules = &self.inner.rules;
+        if replica.has_member(member, now) {
+            replica.revoke_member(member, until_ms, now);
+            return Recorded::Yes;
+        }
+        let mut subjects = lock(&self.inner.subjects);
+        if subjects.len() >= rules.max_entries {
+            subjects.retain(|_, (_, end)| *end > now);
+        }
+        let count = subject.and_then(|s| subjects.get(s)).map_or(
+            0,
+            |&(n, end)| {
+                if end > now { n } else { 0 }
+            },
+        );
+        if subject.is_some() && count >= rules.max_per_user {
+            return Recorded::SubjectFull;
+        }
+        // At most one sweep a second, however hard the cap is hit.
+        if replica.len().0 >= rules.max_entries && replica.sweep_due(now) {
+            replica.sweep(now);
+        }
+        if replica.len().0 >= rules.max_entries {
+            return Recorded::Full;
+        }
+        replica.revoke_member(member, until_ms, now);
+        if let Some(subject) = subject {
+            let slot = subjects.entry(subject.into()).or_insert((0, 0));
+            *slot = (count + 1, slot.1.max(until_ms));
+        }
+        metric_len(replica);
+        Recorded::Yes
     }
 
     /// Revokes every token of `user` (their `sub`) issued until now, on every instance.
+    ///
+    /// When the user set is full, every token issued until now is revoked instead.
     pub async fn revoke_user(&self, user: &str) -> Result<(), StoreError> {
         if user.is_empty() {
             return Err(StoreError::InvalidArgument("an empty user"));
@@ -275,7 +408,8 @@ impl Revocations {
                 replica.sweep(now);
             }
             if replica.len().1 >= self.inner.rules.max_entries && !replica.has_user(user) {
-                return Err(StoreError::CapacityExceeded("revoked users"));
+                widened("user", "all", "the user set is full");
+                return self.revoke_all().await;
             }
             self.inner.replica.revoke_user(user, now, now);
             return Ok(());
@@ -287,8 +421,10 @@ impl Revocations {
             .arg(self.inner.rules.max_entries)
             .arg(part.keys.channel.as_str());
         let epoch: i64 = part.call("revoke", &call).await?;
-        let epoch =
-            u64::try_from(epoch).map_err(|_| StoreError::CapacityExceeded("revoked users"))?;
+        let Ok(epoch) = u64::try_from(epoch) else {
+            widened("user", "all", "the user set is full");
+            return self.revoke_all().await;
+        };
         self.inner.replica.revoke_user(user, epoch, unix_ms());
         Ok(())
     }
@@ -369,10 +505,11 @@ impl Revocations {
             WhenStale::FailOpen => Check::Allowed,
             WhenStale::FailClosed => Check::Unavailable,
             WhenStale::CheckStore => {
-                let mut call = CHECK.call(3);
+                let mut call = CHECK.call(4);
                 call.key(part.keys.tokens.as_str())
                     .key(part.keys.users.as_str())
                     .key(part.keys.epoch.as_str())
+                    .key(part.keys.generation.as_str())
                     .arg(facts.iat_ms)
                     .arg(
                         facts
@@ -382,7 +519,8 @@ impl Revocations {
                             .as_slice(),
                     )
                     .arg(facts.sub.unwrap_or(""))
-                    .arg(if facts.sub.is_some() { "1" } else { "0" });
+                    .arg(if facts.sub.is_some() { "1" } else { "0" })
+                    .arg(if part.sync.trust_empty { "1" } else { "0" });
                 let redis = part.redis.clone();
                 Check::AskStore(
                     StoreCall::boxed(async move {
@@ -432,7 +570,10 @@ async fn reload(
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match load(&replica, &redis, &keys).await {
+        let Some(state) = sync.upgrade() else { return };
+        let loaded = load(&replica, &redis, &keys, &state).await;
+        drop(state);
+        match loaded {
             Ok(()) => {
                 metric_len(&replica);
                 if let Some(sync) = sync.upgrade() {
@@ -463,7 +604,13 @@ async fn reload(
 /// nothing still to be read; an insert or a longer revocation that moves an entry up may
 /// make a page skip it, but every such change is announced, and the subscription was made
 /// before the load began. The replica is a union, so what is read twice is harmless.
-async fn load(replica: &Replica, redis: &RedisHandle, keys: &Keys) -> Result<(), StoreError> {
+async fn load(
+    replica: &Replica,
+    redis: &RedisHandle,
+    keys: &Keys,
+    sync: &SyncState,
+) -> Result<(), StoreError> {
+    check_generation(redis, keys, sync).await?;
     let mut get = Command::new("GET");
     get.arg(keys.epoch.as_str());
     let global: Option<String> = redis.query(&get).await?;
@@ -502,6 +649,60 @@ async fn load(replica: &Replica, redis: &RedisHandle, keys: &Keys) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// Reads (or, on an empty Redis, writes) the generation marker; a changed or new marker
+/// raises the global epoch to it, in Redis by the script and here by the load that follows.
+async fn check_generation(
+    redis: &RedisHandle,
+    keys: &Keys,
+    sync: &SyncState,
+) -> Result<(), StoreError> {
+    let known = sync.generation.load(Ordering::Acquire);
+    let mut call = GENERATION.call(2);
+    call.key(keys.generation.as_str())
+        .key(keys.epoch.as_str())
+        .arg(sync.retention_ms)
+        .arg(keys.channel.as_str())
+        .arg(if sync.trust_empty { "1" } else { "0" })
+        .arg(if known == 0 {
+            String::new()
+        } else {
+            known.to_string()
+        });
+    let (generation, created): (String, i64) = redis.eval(&call).await?;
+    let generation =
+        number(&generation).ok_or(StoreError::UnexpectedReply("a revocation generation"))?;
+    if known != 0 && known != generation {
+        crate::metrics::data_loss();
+        tracing::error!(
+            previous = known,
+            generation,
+            "Redis lost the revocations (restarted empty, flushed or evicted): every token \
+             issued before the new generation is refused"
+        );
+    } else if created == 1 && !sync.trust_empty {
+        crate::metrics::data_loss();
+        tracing::warn!(
+            generation,
+            "no revocation generation in Redis (a first start, or Redis lost its data): \
+             every token issued before now is refused"
+        );
+    }
+    sync.generation.store(generation, Ordering::Release);
+    Ok(())
+}
+
+/// Logs and counts a revocation made wider than asked.
+fn widened(from: &'static str, to: &'static str, why: &'static str) {
+    crate::metrics::widened(from, to);
+    tracing::warn!(from, to, "revocation widened: {why}");
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A millisecond time as Redis writes it (an integer, or a float for a sorted-set score).

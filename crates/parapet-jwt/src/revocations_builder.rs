@@ -14,6 +14,8 @@ use crate::revocations::{Revocations, Rules};
 /// | [`max_token_age`](Self::max_token_age) | 24 h |
 /// | [`leeway`](Self::leeway) | 60 s |
 /// | [`max_entries`](Self::max_entries) | 1,000,000 tokens and as many users |
+/// | [`max_tokens_per_user`](Self::max_tokens_per_user) | 100 |
+/// | [`trust_empty_store`](Self::trust_empty_store) (Redis) | `false` |
 /// | [`staleness`](Self::staleness) (Redis) | 500 ms, heartbeat a fifth of it |
 /// | [`when_stale`](Self::when_stale) (Redis) | [`WhenStale::FailClosed`] |
 /// | [`timeout`](Self::timeout) (Redis) | 100 ms |
@@ -25,6 +27,7 @@ pub struct RevocationsBuilder {
     pub(crate) when_stale: WhenStale,
     pub(crate) timeout: Duration,
     pub(crate) prefix: String,
+    pub(crate) trust_empty: bool,
 }
 
 impl Default for RevocationsBuilder {
@@ -34,11 +37,13 @@ impl Default for RevocationsBuilder {
                 max_age_ms: 24 * 3_600_000,
                 leeway_ms: 60_000,
                 max_entries: 1_000_000,
+                max_per_user: 100,
             },
             staleness: Duration::from_millis(500),
             when_stale: WhenStale::FailClosed,
             timeout: Duration::from_millis(100),
             prefix: "parapet".to_owned(),
+            trust_empty: false,
         }
     }
 }
@@ -60,15 +65,33 @@ impl RevocationsBuilder {
     }
 
     /// The most revoked tokens (and, separately, users) held at once. A revocation past it
-    /// fails with [`StoreError::CapacityExceeded`](parapet_core::StoreError) rather than
-    /// silently dropping another. A revoked token costs about 40 bytes in each replica, a
-    /// revoked user up to about 600 (`sub` is at most 512 bytes).
-    ///
-    /// Revocations come from your endpoints (logout, admin): rate-limit them per user, or
-    /// anyone able to log in and out fast can fill the set; when a token revocation fails
-    /// for capacity, revoking its user still works (the example does that).
+    /// is widened, never dropped: a token's revocation revokes its user, a user's revokes
+    /// every token issued so far (see [`Revocations`]). A revoked token costs about 40
+    /// bytes in each replica, a revoked user up to about 600 (`sub` is at most 512 bytes).
     pub fn max_entries(mut self, n: usize) -> Self {
         self.rules.max_entries = n;
+        self
+    }
+
+    /// The most revoked tokens one subject (`sub`) holds in the token set at once; the next
+    /// revocation of one of their tokens revokes the subject instead (every token of theirs
+    /// issued so far). Keeps one account logging in and out in a loop from filling the set
+    /// that every user shares.
+    pub fn max_tokens_per_user(mut self, n: usize) -> Self {
+        self.rules.max_per_user = n;
+        self
+    }
+
+    /// Whether an empty Redis (no generation marker) may be trusted as a first start (Redis).
+    ///
+    /// By default it is not: a Redis restarted without its data, flushed, or whose
+    /// revocation keys were evicted looks exactly like a new one, so an instance that finds
+    /// no marker writes one and refuses every token issued before it. The cost is a
+    /// one-time re-login of everyone on the very first start. Set `true` only when your
+    /// Redis cannot lose data unnoticed (AOF with `appendfsync always`, no eviction); a
+    /// running instance that sees the marker change still refuses the older tokens.
+    pub fn trust_empty_store(mut self, trust: bool) -> Self {
+        self.trust_empty = trust;
         self
     }
 
@@ -97,9 +120,10 @@ impl RevocationsBuilder {
     }
 
     fn check(&self) -> Result<(), ConfigError> {
-        if self.rules.max_age_ms == 0 || self.rules.max_entries == 0 {
+        if self.rules.max_age_ms == 0 || self.rules.max_entries == 0 || self.rules.max_per_user == 0
+        {
             return Err(ConfigError(
-                "max_token_age and max_entries must be positive".into(),
+                "max_token_age, max_entries and max_tokens_per_user must be positive".into(),
             ));
         }
         if self.rules.max_age_ms > 400 * 86_400_000 || self.rules.leeway_ms > 3_600_000 {

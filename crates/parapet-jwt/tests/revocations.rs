@@ -28,7 +28,7 @@ async fn revoking_a_token_refuses_it_and_no_other() {
         assert_eq!(status(&guard, &b).await, 200, "{backend:?}");
         // Same jti from another issuer is another token.
         let other = sign(
-            &json!({"sub": "alice", "jti": "a1", "iss": "other", "iat": now() - 1, "exp": now() + 900}),
+            &json!({"sub": "alice", "jti": "a1", "iss": "other", "iat": issued_now(), "exp": now() + 900}),
         );
         assert_eq!(status(&guard, &other).await, 200, "{backend:?}");
         assert_eq!(revocations.len(), (1, 0), "{backend:?}");
@@ -41,7 +41,7 @@ async fn revoking_a_user_refuses_their_older_tokens_only() {
         let revocations = revocations(backend, &prefix()).await;
         let guard = guard(&revocations);
         let old = token("alice", "x");
-        let no_jti = sign(&json!({"sub": "alice", "iat": now() - 1, "exp": now() + 900}));
+        let no_jti = sign(&json!({"sub": "alice", "iat": issued_now(), "exp": now() + 900}));
         revocations.revoke_user("alice").await.unwrap();
         assert_eq!(status(&guard, &old).await, 401, "{backend:?}");
         assert_eq!(
@@ -50,10 +50,18 @@ async fn revoking_a_user_refuses_their_older_tokens_only() {
             "tokens without jti too: {backend:?}"
         );
         assert_eq!(status(&guard, &token("bob", "y")).await, 200, "{backend:?}");
-        // Issued after the revocation (iat in whole seconds: the next second).
-        let newer =
-            sign(&json!({"sub": "alice", "jti": "z", "iat": now() + 1, "exp": now() + 900}));
+        // Issued after the revocation, in the same second: `iat` carries milliseconds, so
+        // the comparison is exact and no wait is needed.
+        let newer = token("alice", "z");
         assert_eq!(status(&guard, &newer).await, 200, "{backend:?}");
+        // A whole-second `iat` cannot say where in its second it was issued: the second of
+        // the revocation counts as before it.
+        revocations.revoke_user("dana").await.unwrap();
+        let second = now();
+        let whole = sign(&json!({"sub": "dana", "iat": second, "exp": second + 900}));
+        assert_eq!(status(&guard, &whole).await, 401, "{backend:?}");
+        let next = sign(&json!({"sub": "dana", "iat": second + 1, "exp": second + 900}));
+        assert_eq!(status(&guard, &next).await, 200, "{backend:?}");
     }
 }
 
@@ -66,7 +74,7 @@ async fn the_global_epoch_refuses_every_older_token() {
         revocations.revoke_all().await.unwrap();
         assert_eq!(status(&guard, &a).await, 401, "{backend:?}");
         assert_eq!(status(&guard, &b).await, 401, "{backend:?}");
-        let newer = sign(&json!({"sub": "carol", "iat": now() + 1, "exp": now() + 900}));
+        let newer = token("carol", "3");
         assert_eq!(status(&guard, &newer).await, 200, "{backend:?}");
     }
 }
@@ -128,35 +136,116 @@ async fn tokens_older_than_the_maximum_age_are_refused() {
         let old = sign(&json!({"sub": "a", "iat": now() - 200, "exp": now() + 900}));
         assert_eq!(status(&guard, &old).await, 401, "{backend:?}");
         // A far-future exp is accepted, bounded by the age: its revocation ends with it.
-        let forever = sign(&json!({"sub": "a", "jti": "f", "iat": now() - 1, "exp": u64::MAX}));
+        let forever = sign(&json!({"sub": "a", "jti": "f", "iat": issued_now(), "exp": u64::MAX}));
         assert_eq!(status(&guard, &forever).await, 200, "{backend:?}");
     }
 }
 
+/// A full set never makes a revocation fail and never lets the revoked token through: it
+/// widens, token to user to everyone.
 #[tokio::test]
-async fn the_capacity_bound_refuses_rather_than_drops() {
+async fn a_full_set_widens_rather_than_refuses() {
     for backend in ALL {
         let builder = Revocations::builder().max_entries(3);
         let revocations = revocations_with(backend, &prefix(), builder).await;
-        for jti in ["1", "2", "3"] {
-            revocations
-                .revoke_token_id(None, jti, (now() + 900) as f64)
-                .await
-                .unwrap();
+        let guard = guard(&revocations);
+        for jti in ["a1", "a2", "a3"] {
+            assert_eq!(
+                logout(&guard, &revocations, &token("alice", jti)).await,
+                204
+            );
         }
-        let full = revocations
-            .revoke_token_id(None, "4", (now() + 900) as f64)
-            .await;
-        assert!(
-            matches!(full, Err(StoreError::CapacityExceeded(_))),
-            "{backend:?}: {full:?}"
+        assert_eq!(revocations.len(), (3, 0), "{backend:?}");
+        // The token set is full: bob's logout revokes bob.
+        let (bob_phone, bob_laptop) = (token("bob", "b1"), token("bob", "b2"));
+        assert_eq!(
+            logout(&guard, &revocations, &bob_phone).await,
+            204,
+            "{backend:?}"
         );
-        // Revoking one that is already there again is fine.
+        assert_eq!(status(&guard, &bob_phone).await, 401, "{backend:?}");
+        assert_eq!(
+            status(&guard, &bob_laptop).await,
+            401,
+            "{backend:?}: every older token of bob's"
+        );
+        let carol = token("carol", "c1");
+        assert_eq!(status(&guard, &carol).await, 200, "{backend:?}");
+        assert_eq!(revocations.len(), (3, 1), "{backend:?}");
+        // A bare id has no user to widen to: everything issued so far.
         revocations
-            .revoke_token_id(None, "2", (now() + 900) as f64)
+            .revoke_token_id(Some("test"), "c9", (now() + 900) as f64)
             .await
             .unwrap();
-        assert_eq!(revocations.len().0, 3, "{backend:?}");
+        assert_eq!(status(&guard, &carol).await, 401, "{backend:?}");
+        // The user set fills too: a user's revocation revokes everyone.
+        let dave = token("dave", "d1");
+        revocations.revoke_user("u1").await.unwrap();
+        revocations.revoke_user("u2").await.unwrap();
+        assert_eq!(revocations.len(), (3, 3), "{backend:?}");
+        let erin = token("erin", "e1");
+        assert_eq!(status(&guard, &erin).await, 200, "{backend:?}");
+        assert_eq!(
+            logout(&guard, &revocations, &dave).await,
+            204,
+            "{backend:?}"
+        );
+        assert_eq!(status(&guard, &dave).await, 401, "{backend:?}");
+        assert_eq!(
+            status(&guard, &erin).await,
+            401,
+            "{backend:?}: widened to all"
+        );
+        assert_eq!(revocations.len(), (3, 3), "{backend:?}");
+        // Tokens issued afterwards are accepted.
+        assert_eq!(
+            status(&guard, &token("erin", "e2")).await,
+            200,
+            "{backend:?}"
+        );
+        // Revoking one that is already there stays a token revocation.
+        let before = revocations.len();
+        revocations
+            .revoke_token_id(Some("test"), "a2", (now() + 900) as f64)
+            .await
+            .unwrap();
+        assert_eq!(revocations.len(), before, "{backend:?}");
+    }
+}
+
+/// One account logging in and out in a loop cannot fill the token set everyone shares.
+#[tokio::test]
+async fn one_subject_cannot_fill_the_token_set() {
+    for backend in ALL {
+        let builder = Revocations::builder().max_tokens_per_user(2);
+        let revocations = revocations_with(backend, &prefix(), builder).await;
+        let guard = guard(&revocations);
+        let older = token("mallory", "m0");
+        for round in 1..=50 {
+            let jti = format!("m{round}");
+            let token = token("mallory", &jti);
+            assert_eq!(
+                logout(&guard, &revocations, &token).await,
+                204,
+                "{backend:?}"
+            );
+            assert_eq!(status(&guard, &token).await, 401, "{backend:?}");
+        }
+        assert_eq!(
+            revocations.len(),
+            (2, 1),
+            "{backend:?}: two tokens, then the user"
+        );
+        assert_eq!(status(&guard, &older).await, 401, "{backend:?}");
+        // Another user's logout is still a token revocation.
+        let alice = token("alice", "a1");
+        assert_eq!(logout(&guard, &revocations, &alice).await, 204);
+        assert_eq!(revocations.len(), (3, 1), "{backend:?}");
+        assert_eq!(
+            status(&guard, &token("mallory", "next")).await,
+            200,
+            "{backend:?}: a new login works"
+        );
     }
 }
 
@@ -309,17 +398,23 @@ async fn a_redis_restart_never_lets_a_revoked_token_through() {
         a.wait_current(Duration::from_secs(10)).await
             && b.wait_current(Duration::from_secs(10)).await
     );
+    let fresh = token("bob", "after");
     for guard in [&guard_a, &guard_b] {
-        assert_eq!(status(guard, &valid).await, 200, "recovered by itself");
+        assert_eq!(status(guard, &fresh).await, 200, "recovered by itself");
         assert_eq!(
             status(guard, &revoked).await,
             401,
             "the replica kept the revocation"
         );
+        assert_eq!(
+            status(guard, &valid).await,
+            401,
+            "Redis came back empty: what it lost is unknown, so every older token is refused"
+        );
     }
     // Revocations made after the restart reach both.
     a.revoke_user("bob").await.unwrap();
-    while status(&guard_b, &valid).await != 401 {
+    while status(&guard_b, &fresh).await != 401 {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
@@ -405,18 +500,25 @@ async fn check_store_asks_redis_while_stale() {
         "cannot subscribe"
     );
     let guard = guard(&stale);
-    let (victim, valid) = (token("alice", "v1"), token("bob", "v2"));
+    let (victim, valid, of_carol) = (
+        token("alice", "v1"),
+        token("bob", "v2"),
+        token("carol", "v3"),
+    );
     writer
         .revoke_token_id(Some("test"), "v1", (now() + 900) as f64)
         .await
         .unwrap();
     writer.revoke_user("carol").await.unwrap();
     assert_eq!(status(&guard, &victim).await, 401);
-    assert_eq!(status(&guard, &token("carol", "v3")).await, 401);
+    assert_eq!(status(&guard, &of_carol).await, 401);
     let before = server.command_calls("evalsha") + server.command_calls("eval");
     assert_eq!(status(&guard, &valid).await, 200);
     let after = server.command_calls("evalsha") + server.command_calls("eval");
     assert_eq!(after - before, 1, "one script call per stale check");
+    // Redis lost its data: nothing it says can be trusted, so the check refuses.
+    server.command(&["FLUSHALL"]);
+    assert_eq!(status(&guard, &valid).await, 401);
 
     // Redis frozen: the check misses its deadline and the request is refused in time.
     server.pause();
@@ -497,6 +599,74 @@ async fn a_large_set_loads_in_pages() {
             status(&guard, &token("x", "bulk5199")).await,
             401,
             "{backend:?}"
+        );
+    }
+}
+
+/// Redis loses its data (restarted empty, flushed): no instance, running or started
+/// afterwards, accepts a token issued before the loss, revoked or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_data_loss_never_un_revokes() {
+    let mut server = RedisServer::start();
+    let url = server.url();
+    let start = || async {
+        let revocations = Revocations::builder().redis(handle(&url).await).unwrap();
+        assert!(revocations.wait_current(Duration::from_secs(10)).await);
+        revocations
+    };
+    let first = start().await;
+    let (revoked, of_user) = (token("alice", "gone"), token("mallory", "m"));
+    first
+        .revoke_token_id(Some("test"), "gone", (now() + 900) as f64)
+        .await
+        .unwrap();
+    first.revoke_user("mallory").await.unwrap();
+    drop(first);
+
+    // Restarted empty, with no instance running to remember: a new one refuses both.
+    server.kill();
+    server.restart();
+    let second = start().await;
+    let guard_second = guard(&second);
+    for token in [&revoked, &of_user] {
+        assert_eq!(status(&guard_second, token).await, 401);
+    }
+    let carol = token("carol", "c");
+    assert_eq!(status(&guard_second, &carol).await, 200);
+
+    // Flushed while an instance runs (its subscription survives): the next instance
+    // finds no marker, and both refuse what was issued before.
+    server.command(&["FLUSHALL"]);
+    let third = start().await;
+    let guard_third = guard(&third);
+    assert_eq!(status(&guard_third, &carol).await, 401);
+    let started = Instant::now();
+    while status(&guard_second, &carol).await != 401 {
+        assert!(started.elapsed() < Duration::from_secs(2), "not announced");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let fresh = token("carol", "d");
+    for guard in [&guard_second, &guard_third] {
+        assert_eq!(status(guard, &fresh).await, 200);
+    }
+}
+
+/// An empty Redis looks like a loss, so the very first start refuses older tokens, unless
+/// the store is trusted when empty.
+#[tokio::test]
+async fn a_first_start_refuses_older_tokens_unless_trusted() {
+    let older = token("alice", "before");
+    for (trust, expected) in [(false, 401), (true, 200)] {
+        let revocations = revocations_with(
+            Backend::Redis,
+            &prefix(),
+            Revocations::builder().trust_empty_store(trust),
+        )
+        .await;
+        assert_eq!(
+            status(&guard(&revocations), &older).await,
+            expected,
+            "trusted: {trust}"
         );
     }
 }

@@ -1,6 +1,8 @@
--- KEYS[1] revoked tokens, KEYS[2] user epochs, KEYS[3] global epoch
--- ARGV[1] iat ms, ARGV[2] member ('' for none), ARGV[3] user ('' for none), ARGV[4] '1' when a user is given
--- Returns 1 when the token is revoked.
+-- KEYS[1] revoked tokens, KEYS[2] user epochs, KEYS[3] global epoch, KEYS[4] generation
+-- ARGV[1] iat ms, ARGV[2] member ('' for none), ARGV[3] user ('' for none), ARGV[4] '1' when
+-- a user is given, ARGV[5] '1' when an absent generation marker is trusted
+-- Returns 1 when the token is revoked (or Redis lost what it knew).
+if ARGV[5] ~= '1' and redis.call('EXISTS', KEYS[4]) == 0 then return 1 end
 local iat = tonumber(ARGV[1])
 if iat <= tonumber(redis.call('GET', KEYS[3]) or '0') then return 1 end
 if ARGV[4] == '1' then

@@ -39,6 +39,27 @@ pub fn now() -> u64 {
         .as_secs()
 }
 
+/// The next millisecond, in seconds with the milliseconds as a fraction: `iat` as the
+/// examples issue it. A revocation counts the tokens of its own millisecond as issued before
+/// it, so a token minted by this is after every revocation made before the call, and before
+/// every one made after it returns.
+pub fn issued_now() -> f64 {
+    let ms = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    };
+    let start = ms();
+    loop {
+        let now = ms();
+        if now > start {
+            return now as f64 / 1000.0;
+        }
+        std::hint::spin_loop();
+    }
+}
+
 /// An HS256 token of `claims`.
 pub fn sign(claims: &Value) -> String {
     jsonwebtoken::encode(
@@ -49,9 +70,9 @@ pub fn sign(claims: &Value) -> String {
     .unwrap()
 }
 
-/// A token of `sub` with `jti`, issued `age` seconds ago, valid for 15 minutes.
+/// A token of `sub` with `jti`, issued now, valid for 15 minutes.
 pub fn token(sub: &str, jti: &str) -> String {
-    sign(&json!({"sub": sub, "jti": jti, "iss": "test", "iat": now() - 1, "exp": now() + 900}))
+    sign(&json!({"sub": sub, "jti": jti, "iss": "test", "iat": issued_now(), "exp": now() + 900}))
 }
 
 pub async fn handle(url: &str) -> RedisHandle {
@@ -146,4 +167,29 @@ pub async fn status(layer: &JwtLayer, token: &str) -> u16 {
     call(layer, &[("authorization", &format!("Bearer {token}"))])
         .await
         .0
+}
+
+/// Logs `token` out as an endpoint behind the guard does: revokes the presented token.
+/// Returns the status (204, or 503 when the store failed).
+pub async fn logout(layer: &JwtLayer, revocations: &Revocations, token: &str) -> u16 {
+    let revocations = revocations.clone();
+    let service = layer.layer(tower::service_fn(move |request: Request<String>| {
+        let revocations = revocations.clone();
+        async move {
+            let token = request.extensions().get::<VerifiedToken>().unwrap().clone();
+            let status = match revocations.revoke_token(&token).await {
+                Ok(()) => 204,
+                Err(_) => 503,
+            };
+            let mut response = Response::new(http_body_util::Full::new(bytes::Bytes::new()));
+            *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+            Ok::<_, Infallible>(response)
+        }
+    }));
+    let request = Request::builder()
+        .method("POST")
+        .header("authorization", format!("Bearer {token}"))
+        .body(String::new())
+        .unwrap();
+    service.oneshot(request).await.unwrap().status().as_u16()
 }
