@@ -10,6 +10,9 @@ pub const CREATED: &str = "parapet_session_created_total";
 pub const ROTATED: &str = "parapet_session_rotations_total";
 /// Counter: sessions ended to make room under `OverLimit::EvictOldest`.
 pub const EVICTED: &str = "parapet_session_evicted_total";
+/// Counter: anonymous sessions evicted, least recently used first, to make room for a new
+/// one within the store's anonymous budget (logged-in sessions are never evicted for them).
+pub const ANONYMOUS_EVICTED: &str = "parapet_session_anonymous_evicted_total";
 /// Counter: logins refused under `OverLimit::RejectNew`.
 pub const REJECTED: &str = "parapet_session_rejected_logins_total";
 /// Counter: cookies holding a well-formed id the store does not know (expired, revoked,
@@ -35,6 +38,12 @@ pub(crate) fn rotated(reason: &'static str) {
 pub(crate) fn evicted(n: u32) {
     if n > 0 {
         metrics::counter!(EVICTED).increment(u64::from(n));
+    }
+}
+
+pub(crate) fn anonymous_evicted(n: usize) {
+    if n > 0 {
+        metrics::counter!(ANONYMOUS_EVICTED).increment(n as u64);
     }
 }
 

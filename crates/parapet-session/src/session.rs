@@ -492,7 +492,11 @@ impl Session {
         session.changes.set = changes.set;
         session.ip = self.inner.ip.map(|ip| ip.to_string());
         session.user_agent = self.user_agent();
-        let group = SessionId::generate(None).map_err(random_failed)?.group();
+        let shared = &*self.inner.shared;
+        let group = match shared.store.anonymous_group() {
+            Some(group) => group,
+            None => SessionId::generate(None).map_err(random_failed)?.group(),
+        };
         let (id, key) = self.create(group, &session).await?;
         metrics::created("new");
         state.id = Some(id);

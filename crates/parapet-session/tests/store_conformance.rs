@@ -530,12 +530,17 @@ async fn a_new_login_replacing_a_session_of_the_same_user_is_not_over_the_limit(
 #[tokio::test]
 async fn a_full_memory_store_keeps_a_session_it_cannot_rotate() {
     use parapet_session::MemoryStore;
-    // Two shards of one session each, both full.
+    // Two shards of one logged-in session each, both full (anonymous sessions have a
+    // table of their own, which evicts instead).
     let store = MemoryStore::new().capacity(2);
     let mut live = Vec::new();
     for i in 1..=20 {
         if store
-            .create(&key(11, i), &new_session(&[("a", "1")], None), &rules())
+            .create(
+                &key(11, i),
+                &new_session(&[("a", "1")], Some("u")),
+                &rules(),
+            )
             .await
             .is_ok()
         {

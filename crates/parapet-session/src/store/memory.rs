@@ -12,16 +12,23 @@ use crate::{OverLimit, SessionInfo, SessionKey, SessionRules};
 
 /// Sessions in this process: for one instance, tests and development.
 ///
-/// Bounded: at most [`capacity`](Self::capacity) sessions (100,000 by default), each at
-/// most [`max_session_bytes`](crate::SessionLayerBuilder::max_session_bytes) of data
-/// (fields counted with 64 bytes of overhead each, about what a field costs here), so the
-/// worst case is about `capacity × (max_session_bytes + 300)` bytes: 6.6 GB with the
-/// defaults, a few hundred bytes per typical session. Lower either bound for a small host. Expired sessions
-/// are swept by the table as it is used. When full of live sessions, new sessions are
-/// refused ([`StoreError::CapacityExceeded`], a 503) rather than logging users out; set
-/// [`when_full`](Self::when_full) to evict those nearest to expiry instead. Any route that
-/// writes to an anonymous session creates one: rate-limit such routes, or a client can
-/// fill the store (then logins get 503 until sessions expire).
+/// Bounded: at most [`capacity`](Self::capacity) logged-in sessions (100,000 by default)
+/// and, apart, at most [`anonymous_capacity`](Self::anonymous_capacity) anonymous ones
+/// (50,000), each at most
+/// [`max_session_bytes`](crate::SessionLayerBuilder::max_session_bytes) of data (fields
+/// counted with 64 bytes of overhead each, about what a field costs here), so the worst
+/// case is about `(capacity + anonymous_capacity) × (max_session_bytes + 300)` bytes, a
+/// few hundred bytes per typical session. Lower the bounds for a small host. Expired
+/// sessions are swept by the tables as they are used.
+///
+/// **The room belongs to users first.** Anonymous sessions (a cart before login) have a
+/// table of their own: when it is full, the anonymous sessions nearest to their idle
+/// expiry (the least recently used) are evicted for a new one, so a flood of anonymous
+/// sessions churns only anonymous sessions. Logins never compete with it: a login creates
+/// a logged-in session in the other table. When *that* one is full of live sessions, a
+/// new login is refused ([`StoreError::CapacityExceeded`], a 503) rather than logging
+/// another user out; set [`when_full`](Self::when_full) to evict those nearest to expiry
+/// instead.
 ///
 /// Every operation is atomic: reads and single-session writes lock one shard; creating,
 /// rotating, deleting and revoking (which touch a user's index too) hold the store's
@@ -32,7 +39,10 @@ pub struct MemoryStore {
 }
 
 struct Inner {
+    /// Logged-in sessions, and their rotation aliases.
     sessions: Table<Record>,
+    /// Anonymous sessions, and their rotation aliases: evicted by nearest expiry when full.
+    anonymous: Table<Record>,
     users: Table<Index>,
     /// Held for reading by single-session operations, for writing by those that touch an
     /// index and several sessions, so no two shard locks are ever held together.
@@ -96,45 +106,71 @@ impl Default for MemoryStore {
 }
 
 impl MemoryStore {
-    /// A store of at most 100,000 sessions on the system clock.
+    /// A store of at most 100,000 logged-in and 50,000 anonymous sessions on the system
+    /// clock.
     pub fn new() -> Self {
-        Self::build(100_000, WhenFull::Refuse, Arc::new(SystemClock))
+        Self::build(100_000, 50_000, WhenFull::Refuse, Arc::new(SystemClock))
     }
 
-    /// At most `capacity` sessions (and as many user indexes).
+    /// At most `capacity` logged-in sessions (and as many user indexes).
     #[must_use]
     pub fn capacity(self, capacity: usize) -> Self {
-        let when_full = self.inner.sessions.when_full();
-        Self::build(capacity, when_full, Arc::clone(&self.inner.clock))
+        let inner = &self.inner;
+        let when_full = inner.sessions.when_full();
+        let anonymous = inner.anonymous.capacity();
+        Self::build(capacity, anonymous, when_full, Arc::clone(&inner.clock))
     }
 
-    /// What a store full of live sessions does with a new one: refuse it (default) or
-    /// evict those nearest to expiry.
+    /// At most `capacity` anonymous sessions; past it, the least recently used anonymous
+    /// ones are evicted (counted in
+    /// [`ANONYMOUS_EVICTED`](crate::metrics::ANONYMOUS_EVICTED)).
+    #[must_use]
+    pub fn anonymous_capacity(self, capacity: usize) -> Self {
+        let inner = &self.inner;
+        let when_full = inner.sessions.when_full();
+        let logged_in = inner.sessions.capacity();
+        Self::build(logged_in, capacity, when_full, Arc::clone(&inner.clock))
+    }
+
+    /// What a store full of live logged-in sessions does with a new one: refuse it
+    /// (default) or evict those nearest to expiry.
     #[must_use]
     pub fn when_full(self, when_full: WhenFull) -> Self {
-        let capacity = self.inner.sessions.capacity();
-        Self::build(capacity, when_full, Arc::clone(&self.inner.clock))
+        let inner = &self.inner;
+        let (logged_in, anonymous) = (inner.sessions.capacity(), inner.anonymous.capacity());
+        Self::build(logged_in, anonymous, when_full, Arc::clone(&inner.clock))
     }
 
     /// Takes time from `clock` (a [`ManualClock`](parapet_core::ManualClock) in tests).
     #[must_use]
     pub fn clock(self, clock: impl Clock) -> Self {
-        let capacity = self.inner.sessions.capacity();
-        let when_full = self.inner.sessions.when_full();
-        Self::build(capacity, when_full, Arc::new(clock))
+        let inner = &self.inner;
+        let (logged_in, anonymous) = (inner.sessions.capacity(), inner.anonymous.capacity());
+        let when_full = inner.sessions.when_full();
+        Self::build(logged_in, anonymous, when_full, Arc::new(clock))
     }
 
-    /// Sessions stored now, expired ones included until swept.
+    /// Sessions stored now (logged-in and anonymous), expired ones included until swept.
     pub fn len(&self) -> usize {
-        self.inner.sessions.len()
+        self.inner.sessions.len() + self.inner.anonymous.len()
+    }
+
+    /// Anonymous sessions stored now, expired ones included until swept.
+    pub fn anonymous_len(&self) -> usize {
+        self.inner.anonymous.len()
     }
 
     /// True when no session is stored.
     pub fn is_empty(&self) -> bool {
-        self.inner.sessions.is_empty()
+        self.len() == 0
     }
 
-    fn build(capacity: usize, when_full: WhenFull, clock: Arc<dyn Clock>) -> Self {
+    fn build(
+        capacity: usize,
+        anonymous: usize,
+        when_full: WhenFull,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let wall_origin_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -142,6 +178,7 @@ impl MemoryStore {
         Self {
             inner: Arc::new(Inner {
                 sessions: Table::new(capacity, when_full),
+                anonymous: Table::new(anonymous, WhenFull::EvictNearestExpiry),
                 users: Table::new(capacity, when_full),
                 order: RwLock::new(()),
                 clock,
@@ -188,6 +225,34 @@ impl Inner {
         self.sessions.hash(&key.to_bytes())
     }
 
+    /// The table of logged-in or of anonymous sessions.
+    fn table(&self, logged_in: bool) -> &Table<Record> {
+        if logged_in {
+            &self.sessions
+        } else {
+            &self.anonymous
+        }
+    }
+
+    /// True when either table holds a record (a session or an alias) in `key`'s slot.
+    fn taken(&self, key: &SessionKey, now: i64) -> bool {
+        let h = self.slot(key);
+        [&self.sessions, &self.anonymous]
+            .iter()
+            .any(|table| table.shard(h).get(h, now).is_some())
+    }
+
+    /// Where the rotation alias at `key` points, if it is one.
+    fn alias(&self, key: &SessionKey, now: i64) -> Option<SessionKey> {
+        let h = self.slot(key);
+        [&self.sessions, &self.anonymous].iter().find_map(|table| {
+            match table.shard(h).get(h, now) {
+                Some(Record::Alias { key: k, to, .. }) if k == key => Some(*to),
+                _ => None,
+            }
+        })
+    }
+
     /// Runs `f` on the live session at `key` (not an alias); `None` when there is none.
     fn with_live<T>(
         &self,
@@ -196,29 +261,31 @@ impl Inner {
         f: impl FnOnce(&mut Live) -> T,
     ) -> Option<T> {
         let h = self.slot(key);
-        let mut shard = self.sessions.shard(h);
-        match shard.get_mut(h, now) {
-            Some(Record::Live(live)) if live.key == *key => Some(f(live)),
-            _ => None,
+        for table in [&self.sessions, &self.anonymous] {
+            let mut shard = table.shard(h);
+            if let Some(Record::Live(live)) = shard.get_mut(h, now)
+                && live.key == *key
+            {
+                return Some(f(live));
+            }
         }
+        None
     }
 
     fn remove_session(&self, key: &SessionKey, now: i64) -> Option<Box<Live>> {
         let h = self.slot(key);
-        let mut shard = self.sessions.shard(h);
-        // A rotation alias stays: it ends with its grace window.
-        let ours = match shard.get(h, now) {
-            Some(Record::Live(live)) => live.key == *key,
-            _ => false,
-        };
-        if !ours {
-            return None;
+        for table in [&self.sessions, &self.anonymous] {
+            let mut shard = table.shard(h);
+            // A rotation alias stays: it ends with its grace window.
+            let ours = match shard.get(h, now) {
+                Some(Record::Live(live)) => live.key == *key,
+                _ => false,
+            };
+            if ours && let Some(Record::Live(live)) = shard.take(h) {
+                return Some(live);
+            }
         }
-        match shard.take(h) {
-            Some(Record::Live(live)) => Some(live),
-            // Not reached: only a live record of this key is taken.
-            _ => None,
-        }
+        None
     }
 
     fn is_live(&self, key: &SessionKey, now: i64) -> bool {
@@ -333,14 +400,7 @@ impl SessionStore for MemoryStore {
         let inner = &self.inner;
         let _order = inner.read();
         let now = inner.now();
-        let h = inner.slot(key);
-        let target = {
-            let shard = inner.sessions.shard(h);
-            match shard.get(h, now) {
-                Some(Record::Alias { key: k, to, .. }) if k == key => *to,
-                _ => *key,
-            }
-        };
+        let target = inner.alias(key, now).unwrap_or(*key);
         let touch_after = micros(rules.touch_after);
         let loaded = inner.with_live(&target, now, |live| {
             if now - live.seen >= touch_after {
@@ -382,7 +442,7 @@ impl SessionStore for MemoryStore {
         let _order = inner.write();
         let now = inner.now();
         let h = inner.slot(key);
-        if inner.sessions.shard(h).get(h, now).is_some() {
+        if inner.taken(key, now) {
             return StoreCall::ready(Ok(Created::Collision));
         }
         let bytes: usize = session.changes.set.iter().map(|(k, v)| cost(k, v)).sum();
@@ -390,9 +450,12 @@ impl SessionStore for MemoryStore {
             return StoreCall::ready(Ok(Created::TooLarge));
         }
         // Nothing is evicted for a session that would not fit (the write lock is held:
-        // the room made stays).
-        if inner.sessions.shard(h).make_room(1, now).is_err() {
-            return StoreCall::ready(Err(full()));
+        // the room made stays). The anonymous table evicts; the other may refuse.
+        let table = inner.table(session.user.is_some());
+        match table.shard(h).make_room(1, now) {
+            Err(_) => return StoreCall::ready(Err(full())),
+            Ok(n) if session.user.is_none() => crate::metrics::anonymous_evicted(n),
+            Ok(_) => {}
         }
         let absolute = now.saturating_add(micros(rules.absolute_timeout));
         let mut evicted = 0;
@@ -437,8 +500,7 @@ impl SessionStore for MemoryStore {
             ip: session.ip.clone(),
             user_agent: session.user_agent.clone(),
         };
-        if inner
-            .sessions
+        if table
             .shard(h)
             .insert(h, Record::Live(Box::new(live)), now)
             .is_err()
@@ -467,21 +529,26 @@ impl SessionStore for MemoryStore {
         let _order = inner.write();
         let now = inner.now();
         let hn = inner.slot(new);
-        if inner.sessions.shard(hn).get(hn, now).is_some() {
+        if inner.taken(new, now) {
             return StoreCall::ready(Ok(Saved::Collision));
         }
         let Some(mut live) = inner.remove_session(old, now) else {
             return StoreCall::ready(Ok(Saved::Gone));
         };
+        let table = inner.table(live.user.is_some());
         let put_back = |live: Box<Live>| {
             let h = inner.slot(old);
-            inner.sessions.shard(h).put(h, Record::Live(live));
+            table.shard(h).put(h, Record::Live(live));
         };
         // Room for the new id first (taking the old record out may have made it): both
         // refusals below leave the session as it was, under its old id.
-        if inner.sessions.shard(hn).make_room(1, now).is_err() {
-            put_back(live);
-            return StoreCall::ready(Err(full()));
+        match table.shard(hn).make_room(1, now) {
+            Err(_) => {
+                put_back(live);
+                return StoreCall::ready(Err(full()));
+            }
+            Ok(n) if live.user.is_none() => crate::metrics::anonymous_evicted(n),
+            Ok(_) => {}
         }
         if !apply(&mut live, changes, rules.max_session_bytes) {
             put_back(live);
@@ -492,7 +559,7 @@ impl SessionStore for MemoryStore {
         touch(&mut live, now, rules);
         let expires = live.expires;
         let has_user = live.user.is_some();
-        inner.sessions.shard(hn).put(hn, Record::Live(live));
+        table.shard(hn).put(hn, Record::Live(live));
         if !grace.is_zero() {
             let h = inner.slot(old);
             let until = now.saturating_add(micros(grace)).min(expires);
@@ -503,7 +570,7 @@ impl SessionStore for MemoryStore {
             };
             // Room was made when the old record was taken out; a failure only shortens the
             // grace window to nothing.
-            let _ = inner.sessions.shard(h).insert(h, alias, now);
+            let _ = table.shard(h).insert(h, alias, now);
         }
         if has_user {
             let moved = inner
@@ -627,6 +694,8 @@ impl std::fmt::Debug for MemoryStore {
         f.debug_struct("MemoryStore")
             .field("len", &self.inner.sessions.len())
             .field("capacity", &self.inner.sessions.capacity())
+            .field("anonymous_len", &self.inner.anonymous.len())
+            .field("anonymous_capacity", &self.inner.anonymous.capacity())
             .finish()
     }
 }

@@ -78,6 +78,12 @@ pub trait SessionStore: Send + Sync + 'static {
     fn user_group(&self, user: &str) -> [u8; 16] {
         *HashTag::of(user.as_bytes()).as_bytes()
     }
+
+    /// The group of a new anonymous session: `None` (the default) for a random one; a store
+    /// that budgets anonymous sessions per group ([`RedisStore`]) picks one of its own.
+    fn anonymous_group(&self) -> Option<[u8; 16]> {
+        None
+    }
 }
 
 /// A shared store: the same sessions behind several layers, or a store kept for tests.
@@ -126,5 +132,8 @@ impl<T: SessionStore + ?Sized> SessionStore for std::sync::Arc<T> {
     }
     fn user_group(&self, user: &str) -> [u8; 16] {
         (**self).user_group(user)
+    }
+    fn anonymous_group(&self) -> Option<[u8; 16]> {
+        (**self).anonymous_group()
     }
 }

@@ -1,6 +1,7 @@
 //! Sessions in Redis (standalone or Cluster), shared by every instance.
 
-use std::sync::LazyLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -45,6 +46,9 @@ static REVOKE: LazyLock<Script> = script!("scripts/revoke.lua");
 ///   scored by their absolute expiry in µs (so creation order is kept within a ms). A user's sessions share the index's hash tag, so on
 ///   Cluster one script limits, lists or revokes them all. Dead members are dropped when
 ///   the index is used; the index expires with its longest-lived session.
+/// - Anonymous sessions go to one of 16 fixed groups, each with a sorted set
+///   `{prefix}:sessa:{group tag}:idx` of its sessions by creation, which keeps the group
+///   within its share of the [`anonymous_budget`](Self::anonymous_budget).
 /// - A read is one `HGETALL`. Every write is one `EVALSHA` that takes its time from Redis
 ///   `TIME`; every key has a TTL: the idle expiry, never past the absolute one.
 ///
@@ -61,7 +65,15 @@ static REVOKE: LazyLock<Script> = script!("scripts/revoke.lua");
 pub struct RedisStore {
     redis: RedisHandle,
     keyspace: Keyspace,
+    anonymous_budget: usize,
+    /// Round-robin over the anonymous groups.
+    next_anonymous: Arc<AtomicUsize>,
 }
+
+/// Anonymous sessions are spread over this many groups, each with an index of its own
+/// (one Cluster slot each), so that one script can keep a group within its share of the
+/// budget.
+const ANONYMOUS_GROUPS: usize = 16;
 
 impl RedisStore {
     /// A store on `redis`, with key prefix `parapet` and a deadline per call of 100 ms (or
@@ -71,7 +83,25 @@ impl RedisStore {
         Ok(Self {
             redis: redis.with_timeout(timeout)?,
             keyspace: Keyspace::default(),
+            anonymous_budget: 100_000,
+            next_anonymous: Arc::default(),
         })
+    }
+
+    /// At most about `n` anonymous sessions (default 100,000; 0: no bound), so that a flood
+    /// of cookie-less writes cannot fill a Redis that the limiter and the revocations share.
+    /// Anonymous sessions are spread over 16 groups of `n / 16` each (rounded up); a new
+    /// one in a full group evicts that group's oldest-made anonymous session (counted in
+    /// [`ANONYMOUS_EVICTED`](crate::metrics::ANONYMOUS_EVICTED)). Logged-in sessions are
+    /// never evicted for them and do not count.
+    #[must_use]
+    pub fn anonymous_budget(mut self, n: usize) -> Self {
+        self.anonymous_budget = n;
+        self
+    }
+
+    fn anonymous_index_key(&self, group: &[u8; 16]) -> String {
+        self.keyspace.key("sessa", &HashTag::of(group), "idx")
     }
 
     /// The first part of every key (default `parapet`).
@@ -253,9 +283,14 @@ impl SessionStore for RedisStore {
             Some((n, _)) => (n, "evict"),
             None => (0, "evict"),
         };
+        let anonymous = session.user.is_none();
         let mut call = CREATE.call(2);
         call.key(self.session_key(key))
-            .key(self.index_key(key.group()))
+            .key(if anonymous {
+                self.anonymous_index_key(key.group())
+            } else {
+                self.index_key(key.group())
+            })
             .arg(rules.idle_ms())
             .arg(rules.absolute_ms())
             .arg(rules.max_session_bytes)
@@ -265,17 +300,15 @@ impl SessionStore for RedisStore {
             .arg(session.ip.as_deref().unwrap_or(""))
             .arg(session.user_agent.as_deref().unwrap_or(""))
             .arg(self.base(key.group()))
-            .arg(session.replaces.as_ref().map(hex).unwrap_or_default());
+            .arg(session.replaces.as_ref().map(hex).unwrap_or_default())
+            .arg(self.anonymous_budget.div_ceil(ANONYMOUS_GROUPS));
         push_changes(&mut call, &session.changes);
-        self.eval(call, |reply: i64| match reply {
-            n if n >= 0 => Ok(Created::Done {
-                evicted: u32::try_from(n).unwrap_or(u32::MAX),
-            }),
-            -1 => Ok(Created::TooLarge),
-            -2 => Ok(Created::Collision),
-            -3 => Ok(Created::OverLimit),
-            _ => Err(StoreError::UnexpectedReply("session create")),
-        })
+        let read = if anonymous {
+            read_created_anonymous
+        } else {
+            read_created
+        };
+        self.eval(call, read)
     }
 
     fn rotate(
@@ -286,10 +319,11 @@ impl SessionStore for RedisStore {
         grace: Duration,
         rules: &SessionRules,
     ) -> StoreCall<Saved> {
-        let mut call = ROTATE.call(3);
+        let mut call = ROTATE.call(4);
         call.key(self.session_key(old))
             .key(self.session_key(new))
             .key(self.index_key(old.group()))
+            .key(self.anonymous_index_key(old.group()))
             .arg(rules.idle_ms())
             .arg(millis(grace))
             .arg(rules.max_session_bytes);
@@ -333,9 +367,10 @@ impl SessionStore for RedisStore {
     }
 
     fn delete(&self, key: &SessionKey) -> StoreCall<()> {
-        let mut call = DELETE.call(2);
+        let mut call = DELETE.call(3);
         call.key(self.session_key(key))
-            .key(self.index_key(key.group()));
+            .key(self.index_key(key.group()))
+            .key(self.anonymous_index_key(key.group()));
         self.eval(call, |_: i64| Ok(()))
     }
 
@@ -376,6 +411,32 @@ impl SessionStore for RedisStore {
     fn user_group(&self, user: &str) -> [u8; 16] {
         *self.keyspace.tag(user.as_bytes()).as_bytes()
     }
+
+    fn anonymous_group(&self) -> Option<[u8; 16]> {
+        let n = self.next_anonymous.fetch_add(1, Ordering::Relaxed) % ANONYMOUS_GROUPS;
+        Some(*HashTag::of(format!("parapet anonymous sessions {n}").as_bytes()).as_bytes())
+    }
+}
+
+fn read_created(reply: i64) -> Result<Created, StoreError> {
+    match reply {
+        n if n >= 0 => Ok(Created::Done {
+            evicted: u32::try_from(n).unwrap_or(u32::MAX),
+        }),
+        -1 => Ok(Created::TooLarge),
+        -2 => Ok(Created::Collision),
+        -3 => Ok(Created::OverLimit),
+        _ => Err(StoreError::UnexpectedReply("session create")),
+    }
+}
+
+/// An anonymous create's evictions are of other anonymous sessions, not of a user's.
+fn read_created_anonymous(reply: i64) -> Result<Created, StoreError> {
+    if let Ok(n) = usize::try_from(reply) {
+        crate::metrics::anonymous_evicted(n);
+        return Ok(Created::Done { evicted: 0 });
+    }
+    read_created(reply)
 }
 
 impl std::fmt::Debug for RedisStore {

@@ -154,6 +154,9 @@ impl SessionStore for Counting {
     fn user_group(&self, user: &str) -> [u8; 16] {
         self.inner.user_group(user)
     }
+    fn anonymous_group(&self) -> Option<[u8; 16]> {
+        self.inner.anonymous_group()
+    }
 }
 
 fn json<T: serde::Serialize>(value: &T) -> String {

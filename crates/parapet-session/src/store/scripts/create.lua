@@ -1,7 +1,10 @@
--- KEYS[1] session, KEYS[2] its user's index. ARGV: idle ms, absolute ms, max bytes, user
--- ('' none), limit (0 none), policy ('reject' or 'evict'), ip, user agent, session key
--- base, digest of a session of the same user this one replaces ('' none), changes from 11.
--- Reply: evicted count (>= 0), -1 too large, -2 key taken, -3 over the limit.
+-- KEYS[1] session, KEYS[2] its user's index (an anonymous session: its group's anonymous
+-- index). ARGV: idle ms, absolute ms, max bytes, user ('' none), limit (0 none), policy
+-- ('reject' or 'evict'), ip, user agent, session key base, digest of a session of the same
+-- user this one replaces ('' none), most anonymous sessions in the group (0 no bound),
+-- changes from 12.
+-- Reply: evicted count (>= 0: of the user's sessions, or of the group's anonymous ones),
+-- -1 too large, -2 key taken, -3 over the limit.
 local now = now_ms()
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return -2
@@ -21,7 +24,7 @@ if ARGV[8] ~= '' then
   head[#head + 1] = ARGV[8]
 end
 hset(KEYS[1], head)
-if not apply(KEYS[1], 11, tonumber(ARGV[3]), 0, {}) then
+if not apply(KEYS[1], 12, tonumber(ARGV[3]), 0, {}) then
   redis.call('DEL', KEYS[1])
   return -1
 end
@@ -59,6 +62,21 @@ if ARGV[4] ~= '' then
     redis.call('ZREM', KEYS[2], replaced)
   end
   redis.call('ZADD', KEYS[2], now_us() + tonumber(ARGV[2]) * 1000, string.sub(KEYS[1], -32))
+  extend(KEYS[2], absolute, now)
+elseif tonumber(ARGV[11]) > 0 then
+  -- The group's anonymous sessions, scored by creation (µs): past the budget, the oldest
+  -- made go first. A member whose session already ended (idle, logout) only frees its
+  -- place; so the live anonymous sessions of the group never pass the budget.
+  local base = ARGV[9]
+  while redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[11]) do
+    local oldest = redis.call('ZPOPMIN', KEYS[2])
+    local victim = base .. ':' .. oldest[1]
+    if is_live(meta(victim)) and redis.call('HEXISTS', victim, 'm:user') == 0 then
+      redis.call('DEL', victim)
+      evicted = evicted + 1
+    end
+  end
+  redis.call('ZADD', KEYS[2], now_us(), string.sub(KEYS[1], -32))
   extend(KEYS[2], absolute, now)
 end
 redis.call('PEXPIREAT', KEYS[1], math.min(now + tonumber(ARGV[1]), absolute))

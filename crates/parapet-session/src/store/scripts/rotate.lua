@@ -1,4 +1,5 @@
--- KEYS[1] old session, KEYS[2] new session (same group), KEYS[3] the user's index.
+-- KEYS[1] old session, KEYS[2] new session (same group), KEYS[3] the user's index,
+-- KEYS[4] the group's anonymous index.
 -- ARGV: idle ms, grace ms (0: the old id dies now), max bytes, changes from 4.
 -- Reply: 1 moved, 0 gone, 2 too large, -2 new key taken.
 local now = now_ms()
@@ -26,5 +27,12 @@ if redis.call('HEXISTS', KEYS[2], 'm:user') == 1 then
   redis.call('ZREM', KEYS[3], string.sub(KEYS[1], -32))
   redis.call('ZADD', KEYS[3], score, string.sub(KEYS[2], -32))
   extend(KEYS[3], abs, now)
+else
+  -- An anonymous session keeps its place in the budget under its new id.
+  local score = redis.call('ZSCORE', KEYS[4], string.sub(KEYS[1], -32))
+  if score then
+    redis.call('ZREM', KEYS[4], string.sub(KEYS[1], -32))
+    redis.call('ZADD', KEYS[4], score, string.sub(KEYS[2], -32))
+  end
 end
 return 1
