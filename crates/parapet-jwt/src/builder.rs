@@ -7,7 +7,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use parapet_core::ConfigError;
 
-use crate::guard::{Guard, KeySource};
+use crate::guard::{ClaimCheck, Guard, KeySource, Refusal};
 use crate::keys::KeyRing;
 use crate::rejection::is_quotable;
 use crate::verifier::Rules;
@@ -26,6 +26,8 @@ use crate::{JwtLayer, Revocations, TokenSource};
 /// | maximum token age (`now - iat`) | that of the revocations ([`RevocationsBuilder::max_token_age`](crate::RevocationsBuilder::max_token_age), 24 h); none without revocations |
 /// | [`realm`](Self::realm) | none: the challenge is `Bearer` (with `error=…` when there is one) |
 /// | [`optional`](Self::optional) | off: a request without a token gets 401 |
+/// | [`check`](Self::check) | none: your own checks of a verified token |
+/// | [`refusal`](Self::refusal) | an RFC 9457 problem document with RFC 6750's `WWW-Authenticate` |
 ///
 /// `exp` and `iat` are always required: `exp` so a token ends, `iat` so user and global
 /// revocations can tell old tokens from new.
@@ -44,6 +46,8 @@ pub struct JwtLayerBuilder {
     revocations: Option<Revocations>,
     optional: bool,
     require_jti: bool,
+    checks: Vec<ClaimCheck>,
+    refusal: Option<Refusal>,
 }
 
 impl JwtLayerBuilder {
@@ -195,6 +199,74 @@ impl JwtLayerBuilder {
         self
     }
 
+    /// A check of your own on every verified token (a tenant, a claim's value, an account
+    /// state held in memory), run after the signature, times, issuer and audience, and
+    /// before the revocation check; call again for more, run in order. Return the
+    /// rejection to answer with: [`JwtRejection::InvalidToken`] (401) or
+    /// [`JwtRejection::InsufficientScope`] (403), with fixed text (it is sent to the client).
+    /// It runs on every request: keep it to what is in memory.
+    ///
+    /// ```
+    /// use parapet_jwt::{JwtLayer, JwtRejection};
+    ///
+    /// let guard = JwtLayer::builder()
+    ///     .hs256("a secret of at least thirty-two bytes")
+    ///     .check(|token| {
+    ///         let tenant: Option<String> = token
+    ///             .claims::<serde_json::Value>()?
+    ///             .get("tenant")
+    ///             .and_then(|t| t.as_str().map(str::to_owned));
+    ///         match tenant.as_deref() {
+    ///             Some("acme") => Ok(()),
+    ///             _ => Err(JwtRejection::InvalidToken("this service is for acme")),
+    ///         }
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// ```
+    pub fn check<F>(mut self, check: F) -> Self
+    where
+        F: Fn(&crate::VerifiedToken) -> Result<(), crate::JwtRejection> + Send + Sync + 'static,
+    {
+        self.checks.push(Arc::new(check));
+        self
+    }
+
+    /// Shapes every refusal the guard itself answers (HTTP; gRPC keeps its status codes):
+    /// `refusal` gets the rejection and the response the guard would send (status,
+    /// `WWW-Authenticate`, `Retry-After`, problem document) and returns the one to send.
+    /// Keep the status and the challenge unless you mean to change them. Refusals made
+    /// behind the guard ([`Claims`](crate::Claims) that does not fit,
+    /// [`VerifiedToken::require_scope`](crate::VerifiedToken::require_scope)) are your
+    /// handlers' responses, not the guard's.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http::header::CONTENT_TYPE;
+    /// use parapet_jwt::JwtLayer;
+    ///
+    /// let guard = JwtLayer::builder()
+    ///     .hs256("a secret of at least thirty-two bytes")
+    ///     .refusal(|rejection, response| {
+    ///         let (mut parts, _) = response.into_parts();
+    ///         parts.headers.insert(CONTENT_TYPE, "application/json".parse().unwrap());
+    ///         let body = format!(r#"{{"code":"{}"}}"#, rejection.error_code().unwrap_or("denied"));
+    ///         http::Response::from_parts(parts, Bytes::from(body))
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// ```
+    pub fn refusal<F>(mut self, refusal: F) -> Self
+    where
+        F: Fn(&crate::JwtRejection, http::Response<bytes::Bytes>) -> http::Response<bytes::Bytes>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.refusal = Some(Arc::new(refusal));
+        self
+    }
+
     /// The layer, or what is wrong with the options.
     pub fn build(self) -> Result<JwtLayer, ConfigError> {
         if let Some(error) = self.error {
@@ -239,6 +311,8 @@ impl JwtLayerBuilder {
                 realm: self.realm.map(std::sync::Arc::from),
                 revocations: self.revocations,
                 optional: self.optional,
+                checks: self.checks,
+                refusal: self.refusal,
             }),
         })
     }

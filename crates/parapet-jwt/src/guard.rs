@@ -13,6 +13,16 @@ use crate::{JwtRejection, Revocations, TokenSource, VerifiedToken};
 
 pub(crate) type Pending = Pin<Box<dyn Future<Output = Result<VerifiedToken, JwtRejection>> + Send>>;
 
+/// A check of the application's own on a verified token (`JwtLayerBuilder::check`).
+pub(crate) type ClaimCheck = Arc<dyn Fn(&VerifiedToken) -> Result<(), JwtRejection> + Send + Sync>;
+
+/// Shapes the guard's refusals (`JwtLayerBuilder::refusal`).
+pub(crate) type Refusal = Arc<
+    dyn Fn(&JwtRejection, http::Response<bytes::Bytes>) -> http::Response<bytes::Bytes>
+        + Send
+        + Sync,
+>;
+
 /// Where the keys come from.
 pub(crate) enum KeySource {
     Static(KeyRing),
@@ -28,6 +38,8 @@ pub(crate) struct Guard {
     pub(crate) realm: Option<std::sync::Arc<str>>,
     pub(crate) revocations: Option<Revocations>,
     pub(crate) optional: bool,
+    pub(crate) checks: Vec<ClaimCheck>,
+    pub(crate) refusal: Option<Refusal>,
 }
 
 /// Marks a request an optional guard let through without a token.
@@ -96,8 +108,27 @@ impl Guard {
         }
     }
 
-    /// The revocation check of a valid token.
+    /// The response that refuses a request for `rejection`, shaped by the application's
+    /// hook if it gave one.
+    pub(crate) fn refuse(
+        &self,
+        rejection: &JwtRejection,
+        grpc: bool,
+    ) -> http::Response<bytes::Bytes> {
+        let response = rejection.response(self.realm.as_deref(), grpc);
+        match &self.refusal {
+            Some(refusal) if !grpc => refusal(rejection, response),
+            _ => response,
+        }
+    }
+
+    /// The application's checks, then the revocation check, of a valid token.
     fn revocation(&self, token: VerifiedToken) -> Decision {
+        for check in &self.checks {
+            if let Err(rejection) = check(&token) {
+                return reject(rejection);
+            }
+        }
         let Some(revocations) = &self.revocations else {
             return allow(token);
         };

@@ -38,7 +38,13 @@
 //!   (RFC 7519 §4.1.3): set [`audience`](JwtLayerBuilder::audience) for identity providers
 //!   that always send one. `jti` is optional unless [`require_jti`](JwtLayerBuilder::require_jti).
 //! - **Size and shape.** The token must be one RFC 6750 `b64token` of at most 8 KiB (by
-//!   default), from one place: two credentials are a 400.
+//!   default), from one place: two credentials are a 400. The header and the claims must be
+//!   JSON objects (RFC 7515 §4, RFC 7519 §7.2); a registered claim that is present must
+//!   have its type (`aud: null`, `exp: null` are malformed, not absent).
+//! - **Your own checks.** [`check`](JwtLayerBuilder::check) runs a closure of yours on
+//!   every verified token (a tenant, a claim's value) before the revocation check; its
+//!   rejection is the answer. [`refusal`](JwtLayerBuilder::refusal) shapes the guard's
+//!   refusals (a JSON body of your own, keeping the status and the challenge).
 //!
 //! Refusals follow RFC 6750 §3 (see [`JwtRejection`] for the table): 401 with
 //! `WWW-Authenticate: Bearer realm=…` and `error="invalid_token"` when the token is bad or

@@ -58,7 +58,7 @@ where
                 ResponseFuture::inner(self.inner.call(request), None, self.guard.realm.clone())
             }
             Decision::Reject(rejection) => {
-                ResponseFuture::ready(rejection.response(self.guard.realm.as_deref(), grpc))
+                ResponseFuture::ready(self.guard.refuse(&rejection, grpc))
             }
             Decision::Later(pending) => {
                 // The service that was polled ready serves this request; a clone stays.
@@ -76,9 +76,9 @@ where
                             }
                             Ok(response.map(ResponseBody::inner))
                         }
-                        Err(rejection) => Ok(rejection
-                            .response(guard.realm.as_deref(), grpc)
-                            .map(ResponseBody::full)),
+                        Err(rejection) => {
+                            Ok(guard.refuse(&rejection, grpc).map(ResponseBody::full))
+                        }
                     }
                 })
             }
