@@ -433,3 +433,30 @@ on_every_store!(
     a_failed_request_writes_nothing,
     a_write_with_an_unknown_id_starts_a_new_session,
 );
+
+/// A logged-in cookie carries its user's group: with a key secret (Redis) or a secret of
+/// the process (memory), not a plain hash of the user id that anyone could check.
+#[tokio::test]
+async fn a_cookie_does_not_carry_a_plain_hash_of_its_user() {
+    use base64::Engine as _;
+    let keyed = parapet_session::RedisStore::new(common::handle(Backend::Redis).await)
+        .unwrap()
+        .key_secret(parapet_core::KeySecret::new("a key secret of this service").unwrap());
+    let stores: [(&str, Arc<dyn SessionStore>); 2] = [
+        ("memory", store(Backend::Memory).await),
+        ("redis with a key secret", Arc::new(keyed)),
+    ];
+    let plain = parapet_core::HashTag::of(b"alice");
+    for (name, store) in stores {
+        let client = Client::new(app(layer(store, |b| b)));
+        assert_eq!(client.send("POST", "/login/alice", "").await.status, 200);
+        let cookie = client.cookie().unwrap();
+        let value = cookie.split_once('=').unwrap().1;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(value)
+            .unwrap();
+        assert_eq!(bytes.len(), 48, "{name}");
+        assert_ne!(&bytes[32..], plain.as_bytes(), "{name}: the group is keyed");
+        assert_eq!(client.send("GET", "/me", "").await.body, "\"alice\"");
+    }
+}

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use parapet_core::table::{Expiring, Table, WhenFull};
-use parapet_core::{Clock, StoreCall, StoreError, SystemClock};
+use parapet_core::{Clock, KeySecret, Keyspace, StoreCall, StoreError, SystemClock};
 
 use super::{Changes, Created, Incremented, Loaded, NewSession, Revoke, Saved, SessionStore};
 use crate::{OverLimit, SessionInfo, SessionKey, SessionRules};
@@ -48,6 +48,9 @@ struct Inner {
     /// index and several sessions, so no two shard locks are ever held together.
     order: RwLock<()>,
     clock: Arc<dyn Clock>,
+    /// Keys the user groups (a cookie's group part) with a secret of this process: a cookie
+    /// does not carry a plain hash of its user's id. Groups need not outlive the process.
+    groups: Option<Keyspace>,
     /// Wall time (ms since the epoch) and clock time (µs) when the store was made.
     wall_origin_ms: u64,
     clock_origin_us: u64,
@@ -182,11 +185,29 @@ impl MemoryStore {
                 users: Table::new(capacity, when_full),
                 order: RwLock::new(()),
                 clock,
+                groups: process_secret().map(|secret| Keyspace::default().with_secret(secret)),
                 wall_origin_ms,
                 clock_origin_us,
             }),
         }
     }
+}
+
+/// A random secret, drawn once per process (always valid: 32 bytes).
+fn process_secret() -> Option<KeySecret> {
+    static SECRET: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    let bytes = SECRET.get_or_init(|| {
+        let mut bytes = [0; 32];
+        // Without the OS's randomness, the time: still unknown to a client reading cookies.
+        if getrandom::fill(&mut bytes).is_err() {
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            bytes[..16].copy_from_slice(&nanos.to_le_bytes());
+        }
+        bytes
+    });
+    KeySecret::new(bytes).ok()
 }
 
 fn micros(d: Duration) -> i64 {
@@ -396,6 +417,13 @@ fn touch(live: &mut Live, now: i64, rules: &SessionRules) {
 }
 
 impl SessionStore for MemoryStore {
+    fn user_group(&self, user: &str) -> [u8; 16] {
+        match &self.inner.groups {
+            Some(groups) => *groups.tag(user.as_bytes()).as_bytes(),
+            None => *parapet_core::HashTag::of(user.as_bytes()).as_bytes(),
+        }
+    }
+
     fn load(&self, key: &SessionKey, rules: &SessionRules) -> StoreCall<Option<Loaded>> {
         let inner = &self.inner;
         let _order = inner.read();

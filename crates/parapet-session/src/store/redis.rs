@@ -111,8 +111,11 @@ impl RedisStore {
         self
     }
 
-    /// User groups become HMAC-SHA-256 of the user id under `secret`, so a Redis dump does
-    /// not tell which user a session belongs to by a plain hash of a guessable id.
+    /// User groups become HMAC-SHA-256 of the user id under `secret`. Set one: the group is
+    /// the last part of a logged-in cookie and of its Redis keys, and without a secret it is
+    /// a plain SHA-256 of the user id, which anyone holding a cookie (or a key listing) can
+    /// check against guesses ("alice"). The user id itself is still stored in the session
+    /// (`m:user`), readable by whoever reads the session's hash.
     #[must_use]
     pub fn key_secret(mut self, secret: KeySecret) -> Self {
         self.keyspace = self.keyspace.with_secret(secret);
