@@ -112,6 +112,9 @@ struct Run {
     /// µs since `origin` of the oldest confirmation among the subscribed nodes, 0 while any
     /// of them is not subscribed: all that `is_current` reads.
     confirmed: AtomicU64,
+    /// µs since `origin` of the newest such confirmation ever made (0: none yet); not reset
+    /// when a subscription is lost.
+    last_confirmed: AtomicU64,
 }
 
 /// How long a subscription may stay down before the nodes are listed again.
@@ -175,6 +178,7 @@ impl FanOut {
                     connect_timeout: redis.timeout().max(Duration::from_millis(100)),
                     origin: Instant::now(),
                     confirmed: AtomicU64::new(0),
+                    last_confirmed: AtomicU64::new(0),
                 }),
                 tasks: OnceLock::new(),
             }),
@@ -212,6 +216,15 @@ impl FanOut {
         let confirmed = run.confirmed.load(Ordering::Acquire);
         let bound = u64::try_from(run.staleness.as_micros()).unwrap_or(u64::MAX);
         confirmed != 0 && run.micros().saturating_sub(confirmed) <= bound
+    }
+
+    /// How long ago every subscribed node last confirmed the subscription, lost since or
+    /// not (`None` before the first confirmation): a middleware can tell a subscription
+    /// lost a moment ago, likely back within milliseconds, from a Redis down for a while.
+    pub fn last_confirmed(&self) -> Option<Duration> {
+        let run = &self.shared.run;
+        let last = run.last_confirmed.load(Ordering::Acquire);
+        (last != 0).then(|| Duration::from_micros(run.micros().saturating_sub(last)))
     }
 }
 
@@ -256,12 +269,7 @@ impl Run {
             let mut down_since: Option<Instant> = None;
             loop {
                 tick.tick().await;
-                let oldest = slots
-                    .iter()
-                    .map(|s| s.load(Ordering::Acquire))
-                    .min()
-                    .unwrap_or(0);
-                self.confirmed.store(oldest, Ordering::Release);
+                let oldest = self.publish_confirmed(&slots);
                 if oldest != 0 {
                     down_since = None;
                 } else if rediscover
@@ -274,6 +282,21 @@ impl Run {
             drop(subscribers);
             self.confirmed.store(0, Ordering::Release);
         }
+    }
+
+    /// Publishes the oldest confirmation among `slots` (0 while any is unsubscribed), and
+    /// returns it.
+    fn publish_confirmed(&self, slots: &[AtomicU64]) -> u64 {
+        let oldest = slots
+            .iter()
+            .map(|s| s.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(0);
+        self.confirmed.store(oldest, Ordering::Release);
+        if oldest != 0 {
+            self.last_confirmed.fetch_max(oldest, Ordering::AcqRel);
+        }
+        oldest
     }
 
     fn is_cluster(&self) -> bool {
@@ -303,7 +326,7 @@ impl Run {
         let mut backoff = FIRST_BACKOFF;
         loop {
             let started = Instant::now();
-            let outcome = self.session(slot, &client).await;
+            let outcome = self.session(&slots, index, &client).await;
             slot.store(0, Ordering::Release);
             // A subscription known lost is not current from now, not from the next tick.
             self.confirmed.store(0, Ordering::Release);
@@ -319,8 +342,15 @@ impl Run {
         }
     }
 
-    /// One subscribed connection, until it fails; `slot` holds its last confirmation.
-    async fn session(&self, slot: &AtomicU64, client: &redis::Client) -> Result<(), StoreError> {
+    /// One subscribed connection, until it fails; `slots[index]` holds its last
+    /// confirmation.
+    async fn session(
+        &self,
+        slots: &[AtomicU64],
+        index: usize,
+        client: &redis::Client,
+    ) -> Result<(), StoreError> {
+        let slot = &slots[index];
         let pubsub = tokio::time::timeout(self.connect_timeout, client.get_async_pubsub())
             .await
             .map_err(|_| StoreError::Timeout(self.connect_timeout))?
@@ -333,6 +363,8 @@ impl Run {
         // Whatever was announced while we were not listening is lost: rebuild first.
         (self.handler)(Event::Resync);
         slot.store(self.micros(), Ordering::Release);
+        // Current again now, not at the next heartbeat tick.
+        self.publish_confirmed(slots);
         let mut heartbeat = tokio::time::interval(self.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

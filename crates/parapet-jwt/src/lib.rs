@@ -67,7 +67,8 @@
 //! `iat`), or every token issued so far (a global epoch). Each instance holds a replica and
 //! checks requests against it: zero round trips. On Redis (standalone or Cluster) a
 //! revocation is one script that writes and announces; every instance hears it through
-//! parapet-core's fan-out, reloads the whole set after any disconnect before trusting its
+//! parapet-core's fan-out, catches up after any disconnect (from a log of recent changes, or by
+//! loading the whole set when the log no longer covers the gap) before trusting its
 //! replica again, and applies [`WhenStale`] while its replica cannot be confirmed current
 //! within the staleness bound (500 ms by default): refuse with 503 (default), ask Redis,
 //! or let through on what it knew.

@@ -20,6 +20,10 @@ pub const REVOCATIONS_WIDENED: &str = "parapet_jwt_revocations_widened_total";
 /// Counter: times this instance found Redis's revocations lost or absent (a changed or new
 /// generation marker) and refused every token issued before.
 pub const DATA_LOSS: &str = "parapet_jwt_revocations_data_loss_total";
+/// Counter: how replicas came back up to date after a lost subscription, labelled `how`:
+/// `log` (caught up from the log of recent changes) or `load` (the log no longer held every
+/// change since: everything loaded again).
+pub const CATCH_UPS: &str = "parapet_jwt_replica_catch_ups_total";
 /// Counter: JWKS fetches, labelled `result`: `ok`, `error`.
 pub const JWKS_FETCHES: &str = "parapet_jwt_jwks_fetches_total";
 
@@ -41,6 +45,10 @@ pub(crate) fn replica_tokens(n: usize) {
 
 pub(crate) fn widened(from: &'static str, to: &'static str) {
     metrics::counter!(REVOCATIONS_WIDENED, "from" => from, "to" => to).increment(1);
+}
+
+pub(crate) fn catch_up(how: &'static str) {
+    metrics::counter!(CATCH_UPS, "how" => how).increment(1);
 }
 
 pub(crate) fn data_loss() {

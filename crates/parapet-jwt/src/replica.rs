@@ -120,6 +120,43 @@ impl Replica {
         }
     }
 
+    /// Records many revoked tokens under one lock (a page of a load).
+    pub(crate) fn revoke_members<'m>(
+        &self,
+        members: impl IntoIterator<Item = (&'m [u8], u64)>,
+        now_ms: u64,
+    ) {
+        let mut tokens = write(&self.tokens);
+        for (member, until_ms) in members {
+            if until_ms > now_ms {
+                let slot = tokens.entry(self.member_key(member)).or_insert(0);
+                *slot = (*slot).max(until_ms);
+            }
+        }
+        self.token_count.store(tokens.len(), Ordering::Release);
+    }
+
+    /// Records many user epochs under one lock (a page of a load).
+    pub(crate) fn revoke_users<'u>(
+        &self,
+        users: impl IntoIterator<Item = (&'u str, u64)>,
+        now_ms: u64,
+    ) {
+        let mut map = write(&self.users);
+        for (user, epoch_ms) in users {
+            if epoch_ms.saturating_add(self.retention_ms) <= now_ms {
+                continue;
+            }
+            match map.get_mut(user) {
+                Some(epoch) => *epoch = (*epoch).max(epoch_ms),
+                None => {
+                    map.insert(user.into(), epoch_ms);
+                }
+            }
+        }
+        self.user_count.store(map.len(), Ordering::Release);
+    }
+
     /// Drops every entry that ended by `now_ms`.
     pub(crate) fn sweep(&self, now_ms: u64) {
         let mut tokens = write(&self.tokens);

@@ -30,16 +30,25 @@ static REVOKE_USER: LazyLock<Script> = script!("scripts/revoke_user.lua");
 static REVOKE_ALL: LazyLock<Script> = script!("scripts/revoke_all.lua");
 static CHECK: LazyLock<Script> = script!("scripts/check.lua");
 static GENERATION: LazyLock<Script> = script!("scripts/generation.lua");
+static CATCH_UP: LazyLock<Script> = script!("scripts/catch_up.lua");
 
 /// Revocations of tokens (by issuer and `jti`), of users (every token of a `sub` issued so
 /// far) and of everything (every token issued so far), for a [`JwtLayer`](crate::JwtLayer).
 ///
 /// Every instance holds a replica of the whole set in memory, so checking a request costs
-/// no network round trip. On Redis, a revocation is written and announced in one script;
-/// every instance applies the announcement through parapet-core's
-/// [`FanOut`](parapet_core::FanOut), and after any disconnect reloads the set before it
-/// trusts its replica again. While the replica cannot be confirmed current within the
-/// staleness bound, the [`WhenStale`] policy applies.
+/// no network round trip. On Redis, a revocation is written, logged and announced in one
+/// script; every instance applies the announcement through parapet-core's
+/// [`FanOut`](parapet_core::FanOut). After a lost subscription an instance catches up from
+/// the log (a stream of the last 100,000 changes, numbered, so a change missed is told from
+/// one held) before it trusts its replica again, and loads the whole set only when the log
+/// no longer holds everything it missed, or at start. While the replica cannot be confirmed
+/// current within the staleness bound, the [`WhenStale`] policy applies; under
+/// `FailClosed`, a check in the first moments of that (the subscription confirmed at most
+/// twice the bound ago: a lost connection, likely back in milliseconds) waits for the
+/// replica, up to the [`timeout`](RevocationsBuilder::timeout), before it refuses.
+///
+/// Announcements are `<log id> <change>`: instances of versions before the log do not read
+/// them, so upgrade every instance together.
 ///
 /// Memory is bounded: a revoked token is forgotten when it would have expired anyway
 /// (`min(exp, iat + max_token_age) + leeway`), a user or global epoch after
@@ -111,6 +120,8 @@ struct Keys {
     users: String,
     epoch: String,
     generation: String,
+    /// The stream of the last changes, to catch up from.
+    log: String,
     /// Followed by `:<subject>`: the subject's count of revoked tokens.
     subject: String,
     channel: String,
@@ -129,7 +140,6 @@ impl Keys {
 /// Resyncs asked for and loads completed, counted: the replica is trusted only when the
 /// last load started after the last resync. And the store's generation, to notice that
 /// Redis lost its data.
-#[derive(Default)]
 struct SyncState {
     resyncs: AtomicU64,
     loaded: AtomicU64,
@@ -137,6 +147,41 @@ struct SyncState {
     generation: AtomicU64,
     trust_empty: bool,
     retention_ms: u64,
+    /// The log id of the newest change applied (none before the first load).
+    position: Mutex<Option<LogId>>,
+}
+
+impl SyncState {
+    fn advance(&self, id: LogId) {
+        let mut position = lock(&self.position);
+        if position.is_none_or(|p| p < id) {
+            *position = Some(id);
+        }
+    }
+}
+
+/// A log entry's id, `<n>-0`: the `n`th change recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct LogId(u64, u64);
+
+impl LogId {
+    fn parse(text: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(text).ok()?;
+        let (ms, seq) = text.split_once('-')?;
+        Some(Self(ms.parse().ok()?, seq.parse().ok()?))
+    }
+}
+
+/// Splits `<log id> <change>` into its id and change; a change without an id (from an
+/// older version) has none.
+fn split_announcement(payload: &[u8]) -> (Option<LogId>, &[u8]) {
+    if payload.first().is_some_and(u8::is_ascii_digit)
+        && let Some(space) = payload.iter().position(|&b| b == b' ')
+        && let Some(id) = LogId::parse(&payload[..space])
+    {
+        return (Some(id), &payload[space + 1..]);
+    }
+    (None, payload)
 }
 
 /// What recording a revoked token found.
@@ -198,31 +243,43 @@ impl Revocations {
             users: keyspace.key("jwt", &tag, "users"),
             epoch: keyspace.key("jwt", &tag, "epoch"),
             generation: keyspace.key("jwt", &tag, "generation"),
+            log: keyspace.key("jwt", &tag, "log"),
             subject: keyspace.key("jwt", &tag, "subject"),
             channel: keyspace.name("jwt", "revocations"),
         });
         let replica = Arc::new(Replica::new(rules.retention_ms()));
         let sync = Arc::new(SyncState {
+            resyncs: AtomicU64::new(0),
+            loaded: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
             trust_empty: options.trust_empty,
             retention_ms: rules.retention_ms(),
-            ..SyncState::default()
+            position: Mutex::new(None),
         });
         let handler = {
             let (replica, sync, redis, keys) =
                 (replica.clone(), sync.clone(), redis.clone(), keys.clone());
             move |event: Event<'_>| match event {
                 Event::Message(payload) => {
-                    replica.apply(payload, unix_ms());
+                    let (id, change) = split_announcement(payload);
+                    replica.apply(change, unix_ms());
+                    if let Some(id) = id {
+                        sync.advance(id);
+                    }
                     metric_len(&replica);
                 }
                 Event::Resync => {
                     let generation = sync.resyncs.fetch_add(1, Ordering::AcqRel) + 1;
+                    // Where to catch up from: what was applied before the subscription was
+                    // lost (messages heard from now on move the position past the gap).
+                    let from = *lock(&sync.position);
                     tokio::spawn(reload(
                         replica.clone(),
                         Arc::downgrade(&sync),
                         redis.clone(),
                         keys.clone(),
                         generation,
+                        from,
                     ));
                 }
                 _ => {}
@@ -314,9 +371,10 @@ impl Revocations {
         let recorded = match &self.inner.redis {
             None => self.record_in_memory(&member, until_ms, subject),
             Some(part) => {
-                let mut call = REVOKE_TOKEN.call(2);
+                let mut call = REVOKE_TOKEN.call(3);
                 call.key(part.keys.tokens.as_str())
                     .key(part.keys.subject(subject.unwrap_or("")))
+                    .key(part.keys.log.as_str())
                     .arg(member.as_slice())
                     .arg(until_ms)
                     .arg(rules.max_entries)
@@ -414,8 +472,9 @@ impl Revocations {
             self.inner.replica.revoke_user(user, now, now);
             return Ok(());
         };
-        let mut call = REVOKE_USER.call(1);
+        let mut call = REVOKE_USER.call(2);
         call.key(part.keys.users.as_str())
+            .key(part.keys.log.as_str())
             .arg(user)
             .arg(self.inner.rules.retention_ms())
             .arg(self.inner.rules.max_entries)
@@ -435,8 +494,9 @@ impl Revocations {
             self.inner.replica.revoke_all(unix_ms());
             return Ok(());
         };
-        let mut call = REVOKE_ALL.call(1);
+        let mut call = REVOKE_ALL.call(2);
         call.key(part.keys.epoch.as_str())
+            .key(part.keys.log.as_str())
             .arg(self.inner.rules.retention_ms())
             .arg(part.keys.channel.as_str());
         let epoch: u64 = part.call("revoke", &call).await?;
@@ -500,6 +560,9 @@ impl Revocations {
         if part.is_current() {
             return Check::Allowed;
         }
+        if let Some(wait) = part.wait_current(&self.inner.replica, &facts) {
+            return Check::AskStore(wait);
+        }
         crate::metrics::stale(part.when_stale.label());
         match part.when_stale {
             WhenStale::FailOpen => Check::Allowed,
@@ -535,11 +598,45 @@ impl Revocations {
 }
 
 impl RedisPart {
+    /// A replica that just became stale under [`WhenStale::FailClosed`] (a lost
+    /// subscription, a catch-up under way) is usually current again within milliseconds:
+    /// while the subscription was confirmed at most twice the staleness bound ago, a check
+    /// waits for that, up to the store deadline, rather than refusing at once. Once it is
+    /// older (Redis down for a while), the policy applies without a wait.
+    fn wait_current(&self, replica: &Arc<Replica>, facts: &Facts<'_>) -> Option<StoreCall<bool>> {
+        if !matches!(self.when_stale, WhenStale::FailClosed) {
+            return None;
+        }
+        let recent = self.fanout.staleness() * 2;
+        if self.fanout.last_confirmed().is_none_or(|age| age > recent) {
+            return None;
+        }
+        let (replica, fanout, sync) = (replica.clone(), self.fanout.clone(), self.sync.clone());
+        let (iss, jti, sub) = (
+            facts.iss.map(str::to_owned),
+            facts.jti.map(str::to_owned),
+            facts.sub.map(str::to_owned),
+        );
+        let iat_ms = facts.iat_ms;
+        Some(
+            StoreCall::boxed(async move {
+                while !is_current(&sync, &fanout) {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                let facts = Facts {
+                    iss: iss.as_deref(),
+                    jti: jti.as_deref(),
+                    sub: sub.as_deref(),
+                    iat_ms,
+                };
+                Ok(replica.is_revoked(&facts, unix_ms()))
+            })
+            .within(self.timeout),
+        )
+    }
+
     fn is_current(&self) -> bool {
-        let resyncs = self.sync.resyncs.load(Ordering::Acquire);
-        resyncs > 0
-            && self.sync.loaded.load(Ordering::Acquire) >= resyncs
-            && self.fanout.is_current()
+        is_current(&self.sync, &self.fanout)
     }
 
     async fn call<T: parapet_core::FromReply + Send + 'static>(
@@ -556,22 +653,32 @@ impl RedisPart {
     }
 }
 
+/// True when the last load or catch-up followed the last resync and the subscription is
+/// confirmed within the staleness bound.
+fn is_current(sync: &SyncState, fanout: &FanOut) -> bool {
+    let resyncs = sync.resyncs.load(Ordering::Acquire);
+    resyncs > 0 && sync.loaded.load(Ordering::Acquire) >= resyncs && fanout.is_current()
+}
+
 /// Entries read per command when loading.
 const PAGE: usize = 5_000;
 
-/// Loads the revocations into the replica after resync `generation`; retries, backing off,
-/// until it succeeds, a newer resync takes over, or the revocations are dropped.
+/// Brings the replica up to date after resync `generation`: catches up from the log when
+/// it can (from `from`, the last change applied before the subscription was lost), loads
+/// everything otherwise; retries, backing off, until it succeeds, a newer resync takes
+/// over, or the revocations are dropped.
 async fn reload(
     replica: Arc<Replica>,
     sync: std::sync::Weak<SyncState>,
     redis: RedisHandle,
     keys: Arc<Keys>,
     generation: u64,
+    from: Option<LogId>,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let Some(state) = sync.upgrade() else { return };
-        let loaded = load(&replica, &redis, &keys, &state).await;
+        let loaded = catch_up(&replica, &redis, &keys, &state, from).await;
         drop(state);
         match loaded {
             Ok(()) => {
@@ -597,8 +704,47 @@ async fn reload(
     }
 }
 
+/// Catches up from the log after `from`, or loads everything when there is no `from`, the
+/// generation changed (Redis lost its data) or the log no longer holds every change since.
+async fn catch_up(
+    replica: &Replica,
+    redis: &RedisHandle,
+    keys: &Keys,
+    sync: &SyncState,
+    from: Option<LogId>,
+) -> Result<(), StoreError> {
+    let known = sync.generation.load(Ordering::Acquire);
+    check_generation(redis, keys, sync).await?;
+    let (Some(mut after), true) = (from, known == sync.generation.load(Ordering::Acquire)) else {
+        return load(replica, redis, keys, sync).await;
+    };
+    loop {
+        let mut call = CATCH_UP.call(1);
+        call.key(keys.log.as_str()).arg(after.0).arg(PAGE);
+        let reply: Vec<Vec<u8>> = redis.eval(&call).await?;
+        let Some((gap, entries)) = reply.split_first() else {
+            return Err(StoreError::UnexpectedReply("a catch-up"));
+        };
+        if gap.as_slice() != b"0" {
+            crate::metrics::catch_up("load");
+            return load(replica, redis, keys, sync).await;
+        }
+        let now = unix_ms();
+        for pair in entries.chunks_exact(2) {
+            replica.apply(&pair[1], now);
+            after = LogId::parse(&pair[0]).ok_or(StoreError::UnexpectedReply("a log id"))?;
+        }
+        sync.advance(after);
+        if entries.len() < 2 * PAGE {
+            crate::metrics::catch_up("log");
+            return Ok(());
+        }
+    }
+}
+
 /// Reads the global epoch, then the revoked tokens and users in pages of [`PAGE`], highest
-/// score first, into the replica: one short command each, however large the set.
+/// score first, into the replica: one short command each, however large the set. The log's
+/// newest id, read first, is where the next catch-up starts.
 ///
 /// Ranks are counted from the top, so an entry expiring from the bottom meanwhile shifts
 /// nothing still to be read; an insert or a longer revocation that moves an entry up may
@@ -610,7 +756,18 @@ async fn load(
     keys: &Keys,
     sync: &SyncState,
 ) -> Result<(), StoreError> {
-    check_generation(redis, keys, sync).await?;
+    let mut newest = Command::new("XREVRANGE");
+    newest
+        .arg(keys.log.as_str())
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1);
+    let newest: Vec<(Vec<u8>, Vec<Vec<u8>>)> = redis.query(&newest).await?;
+    let newest = newest
+        .first()
+        .and_then(|(id, _)| LogId::parse(id))
+        .unwrap_or(LogId(0, 0));
     let mut get = Command::new("GET");
     get.arg(keys.epoch.as_str());
     let global: Option<String> = redis.query(&get).await?;
@@ -618,8 +775,8 @@ async fn load(
         replica.revoke_all(epoch);
     }
     for (key, is_user) in [(keys.tokens.as_str(), false), (keys.users.as_str(), true)] {
-        let mut start = 0;
-        loop {
+        // The next page is asked for while this one is applied.
+        let fetch = |start: usize| {
             let mut range = Command::new("ZRANGE");
             range
                 .arg(key)
@@ -627,27 +784,43 @@ async fn load(
                 .arg(start + PAGE - 1)
                 .arg("REV")
                 .arg("WITHSCORES");
-            let page: Vec<Vec<u8>> = redis.query(&range).await?;
-            let now = unix_ms();
+            let redis = redis.clone();
+            tokio::spawn(async move { redis.query::<Vec<Vec<u8>>>(&range).await })
+        };
+        let mut start = 0;
+        let mut pending = Some(fetch(start));
+        while let Some(fetching) = pending.take() {
+            let page = fetching
+                .await
+                .map_err(|_| StoreError::UnexpectedReply("a load page"))??;
+            if page.len() >= 2 * PAGE {
+                start += PAGE;
+                pending = Some(fetch(start));
+            }
+            let mut entries = Vec::with_capacity(page.len() / 2);
             for pair in page.chunks_exact(2) {
                 let score = std::str::from_utf8(&pair[1])
                     .ok()
                     .and_then(number)
                     .ok_or(StoreError::UnexpectedReply("a revocation score"))?;
-                if is_user {
-                    let user = std::str::from_utf8(&pair[0])
-                        .map_err(|_| StoreError::UnexpectedReply("a revoked user"))?;
-                    replica.revoke_user(user, score, now);
-                } else {
-                    replica.revoke_member(&pair[0], score, now);
-                }
+                entries.push((pair[0].as_slice(), score));
             }
-            if page.len() < 2 * PAGE {
-                break;
+            let now = unix_ms();
+            if is_user {
+                let users = entries
+                    .into_iter()
+                    .map(|(user, epoch)| std::str::from_utf8(user).map(|u| (u, epoch)))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| StoreError::UnexpectedReply("a revoked user"))?;
+                replica.revoke_users(users, now);
+            } else {
+                replica.revoke_members(entries, now);
             }
-            start += PAGE;
         }
     }
+    // Changes after `newest` were announced after the subscription was made: heard, or
+    // caught up from the log after the next loss.
+    sync.advance(newest);
     Ok(())
 }
 
@@ -659,9 +832,10 @@ async fn check_generation(
     sync: &SyncState,
 ) -> Result<(), StoreError> {
     let known = sync.generation.load(Ordering::Acquire);
-    let mut call = GENERATION.call(2);
+    let mut call = GENERATION.call(3);
     call.key(keys.generation.as_str())
         .key(keys.epoch.as_str())
+        .key(keys.log.as_str())
         .arg(sync.retention_ms)
         .arg(keys.channel.as_str())
         .arg(if sync.trust_empty { "1" } else { "0" })

@@ -670,3 +670,96 @@ async fn a_first_start_refuses_older_tokens_unless_trusted() {
         );
     }
 }
+
+/// A lost subscription is caught up from the log of recent changes, not by loading every
+/// revocation again, and requests meanwhile wait the moment out instead of getting 503.
+/// Once the log no longer holds every change since the instance's position, it loads all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_subscription_catches_up_from_the_log_without_a_503() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let server = RedisServer::start();
+    let url = server.url();
+    let start = || async {
+        // The wait is bounded by the store deadline: a loaded test machine gets 500 ms.
+        let revocations = Revocations::builder()
+            .timeout(Duration::from_millis(500))
+            .redis(handle(&url).await)
+            .unwrap();
+        assert!(revocations.wait_current(Duration::from_secs(10)).await);
+        revocations
+    };
+    let (a, b) = (start().await, start().await);
+    for i in 0..50 {
+        b.revoke_token_id(Some("test"), &format!("old{i}"), (now() + 900) as f64)
+            .await
+            .unwrap();
+    }
+    let guard_a = guard(&a);
+    let full_loads = || server.command_calls("xrevrange");
+    let loads_before = full_loads();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (served, unavailable) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let traffic = {
+        let (guard, stop, served, unavailable) = (
+            guard_a.clone(),
+            stop.clone(),
+            served.clone(),
+            unavailable.clone(),
+        );
+        let valid = token("bob", "ok");
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match status(&guard, &valid).await {
+                    200 => served.fetch_add(1, Ordering::Relaxed),
+                    503 => unavailable.fetch_add(1, Ordering::Relaxed),
+                    other => panic!("a valid token got {other}"),
+                };
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let cut_and_revoke = |round: String| {
+        let (b, guard_a) = (b.clone(), guard_a.clone());
+        let server = &server;
+        async move {
+            let victim = token("alice", &round);
+            server.command(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+            b.revoke_token_id(Some("test"), &round, (now() + 900) as f64)
+                .await
+                .unwrap();
+            let started = Instant::now();
+            while status(&guard_a, &victim).await != 401 {
+                assert!(started.elapsed() < Duration::from_secs(2), "{round}");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    };
+    for round in 0..4 {
+        cut_and_revoke(format!("cut{round}")).await;
+        // A subscription that lasted past the staleness bound reconnects at once again
+        // (shorter ones back off, which a single loss never meets).
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    assert_eq!(full_loads(), loads_before, "caught up from the log");
+    assert_eq!(status(&guard_a, &token("x", "old0")).await, 401);
+
+    // A change the instance never heard, trimmed from the log: the next loss cannot be
+    // caught up from the log and loads everything.
+    let log = server.command(&["KEYS", "*:log"]);
+    server.command(&["XADD", log.trim(), "*", "c", "unheard"]);
+    server.command(&["XTRIM", log.trim(), "MAXLEN", "0"]);
+    cut_and_revoke("after-trim".to_owned()).await;
+    assert!(full_loads() > loads_before, "loaded everything again");
+
+    stop.store(true, Ordering::Relaxed);
+    traffic.await.unwrap();
+    assert!(served.load(Ordering::Relaxed) > 100, "traffic ran");
+    assert_eq!(
+        unavailable.load(Ordering::Relaxed),
+        0,
+        "no 503 for a subscription lost a moment"
+    );
+}

@@ -1,5 +1,6 @@
 -- KEYS[1] revoked tokens (zset: member -> ms after which the token is dead anyway)
 -- KEYS[2] the subject's count of revoked tokens (string, expires with the last of them)
+-- KEYS[3] the log
 -- ARGV[1] member, ARGV[2] until ms, ARGV[3] most entries, ARGV[4] channel,
 -- ARGV[5] most tokens per subject ('0' when the token has no subject)
 -- Returns 1 (recorded), 0 (already dead), -1 (the set is full), -2 (the subject has its
@@ -27,5 +28,5 @@ else
 end
 local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 redis.call('PEXPIREAT', KEYS[1], top[2])
-redis.call('PUBLISH', ARGV[4], 't' .. ms(until_ms) .. ' ' .. ARGV[1])
+announce(KEYS[3], ARGV[4], 't' .. ms(until_ms) .. ' ' .. ARGV[1])
 return 1

@@ -1,4 +1,4 @@
--- KEYS[1] user epochs (zset: user -> epoch ms)
+-- KEYS[1] user epochs (zset: user -> epoch ms), KEYS[2] the log
 -- ARGV[1] user, ARGV[2] retention ms (max token age + 2 leeway + 1), ARGV[3] most entries, ARGV[4] channel
 -- Returns the epoch, or -1 (full).
 local now = now_ms()
@@ -10,5 +10,5 @@ end
 redis.call('ZADD', KEYS[1], 'GT', ms(now), ARGV[1])
 local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 redis.call('PEXPIREAT', KEYS[1], ms(tonumber(top[2]) + max_age))
-redis.call('PUBLISH', ARGV[4], 'u' .. ms(now) .. ' ' .. ARGV[1])
+announce(KEYS[2], ARGV[4], 'u' .. ms(now) .. ' ' .. ARGV[1])
 return now
