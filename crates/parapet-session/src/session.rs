@@ -175,10 +175,13 @@ impl Session {
         value: &T,
     ) -> Result<(), SessionError> {
         check_name(name)?;
-        let bytes = serde_json::to_vec(value).map_err(SessionError::Serialize)?;
+        let mut bytes = serde_json::to_vec(value).map_err(SessionError::Serialize)?;
         if name.len() + bytes.len() > self.inner.shared.rules.max_session_bytes {
             return Err(SessionError::TooLarge("value"));
         }
+        // serde_json grows its buffer by doubling, and `Bytes` keeps the whole buffer: a
+        // 1 KB value could hold 2 KB for as long as the session lives (the memory store).
+        bytes.shrink_to_fit();
         let mut state = self.lock().await;
         state
             .changes

@@ -16,10 +16,14 @@ use crate::{OverLimit, SessionInfo, SessionKey, SessionRules};
 /// and, apart, at most [`anonymous_capacity`](Self::anonymous_capacity) anonymous ones
 /// (50,000), each at most
 /// [`max_session_bytes`](crate::SessionLayerBuilder::max_session_bytes) of data (fields
-/// counted with 64 bytes of overhead each, about what a field costs here), so the worst
-/// case is about `(capacity + anonymous_capacity) × (max_session_bytes + 300)` bytes, a
-/// few hundred bytes per typical session. Lower the bounds for a small host. Expired
-/// sessions are swept by the tables as they are used.
+/// counted with 64 bytes of overhead each, as on Redis). What that costs in process memory
+/// was measured, allocator included (`BENCHMARKS.md` §21): about 500 bytes for a session of
+/// one small field, 1.8 KB for a cart of four 200-byte fields, 65–69 KB for a full session
+/// of fields of 1 KB or more, and up to 2.5 × `max_session_bytes` (164 KB) for a full
+/// session of hundreds of tiny fields, where each field's own allocations outweigh its
+/// bytes. So plan on `(capacity + anonymous_capacity) × 2.5 × max_session_bytes` at worst
+/// (24 GB with the defaults), a few KB per typical session, and lower the bounds for a
+/// small host. Expired sessions are swept by the tables as they are used.
 ///
 /// **The room belongs to users first.** Anonymous sessions (a cart before login) have a
 /// table of their own: when it is full, the anonymous sessions nearest to their idle
