@@ -100,6 +100,17 @@
 //! - a failed write replaces the handler's response with the error's: 503 (store), 401
 //!   (the session ended during the request), 413 (the session would pass its byte limit).
 //!
+//! A 503 says the answer did not come in time, not that nothing happened: a store that is
+//! slow rather than down may still run the call after the deadline. What that leaves:
+//! - **a login (`set_user`) or a new anonymous session**: nothing lasting. The layer deletes
+//!   the id it could not confirm (at once, and twice more within five seconds), so it
+//!   neither lingers nor counts toward [`max_sessions`](SessionLayerBuilder::max_sessions);
+//!   the old id the login replaced may be gone, which logs that client out.
+//! - **a field write, `incr`, `rotate`, `destroy`**: may have been applied. Setting a field
+//!   again is safe to retry; `incr` and anything that appends (`cart.push(…)` then
+//!   `insert`) count twice when retried, so give such writes an id of the client's making
+//!   (an item id as the field name, not a list) when a double must not happen.
+//!
 //! ## Migrating from tower-sessions
 //!
 //! | tower-sessions | parapet-session |

@@ -19,7 +19,7 @@ use crate::metrics;
 use crate::session_key::unhex;
 use crate::shared::Shared;
 use crate::store::{Changes, Created, Incremented, Loaded, NewSession, Revoke, Saved};
-use crate::{SessionError, SessionInfo, SessionKey};
+use crate::{SessionError, SessionInfo, SessionKey, SessionStore};
 
 /// Longest field name.
 const MAX_NAME: usize = 128;
@@ -562,7 +562,15 @@ impl Session {
             let id = SessionId::generate(Some(group)).map_err(random_failed)?;
             let key = id.key();
             let call = shared.store.create(&key, session, &shared.rules);
-            match shared.call("create", call).await? {
+            let created = shared.call("create", call).await;
+            if let Err(SessionError::Store(_)) = &created {
+                // A create that failed late (a deadline passed, a connection broke) may
+                // still run in the store: the client never gets that id, so take it out
+                // again rather than let it count toward the user's sessions until it idles
+                // out. Deleting an id that was never written is harmless.
+                undo_create(shared.store.clone(), key);
+            }
+            match created? {
                 Created::Done { evicted } => {
                     metrics::evicted(evicted);
                     return Ok((id, key));
@@ -763,4 +771,18 @@ impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session").finish_non_exhaustive()
     }
+}
+
+/// Deletes a session whose create timed out, in case the store ran it late: at once (after
+/// the create on the same connection), then twice more in case it ran later still.
+fn undo_create(store: Arc<dyn SessionStore>, key: SessionKey) {
+    tokio::spawn(async move {
+        for wait in [0, 1, 4] {
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+            let deleted = store.delete(&key).within(Duration::from_secs(5)).await;
+            if let Err(e) = deleted {
+                tracing::debug!(error = %e, "could not undo a create that timed out");
+            }
+        }
+    });
 }

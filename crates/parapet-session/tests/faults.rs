@@ -174,3 +174,57 @@ async fn a_read_is_one_redis_command_and_a_write_one_script_call() {
     assert_eq!(client.send("GET", "/untouched", "").await.status, 200);
     assert_eq!(count(), after_write, "untouched: nothing");
 }
+
+/// Logged-in sessions of `user` in Redis under `prefix`.
+fn sessions_of(server: &RedisServer, prefix: &str, user: &str) -> usize {
+    let script = "local n = 0 \
+        for _, k in ipairs(redis.call('KEYS', ARGV[1])) do \
+          if redis.call('HGET', k, 'm:user') == ARGV[2] then n = n + 1 end \
+        end return n";
+    server
+        .command(&["EVAL", script, "0", &format!("{prefix}:sess:*"), user])
+        .trim_start_matches(':')
+        .parse()
+        .unwrap()
+}
+
+/// A login answered 503 because Redis froze past the deadline runs late in Redis when it
+/// thaws; the layer takes that session out again, so it neither lingers nor counts toward
+/// the user's `max_sessions`.
+#[tokio::test]
+async fn a_login_answered_503_leaves_no_session_behind() {
+    use parapet_session::OverLimit;
+    let server = RedisServer::start();
+    let handle = RedisHandle::builder(server.url()).build().await.unwrap();
+    let store: Arc<dyn SessionStore> = Arc::new(
+        RedisStore::new(handle)
+            .unwrap()
+            .prefix(KeyPrefix::new("undo").unwrap()),
+    );
+    let app = app(layer(store, |b| {
+        b.store_timeout(Duration::from_millis(100))
+            .max_sessions(1, OverLimit::RejectNew)
+    }));
+    // Connected, and the scripts loaded, before Redis freezes.
+    let warm = Client::new(app.clone());
+    assert_eq!(warm.send("POST", "/login/ann", "").await.status, 200);
+    let first = Client::new(app.clone());
+    server.pause();
+    assert_eq!(first.send("POST", "/login/zoe", "").await.status, 503);
+    assert_eq!(first.cookie(), None, "no id was handed out");
+    server.resume();
+    // The late create ran, then its undo: none left, and none after the later undos.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sessions_of(&server, "undo", "zoe") != 0 {
+        assert!(Instant::now() < deadline, "the late session stayed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let second = Client::new(app.clone());
+    assert_eq!(
+        second.send("POST", "/login/zoe", "").await.status,
+        200,
+        "the 503 login does not count toward max_sessions (1, reject new)"
+    );
+    assert_eq!(second.send("GET", "/me", "").await.body, "\"zoe\"");
+    assert_eq!(sessions_of(&server, "undo", "zoe"), 1);
+}
