@@ -460,3 +460,29 @@ async fn a_cookie_does_not_carry_a_plain_hash_of_its_user() {
         assert_eq!(client.send("GET", "/me", "").await.body, "\"alice\"");
     }
 }
+
+/// With a key secret, a dump of Redis names no user: the stored user id is sealed, and
+/// still reads back through login, rotation and a fresh load.
+#[tokio::test]
+async fn with_a_key_secret_redis_holds_no_user_id_in_clear() {
+    let prefix = common::prefix();
+    let store = parapet_session::RedisStore::new(common::handle(Backend::Redis).await)
+        .unwrap()
+        .prefix(parapet_core::KeyPrefix::new(prefix.clone()).unwrap())
+        .key_secret(parapet_core::KeySecret::new("a key secret of this service").unwrap());
+    let client = Client::new(app(layer(Arc::new(store), |b| b)));
+    assert_eq!(client.send("POST", "/login/alice.w", "").await.status, 200);
+    assert_eq!(client.send("POST", "/rotate", "").await.status, 200);
+    assert_eq!(client.send("GET", "/me", "").await.body, "\"alice.w\"");
+    let server = parapet_testkit::RedisServer::shared();
+    let keys = server.command(&["KEYS", &format!("{prefix}:*")]);
+    let mut stored = 0;
+    for key in keys.lines() {
+        let dump = server.command(&["DUMP", key]);
+        assert!(!dump.contains("alice"), "{key} names the user");
+        if server.command(&["TYPE", key]) == "+hash" {
+            stored += usize::from(server.command(&["HEXISTS", key, "m:user"]) == ":1");
+        }
+    }
+    assert!(stored >= 1, "the session is there: {keys}");
+}

@@ -7,6 +7,7 @@ mod memory;
 mod new_session;
 mod outcome;
 mod redis;
+mod sealed_user;
 
 pub use changes::Changes;
 pub use loaded::Loaded;

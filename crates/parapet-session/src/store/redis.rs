@@ -10,7 +10,9 @@ use parapet_core::{
     StoreError,
 };
 
-use super::{Changes, Created, Incremented, Loaded, NewSession, Revoke, Saved, SessionStore};
+use super::{
+    Changes, Created, Incremented, Loaded, NewSession, Revoke, Saved, SessionStore, sealed_user,
+};
 use crate::session_key::{hex, unhex};
 use crate::session_rules::millis;
 use crate::{OverLimit, SessionInfo, SessionKey, SessionRules};
@@ -66,6 +68,8 @@ pub struct RedisStore {
     redis: RedisHandle,
     keyspace: Keyspace,
     anonymous_budget: usize,
+    /// A key secret was set: user ids are stored sealed (see `sealed_user`).
+    sealed: bool,
     /// Round-robin over the anonymous groups.
     next_anonymous: Arc<AtomicUsize>,
 }
@@ -84,6 +88,7 @@ impl RedisStore {
             redis: redis.with_timeout(timeout)?,
             keyspace: Keyspace::default(),
             anonymous_budget: 100_000,
+            sealed: false,
             next_anonymous: Arc::default(),
         })
     }
@@ -114,11 +119,13 @@ impl RedisStore {
     /// User groups become HMAC-SHA-256 of the user id under `secret`. Set one: the group is
     /// the last part of a logged-in cookie and of its Redis keys, and without a secret it is
     /// a plain SHA-256 of the user id, which anyone holding a cookie (or a key listing) can
-    /// check against guesses ("alice"). The user id itself is still stored in the session
-    /// (`m:user`), readable by whoever reads the session's hash.
+    /// check against guesses ("alice"). With a secret the user id stored in the session
+    /// (`m:user`) is sealed too (an encryption keyed by the secret), so a dump of Redis names
+    /// no user; sessions written before the secret was set still read.
     #[must_use]
     pub fn key_secret(mut self, secret: KeySecret) -> Self {
         self.keyspace = self.keyspace.with_secret(secret);
+        self.sealed = true;
         self
     }
 
@@ -178,8 +185,12 @@ fn text(bytes: Vec<u8>) -> Option<String> {
 }
 
 /// Reads an `HGETALL` of a session: `None` when it is empty, a rotation alias (`Err` with
-/// the digest it points to), or the session and its last touch (ms).
-fn parse(key: SessionKey, reply: Vec<Vec<u8>>) -> Result<Option<(Loaded, u64)>, [u8; 16]> {
+/// the digest it points to), or the session and its last touch (ms). `user` opens `m:user`.
+fn parse(
+    key: SessionKey,
+    reply: Vec<Vec<u8>>,
+    user: impl Fn(&[u8]) -> Option<String>,
+) -> Result<Option<(Loaded, u64)>, [u8; 16]> {
     if reply.is_empty() {
         return Ok(None);
     }
@@ -203,7 +214,7 @@ fn parse(key: SessionKey, reply: Vec<Vec<u8>>) -> Result<Option<(Loaded, u64)>, 
                     .map_or(Ok(None), Err);
             }
             b"m:seen" => seen = millis_of(&value),
-            b"m:user" => out.user = text(value),
+            b"m:user" => out.user = user(&value),
             b"m:created" => out.created = wall(&value),
             b"m:rot" => out.rotated = wall(&value),
             b"m:ip" => out.ip = text(value),
@@ -234,7 +245,10 @@ impl SessionStore for RedisStore {
             for _ in 0..2 {
                 let mut hgetall = Command::new("HGETALL");
                 hgetall.arg(store.session_key(&target));
-                match parse(target, store.redis.query(&hgetall).await?) {
+                let open = |value: &[u8]| {
+                    sealed_user::open(&store.keyspace, store.sealed, target.group(), value)
+                };
+                match parse(target, store.redis.query(&hgetall).await?, open) {
                     Ok(loaded) => {
                         found = loaded;
                         break;
@@ -297,7 +311,14 @@ impl SessionStore for RedisStore {
             .arg(rules.idle_ms())
             .arg(rules.absolute_ms())
             .arg(rules.max_session_bytes)
-            .arg(session.user.as_deref().unwrap_or(""))
+            .arg(
+                session
+                    .user
+                    .as_deref()
+                    .map(|u| sealed_user::seal(&self.keyspace, self.sealed, key.group(), u))
+                    .unwrap_or_default()
+                    .as_slice(),
+            )
             .arg(limit)
             .arg(policy)
             .arg(session.ip.as_deref().unwrap_or(""))
