@@ -31,6 +31,11 @@ use axum::routing::get;
 use tower_parapet::cache::{CacheLayer, MemoryStore, RedisStore, TieredStore};
 use tower_parapet::core::RedisHandle;
 
+// The examples' HTTP server: header-read timeout, connection limit, graceful shutdown.
+#[path = "support/server.rs"]
+#[allow(dead_code, clippy::duplicate_mod)] // also included by the tests beside each example
+mod server;
+
 /// The app: the cache in memory without a Redis URL, on Redis with one.
 pub async fn app(redis_url: Option<&str>) -> Result<Router, Box<dyn Error>> {
     let mut cache = CacheLayer::builder();
@@ -107,6 +112,12 @@ async fn run() -> Result<(), Box<dyn Error>> {
             "in-memory"
         },
     );
-    axum::serve(listener, app).await?;
+    server::serve(
+        listener,
+        app,
+        server::Limits::default(),
+        std::future::pending(),
+    )
+    .await?;
     Ok(())
 }

@@ -29,14 +29,17 @@ use http::header::{CONNECTION, HeaderName};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
+use hyper_util::rt::TokioExecutor;
 use tower::ServiceBuilder;
 use tower_parapet::cache::{CacheLayer, MemoryStore, RedisStore, TieredStore};
 use tower_parapet::core::RedisHandle;
+
+// The examples' HTTP server: header-read timeout, connection limit, graceful shutdown.
+#[path = "support/server.rs"]
+#[allow(dead_code, clippy::duplicate_mod)] // also included by the tests beside each example
+mod server;
 
 type Body = Either<Incoming, Full<Bytes>>;
 
@@ -127,18 +130,13 @@ pub async fn serve(
         .service(tower::service_fn(move |request| {
             forward(client.clone(), upstream.clone(), request)
         }));
-    loop {
-        let (stream, _) = listener.accept().await?;
-        let service = TowerToHyperService::new(service.clone());
-        tokio::spawn(async move {
-            let served = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            if let Err(error) = served {
-                tracing::debug!("connection error: {error}");
-            }
-        });
-    }
+    server::serve(
+        listener,
+        service,
+        server::Limits::default(),
+        std::future::pending(),
+    )
+    .await
 }
 
 #[tokio::main]

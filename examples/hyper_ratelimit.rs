@@ -8,7 +8,6 @@
 
 use std::convert::Infallible;
 use std::error::Error;
-use std::net::SocketAddr;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -16,12 +15,14 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use tower::ServiceBuilder;
 use tower_parapet::core::RedisHandle;
 use tower_parapet::ratelimit::{Quota, RateLimitLayer, RedisStore};
+
+// The examples' HTTP server: header-read timeout, connection limit, graceful shutdown.
+#[path = "support/server.rs"]
+#[allow(dead_code, clippy::duplicate_mod)] // also included by the tests beside each example
+mod server;
 
 async fn handler(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let response = if request.uri().path() == "/api/products" {
@@ -55,30 +56,21 @@ pub async fn layer(redis_url: Option<&str>) -> Result<RateLimitLayer, Box<dyn Er
     Ok(builder.build()?)
 }
 
-/// Serves connections from `listener` until the task is dropped.
+/// Serves connections from `listener` until the task is dropped, with the examples' server
+/// limits (`support/server.rs`): header-read timeout, connection limit.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     layer: RateLimitLayer,
 ) -> std::io::Result<()> {
-    loop {
-        let (stream, peer) = listener.accept().await?;
-        // The default key, `PeerIp`, reads the peer's `SocketAddr` from the extensions.
-        let service = ServiceBuilder::new()
-            .map_request(move |mut request: Request<Incoming>| {
-                request.extensions_mut().insert::<SocketAddr>(peer);
-                request
-            })
-            .layer(layer.clone())
-            .service_fn(handler);
-        tokio::spawn(async move {
-            let served = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
-                .await;
-            if let Err(error) = served {
-                tracing::debug!("connection error: {error}");
-            }
-        });
-    }
+    // The default key, `PeerIp`, reads the peer's `SocketAddr`, which the server adds.
+    let service = ServiceBuilder::new().layer(layer).service_fn(handler);
+    server::serve(
+        listener,
+        service,
+        server::Limits::default(),
+        std::future::pending(),
+    )
+    .await
 }
 
 #[tokio::main]

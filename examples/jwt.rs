@@ -42,6 +42,11 @@ use tower_parapet::core::{RedisHandle, StoreError};
 use tower_parapet::jwt::jsonwebtoken::{self, EncodingKey, Header};
 use tower_parapet::jwt::{Claims, JwtLayer, Revocations, VerifiedToken};
 
+// The examples' HTTP server: header-read timeout, connection limit, graceful shutdown.
+#[path = "support/server.rs"]
+#[allow(dead_code, clippy::duplicate_mod)] // also included by the tests beside each example
+mod server;
+
 /// The secret used when `JWT_SECRET` is unset: for development only.
 pub const DEVELOPMENT_SECRET: &str = "parapet development secret: never use in production";
 
@@ -236,6 +241,12 @@ async fn run() -> Result<(), Box<dyn Error>> {
             "in-memory"
         },
     );
-    axum::serve(listener, app).await?;
+    server::serve(
+        listener,
+        app,
+        server::Limits::default(),
+        std::future::pending(),
+    )
+    .await?;
     Ok(())
 }

@@ -21,7 +21,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // an example fails loudly
 
 use std::error::Error;
-use std::net::SocketAddr;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -30,6 +29,11 @@ use axum::routing::get;
 use tower_parapet::core::{ClientIp, ForwardedHeader, KeySecret, RedisHandle};
 use tower_parapet::ratelimit::key::PeerIp;
 use tower_parapet::ratelimit::{Algorithm, HeaderStyle, Quota, RateLimitLayer, RedisStore};
+
+// The examples' HTTP server: header-read timeout, connection limit, graceful shutdown.
+#[path = "support/server.rs"]
+#[allow(dead_code, clippy::duplicate_mod)] // also included by the tests beside each example
+mod server;
 
 /// Everything the example reads from its environment.
 #[derive(Debug, Default, Clone)]
@@ -169,9 +173,11 @@ async fn run() -> Result<(), Box<dyn Error>> {
             format!("behind proxies {:?}", config.trusted_proxies)
         }
     );
-    axum::serve(
+    server::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app,
+        server::Limits::default(),
+        std::future::pending(),
     )
     .await?;
     Ok(())

@@ -34,7 +34,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // an example fails loudly
 
 use std::error::Error;
-use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -47,6 +46,11 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use tower_parapet::core::RedisHandle;
 use tower_parapet::session::{RedisStore, Session, SessionError, SessionLayer};
+
+// The examples' HTTP server: header-read timeout, connection limit, graceful shutdown.
+#[path = "support/server.rs"]
+#[allow(dead_code, clippy::duplicate_mod)] // also included by the tests beside each example
+mod server;
 
 /// Fields holding cart items are named `item:<id>`.
 const ITEM: &str = "item:";
@@ -207,9 +211,11 @@ async fn run() -> Result<(), Box<dyn Error>> {
             "in-memory"
         },
     );
-    axum::serve(
+    server::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app,
+        server::Limits::default(),
+        std::future::pending(),
     )
     .await?;
     Ok(())

@@ -40,7 +40,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // an example fails loudly
 
 use std::error::Error;
-use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing_subscriber::layer::SubscriberExt;
@@ -59,6 +58,11 @@ use tower_parapet::jwt::{Claims, JwtLayer, Revocations, SubjectKey, VerifiedToke
 use tower_parapet::ratelimit::{HeaderStyle, MissingKey, Policy, PolicySet, Quota, RateLimitLayer};
 use tower_parapet::session::{LoadUserLayer, Session, SessionError, SessionLayer, UserKey};
 use tower_parapet::{cache, ratelimit, session};
+
+// The examples' HTTP server: header-read timeout, connection limit, graceful shutdown.
+#[path = "support/server.rs"]
+#[allow(dead_code, clippy::duplicate_mod)] // also included by the tests beside each example
+mod server;
 
 /// The secret used when `JWT_SECRET` is unset: for development only.
 pub const DEVELOPMENT_SECRET: &str = "parapet development secret: never use in production";
@@ -247,6 +251,11 @@ pub async fn app(config: &Config) -> Result<Router, Box<dyn Error>> {
         .layer(sessions.build()?)
         .layer(cache.build()?)
         .layer(limits)
+        // A deadline for every request, its body's upload included: a slow client gets 408.
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
         // Requests by status, counted where they are traced (no middleware of its own).
         .layer(tower_http::trace::TraceLayer::new_for_http().on_response(count_response))
         .route("/metrics", get(metrics_text))
@@ -467,12 +476,7 @@ pub async fn serve(
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    server::serve(listener, app, server::Limits::default(), shutdown).await
 }
 
 /// Listens on `host:port`; the error names the address (`cannot listen on

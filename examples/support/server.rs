@@ -1,0 +1,121 @@
+//! How the examples serve HTTP/1.1: hyper's connection builder with the limits a server
+//! facing clients needs, which `axum::serve` does not set.
+//!
+//! - **Header-read timeout** (10 s): a client that sends its request head slowly, or keeps
+//!   an idle keep-alive connection open without sending the next one, is disconnected
+//!   (hyper starts the timer when a connection waits for a request head).
+//! - **Connection limit** (1,024): past it, new connections wait in the listen backlog
+//!   until one closes, so a flood of idle connections cannot take all memory or file
+//!   descriptors.
+//! - **Graceful shutdown**: when `shutdown` resolves, no new connection is accepted and
+//!   those open finish their requests in flight (at most 10 s).
+//!
+//! Each request carries its peer's address as `SocketAddr` and as axum's `ConnectInfo`, for
+//! parapet's `PeerIp` and for handlers. A deadline per request, a slow body included, is a
+//! layer's work: `examples/stack.rs` has tower-http's `TimeoutLayer` (30 s, then 408).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::sync::Semaphore;
+
+/// The limits of [`serve`].
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// How long a request head may take, counted from when the connection waits for one.
+    pub header_read: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_read: Duration::from_secs(10),
+            max_connections: 1_024,
+        }
+    }
+}
+
+/// Serves `service` on `listener` within `limits` until `shutdown` resolves.
+pub async fn serve<S, B>(
+    listener: tokio::net::TcpListener,
+    service: S,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()>
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of descriptors, or a connection reset before it was accepted: the
+                    // listener itself is fine.
+                    tracing::warn!("accept failed: {error}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service =
+            tower::util::MapRequest::new(service.clone(), move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(peer);
+                request
+                    .extensions_mut()
+                    .insert(ConnectInfo::<SocketAddr>(peer));
+                request
+            });
+        let connection =
+            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!("connection error: {error}");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 10 s of shutdown: dropped");
+    }
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! The examples' HTTP server (`examples/support/server.rs`): slow or idle clients are
+//! disconnected, connections past the limit wait, and shutdown lets requests in flight
+//! finish.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+#[path = "../examples/support/server.rs"]
+mod server;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::get;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nhost: test\r\n\r\n";
+
+fn app() -> Router {
+    Router::new().route("/", get(|| async { "hello" })).route(
+        "/slow",
+        get(|| async {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            "done"
+        }),
+    )
+}
+
+async fn start(limits: server::Limits) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server::serve(listener, app(), limits, async {
+        let _ = stopped.await;
+    }));
+    (addr, stop)
+}
+
+/// Reads one response (its head, then a body of its `content-length`) and returns the
+/// head; an empty string when the server closed.
+async fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    let _ = stream.read_exact(&mut body).await;
+    head
+}
+
+/// True when the server closed the connection within `within`.
+async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    let mut buffer = [0u8; 256];
+    let started = Instant::now();
+    while started.elapsed() < within {
+        match tokio::time::timeout(within, stream.read(&mut buffer)).await {
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+fn limits(header_read_ms: u64, max_connections: usize) -> server::Limits {
+    server::Limits {
+        header_read: Duration::from_millis(header_read_ms),
+        max_connections,
+    }
+}
+
+#[tokio::test]
+async fn slow_and_idle_clients_are_disconnected() {
+    let (addr, _stop) = start(limits(300, 16)).await;
+    // A head sent slowly, never finished.
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nhost: te").await.unwrap();
+    assert!(closed_within(&mut slow, Duration::from_secs(2)).await);
+    // A connection that says nothing.
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    assert!(closed_within(&mut silent, Duration::from_secs(2)).await);
+    // A keep-alive connection left idle after a request.
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    idle.write_all(REQUEST).await.unwrap();
+    assert!(read_head(&mut idle).await.starts_with("HTTP/1.1 200"));
+    let started = Instant::now();
+    assert!(closed_within(&mut idle, Duration::from_secs(2)).await);
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "not before the timeout"
+    );
+    // A prompt client is served on a connection it keeps using.
+    let mut prompt = TcpStream::connect(addr).await.unwrap();
+    let opened = Instant::now();
+    for round in 0..3 {
+        prompt.write_all(REQUEST).await.unwrap();
+        let head = read_head(&mut prompt).await;
+        assert!(
+            head.starts_with("HTTP/1.1 200"),
+            "round {round} at {:?}: {head:?}",
+            opened.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn connections_past_the_limit_wait_for_one_to_close() {
+    let (addr, _stop) = start(limits(5_000, 2)).await;
+    let mut first = TcpStream::connect(addr).await.unwrap();
+    let _second = TcpStream::connect(addr).await.unwrap();
+    first.write_all(REQUEST).await.unwrap();
+    assert!(read_head(&mut first).await.starts_with("HTTP/1.1 200"));
+    // The third is accepted by the kernel but not served while two are open.
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    third.write_all(REQUEST).await.unwrap();
+    let waited = tokio::time::timeout(Duration::from_millis(300), read_head(&mut third)).await;
+    assert!(waited.is_err(), "served past the limit");
+    drop(first);
+    let head = tokio::time::timeout(Duration::from_secs(2), read_head(&mut third))
+        .await
+        .expect("served once a connection closed");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+}
+
+#[tokio::test]
+async fn shutdown_lets_requests_in_flight_finish() {
+    let (addr, stop) = start(limits(5_000, 16)).await;
+    let mut busy = TcpStream::connect(addr).await.unwrap();
+    busy.write_all(b"GET /slow HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.send(()).unwrap();
+    let head = read_head(&mut busy).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "finished: {head}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "no new connection after shutdown"
+    );
+}
