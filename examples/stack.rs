@@ -554,6 +554,11 @@ async fn run() -> Result<(), Box<dyn Error>> {
             "in memory"
         },
     );
-    serve(listener, app, terminated()).await?;
+    // Behind proxies every connection comes from a proxy: no limit per address there.
+    let mut limits = server::Limits::default();
+    if !config.trusted_proxies.is_empty() {
+        limits.max_connections_per_ip = limits.max_connections;
+    }
+    server::serve(listener, app, limits, terminated()).await?;
     Ok(())
 }

@@ -76,6 +76,7 @@ fn limits(header_read_ms: u64, max_connections: usize) -> server::Limits {
     server::Limits {
         header_read: Duration::from_millis(header_read_ms),
         max_connections,
+        max_connections_per_ip: max_connections,
     }
 }
 
@@ -149,4 +150,23 @@ async fn shutdown_lets_requests_in_flight_finish() {
         TcpStream::connect(addr).await.is_err(),
         "no new connection after shutdown"
     );
+}
+
+#[tokio::test]
+async fn one_client_cannot_hold_every_connection() {
+    let mut limits = limits(5_000, 16);
+    limits.max_connections_per_ip = 2;
+    let (addr, _stop) = start(limits).await;
+    let _first = TcpStream::connect(addr).await.unwrap();
+    let _second = TcpStream::connect(addr).await.unwrap();
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    assert!(
+        closed_within(&mut third, Duration::from_secs(2)).await,
+        "the third connection of one address is closed"
+    );
+    drop(_first);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut again = TcpStream::connect(addr).await.unwrap();
+    again.write_all(REQUEST).await.unwrap();
+    assert!(read_head(&mut again).await.starts_with("HTTP/1.1 200"));
 }

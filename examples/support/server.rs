@@ -4,9 +4,11 @@
 //! - **Header-read timeout** (10 s): a client that sends its request head slowly, or keeps
 //!   an idle keep-alive connection open without sending the next one, is disconnected
 //!   (hyper starts the timer when a connection waits for a request head).
-//! - **Connection limit** (1,024): past it, new connections wait in the listen backlog
-//!   until one closes, so a flood of idle connections cannot take all memory or file
-//!   descriptors.
+//! - **Connection limits** (1,024 in all, 128 per client address): past the first, new
+//!   connections wait in the listen backlog until one closes, so a flood of connections
+//!   cannot take all memory or file descriptors; past the second, a client's new
+//!   connections are closed at once, so one client cannot hold them all. Behind a proxy,
+//!   every connection comes from the proxy: lift the per-address limit there.
 //! - **Graceful shutdown**: when `shutdown` resolves, no new connection is accepted and
 //!   those open finish their requests in flight (at most 10 s).
 //!
@@ -14,10 +16,11 @@
 //! parapet's `PeerIp` and for handlers. A deadline per request, a slow body included, is a
 //! layer's work: `examples/stack.rs` has tower-http's `TimeoutLayer` (30 s, then 408).
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -36,6 +39,8 @@ pub struct Limits {
     pub header_read: Duration,
     /// Connections served at once.
     pub max_connections: usize,
+    /// Connections served at once from one client address.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for Limits {
@@ -43,6 +48,7 @@ impl Default for Limits {
         Self {
             header_read: Duration::from_secs(10),
             max_connections: 1_024,
+            max_connections_per_ip: 128,
         }
     }
 }
@@ -65,6 +71,7 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let per_ip: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder
@@ -92,6 +99,11 @@ where
             },
             () = &mut shutdown => break,
         };
+        let Some(slot) = PerIp::take(&per_ip, peer.ip(), limits.max_connections_per_ip) else {
+            tracing::debug!("{} holds its most connections: closed", peer.ip());
+            drop(stream);
+            continue;
+        };
         let service =
             tower::util::MapRequest::new(service.clone(), move |mut request: Request<Incoming>| {
                 request.extensions_mut().insert(peer);
@@ -107,7 +119,7 @@ where
             if let Err(error) = connection.await {
                 tracing::debug!("connection error: {error}");
             }
-            drop(permit);
+            drop((permit, slot));
         });
     }
     drop(listener);
@@ -118,4 +130,42 @@ where
         tracing::warn!("connections still open after 10 s of shutdown: dropped");
     }
     Ok(())
+}
+
+/// One connection of a client address, counted until dropped.
+struct PerIp {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    fn take(counts: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr, most: usize) -> Option<Self> {
+        let mut map = counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = map.entry(ip).or_insert(0);
+        if *count >= most {
+            return None;
+        }
+        *count += 1;
+        Some(Self {
+            counts: counts.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PerIp {
+    fn drop(&mut self) {
+        let mut map = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = map.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
 }

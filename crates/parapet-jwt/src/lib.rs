@@ -139,6 +139,7 @@ mod guard;
 mod jwks;
 mod keys;
 mod layer;
+mod log_position;
 pub mod metrics;
 mod rejection;
 mod replica;

@@ -133,7 +133,8 @@ impl JwtRejection {
     }
 
     /// `Bearer realm="…", error="…", error_description="…"` (RFC 6750 §3). The realm was
-    /// checked to need no escaping when the guard was built; the rest is our fixed text.
+    /// checked to need no escaping when the guard was built; a description or scope that
+    /// would need it (an application's own `check` may return any text) is left out.
     fn challenge(&self, realm: Option<&str>) -> String {
         let mut params = Vec::with_capacity(4);
         if let Some(realm) = realm {
@@ -141,9 +142,13 @@ impl JwtRejection {
         }
         if let Some(code) = self.error_code() {
             params.push(format!("error=\"{code}\""));
-            params.push(format!("error_description=\"{}\"", self.description()));
+            if is_quotable(self.description()) {
+                params.push(format!("error_description=\"{}\"", self.description()));
+            }
         }
-        if let Self::InsufficientScope(scope) = self {
+        if let Self::InsufficientScope(scope) = self
+            && is_quotable(scope)
+        {
             params.push(format!("scope=\"{scope}\""));
         }
         if params.is_empty() {
@@ -170,6 +175,15 @@ impl axum_core::response::IntoResponse for JwtRejection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_that_cannot_be_quoted_is_left_out_of_the_challenge() {
+        let rejection = JwtRejection::InvalidToken("tenant \"acme\" only");
+        let challenge = rejection.challenge(Some("shop"));
+        assert_eq!(challenge, "Bearer realm=\"shop\", error=\"invalid_token\"");
+        let scope = JwtRejection::InsufficientScope("a\\b");
+        assert!(!scope.challenge(None).contains("scope="));
+    }
 
     #[test]
     fn challenges_follow_rfc_6750() {

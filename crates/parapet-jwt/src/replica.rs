@@ -210,10 +210,10 @@ impl Replica {
                 .is_ok()
     }
 
-    /// Applies an announcement (see [`Announcement`]); garbage is ignored, and so are epochs
-    /// more than an hour ahead of this instance's clock (a stray `g<u64::MAX>` on the
-    /// channel would otherwise revoke everything until restart).
-    pub(crate) fn apply(&self, payload: &[u8], now_ms: u64) {
+    /// Applies an announcement (see [`Announcement`]); garbage is ignored (then the answer
+    /// is false), and so are epochs more than an hour ahead of this instance's clock (a
+    /// stray `g<u64::MAX>` on the channel would otherwise revoke everything until restart).
+    pub(crate) fn apply(&self, payload: &[u8], now_ms: u64) -> bool {
         let plausible = |epoch_ms: u64| epoch_ms <= now_ms.saturating_add(3_600_000);
         match Announcement::parse(payload) {
             Some(Announcement::User { epoch_ms, .. } | Announcement::All { epoch_ms })
@@ -226,8 +226,12 @@ impl Replica {
             }
             Some(Announcement::User { epoch_ms, user }) => self.revoke_user(user, epoch_ms, now_ms),
             Some(Announcement::All { epoch_ms }) => self.revoke_all(epoch_ms),
-            None => tracing::warn!("ignoring a malformed revocation announcement"),
+            None => {
+                tracing::warn!("ignoring a malformed revocation announcement");
+                return false;
+            }
         }
+        true
     }
 
     /// Entries held: (tokens, users).

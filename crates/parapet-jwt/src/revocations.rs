@@ -11,6 +11,7 @@ use parapet_core::{
     StoreError,
 };
 
+use crate::log_position::{LogPosition, log_number};
 use crate::replica::{Facts, Replica, member};
 use crate::{RevocationsBuilder, VerifiedToken, WhenStale};
 
@@ -47,8 +48,9 @@ static CATCH_UP: LazyLock<Script> = script!("scripts/catch_up.lua");
 /// twice the bound ago: a lost connection, likely back in milliseconds) waits for the
 /// replica, up to the [`timeout`](RevocationsBuilder::timeout), before it refuses.
 ///
-/// Announcements are `<log id> <change>`: instances of versions before the log do not read
-/// them, so upgrade every instance together.
+/// Announcements go to `{prefix}:jwt:revocations:log` as `<log id> <change>`; the bare
+/// change still goes to `{prefix}:jwt:revocations`, which instances of versions before the
+/// log read, so a rolling upgrade loses no revocation.
 ///
 /// Memory is bounded: a revoked token is forgotten when it would have expired anyway
 /// (`min(exp, iat + max_token_age) + leeway`), a user or global epoch after
@@ -62,14 +64,23 @@ static CATCH_UP: LazyLock<Script> = script!("scripts/catch_up.lua");
 /// widening is logged and counted
 /// ([`REVOCATIONS_WIDENED`](crate::metrics::REVOCATIONS_WIDENED)).
 ///
-/// **Redis data loss is detected** (Redis restarted without its data, flushed, or the
-/// revocation keys evicted): Redis holds a generation marker, a key without expiry written
-/// when its copy of the revocations began. An instance that finds the marker changed, or
-/// absent, refuses every token issued before the new generation (the global epoch moves to
-/// it) and logs an error; so does an instance started afterwards. A first start on an
-/// empty Redis looks the same as a loss, so it too refuses the tokens issued before it:
-/// a one-time re-login, unless you say the store may be trusted when empty
+/// **Redis data loss is detected**, in two ways. Redis holds a generation marker, a key
+/// without expiry written when its copy of the revocations began: an instance that finds
+/// it changed or absent (Redis restarted without its data, flushed, the marker evicted)
+/// refuses every token issued before the new generation (the global epoch moves to it) and
+/// logs an error; so does an instance started afterwards. And the log of changes only ever
+/// grows: an instance catching up that finds it shorter than what it has already seen
+/// (Redis restored from an older snapshot, failed over to a replica that lagged, the log
+/// evicted) raises the global epoch to now in Redis, for every instance. What is not
+/// detected: the revoked-token or user set alone evicted under a `volatile-*` policy (run
+/// this Redis with `noeviction`), and a loss while no instance is running that leaves the
+/// marker and the log in place. A first start on an empty Redis looks the same as a loss,
+/// so it too refuses the tokens issued before it: a one-time re-login, unless you say the
+/// store may be trusted when empty
 /// ([`trust_empty_store`](RevocationsBuilder::trust_empty_store)).
+///
+/// The log holds the last 100,000 changes: about 7.5 MB of Redis for token revocations,
+/// up to about 60 MB when every change names a user id of the longest (512 bytes).
 ///
 /// Cheap to clone; clones share the replica.
 #[derive(Clone)]
@@ -101,9 +112,9 @@ struct Inner {
     replica: Arc<Replica>,
     rules: Rules,
     redis: Option<RedisPart>,
-    /// In memory: subject -> (revoked tokens recorded, ms after which the last of them is
-    /// dead). On Redis a key per subject holds the count.
-    subjects: Mutex<HashMap<Box<str>, (usize, u64)>>,
+    /// In memory: subject -> the ends (ms) of its revoked tokens still held. On Redis a
+    /// sorted set per subject holds them.
+    subjects: Mutex<HashMap<Box<str>, Vec<u64>>>,
 }
 
 struct RedisPart {
@@ -122,7 +133,7 @@ struct Keys {
     generation: String,
     /// The stream of the last changes, to catch up from.
     log: String,
-    /// Followed by `:<subject>`: the subject's count of revoked tokens.
+    /// Followed by `:<subject>`: the subject's revoked tokens still held.
     subject: String,
     channel: String,
 }
@@ -147,41 +158,16 @@ struct SyncState {
     generation: AtomicU64,
     trust_empty: bool,
     retention_ms: u64,
-    /// The log id of the newest change applied (none before the first load).
-    position: Mutex<Option<LogId>>,
+    /// Where the replica stands in the log.
+    position: LogPosition,
+    /// Woken when a load or catch-up completes.
+    loaded_now: tokio::sync::Notify,
 }
 
-impl SyncState {
-    fn advance(&self, id: LogId) {
-        let mut position = lock(&self.position);
-        if position.is_none_or(|p| p < id) {
-            *position = Some(id);
-        }
-    }
-}
-
-/// A log entry's id, `<n>-0`: the `n`th change recorded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct LogId(u64, u64);
-
-impl LogId {
-    fn parse(text: &[u8]) -> Option<Self> {
-        let text = std::str::from_utf8(text).ok()?;
-        let (ms, seq) = text.split_once('-')?;
-        Some(Self(ms.parse().ok()?, seq.parse().ok()?))
-    }
-}
-
-/// Splits `<log id> <change>` into its id and change; a change without an id (from an
-/// older version) has none.
-fn split_announcement(payload: &[u8]) -> (Option<LogId>, &[u8]) {
-    if payload.first().is_some_and(u8::is_ascii_digit)
-        && let Some(space) = payload.iter().position(|&b| b == b' ')
-        && let Some(id) = LogId::parse(&payload[..space])
-    {
-        return (Some(id), &payload[space + 1..]);
-    }
-    (None, payload)
+/// Splits `<log id> <change>` into its log number and change.
+fn split_announcement(payload: &[u8]) -> Option<(u64, &[u8])> {
+    let space = payload.iter().position(|&b| b == b' ')?;
+    Some((log_number(&payload[..space])?, &payload[space + 1..]))
 }
 
 /// What recording a revoked token found.
@@ -254,25 +240,29 @@ impl Revocations {
             generation: AtomicU64::new(0),
             trust_empty: options.trust_empty,
             retention_ms: rules.retention_ms(),
-            position: Mutex::new(None),
+            position: LogPosition::default(),
+            loaded_now: tokio::sync::Notify::new(),
         });
         let handler = {
             let (replica, sync, redis, keys) =
                 (replica.clone(), sync.clone(), redis.clone(), keys.clone());
             move |event: Event<'_>| match event {
                 Event::Message(payload) => {
-                    let (id, change) = split_announcement(payload);
-                    replica.apply(change, unix_ms());
-                    if let Some(id) = id {
-                        sync.advance(id);
+                    match split_announcement(payload) {
+                        Some((n, change)) => {
+                            if replica.apply(change, unix_ms()) {
+                                sync.position.heard(n);
+                            }
+                        }
+                        None => tracing::warn!("ignoring a malformed revocation announcement"),
                     }
                     metric_len(&replica);
                 }
                 Event::Resync => {
                     let generation = sync.resyncs.fetch_add(1, Ordering::AcqRel) + 1;
-                    // Where to catch up from: what was applied before the subscription was
-                    // lost (messages heard from now on move the position past the gap).
-                    let from = *lock(&sync.position);
+                    // Where to catch up from: the position holds every change up to it, and
+                    // changes heard past the hole from now on do not move it.
+                    let from = sync.position.get();
                     tokio::spawn(reload(
                         replica.clone(),
                         Arc::downgrade(&sync),
@@ -288,7 +278,7 @@ impl Revocations {
         let heartbeat = (options.staleness / 5).max(Duration::from_millis(2));
         let fanout = FanOut::with_timing(
             &redis,
-            keys.channel.clone(),
+            format!("{}:log", keys.channel),
             heartbeat,
             options.staleness,
             handler,
@@ -425,15 +415,16 @@ impl Revocations {
         }
         let mut subjects = lock(&self.inner.subjects);
         if subjects.len() >= rules.max_entries {
-            subjects.retain(|_, (_, end)| *end > now);
+            subjects.retain(|_, ends| {
+                ends.retain(|&end| end > now);
+                !ends.is_empty()
+            });
         }
-        let count = subject.and_then(|s| subjects.get(s)).map_or(
-            0,
-            |&(n, end)| {
-                if end > now { n } else { 0 }
-            },
-        );
-        if subject.is_some() && count >= rules.max_per_user {
+        let held = subject.and_then(|s| subjects.get_mut(s)).map_or(0, |ends| {
+            ends.retain(|&end| end > now);
+            ends.len()
+        });
+        if subject.is_some() && held >= rules.max_per_user {
             return Recorded::SubjectFull;
         }
         // At most one sweep a second, however hard the cap is hit.
@@ -445,8 +436,7 @@ impl Revocations {
         }
         replica.revoke_member(member, until_ms, now);
         if let Some(subject) = subject {
-            let slot = subjects.entry(subject.into()).or_insert((0, 0));
-            *slot = (count + 1, slot.1.max(until_ms));
+            subjects.entry(subject.into()).or_default().push(until_ms);
         }
         metric_len(replica);
         Recorded::Yes
@@ -621,7 +611,10 @@ impl RedisPart {
         Some(
             StoreCall::boxed(async move {
                 while !is_current(&sync, &fanout) {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    // Woken by the catch-up's end; the subscription's own confirmation is
+                    // looked at every few ms.
+                    let woken = sync.loaded_now.notified();
+                    let _ = tokio::time::timeout(Duration::from_millis(5), woken).await;
                 }
                 let facts = Facts {
                     iss: iss.as_deref(),
@@ -673,7 +666,7 @@ async fn reload(
     redis: RedisHandle,
     keys: Arc<Keys>,
     generation: u64,
-    from: Option<LogId>,
+    from: Option<u64>,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -685,6 +678,7 @@ async fn reload(
                 metric_len(&replica);
                 if let Some(sync) = sync.upgrade() {
                     sync.loaded.fetch_max(generation, Ordering::AcqRel);
+                    sync.loaded_now.notify_waiters();
                 }
                 return;
             }
@@ -711,7 +705,7 @@ async fn catch_up(
     redis: &RedisHandle,
     keys: &Keys,
     sync: &SyncState,
-    from: Option<LogId>,
+    from: Option<u64>,
 ) -> Result<(), StoreError> {
     let known = sync.generation.load(Ordering::Acquire);
     check_generation(redis, keys, sync).await?;
@@ -720,21 +714,44 @@ async fn catch_up(
     };
     loop {
         let mut call = CATCH_UP.call(1);
-        call.key(keys.log.as_str()).arg(after.0).arg(PAGE);
+        call.key(keys.log.as_str()).arg(after).arg(PAGE);
         let reply: Vec<Vec<u8>> = redis.eval(&call).await?;
         let Some((gap, entries)) = reply.split_first() else {
             return Err(StoreError::UnexpectedReply("a catch-up"));
         };
-        if gap.as_slice() != b"0" {
-            crate::metrics::catch_up("load");
-            return load(replica, redis, keys, sync).await;
+        match gap.as_slice() {
+            b"0" => {}
+            b"1" => {
+                crate::metrics::catch_up("load");
+                return load(replica, redis, keys, sync).await;
+            }
+            _ => {
+                // The log went backwards with the generation unchanged: Redis lost
+                // changes it had acknowledged. What they revoked is unknown: everything
+                // issued until now is.
+                crate::metrics::data_loss();
+                tracing::error!(
+                    position = after,
+                    "the revocation log went backwards (Redis restored from an older state, \
+                     or failed over to a replica that lagged): every token issued before \
+                     now is refused"
+                );
+                let mut call = REVOKE_ALL.call(2);
+                call.key(keys.epoch.as_str())
+                    .key(keys.log.as_str())
+                    .arg(sync.retention_ms)
+                    .arg(keys.channel.as_str());
+                let epoch: u64 = redis.eval(&call).await?;
+                replica.revoke_all(epoch);
+                return load(replica, redis, keys, sync).await;
+            }
         }
         let now = unix_ms();
         for pair in entries.chunks_exact(2) {
             replica.apply(&pair[1], now);
-            after = LogId::parse(&pair[0]).ok_or(StoreError::UnexpectedReply("a log id"))?;
+            after = log_number(&pair[0]).ok_or(StoreError::UnexpectedReply("a log id"))?;
         }
-        sync.advance(after);
+        sync.position.caught_up(after);
         if entries.len() < 2 * PAGE {
             crate::metrics::catch_up("log");
             return Ok(());
@@ -766,8 +783,8 @@ async fn load(
     let newest: Vec<(Vec<u8>, Vec<Vec<u8>>)> = redis.query(&newest).await?;
     let newest = newest
         .first()
-        .and_then(|(id, _)| LogId::parse(id))
-        .unwrap_or(LogId(0, 0));
+        .and_then(|(id, _)| log_number(id))
+        .unwrap_or(0);
     let mut get = Command::new("GET");
     get.arg(keys.epoch.as_str());
     let global: Option<String> = redis.query(&get).await?;
@@ -820,7 +837,7 @@ async fn load(
     }
     // Changes after `newest` were announced after the subscription was made: heard, or
     // caught up from the log after the next loss.
-    sync.advance(newest);
+    sync.position.reset(newest);
     Ok(())
 }
 

@@ -73,10 +73,11 @@ impl RevocationsBuilder {
         self
     }
 
-    /// The most revoked tokens one subject (`sub`) holds in the token set at once; the next
-    /// revocation of one of their tokens revokes the subject instead (every token of theirs
-    /// issued so far). Keeps one account logging in and out in a loop from filling the set
-    /// that every user shares.
+    /// The most revoked tokens one subject (`sub`) holds in the token set at once (a token
+    /// stops counting when it would have expired anyway: an app that revokes the old token
+    /// at each refresh holds only the few not yet expired); the next revocation of one of
+    /// their tokens revokes the subject instead (every token of theirs issued so far). Keeps
+    /// one account logging in and out in a loop from filling the set that every user shares.
     pub fn max_tokens_per_user(mut self, n: usize) -> Self {
         self.rules.max_per_user = n;
         self

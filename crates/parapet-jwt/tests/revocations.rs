@@ -763,3 +763,81 @@ async fn a_lost_subscription_catches_up_from_the_log_without_a_503() {
         "no 503 for a subscription lost a moment"
     );
 }
+
+/// The per-subject cap counts the revoked tokens still held, not every revocation ever
+/// made: an app that revokes the old token at each refresh never meets it.
+#[tokio::test]
+async fn the_per_subject_cap_counts_tokens_still_held() {
+    for backend in ALL {
+        let builder = Revocations::builder()
+            .max_tokens_per_user(2)
+            .leeway(Duration::ZERO);
+        let revocations = revocations_with(backend, &prefix(), builder).await;
+        let guard = JwtLayer::builder()
+            .hs256(SECRET)
+            .leeway(Duration::ZERO)
+            .revocations(revocations.clone())
+            .build()
+            .unwrap();
+        // Tokens living one second, revoked half a second apart: never more than two
+        // held at once, though three are revoked.
+        let short = |jti: &str| {
+            let iat = issued_now();
+            sign(&json!({"sub": "refresher", "jti": jti, "iat": iat, "exp": iat + 1.0}))
+        };
+        assert_eq!(logout(&guard, &revocations, &short("a")).await, 204);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(logout(&guard, &revocations, &short("b")).await, 204);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        // `a` has expired, `b` is held: the next revocation is of one token again.
+        let kept = token("refresher", "kept");
+        assert_eq!(logout(&guard, &revocations, &short("c")).await, 204);
+        assert_eq!(
+            status(&guard, &kept).await,
+            200,
+            "{backend:?}: not widened to the user"
+        );
+        assert_eq!(revocations.len().1, 0, "{backend:?}: no user revoked");
+    }
+}
+
+/// Redis loses changes while its generation marker survives (restored from an older
+/// snapshot, failed over to a replica that lagged): the log goes backwards. An instance
+/// that catches up from it then refuses every token issued before, and so does a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_gone_backwards_is_data_loss() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let start = || async {
+        let revocations = Revocations::builder().redis(handle(&url).await).unwrap();
+        assert!(revocations.wait_current(Duration::from_secs(10)).await);
+        revocations
+    };
+    let a = start().await;
+    for i in 0..3 {
+        a.revoke_token_id(Some("test"), &format!("r{i}"), (now() + 900) as f64)
+            .await
+            .unwrap();
+    }
+    let guard_a = guard(&a);
+    let valid = token("bob", "ok");
+    assert_eq!(status(&guard_a, &valid).await, 200);
+    // The log is lost, the marker kept; the subscription drops with it.
+    let log = server.command(&["KEYS", "*:log"]);
+    server.command(&["DEL", log.trim()]);
+    server.command(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    let started = Instant::now();
+    while status(&guard_a, &valid).await != 401 {
+        assert!(started.elapsed() < Duration::from_secs(3), "not refused");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let later = start().await;
+    assert_eq!(
+        status(&guard(&later), &valid).await,
+        401,
+        "a new instance too"
+    );
+    let fresh = token("bob", "after");
+    assert_eq!(status(&guard_a, &fresh).await, 200);
+    assert_eq!(status(&guard(&later), &fresh).await, 200);
+}

@@ -563,11 +563,12 @@ impl Session {
             let key = id.key();
             let call = shared.store.create(&key, session, &shared.rules);
             let created = shared.call("create", call).await;
-            if let Err(SessionError::Store(_)) = &created {
-                // A create that failed late (a deadline passed, a connection broke) may
-                // still run in the store: the client never gets that id, so take it out
+            if let (Err(SessionError::Store(_)), Some(_)) = (&created, &session.user) {
+                // A login whose create failed late (a deadline passed, a connection broke)
+                // may still run in the store: the client never gets that id, so take it out
                 // again rather than let it count toward the user's sessions until it idles
-                // out. Deleting an id that was never written is harmless.
+                // out. Deleting an id that was never written is harmless. (An anonymous one
+                // counts toward nothing, and the anonymous budget reclaims it.)
                 undo_create(shared.store.clone(), key);
             }
             match created? {

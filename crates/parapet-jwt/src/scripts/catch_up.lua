@@ -1,21 +1,21 @@
 -- KEYS[1] the log
--- ARGV[1] the count n of the last change this instance has (the `n` of its id `<n>-0`),
--- ARGV[2] most entries
--- Returns {'1'} when changes after it may be missing from the log (trimmed, or the log
--- gone or begun anew), else {'0', id, change, id, change, ...}: the changes after it,
--- oldest first, which follow it without a hole.
+-- ARGV[1] the number n of the last change this instance holds without a hole (its id is
+-- `<n>-0`), ARGV[2] most entries
+-- Returns {'0', id, change, id, change, ...}: the changes after it, oldest first, which
+-- follow it without a hole (none when there is nothing new); {'1'} when some of them are no
+-- longer in the log (trimmed); {'2'} when the log went backwards or is gone: Redis lost
+-- changes it had (a restart from an older snapshot, a failover to a replica that lagged,
+-- the key evicted or deleted).
 local after = tonumber(ARGV[1])
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  return {'1'}
+local last = last_log_n(KEYS[1])
+if last < after then
+  return {'2'}
 end
-local entries = redis.call('XRANGE', KEYS[1], '(' .. after .. '-0', '+', 'COUNT', tonumber(ARGV[2]))
-if #entries == 0 then
-  if last_log_n(KEYS[1]) ~= after then
-    return {'1'}
-  end
+if last == after then
   return {'0'}
 end
-if tonumber(string.match(entries[1][1], '^(%d+)')) ~= after + 1 then
+local entries = redis.call('XRANGE', KEYS[1], '(' .. after .. '-0', '+', 'COUNT', tonumber(ARGV[2]))
+if #entries == 0 or tonumber(string.match(entries[1][1], '^(%d+)')) ~= after + 1 then
   return {'1'}
 end
 local out = {'0'}

@@ -95,6 +95,10 @@ impl RedisStore {
 
     /// At most about `n` anonymous sessions (default 100,000; 0: no bound), so that a flood
     /// of cookie-less writes cannot fill a Redis that the limiter and the revocations share.
+    /// The budget counts sessions, not bytes: a one-item cart costs about 400 bytes of
+    /// Redis, a session filled to `max_session_bytes` that much more; lower `n` or the byte
+    /// limit to fit your Redis. On Cluster the 16 groups are 16 hash slots, so anonymous
+    /// sessions sit on the nodes that hold those slots.
     /// Anonymous sessions are spread over 16 groups of `n / 16` each (rounded up); a new
     /// one in a full group evicts that group's oldest-made anonymous session (counted in
     /// [`ANONYMOUS_EVICTED`](crate::metrics::ANONYMOUS_EVICTED)). Logged-in sessions are

@@ -35,14 +35,13 @@ pub(super) fn open(
         return None;
     }
     let Some(body) = value.strip_prefix(SEALED) else {
-        // Written before a key secret was set: kept as it was.
+        // In clear: written without a key secret, or before one was set.
         return Some(String::from_utf8_lossy(value).into_owned());
     };
     if !sealed {
         return None;
     }
-    let user = String::from_utf8(xor(keyspace, group, body)).ok()?;
-    (keyspace.tag(user.as_bytes()).as_bytes() == group).then_some(user)
+    String::from_utf8(xor(keyspace, group, body)).ok()
 }
 
 fn xor(keyspace: &Keyspace, group: &[u8; 16], bytes: &[u8]) -> Vec<u8> {
