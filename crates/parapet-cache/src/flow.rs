@@ -159,7 +159,9 @@ pub(crate) fn fast_hit<ReqBody, B>(shared: &Shared, request: &Request<ReqBody>) 
         return None;
     }
     let headers = request.headers();
-    if headers.contains_key(http::header::CACHE_CONTROL) || shared.bypass_reason(request).is_some()
+    if headers.contains_key(http::header::CACHE_CONTROL)
+        || headers.contains_key(http::header::RANGE)
+        || shared.bypass_reason(request).is_some()
     {
         return None;
     }
@@ -221,6 +223,9 @@ where
     };
     let now = shared.now();
     let request_cc = CacheControl::from_headers(request.headers());
+    if request.method() == Method::GET && request.headers().contains_key(http::header::RANGE) {
+        return ranged(shared, inner, request, &key, &request_cc, now).await;
+    }
     let (fwd, vary) = match shared.lookup(&key, request.headers(), now).await {
         Lookup::Hit(stored) => match shared.purges.check(&stored) {
             Some(Purged::Hard) => (Forward::UriMiss, Vec::new()),
@@ -238,6 +243,89 @@ where
         Lookup::Miss => (Forward::UriMiss, Vec::new()),
     };
     miss(shared, inner, request, key, &request_cc, fwd, vary).await
+}
+
+/// A `GET` with `Range`: answered from a fresh stored `200` (RFC 9110 §14), else sent to
+/// the origin as it is, its answer not stored (nothing partial is stored).
+async fn ranged<S, ReqBody, B>(
+    shared: Arc<Shared>,
+    mut inner: S,
+    request: Request<ReqBody>,
+    key: &crate::key::CacheKey,
+    request_cc: &CacheControl,
+    now: SystemTime,
+) -> Result<Out<B>, S::Error>
+where
+    S: Origin<ReqBody, B>,
+    ReqBody: Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+{
+    if let Lookup::Hit(stored) = shared.lookup(key, request.headers(), now).await
+        && shared.purges.check(&stored).is_none()
+        && stored.status == StatusCode::OK
+        && !stored.rules.no_cache
+    {
+        let age = stored.age(now);
+        let requested = shared.obey_request_directives
+            && (request_cc.no_cache.is_present()
+                || matches!(request_cc.max_age, Delta::Seconds(max) if age > max)
+                || matches!(request_cc.max_age, Delta::Bare | Delta::Invalid));
+        if age < stored.lifetime && !requested {
+            let response = fresh_hit(
+                &shared,
+                &stored,
+                request.headers(),
+                &Method::GET,
+                now,
+                false,
+            );
+            return Ok(with_range(response, &stored, request.headers()));
+        }
+    }
+    shared.counter(|c| &c.bypassed);
+    metrics::request("bypass");
+    let response = inner.call(request).await?;
+    Ok(pass(
+        &shared,
+        response,
+        Some(CacheStatus::forward(Forward::Bypass).detail("range")),
+    ))
+}
+
+/// The ranges a request asks of a `200` made from `stored` (a `304` or another status is
+/// left as it is).
+fn with_range<B>(mut response: Out<B>, stored: &StoredResponse, request: &HeaderMap) -> Out<B> {
+    if response.status() != StatusCode::OK {
+        return response;
+    }
+    let len = stored.body.len() as u64;
+    match crate::ranges::ranged(request, &stored.headers, len) {
+        crate::ranges::Ranged::Whole => response,
+        crate::ranges::Ranged::Parts(parts) => {
+            let (status, headers, body) = crate::ranges::answer(
+                &parts,
+                &stored.body,
+                stored.headers.get(http::header::CONTENT_TYPE),
+            );
+            *response.status_mut() = status;
+            for (name, value) in &headers {
+                response.headers_mut().insert(name.clone(), value.clone());
+            }
+            *response.body_mut() = ResponseBody::full(body);
+            response
+        }
+        crate::ranges::Ranged::Unsatisfiable => {
+            *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+            let headers = response.headers_mut();
+            headers.insert(
+                http::header::CONTENT_RANGE,
+                crate::ranges::unsatisfiable(len),
+            );
+            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+            *response.body_mut() = ResponseBody::default();
+            response
+        }
+    }
 }
 
 /// A stored response exists: serve it fresh or stale, or revalidate it (§4.2, §4.3).

@@ -89,7 +89,11 @@
 //!   reaches every instance (and every memory tier).
 //! - A leader whose client reads its body slowly holds its waiters up to `leader_timeout`;
 //!   they then go to the origin on their own.
-//! - Ranges are not served from stored responses: `Range` requests bypass the cache.
+//! - Ranges (RFC 9110 §14) are served from a fresh stored `200`: one range as a `206`,
+//!   several as `multipart/byteranges` (at most 16), none satisfiable as `416`, `If-Range`
+//!   compared strongly. A range asked of a response not stored, stale or revalidated goes
+//!   to the origin as sent and its answer is not stored: nothing partial is stored, and a
+//!   range request never fills the cache (a plain `GET` does).
 //!
 //! ## Choices
 //!
@@ -125,6 +129,7 @@ pub mod metrics;
 pub mod policy;
 mod purge;
 mod query_key;
+mod ranges;
 mod refresh;
 mod service;
 mod set_cookie;

@@ -6,9 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use http::header::{
-    CONNECTION, CONTENT_LENGTH, HOST, HeaderName, IF_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE,
-    PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, RANGE, SET_COOKIE, TE, TRAILER, TRANSFER_ENCODING,
-    UPGRADE,
+    CONNECTION, CONTENT_LENGTH, HOST, HeaderName, IF_MATCH, IF_UNMODIFIED_SINCE,
+    PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, SET_COOKIE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 use http::{HeaderMap, Method, StatusCode};
 use parapet_core::{Breaker, ClientIp, Clock, FailureLog, RequestHead, StoreError};
@@ -140,13 +139,10 @@ impl Shared {
             {
                 return Some("request-body");
             }
-            // Ranges and preconditions other than the two validators a cache answers
-            // itself go to the origin as sent; their answers are not stored.
-            if *name == RANGE
-                || *name == IF_RANGE
-                || *name == IF_MATCH
-                || *name == IF_UNMODIFIED_SINCE
-            {
+            // Preconditions other than the two validators a cache answers itself go to the
+            // origin as sent; their answers are not stored. (`Range` and `If-Range` are
+            // answered from a stored response, see `ranges`.)
+            if *name == IF_MATCH || *name == IF_UNMODIFIED_SINCE {
                 return Some("precondition");
             }
             if self.unkeyed.contains(name) {

@@ -939,13 +939,12 @@ async fn purges_by_prefix_and_tag_hard_and_soft(backend: Backend) {
     assert!(!fetch(&svc, "http://a.example/productsale").await.is_hit());
 }
 
-async fn requests_with_ranges_and_preconditions_bypass(backend: Backend) {
+async fn preconditions_other_than_validators_bypass(backend: Backend) {
     let origin = Origin::new();
     origin.answer(200, &[PUBLIC_60], "x");
     let (svc, _, _) = cache(backend, &origin, |b| b).await;
     fetch(&svc, "http://a.example/").await;
     for (name, value) in [
-        ("range", "bytes=0-1"),
         ("if-match", "\"a\""),
         ("if-unmodified-since", "Sun, 06 Nov 1994 08:49:37 GMT"),
     ] {
@@ -955,6 +954,82 @@ async fn requests_with_ranges_and_preconditions_bypass(backend: Backend) {
             "{name}"
         );
     }
+}
+
+async fn ranges_are_served_from_a_stored_response(backend: Backend) {
+    let text = |got: &common::Got| String::from_utf8_lossy(&got.body).into_owned();
+    // RFC 9110 §14
+    let origin = Origin::new();
+    origin.answer(
+        200,
+        &[
+            PUBLIC_60,
+            ("etag", "\"v1\""),
+            ("content-type", "text/plain"),
+        ],
+        "0123456789",
+    );
+    let (svc, _, _) = cache(backend, &origin, |b| b).await;
+    // Not stored yet: the range goes to the origin as asked, its answer is not stored.
+    let first = send(&svc, get("http://a.example/r").header("range", "bytes=0-1")).await;
+    assert!(
+        first.cache_status().ends_with("detail=range"),
+        "{}",
+        first.cache_status()
+    );
+    assert_eq!(origin.last_seen()["range"], "bytes=0-1");
+    assert!(
+        !fetch(&svc, "http://a.example/r").await.is_hit(),
+        "nothing partial stored"
+    );
+    assert_eq!(origin.calls(), 2);
+    let range = |value: &'static str| get("http://a.example/r").header("range", value);
+
+    let one = send(&svc, range("bytes=2-4")).await;
+    assert_eq!((one.status, text(&one).as_str()), (206, "234"));
+    assert_eq!(one.headers["content-range"], "bytes 2-4/10");
+    assert_eq!(one.headers["content-length"], "3");
+    assert_eq!(one.headers["content-type"], "text/plain");
+    assert!(one.is_hit());
+    assert_eq!(text(&send(&svc, range("bytes=-3")).await), "789");
+    assert_eq!(text(&send(&svc, range("bytes=7-")).await), "789");
+
+    let many = send(&svc, range("bytes=0-1, 8-9")).await;
+    assert_eq!(many.status, 206);
+    let kind = many.headers["content-type"].to_str().unwrap().to_owned();
+    let boundary = kind
+        .strip_prefix("multipart/byteranges; boundary=")
+        .unwrap();
+    assert!(text(&many).contains("content-range: bytes 0-1/10\r\n\r\n01"));
+    assert!(text(&many).contains("content-range: bytes 8-9/10\r\n\r\n89"));
+    assert!(text(&many).ends_with(&format!("--{boundary}--\r\n")));
+
+    let none = send(&svc, range("bytes=20-30")).await;
+    assert_eq!(none.status, 416);
+    assert_eq!(none.headers["content-range"], "bytes */10");
+    assert_eq!(text(&none), "");
+
+    // A Range it cannot read is ignored: the whole response.
+    let bad = send(&svc, range("bytes=4-2")).await;
+    assert_eq!((bad.status, text(&bad).as_str()), (200, "0123456789"));
+
+    // If-Range: the ranges only while the stored response is the one the client has.
+    let same = send(&svc, range("bytes=0-0").header("if-range", "\"v1\"")).await;
+    assert_eq!((same.status, text(&same).as_str()), (206, "0"));
+    let changed = send(&svc, range("bytes=0-0").header("if-range", "\"v0\"")).await;
+    assert_eq!(
+        (changed.status, text(&changed).as_str()),
+        (200, "0123456789")
+    );
+
+    // A client's validators still come first (RFC 9110 §13.2.2).
+    let not_modified = send(&svc, range("bytes=0-0").header("if-none-match", "\"v1\"")).await;
+    assert_eq!(not_modified.status, 304);
+    assert_eq!(
+        origin.calls(),
+        2,
+        "every range above from the stored response"
+    );
 }
 
 async fn grpc_passes_through_untouched(backend: Backend) {
@@ -1045,5 +1120,6 @@ on_every_store!(
     keys_separate_host_query_and_scheme,
     bodies_over_the_limit_stream_through_unstored,
     purges_by_prefix_and_tag_hard_and_soft,
-    requests_with_ranges_and_preconditions_bypass,
+    preconditions_other_than_validators_bypass,
+    ranges_are_served_from_a_stored_response,
 );

@@ -202,8 +202,8 @@ impl JwtLayerBuilder {
     /// A check of your own on every verified token (a tenant, a claim's value, an account
     /// state held in memory), run after the signature, times, issuer and audience, and
     /// before the revocation check; call again for more, run in order. Return the
-    /// rejection to answer with: [`JwtRejection::InvalidToken`] (401) or
-    /// [`JwtRejection::InsufficientScope`] (403), with fixed text (it is sent to the client).
+    /// rejection to answer with: [`JwtRejection::InvalidToken`](crate::JwtRejection::InvalidToken) (401) or
+    /// [`JwtRejection::InsufficientScope`](crate::JwtRejection::InsufficientScope) (403), with fixed text (it is sent to the client).
     /// It runs on every request: keep it to what is in memory.
     ///
     /// ```
