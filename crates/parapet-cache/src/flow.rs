@@ -203,7 +203,7 @@ pub(crate) fn bad_host<B>(shared: &Shared, why: &'static str) -> Out<B> {
 pub(crate) async fn serve<S, ReqBody, B>(
     shared: Arc<Shared>,
     mut inner: S,
-    request: Request<ReqBody>,
+    mut request: Request<ReqBody>,
 ) -> Result<Out<B>, S::Error>
 where
     S: Origin<ReqBody, B>,
@@ -223,6 +223,12 @@ where
     };
     let now = shared.now();
     let request_cc = CacheControl::from_headers(request.headers());
+    if request.method() == Method::HEAD {
+        // Ranges are for GET (RFC 9110 §14.2): a HEAD's are ignored, and must not reach a
+        // refresh made from it as a GET.
+        request.headers_mut().remove(http::header::RANGE);
+        request.headers_mut().remove(http::header::IF_RANGE);
+    }
     if request.method() == Method::GET && request.headers().contains_key(http::header::RANGE) {
         return ranged(shared, inner, request, &key, &request_cc, now).await;
     }
@@ -266,10 +272,12 @@ where
         && !stored.rules.no_cache
     {
         let age = stored.age(now);
+        let remaining = stored.lifetime.saturating_sub(age);
         let requested = shared.obey_request_directives
             && (request_cc.no_cache.is_present()
                 || matches!(request_cc.max_age, Delta::Seconds(max) if age > max)
-                || matches!(request_cc.max_age, Delta::Bare | Delta::Invalid));
+                || matches!(request_cc.max_age, Delta::Bare | Delta::Invalid)
+                || matches!(request_cc.min_fresh, Delta::Seconds(min) if remaining < min));
         if age < stored.lifetime && !requested {
             let response = fresh_hit(
                 &shared,
@@ -282,6 +290,11 @@ where
             return Ok(with_range(response, &stored, request.headers()));
         }
     }
+    if request_cc.only_if_cached {
+        return Ok(gateway_timeout(
+            CacheStatus::forward(Forward::UriMiss).detail("only-if-cached"),
+        ));
+    }
     shared.counter(|c| &c.bypassed);
     metrics::request("bypass");
     let response = inner.call(request).await?;
@@ -291,6 +304,15 @@ where
         Some(CacheStatus::forward(Forward::Bypass).detail("range")),
     ))
 }
+
+/// Fields that describe the whole stored body (a digest of it, a range of a larger one),
+/// which a part of it does not have.
+const WHOLE_BODY_FIELDS: [http::HeaderName; 4] = [
+    http::header::CONTENT_RANGE,
+    http::header::HeaderName::from_static("content-digest"),
+    http::header::HeaderName::from_static("digest"),
+    http::header::HeaderName::from_static("content-md5"),
+];
 
 /// The ranges a request asks of a `200` made from `stored` (a `304` or another status is
 /// left as it is).
@@ -308,6 +330,10 @@ fn with_range<B>(mut response: Out<B>, stored: &StoredResponse, request: &Header
                 stored.headers.get(http::header::CONTENT_TYPE),
             );
             *response.status_mut() = status;
+            // Fields about the whole body do not fit a part of it.
+            for name in &WHOLE_BODY_FIELDS {
+                response.headers_mut().remove(name);
+            }
             for (name, value) in &headers {
                 response.headers_mut().insert(name.clone(), value.clone());
             }
@@ -317,6 +343,19 @@ fn with_range<B>(mut response: Out<B>, stored: &StoredResponse, request: &Header
         crate::ranges::Ranged::Unsatisfiable => {
             *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
             let headers = response.headers_mut();
+            for name in WHOLE_BODY_FIELDS.iter().chain(&[
+                http::header::CONTENT_TYPE,
+                http::header::CONTENT_ENCODING,
+                http::header::EXPIRES,
+            ]) {
+                headers.remove(name);
+            }
+            // An answer to this request's Range alone: no cache downstream may keep it for
+            // requests without one.
+            headers.insert(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            );
             headers.insert(
                 http::header::CONTENT_RANGE,
                 crate::ranges::unsatisfiable(len),

@@ -9,7 +9,7 @@
 
 use bytes::{Bytes, BytesMut};
 use http::header::{
-    CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE,
+    CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, DATE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE,
 };
 use http::{HeaderMap, HeaderValue, StatusCode};
 
@@ -40,15 +40,37 @@ pub(crate) fn ranged(request: &HeaderMap, stored: &HeaderMap, len: u64) -> Range
     let Some(specs) = line.to_str().ok().and_then(parse) else {
         return Ranged::Whole;
     };
-    let parts: Vec<(u64, u64)> = specs
+    if len == 0 {
+        // Nothing to take a range of: the (empty) whole (§14.1.1 reads a suffix range of
+        // an empty representation as satisfiable by it).
+        return Ranged::Whole;
+    }
+    let mut parts: Vec<(u64, u64)> = specs
         .into_iter()
         .filter_map(|spec| spec.resolve(len))
         .collect();
     if parts.is_empty() {
-        Ranged::Unsatisfiable
-    } else {
-        Ranged::Parts(parts)
+        return Ranged::Unsatisfiable;
     }
+    // Overlapping or adjacent ranges are merged (§14.2 allows it), so the parts never add
+    // up to more than the body: `bytes=0-,0-,…` does not make a 16-fold answer.
+    if parts.len() > 1 {
+        parts.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(parts.len());
+        for (first, last) in parts {
+            match merged.last_mut() {
+                Some(prev) if first <= prev.1.saturating_add(1) => prev.1 = prev.1.max(last),
+                _ => merged.push((first, last)),
+            }
+        }
+        parts = merged;
+    }
+    if let [(0, last)] = parts.as_slice()
+        && *last == len - 1
+    {
+        return Ranged::Whole;
+    }
+    Ranged::Parts(parts)
 }
 
 /// §13.1.5: `If-Range` holds when it is the stored strong entity-tag, or an HTTP-date equal
@@ -71,14 +93,25 @@ fn if_range_holds(request: &HeaderMap, stored: &HeaderMap) -> bool {
     if value.starts_with("W/") {
         return false;
     }
+    let date = |name| {
+        stored
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+    };
+    // A date is a strong validator only when the response was made at least a second
+    // after it (§8.8.2.2): two changes within that second share the date.
     match (
         httpdate::parse_http_date(value),
-        stored
-            .get(LAST_MODIFIED)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| httpdate::parse_http_date(v).ok()),
+        date(LAST_MODIFIED),
+        date(DATE),
     ) {
-        (Ok(asked), Some(modified)) => asked == modified,
+        (Ok(asked), Some(modified), Some(made)) => {
+            asked == modified
+                && made
+                    .duration_since(modified)
+                    .is_ok_and(|d| d >= std::time::Duration::from_secs(1))
+        }
         _ => false,
     }
 }
@@ -224,6 +257,7 @@ mod tests {
         let stored = headers(&[
             ("etag", "\"v1\""),
             ("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT"),
+            ("date", "Sun, 06 Nov 1994 08:49:38 GMT"),
         ]);
         let of = |range: &str| ranged(&headers(&[("range", range)]), &stored, 10);
         assert_eq!(of("bytes=2-4"), Ranged::Parts(vec![(2, 4)]));
@@ -231,12 +265,24 @@ mod tests {
         assert_eq!(of("Bytes=2-4"), Ranged::Parts(vec![(2, 4)]));
         assert_eq!(of("bytes=7-"), Ranged::Parts(vec![(7, 9)]));
         assert_eq!(of("bytes=-3"), Ranged::Parts(vec![(7, 9)]));
-        assert_eq!(of("bytes=-30"), Ranged::Parts(vec![(0, 9)]));
+        assert_eq!(of("bytes=-30"), Ranged::Whole, "all of it: the whole");
+        assert_eq!(of("bytes=1-30"), Ranged::Parts(vec![(1, 9)]));
         assert_eq!(of("bytes=8-100"), Ranged::Parts(vec![(8, 9)]));
         assert_eq!(of("bytes=0-1, 5-6"), Ranged::Parts(vec![(0, 1), (5, 6)]));
         assert_eq!(of("bytes=10-20"), Ranged::Unsatisfiable);
         assert_eq!(of("bytes=-0"), Ranged::Unsatisfiable);
         assert_eq!(of("bytes=10-20, 1-1"), Ranged::Parts(vec![(1, 1)]));
+        // Overlapping and adjacent ranges merge; out of order they are sorted.
+        assert_eq!(
+            of("bytes=5-6, 0-1, 1-2, 3-3"),
+            Ranged::Parts(vec![(0, 3), (5, 6)])
+        );
+        let flood = format!("bytes={}", vec!["1-"; MAX_RANGES].join(","));
+        assert_eq!(of(&flood), Ranged::Parts(vec![(1, 9)]));
+        assert_eq!(
+            ranged(&headers(&[("range", "bytes=-5")]), &stored, 0),
+            Ranged::Whole
+        );
         for ignored in [
             "bytes=4-2",
             "bytes=a-b",
@@ -266,6 +312,16 @@ mod tests {
             Ranged::Parts(vec![(0, 0)])
         );
         assert_eq!(with("Sun, 06 Nov 1994 08:49:38 GMT"), Ranged::Whole);
+        // A Last-Modified within a second of the response's Date is weak: no range on it.
+        let weak = headers(&[
+            ("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT"),
+            ("date", "Sun, 06 Nov 1994 08:49:37 GMT"),
+        ]);
+        let asked = headers(&[
+            ("range", "bytes=0-0"),
+            ("if-range", "Sun, 06 Nov 1994 08:49:37 GMT"),
+        ]);
+        assert_eq!(ranged(&asked, &weak, 10), Ranged::Whole);
         // Two Range lines: ignored.
         let two = headers(&[("range", "bytes=0-1"), ("range", "bytes=2-3")]);
         assert_eq!(ranged(&two, &stored, 10), Ranged::Whole);

@@ -1007,6 +1007,29 @@ async fn ranges_are_served_from_a_stored_response(backend: Backend) {
     let none = send(&svc, range("bytes=20-30")).await;
     assert_eq!(none.status, 416);
     assert_eq!(none.headers["content-range"], "bytes */10");
+    assert_eq!(
+        none.headers["cache-control"], "no-store",
+        "no cache keeps a 416"
+    );
+    assert!(!none.headers.contains_key("content-type"));
+
+    // Overlapping ranges merge: sixteen `1-` make one part, not sixteen copies.
+    let overlapping = vec!["1-"; 16].join(",");
+    let merged = send(
+        &svc,
+        get("http://a.example/r").header("range", format!("bytes={overlapping}")),
+    )
+    .await;
+    assert_eq!((merged.status, text(&merged).as_str()), (206, "123456789"));
+
+    // A HEAD's Range is ignored.
+    let head = send(
+        &svc,
+        http::Request::head("http://a.example/r").header("range", "bytes=0-1"),
+    )
+    .await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.headers["content-length"], "10");
     assert_eq!(text(&none), "");
 
     // A Range it cannot read is ignored: the whole response.

@@ -48,9 +48,13 @@ static CATCH_UP: LazyLock<Script> = script!("scripts/catch_up.lua");
 /// twice the bound ago: a lost connection, likely back in milliseconds) waits for the
 /// replica, up to the [`timeout`](RevocationsBuilder::timeout), before it refuses.
 ///
-/// Announcements go to `{prefix}:jwt:revocations:log` as `<log id> <change>`; the bare
-/// change still goes to `{prefix}:jwt:revocations`, which instances of versions before the
-/// log read, so a rolling upgrade loses no revocation.
+/// The position in the log moves only by reading the log, never by what is heard on the
+/// channel, so nothing published there by anyone else can make a catch-up skip a change.
+/// A current replica also reads the log every 10 seconds: a change whose announcement was
+/// lost without the subscription dropping is applied within that time. Announcements are
+/// the same as before the log existed, so instances of earlier versions still hear them
+/// during a rolling upgrade (their own revocations are not in the log: a resync of a new
+/// instance then misses those made during its gap, as before).
 ///
 /// Memory is bounded: a revoked token is forgotten when it would have expired anyway
 /// (`min(exp, iat + max_token_age) + leeway`), a user or global epoch after
@@ -160,14 +164,10 @@ struct SyncState {
     retention_ms: u64,
     /// Where the replica stands in the log.
     position: LogPosition,
+    /// Held by each load or catch-up: one at a time.
+    reading: tokio::sync::Mutex<()>,
     /// Woken when a load or catch-up completes.
     loaded_now: tokio::sync::Notify,
-}
-
-/// Splits `<log id> <change>` into its log number and change.
-fn split_announcement(payload: &[u8]) -> Option<(u64, &[u8])> {
-    let space = payload.iter().position(|&b| b == b' ')?;
-    Some((log_number(&payload[..space])?, &payload[space + 1..]))
 }
 
 /// What recording a revoked token found.
@@ -241,6 +241,7 @@ impl Revocations {
             trust_empty: options.trust_empty,
             retention_ms: rules.retention_ms(),
             position: LogPosition::default(),
+            reading: tokio::sync::Mutex::new(()),
             loaded_now: tokio::sync::Notify::new(),
         });
         let handler = {
@@ -248,28 +249,26 @@ impl Revocations {
                 (replica.clone(), sync.clone(), redis.clone(), keys.clone());
             move |event: Event<'_>| match event {
                 Event::Message(payload) => {
-                    match split_announcement(payload) {
-                        Some((n, change)) => {
-                            if replica.apply(change, unix_ms()) {
-                                sync.position.heard(n);
-                            }
-                        }
-                        None => tracing::warn!("ignoring a malformed revocation announcement"),
-                    }
+                    replica.apply(payload, unix_ms());
                     metric_len(&replica);
                 }
                 Event::Resync => {
                     let generation = sync.resyncs.fetch_add(1, Ordering::AcqRel) + 1;
-                    // Where to catch up from: the position holds every change up to it, and
-                    // changes heard past the hole from now on do not move it.
-                    let from = sync.position.get();
+                    if generation == 1 {
+                        // Within the runtime the fan-out runs on.
+                        tokio::spawn(read_the_log_now_and_then(
+                            replica.clone(),
+                            Arc::downgrade(&sync),
+                            redis.clone(),
+                            keys.clone(),
+                        ));
+                    }
                     tokio::spawn(reload(
                         replica.clone(),
                         Arc::downgrade(&sync),
                         redis.clone(),
                         keys.clone(),
                         generation,
-                        from,
                     ));
                 }
                 _ => {}
@@ -278,7 +277,7 @@ impl Revocations {
         let heartbeat = (options.staleness / 5).max(Duration::from_millis(2));
         let fanout = FanOut::with_timing(
             &redis,
-            format!("{}:log", keys.channel),
+            keys.channel.clone(),
             heartbeat,
             options.staleness,
             handler,
@@ -657,21 +656,23 @@ fn is_current(sync: &SyncState, fanout: &FanOut) -> bool {
 const PAGE: usize = 5_000;
 
 /// Brings the replica up to date after resync `generation`: catches up from the log when
-/// it can (from `from`, the last change applied before the subscription was lost), loads
-/// everything otherwise; retries, backing off, until it succeeds, a newer resync takes
-/// over, or the revocations are dropped.
+/// it can (from the position: every change up to it is held), loads everything otherwise;
+/// retries, backing off, until it succeeds, a newer resync takes over, or the revocations
+/// are dropped.
 async fn reload(
     replica: Arc<Replica>,
     sync: std::sync::Weak<SyncState>,
     redis: RedisHandle,
     keys: Arc<Keys>,
     generation: u64,
-    from: Option<u64>,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let Some(state) = sync.upgrade() else { return };
+        let reading = state.reading.lock().await;
+        let from = state.position.get();
         let loaded = catch_up(&replica, &redis, &keys, &state, from).await;
+        drop(reading);
         drop(state);
         match loaded {
             Ok(()) => {
@@ -695,6 +696,38 @@ async fn reload(
         let jitter = Duration::from_millis(unix_ms() % 50);
         tokio::time::sleep(backoff + jitter).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// How often a current replica reads the log anyway.
+const READ_THE_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Every [`READ_THE_LOG_EVERY`], a current replica catches up from the log: a change whose
+/// announcement was lost without the subscription dropping is applied within that time,
+/// and the position stays close to the log's end, so a catch-up after a lost subscription
+/// reads little. One script call, which usually finds nothing new.
+async fn read_the_log_now_and_then(
+    replica: Arc<Replica>,
+    sync: std::sync::Weak<SyncState>,
+    redis: RedisHandle,
+    keys: Arc<Keys>,
+) {
+    loop {
+        tokio::time::sleep(READ_THE_LOG_EVERY).await;
+        let Some(state) = sync.upgrade() else { return };
+        let synced = state.loaded.load(Ordering::Acquire) >= state.resyncs.load(Ordering::Acquire);
+        if !synced {
+            continue;
+        }
+        let reading = state.reading.lock().await;
+        let from = state.position.get();
+        if from.is_some()
+            && let Err(e) = catch_up(&replica, &redis, &keys, &state, from).await
+        {
+            crate::metrics::store_error("load", &e);
+        }
+        drop(reading);
+        metric_len(&replica);
     }
 }
 
@@ -751,7 +784,7 @@ async fn catch_up(
             replica.apply(&pair[1], now);
             after = log_number(&pair[0]).ok_or(StoreError::UnexpectedReply("a log id"))?;
         }
-        sync.position.caught_up(after);
+        sync.position.set(after);
         if entries.len() < 2 * PAGE {
             crate::metrics::catch_up("log");
             return Ok(());
@@ -837,7 +870,7 @@ async fn load(
     }
     // Changes after `newest` were announced after the subscription was made: heard, or
     // caught up from the log after the next loss.
-    sync.position.reset(newest);
+    sync.position.set(newest);
     Ok(())
 }
 

@@ -21,15 +21,13 @@ local function last_log_n(log)
   return 0
 end
 -- Records a change in the log (a stream of the last LOG_MAX changes, without expiry, from
--- which an instance that lost its subscription catches up) and announces it on
--- `<channel>:log` as `<log id> <change>`. Ids count the changes (`1-0`, `2-0`, …), so a
--- reader can tell a change it missed from one it has. The bare change still goes to
--- `channel` too, for instances of versions before the log during a rolling upgrade.
+-- which an instance that lost its subscription catches up) and announces it on `channel`.
+-- Ids count the changes (`1-0`, `2-0`, …), so a reader can tell a change it missed from
+-- one it has. The announcement is the change alone, as before the log existed.
 local LOG_MAX = 100000
 local function announce(log, channel, change)
   local id = (last_log_n(log) + 1) .. '-0'
   redis.call('XADD', log, 'MAXLEN', '~', LOG_MAX, id, 'c', change)
-  redis.call('PUBLISH', channel .. ':log', id .. ' ' .. change)
   redis.call('PUBLISH', channel, change)
 end
 -- Every token issued at or before `at` (ms) is refused from now on; kept for `retention`
