@@ -85,6 +85,21 @@ impl Capture {
         done
     }
 
+    /// Stores a response whose body is already over (a `204`, an empty body): nothing will
+    /// poll it (hyper sends no body for a `204`), so the copy is stored now, a remote call
+    /// finishing on its own.
+    pub(crate) fn store_now(mut self) {
+        if self.start() {
+            return;
+        }
+        if let Some(call) = self.pending.take() {
+            tokio::spawn(async move {
+                let result = call.await;
+                self.settle(result);
+            });
+        }
+    }
+
     fn settle(&mut self, result: Result<(), parapet_core::StoreError>) {
         self.shared.settle_put(result);
         self.land();

@@ -1143,6 +1143,13 @@ fn store_or_pass_with<B: http_body::Body>(
                 landing: None,
                 held: None,
             };
+            if http_body::Body::is_end_stream(&body) {
+                capture.store_now();
+                return (
+                    Response::from_parts(parts, ResponseBody::inner(CaptureBody::pass(body))),
+                    Stored::Kept,
+                );
+            }
             (
                 Response::from_parts(
                     parts,

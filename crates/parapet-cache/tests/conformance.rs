@@ -939,6 +939,34 @@ async fn purges_by_prefix_and_tag_hard_and_soft(backend: Backend) {
     assert!(!fetch(&svc, "http://a.example/productsale").await.is_hit());
 }
 
+async fn a_response_without_a_body_is_stored(backend: Backend) {
+    // A 204 has no body for anyone to read: it is stored all the same (RFC 9110 §15.3.5).
+    let origin = Origin::new();
+    origin.answer(204, &[PUBLIC_60], "");
+    let (svc, _, _) = cache(backend, &origin, |b| b).await;
+    // As hyper serves a 204: the body is never polled.
+    let request = get("http://a.example/none")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let first = tower::ServiceExt::oneshot(svc.clone(), request)
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 204);
+    drop(first);
+    // A remote store finishes on its own, a moment later.
+    let mut again = fetch(&svc, "http://a.example/none").await;
+    for _ in 0..50 {
+        if again.is_hit() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        again = fetch(&svc, "http://a.example/none").await;
+    }
+    assert_eq!(again.status, 204);
+    assert!(again.is_hit(), "{}", again.cache_status());
+    assert_eq!(origin.calls(), 1, "stored from the first answer");
+}
+
 async fn preconditions_other_than_validators_bypass(backend: Backend) {
     let origin = Origin::new();
     origin.answer(200, &[PUBLIC_60], "x");
@@ -1145,4 +1173,5 @@ on_every_store!(
     purges_by_prefix_and_tag_hard_and_soft,
     preconditions_other_than_validators_bypass,
     ranges_are_served_from_a_stored_response,
+    a_response_without_a_body_is_stored,
 );

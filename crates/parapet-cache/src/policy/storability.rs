@@ -94,7 +94,9 @@ pub fn storability(
         return Err(NotStored::ClientError);
     }
     let request_cc = CacheControl::from_headers(request);
-    if request_cc.no_store || response_cc.no_store {
+    // §5.2.2.3: with `must-understand`, a cache that understands the status (every status
+    // that reaches here) ignores `no-store`, which is there for caches that do not.
+    if request_cc.no_store || (response_cc.no_store && !response_cc.must_understand) {
         return Err(NotStored::NoStore);
     }
     if response_cc.private != Fields::Absent {
@@ -182,6 +184,22 @@ mod tests {
     }
 
     const FRESH: (&str, &str) = ("cache-control", "max-age=60");
+
+    #[test]
+    fn must_understand_sets_no_store_aside_for_an_understood_status() {
+        let cc = ("cache-control", "no-store, must-understand, max-age=60");
+        assert_eq!(verdict(Method::GET, &[], 200, &[cc]), Ok(()));
+        assert_eq!(
+            verdict(Method::GET, &[], 206, &[cc]),
+            Err(NotStored::Status),
+            "a status it does not store is not understood for this"
+        );
+        assert_eq!(
+            verdict(Method::GET, &[("cache-control", "no-store")], 200, &[cc]),
+            Err(NotStored::NoStore),
+            "the request's no-store still holds"
+        );
+    }
 
     #[test]
     fn what_is_stored_and_why_not() {
