@@ -273,12 +273,7 @@ where
     {
         let age = stored.age(now);
         let remaining = stored.lifetime.saturating_sub(age);
-        let requested = shared.obey_request_directives
-            && (request_cc.no_cache.is_present()
-                || matches!(request_cc.max_age, Delta::Seconds(max) if age > max)
-                || matches!(request_cc.max_age, Delta::Bare | Delta::Invalid)
-                || matches!(request_cc.min_fresh, Delta::Seconds(min) if remaining < min));
-        if age < stored.lifetime && !requested {
+        if age < stored.lifetime && !requested(&shared, request_cc, age, remaining) {
             let response = fresh_hit(
                 &shared,
                 &stored,
@@ -367,6 +362,22 @@ fn with_range<B>(mut response: Out<B>, stored: &StoredResponse, request: &Header
     }
 }
 
+/// Whether the request's own directives (§5.2.1) ask the origin, for a stored response of
+/// this `age` with `remaining` freshness: `no-cache`, a `max-age` it is past, `min-fresh`
+/// it does not have.
+fn requested(
+    shared: &Shared,
+    request_cc: &CacheControl,
+    age: Duration,
+    remaining: Duration,
+) -> bool {
+    shared.obey_request_directives
+        && (request_cc.no_cache.is_present()
+            || matches!(request_cc.max_age, Delta::Seconds(max) if age > max)
+            || matches!(request_cc.max_age, Delta::Bare | Delta::Invalid)
+            || matches!(request_cc.min_fresh, Delta::Seconds(min) if remaining < min))
+}
+
 /// A stored response exists: serve it fresh or stale, or revalidate it (§4.2, §4.3).
 async fn reuse<S, ReqBody, B>(
     shared: Arc<Shared>,
@@ -386,12 +397,7 @@ where
     let ttl = ttl(&stored, fresh_for, now);
     let fresh = age < fresh_for;
     let remaining = fresh_for.saturating_sub(age);
-    // §5.2.1: what the request itself accepts.
-    let requested = shared.obey_request_directives
-        && (request_cc.no_cache.is_present()
-            || matches!(request_cc.max_age, Delta::Seconds(max) if age > max)
-            || matches!(request_cc.max_age, Delta::Bare | Delta::Invalid)
-            || matches!(request_cc.min_fresh, Delta::Seconds(min) if remaining < min));
+    let requested = requested(&shared, request_cc, age, remaining);
     let method = request.method().clone();
     if fresh && !requested && !stored.rules.no_cache {
         let response = fresh_hit(&shared, &stored, request.headers(), &method, now, false);

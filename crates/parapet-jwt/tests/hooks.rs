@@ -117,6 +117,32 @@ fn check(results: &[(u16, String, String, String)]) {
     );
 }
 
+/// `GET /me` with the token as a bearer token, if any.
+fn request(token: Option<String>) -> http::request::Builder {
+    let request = Request::get("/me");
+    match token {
+        Some(token) => request.header("authorization", format!("Bearer {token}")),
+        None => request,
+    }
+}
+
+/// (status, `WWW-Authenticate`, content type, body) of a response.
+async fn summary<B>(response: Response<B>) -> (u16, String, String, String)
+where
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    let (challenge, kind) = headers_of(response.headers());
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        challenge,
+        kind,
+        String::from_utf8(body.to_vec()).unwrap(),
+    )
+}
+
 fn headers_of(headers: &http::HeaderMap) -> (String, String) {
     let text = |name| {
         headers
@@ -142,23 +168,8 @@ async fn hooks_on_plain_hyper_types() {
     let results = cases(|token| {
         let service = service.clone();
         async move {
-            let mut request = Request::get("/me");
-            if let Some(token) = token {
-                request = request.header("authorization", format!("Bearer {token}"));
-            }
-            let response = service
-                .oneshot(request.body(Full::new(Bytes::new())).unwrap())
-                .await
-                .unwrap();
-            let (challenge, kind) = headers_of(response.headers());
-            let status = response.status().as_u16();
-            let body = response.into_body().collect().await.unwrap().to_bytes();
-            (
-                status,
-                challenge,
-                kind,
-                String::from_utf8(body.to_vec()).unwrap(),
-            )
+            let request = request(token).body(Full::new(Bytes::new())).unwrap();
+            summary(service.oneshot(request).await.unwrap()).await
         }
     })
     .await;
@@ -178,23 +189,8 @@ async fn hooks_on_axum() {
     let results = cases(|token| {
         let app = app.clone();
         async move {
-            let mut request = Request::get("/me");
-            if let Some(token) = token {
-                request = request.header("authorization", format!("Bearer {token}"));
-            }
-            let response = app
-                .oneshot(request.body(axum::body::Body::empty()).unwrap())
-                .await
-                .unwrap();
-            let (challenge, kind) = headers_of(response.headers());
-            let status = response.status().as_u16();
-            let body = response.into_body().collect().await.unwrap().to_bytes();
-            (
-                status,
-                challenge,
-                kind,
-                String::from_utf8(body.to_vec()).unwrap(),
-            )
+            let request = request(token).body(axum::body::Body::empty()).unwrap();
+            summary(app.oneshot(request).await.unwrap()).await
         }
     })
     .await;
