@@ -92,8 +92,12 @@ impl Capture {
         if self.start() {
             return;
         }
-        if let Some(call) = self.pending.take() {
-            tokio::spawn(async move {
+        // Without a Tokio runtime to finish on, the call is dropped: its waiters are
+        // released as for a response not stored.
+        if let (Some(call), Ok(runtime)) =
+            (self.pending.take(), tokio::runtime::Handle::try_current())
+        {
+            runtime.spawn(async move {
                 let result = call.await;
                 self.settle(result);
             });

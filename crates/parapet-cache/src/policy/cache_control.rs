@@ -136,13 +136,18 @@ pub struct CacheControl {
 impl CacheControl {
     /// The directives of every `Cache-Control` field line of `headers`, in order (several
     /// lines form one list, RFC 9110 §5.3). A line that is not visible ASCII cannot be
-    /// trusted to say what it means (it might have said `private`): it counts as `no-store`.
+    /// trusted to say what it means (it might have said `private`): it counts as `no-store`
+    /// and `private`.
     pub fn from_headers(headers: &HeaderMap) -> Self {
         let mut cc = Self::default();
         for line in headers.get_all(CACHE_CONTROL) {
             match line.to_str() {
                 Ok(line) => cc.add_line(line),
-                Err(_) => cc.no_store = true,
+                // `private` too: `must-understand` sets `no-store` aside, never this.
+                Err(_) => {
+                    cc.no_store = true;
+                    cc.private = Fields::All;
+                }
             }
         }
         cc

@@ -122,13 +122,15 @@ pub(crate) fn http_date(text: &str) -> Option<SystemTime> {
     if let Ok(time) = httpdate::parse_http_date(&recased) {
         return Some(time);
     }
-    // The weekday is the first word of every form.
+    // The weekday is the first word of every form; only a day's name is replaced.
     let split = recased.find(|c: char| !c.is_ascii_alphabetic())?;
     let (weekday, rest) = recased.split_at(split);
-    let names: &[&str] = if weekday.len() > 3 {
+    let names: &[&str] = if LONG_DAYS.contains(&weekday) {
         &LONG_DAYS
-    } else {
+    } else if SHORT_DAYS.contains(&weekday) {
         &SHORT_DAYS
+    } else {
+        return None;
     };
     names
         .iter()
@@ -360,6 +362,9 @@ mod tests {
             "Thu, 18 Aug 2050 2:01:18 GMT",
             "0",
             "tomorrow",
+            ", 18 Aug 2050 02:01:18 GMT",
+            "X, 18 Aug 2050 02:01:18 GMT",
+            "Never, 18-Aug-50 02:01:18 GMT",
         ] {
             assert_eq!(http_date(invalid), None, "{invalid}");
         }

@@ -93,10 +93,16 @@ pub fn storability(
     {
         return Err(NotStored::ClientError);
     }
+    // §5.2.2.3: with `must-understand`, a cache stores the response only if it understands
+    // the requirements of its status, and then ignores `no-store` (which is there for
+    // caches that do not).
+    let understood = understood(status);
+    if response_cc.must_understand && !understood {
+        return Err(NotStored::Status);
+    }
     let request_cc = CacheControl::from_headers(request);
-    // §5.2.2.3: with `must-understand`, a cache that understands the status (every status
-    // that reaches here) ignores `no-store`, which is there for caches that do not.
-    if request_cc.no_store || (response_cc.no_store && !response_cc.must_understand) {
+    if request_cc.no_store || (response_cc.no_store && !(response_cc.must_understand && understood))
+    {
         return Err(NotStored::NoStore);
     }
     if response_cc.private != Fields::Absent {
@@ -115,6 +121,16 @@ pub fn storability(
         return Err(NotStored::NoFreshness);
     }
     Ok(())
+}
+
+/// The statuses whose caching requirements this cache implements (RFC 9110 §15): the
+/// final, complete ones it stores. `206` (partial), `226` (delta encoding) and codes it
+/// does not know are not among them.
+fn understood(status: StatusCode) -> bool {
+    matches!(
+        status.as_u16(),
+        200 | 203 | 204 | 300 | 301 | 302 | 303 | 307 | 308 | 404 | 405 | 410
+    )
 }
 
 /// The request carries credentials: `Authorization` or `Cookie`.
@@ -199,6 +215,32 @@ mod tests {
             Err(NotStored::NoStore),
             "the request's no-store still holds"
         );
+        // A line that cannot be read might have said `private`: must-understand does not
+        // set that aside.
+        assert!(
+            verdict(
+                Method::GET,
+                &[],
+                200,
+                &[
+                    ("cache-control", "must-understand, no-store, max-age=600"),
+                    ("cache-control", "priv\u{e9}"),
+                ]
+            )
+            .is_err()
+        );
+        for status in [226, 299] {
+            assert_eq!(
+                verdict(
+                    Method::GET,
+                    &[],
+                    status,
+                    &[("cache-control", "must-understand, max-age=60")]
+                ),
+                Err(NotStored::Status),
+                "{status}: must-understand and a status it does not know"
+            );
+        }
     }
 
     #[test]
