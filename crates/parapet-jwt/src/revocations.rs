@@ -75,7 +75,9 @@ static CATCH_UP: LazyLock<Script> = script!("scripts/catch_up.lua");
 /// logs an error; so does an instance started afterwards. And the log of changes only ever
 /// grows: an instance catching up that finds it shorter than what it has already seen
 /// (Redis restored from an older snapshot, failed over to a replica that lagged, the log
-/// evicted) raises the global epoch to now in Redis, for every instance. What is not
+/// evicted) raises the global epoch to now in Redis, for every instance. A loss that leaves
+/// the subscription up (a `FLUSHALL`) is noticed at the next read of the log, within
+/// 10 seconds; one that drops it (a restart), at once. What is not
 /// detected: the revoked-token or user set alone evicted under a `volatile-*` policy (run
 /// this Redis with `noeviction`), and a loss while no instance is running that leaves the
 /// marker and the log in place. A first start on an empty Redis looks the same as a loss,
