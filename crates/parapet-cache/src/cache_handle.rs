@@ -86,6 +86,14 @@ impl CacheHandle {
     pub fn stats(&self) -> CacheStats {
         self.shared.counters.snapshot()
     }
+
+    /// The bytes copied right now for responses on their way into the store (bounded by
+    /// [`max_in_flight_bytes`](crate::CacheLayerBuilder::max_in_flight_bytes)).
+    pub fn in_flight_bytes(&self) -> usize {
+        self.shared
+            .in_flight
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl std::fmt::Debug for CacheHandle {

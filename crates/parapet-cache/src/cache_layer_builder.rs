@@ -72,6 +72,7 @@ pub struct CacheLayerBuilder {
     early_refresh: f64,
     lease_wait: Option<Duration>,
     max_body_bytes: usize,
+    max_in_flight_bytes: usize,
     max_variants: usize,
     default_ttl: Option<Duration>,
     heuristic: Option<Heuristic>,
@@ -104,6 +105,7 @@ impl Default for CacheLayerBuilder {
             early_refresh: 0.0,
             lease_wait: None,
             max_body_bytes: 1 << 20,
+            max_in_flight_bytes: 32 << 20,
             max_variants: 16,
             default_ttl: None,
             heuristic: Some(Heuristic::default()),
@@ -212,6 +214,21 @@ impl CacheLayerBuilder {
     /// Default: 1 MiB.
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.max_body_bytes = bytes;
+        self
+    }
+
+    /// The most bytes held at once for responses on their way into the store, summed over
+    /// every response in flight: the copy kept until it is stored, and what the cache read
+    /// from the origin for a flight's leader that its client has not read yet. Past it,
+    /// responses stream through to their clients uncached, at the clients' pace, as a
+    /// too-big one does (with no hit-for-miss marker), so that many slow clients asking for
+    /// large cacheable responses cannot grow memory past the store's bound plus this one.
+    /// The check comes before each read from the origin: one frame per response being read
+    /// at that moment may pass it. Read the current figure with
+    /// [`CacheHandle::in_flight_bytes`](crate::CacheHandle::in_flight_bytes); each refusal
+    /// counts in `parapet_cache_in_flight_full_total`. Default: 32 MiB.
+    pub fn max_in_flight_bytes(mut self, bytes: usize) -> Self {
+        self.max_in_flight_bytes = bytes;
         self
     }
 
@@ -420,6 +437,8 @@ impl CacheLayerBuilder {
             key_parts,
             forwarded_by: self.client_ip,
             max_body_bytes: self.max_body_bytes,
+            max_in_flight_bytes: self.max_in_flight_bytes,
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
             max_variants: self.max_variants,
             default_ttl: self.default_ttl,
             heuristic: self.heuristic,

@@ -1,15 +1,27 @@
 //! The body of a response that passes through the cache: streamed to the client untouched,
 //! and, when the response may be stored, copied on the way up to a byte limit.
+//!
+//! A flight's leader does not read its own response for the others: the cache does. Its
+//! response body is read by a task (the pump) into the copy and handed to the leader's
+//! client through a channel, so that a client that reads slowly, or not at all, delays no
+//! waiter beyond the origin's own time. The channel holds the same buffers as the copy
+//! (reference-counted [`Bytes`]), so it costs no second copy; once the copy gives up (too
+//! big, the in-flight bound reached, trailers), the rest of the body goes to the client as
+//! it is, read at the client's pace.
 
+use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 use parapet_core::StoreCall;
 use pin_project_lite::pin_project;
+use tokio::sync::mpsc;
 
 use crate::StoredResponse;
 use crate::flight::LeaderGuard;
@@ -20,19 +32,95 @@ pin_project! {
     ///
     /// Uncacheable responses pass through with no copy and no buffering. A cacheable one is
     /// copied while it streams; the copy is stored when the body ends, and dropped (the
-    /// stream goes on) once it passes the layer's `max_body_bytes`, on a body error, on
-    /// trailers, or when the client goes away before the end.
+    /// stream goes on) once it passes the layer's `max_body_bytes` or the bytes in flight
+    /// pass `max_in_flight_bytes`, on a body error, on trailers, or when the client goes
+    /// away before the end (unless the cache reads the body itself for a flight's waiters).
     pub struct CaptureBody<B> {
         #[pin]
-        body: B,
+        source: Source<B>,
         capture: Option<Box<Capture>>,
     }
+}
+
+pin_project! {
+    #[project = SourceProj]
+    enum Source<B> {
+        Origin { #[pin] body: B },
+        Pumped { pumped: Pumped<B> },
+    }
+}
+
+/// What the pump hands the client.
+enum Piece<B> {
+    /// A frame, its bytes counted in flight until the client takes it (or goes away).
+    Frame(Frame<Bytes>, Held),
+    /// The origin body's error (its `Error` type, boxed to keep `CaptureBody` free of
+    /// bounds).
+    Failed(Box<dyn Any + Send>),
+    /// The copy gave up: the rest of the body, for the client to read itself.
+    Rest(Pin<Box<B>>),
+}
+
+/// The client's end of a pumped body.
+struct Pumped<B> {
+    pieces: mpsc::UnboundedReceiver<Piece<B>>,
+    rest: Option<Pin<Box<B>>>,
+    hint: SizeHint,
+}
+
+/// Bytes counted in the layer's in-flight total while this lives.
+struct Held {
+    shared: Arc<Shared>,
+    n: usize,
+}
+
+impl Held {
+    /// Counts `n` bytes if they fit under the bound.
+    fn take(shared: &Arc<Shared>, n: usize) -> Option<Self> {
+        let before = shared.in_flight.fetch_add(n, Ordering::Relaxed);
+        let held = Self::from_counted(shared, n);
+        if before + n > shared.max_in_flight_bytes {
+            crate::metrics::in_flight_full();
+            return None;
+        }
+        Some(held)
+    }
+
+    /// Counts `n` bytes already read.
+    fn count(shared: &Arc<Shared>, n: usize) -> Self {
+        shared.in_flight.fetch_add(n, Ordering::Relaxed);
+        Self::from_counted(shared, n)
+    }
+
+    fn from_counted(shared: &Arc<Shared>, n: usize) -> Self {
+        Self {
+            shared: Arc::clone(shared),
+            n,
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.shared.in_flight.fetch_sub(self.n, Ordering::Relaxed);
+    }
+}
+
+/// Why a copy stopped short.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Over `max_body_bytes`, or trailers: the response itself cannot be stored.
+    Unstorable,
+    /// The in-flight bound was reached: nothing is said of the response.
+    Full,
 }
 
 pub(crate) struct Capture {
     pub shared: Arc<Shared>,
     pub template: StoredResponse,
     pub chunks: Vec<Bytes>,
+    /// The bytes copied, each counted in the layer's in-flight total until the capture
+    /// ends (dropped).
     pub len: usize,
     pub guard: Option<LeaderGuard>,
     /// The store call under way once the body has ended: the end is reported to the client,
@@ -45,7 +133,30 @@ pub(crate) struct Capture {
     pub held: Option<Bytes>,
 }
 
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.shared.in_flight.fetch_sub(self.len, Ordering::Relaxed);
+    }
+}
+
 impl Capture {
+    /// Copies the frame's data if it fits under the body and in-flight bounds; when it
+    /// does not (or the frame is trailers), the capture must give up for the reason given.
+    fn accept(&mut self, frame: &Frame<Bytes>) -> Result<(), Refusal> {
+        let Some(data) = frame.data_ref() else {
+            return Err(Refusal::Unstorable);
+        };
+        let n = data.len();
+        if self.len + n > self.shared.max_body_bytes {
+            return Err(Refusal::Unstorable);
+        }
+        // Counted from now until the capture ends (see `Drop`).
+        std::mem::forget(Held::take(&self.shared, n).ok_or(Refusal::Full)?);
+        self.len += n;
+        self.chunks.push(data.clone());
+        Ok(())
+    }
+
     /// Starts storing the copy; `true` when done at once.
     fn start(&mut self) -> bool {
         let body = match self.chunks.len() {
@@ -85,6 +196,17 @@ impl Capture {
         done
     }
 
+    /// Stores the copy and lands the flight, waiting for a remote store to answer.
+    async fn finish(mut self: Box<Self>) {
+        if self.start() {
+            return;
+        }
+        if let Some(call) = self.pending.take() {
+            let result = call.await;
+            self.settle(result);
+        }
+    }
+
     /// Stores a response whose body is already over (a `204`, an empty body): nothing will
     /// poll it (hyper sends no body for a `204`), so the copy is stored now, a remote call
     /// finishing on its own.
@@ -115,9 +237,99 @@ impl Capture {
         }
     }
 
-    fn give_up(mut self) {
+    /// Stops copying. An unstorable response marks its variant hit-for-miss; a copy cut
+    /// short by the in-flight bound marks nothing (the next miss may store it).
+    fn give_up(mut self: Box<Self>, why: Refusal) {
         if let Some(guard) = self.guard.take() {
-            guard.not_stored(self.shared.micros(), self.shared.hit_for_miss);
+            let marker = match why {
+                Refusal::Unstorable => self.shared.hit_for_miss,
+                Refusal::Full => std::time::Duration::ZERO,
+            };
+            guard.not_stored(self.shared.micros(), marker);
+        }
+    }
+}
+
+/// Reads `body` into `capture`, handing each frame to the client through `to_client`,
+/// whether or not the client reads (or is still there): the copy is for the waiters too.
+/// A frame not yet taken by the client counts in flight apart from the copy (after the
+/// store, the stored copy and the client's unread frames are two sets of buffers).
+async fn pump<B>(body: B, mut capture: Box<Capture>, to_client: mpsc::UnboundedSender<Piece<B>>)
+where
+    B: Body<Data = Bytes, Error: Send + 'static> + Send + 'static,
+{
+    let mut body = Box::pin(body);
+    loop {
+        if capture.shared.in_flight.load(Ordering::Relaxed) >= capture.shared.max_in_flight_bytes
+        {
+            // Nothing more is read ahead of the client: it reads the rest at its own pace.
+            crate::metrics::in_flight_full();
+            capture.give_up(Refusal::Full);
+            let _ = to_client.send(Piece::Rest(body));
+            return;
+        }
+        let frame = match body.frame().await {
+            None => return capture.finish().await,
+            Some(Ok(frame)) => frame,
+            Some(Err(error)) => {
+                capture.give_up(Refusal::Unstorable);
+                let _ = to_client.send(Piece::Failed(Box::new(error)));
+                return;
+            }
+        };
+        // Read under the bound: the client's share is counted whatever the copy does.
+        let n = frame.data_ref().map_or(0, Bytes::len);
+        let held = Held::count(&capture.shared, n);
+        let refused = capture.accept(&frame).err();
+        if let Some(why) = refused {
+            // The client reads the rest itself, at its own pace.
+            capture.give_up(why);
+            if to_client.send(Piece::Frame(frame, held)).is_ok() {
+                let _ = to_client.send(Piece::Rest(body));
+            }
+            return;
+        }
+        if body.is_end_stream() {
+            // A body that knows its length (hyper stops polling once it is sent) ends with
+            // its last data frame, which goes to the client once the copy is stored.
+            capture.finish().await;
+            let _ = to_client.send(Piece::Frame(frame, held));
+            return;
+        }
+        // A client gone makes the send fail; the copy goes on.
+        let _ = to_client.send(Piece::Frame(frame, held));
+    }
+}
+
+impl<B> Pumped<B>
+where
+    B: Body<Data = Bytes, Error: 'static>,
+{
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        loop {
+            if let Some(rest) = self.rest.as_mut() {
+                return rest.as_mut().poll_frame(cx);
+            }
+            match ready!(self.pieces.poll_recv(cx)) {
+                None => return Poll::Ready(None),
+                Some(Piece::Frame(frame, _held)) => {
+                    if let Some(data) = frame.data_ref() {
+                        let n = data.len() as u64;
+                        let mut hint = SizeHint::new();
+                        hint.set_lower(self.hint.lower().saturating_sub(n));
+                        if let Some(upper) = self.hint.upper() {
+                            hint.set_upper(upper.saturating_sub(n));
+                        }
+                        self.hint = hint;
+                    }
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+                // The pump sends its body's own error type: the downcast cannot fail.
+                Some(Piece::Failed(error)) => {
+                    return Poll::Ready(error.downcast::<B::Error>().ok().map(|e| Err(*e)));
+                }
+                Some(Piece::Rest(body)) => self.rest = Some(body),
+            }
         }
     }
 }
@@ -125,15 +337,39 @@ impl Capture {
 impl<B> CaptureBody<B> {
     pub(crate) fn pass(body: B) -> Self {
         Self {
-            body,
+            source: Source::Origin { body },
             capture: None,
         }
     }
 
     pub(crate) fn capture(body: B, capture: Capture) -> Self {
         Self {
-            body,
+            source: Source::Origin { body },
             capture: Some(Box::new(capture)),
+        }
+    }
+
+    /// Copies a flight leader's response with a task of the cache's own (the pump), not at
+    /// the pace of the leader's client. Without a Tokio runtime, as [`capture`](Self::capture).
+    pub(crate) fn pumped(body: B, capture: Capture) -> Self
+    where
+        B: Body<Data = Bytes, Error: Send + 'static> + Send + 'static,
+    {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Self::capture(body, capture);
+        };
+        let hint = body.size_hint();
+        let (to_client, pieces) = mpsc::unbounded_channel();
+        runtime.spawn(pump(body, Box::new(capture), to_client));
+        Self {
+            source: Source::Pumped {
+                pumped: Pumped {
+                    pieces,
+                    rest: None,
+                    hint,
+                },
+            },
+            capture: None,
         }
     }
 }
@@ -163,7 +399,7 @@ where
 
 impl<B> Body for CaptureBody<B>
 where
-    B: Body<Data = Bytes>,
+    B: Body<Data = Bytes, Error: 'static>,
 {
     type Data = Bytes;
     type Error = B::Error;
@@ -172,37 +408,38 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let mut this = self.project();
+        let this = self.project();
+        let mut body = match this.source.project() {
+            SourceProj::Pumped { pumped } => return pumped.poll_frame(cx),
+            SourceProj::Origin { body } => body,
+        };
         if let Some(capture) = this.capture.as_mut()
             && capture.pending.is_some()
         {
             return finish_store(this.capture, cx);
         }
-        let polled = this.body.as_mut().poll_frame(cx);
+        let polled = body.as_mut().poll_frame(cx);
         let Some(capture) = this.capture.as_mut() else {
             return polled;
         };
         let ended = match &polled {
             Poll::Pending => false,
-            Poll::Ready(Some(Ok(frame))) => match frame.data_ref() {
-                Some(data) if capture.len + data.len() <= capture.shared.max_body_bytes => {
-                    capture.len += data.len();
-                    capture.chunks.push(data.clone());
-                    // A body that knows its length (hyper stops polling once it is sent)
-                    // ends with its last data frame.
-                    this.body.is_end_stream()
-                }
-                // Too big, or trailers (which the cache cannot replay).
-                _ => {
+            Poll::Ready(Some(Ok(frame))) => match capture.accept(frame) {
+                // A body that knows its length (hyper stops polling once it is sent) ends
+                // with its last data frame.
+                Ok(()) => body.is_end_stream(),
+                // Too big, past the in-flight bound, or trailers (which the cache cannot
+                // replay).
+                Err(why) => {
                     if let Some(capture) = this.capture.take() {
-                        capture.give_up();
+                        capture.give_up(why);
                     }
                     false
                 }
             },
             Poll::Ready(Some(Err(_))) => {
                 if let Some(capture) = this.capture.take() {
-                    capture.give_up();
+                    capture.give_up(Refusal::Unstorable);
                 }
                 false
             }
@@ -226,12 +463,21 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        // Report the end only once the copy is stored (`poll_frame` returned `None`).
-        self.capture.is_none() && self.body.is_end_stream()
+        match &self.source {
+            Source::Pumped { pumped } => pumped.rest.as_ref().is_some_and(|r| r.is_end_stream()),
+            // Report the end only once the copy is stored (`poll_frame` returned `None`).
+            Source::Origin { body } => self.capture.is_none() && body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        match &self.source {
+            Source::Pumped { pumped } => match &pumped.rest {
+                Some(rest) => rest.size_hint(),
+                None => pumped.hint,
+            },
+            Source::Origin { body } => body.size_hint(),
+        }
     }
 }
 
@@ -239,6 +485,7 @@ impl<B> std::fmt::Debug for CaptureBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CaptureBody")
             .field("capturing", &self.capture.is_some())
+            .field("pumped", &matches!(self.source, Source::Pumped { .. }))
             .finish_non_exhaustive()
     }
 }

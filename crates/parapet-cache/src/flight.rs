@@ -1,7 +1,9 @@
 //! Request collapsing: concurrent misses for one variant wait for one origin call.
 //!
 //! The first miss leads: it calls the origin. Others wait, at most `leader_timeout`, then
-//! look the store up again. Waiters are never handed the leader's response: they read what
+//! look the store up again. The leader's response is read into the store by the cache
+//! (see `capture_body`), not at its client's pace; a leader that goes away before the
+//! response arrives hands the flight to a waiter. Waiters are never handed the leader's response: they read what
 //! the leader stored, and the store only ever holds responses any client may receive
 //! (never `private`, never a `Set-Cookie` kept as is unless configured). When the leader's
 //! answer cannot be stored, a hit-for-miss marker lets later requests go straight to the
@@ -24,8 +26,11 @@ pub(crate) enum Landing {
     /// The leader's response was storable: this is it as stored (filtered exactly like a
     /// store hit), whether or not the store call itself succeeded.
     Stored(Arc<StoredResponse>),
-    /// The leader's response could not be stored, or the leader gave up.
+    /// The leader's response could not be stored.
     NotStored,
+    /// The leader went away before its response arrived (its client closed the
+    /// connection): a waiter takes the flight over.
+    Abandoned,
 }
 
 /// What a request does about a miss.
@@ -116,7 +121,8 @@ impl Flights {
 }
 
 /// The leader's duty: report how its flight ended. Dropped without a report (the client
-/// went away, the body failed), it lands as [`Landing::NotStored`] so waiters move on.
+/// went away before the response), it lands as [`Landing::Abandoned`]: one waiter takes
+/// the flight over, the others wait for it.
 pub(crate) struct LeaderGuard {
     flights: Arc<Flights>,
     h: u64,
@@ -162,7 +168,7 @@ impl LeaderGuard {
 impl Drop for LeaderGuard {
     fn drop(&mut self) {
         if !self.landed {
-            self.flights.land(self.h, Landing::NotStored);
+            self.flights.land(self.h, Landing::Abandoned);
         }
         if let Some(release) = self.on_land.take() {
             release();
@@ -179,8 +185,8 @@ pub(crate) async fn wait(
         tokio::time::timeout(timeout, landing.wait_for(|l| !matches!(l, Landing::Flying))).await;
     match landed {
         Ok(Ok(l)) => Some(l.clone()),
-        // The sender went away without a landing: treat as not stored.
-        Ok(Err(_)) => Some(Landing::NotStored),
+        // The sender went away without a landing: as if abandoned.
+        Ok(Err(_)) => Some(Landing::Abandoned),
         Err(_) => None,
     }
 }
@@ -223,7 +229,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_dropped_leader_releases_its_waiters() {
+    async fn a_dropped_leader_hands_its_flight_over() {
         let flights = Arc::new(Flights::new(10, 100));
         let h = flights.hash(b"k");
         let Role::Leader(guard) = flights.board(h, 0) else {
@@ -235,8 +241,12 @@ mod tests {
         drop(guard);
         assert!(matches!(
             wait(w, Duration::from_secs(1)).await,
-            Some(Landing::NotStored)
+            Some(Landing::Abandoned)
         ));
+        assert!(
+            matches!(flights.board(h, 0), Role::Leader(_)),
+            "the flight is free to take over"
+        );
     }
 
     #[tokio::test(start_paused = true)]

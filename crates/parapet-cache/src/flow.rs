@@ -208,7 +208,7 @@ pub(crate) async fn serve<S, ReqBody, B>(
 where
     S: Origin<ReqBody, B>,
     ReqBody: Send + 'static,
-    B: Body<Data = Bytes> + Send + 'static,
+    B: Body<Data = Bytes, Error: Send + 'static> + Send + 'static,
 {
     let bypass = shared
         .bypass_reason(&request)
@@ -264,7 +264,7 @@ async fn ranged<S, ReqBody, B>(
 where
     S: Origin<ReqBody, B>,
     ReqBody: Send + 'static,
-    B: Body<Data = Bytes> + Send + 'static,
+    B: Body<Data = Bytes, Error: Send + 'static> + Send + 'static,
 {
     if let Lookup::Hit(stored) = shared.lookup(key, request.headers(), now).await
         && shared.purges.check(&stored).is_none()
@@ -391,7 +391,7 @@ async fn reuse<S, ReqBody, B>(
 where
     S: Origin<ReqBody, B>,
     ReqBody: Send + 'static,
-    B: Body<Data = Bytes> + Send + 'static,
+    B: Body<Data = Bytes, Error: Send + 'static> + Send + 'static,
 {
     let age = stored.age(now);
     let ttl = ttl(&stored, fresh_for, now);
@@ -510,7 +510,7 @@ async fn revalidate<S, ReqBody, B>(
 where
     S: Origin<ReqBody, B>,
     ReqBody: Send + 'static,
-    B: Body<Data = Bytes> + Send + 'static,
+    B: Body<Data = Bytes, Error: Send + 'static> + Send + 'static,
 {
     let client = request.headers().clone();
     let method = request.method().clone();
@@ -831,6 +831,8 @@ async fn board<B>(
                     }
                     vary = stored.vary.clone();
                 }
+                // The leader went away before its response: one waiter leads now.
+                Some(Landing::Abandoned) => {}
                 // Not storable (and marked so), or the leader too slow: go alone.
                 _ => break,
             },
@@ -933,7 +935,7 @@ async fn miss<S, ReqBody, B>(
 where
     S: Origin<ReqBody, B>,
     ReqBody: Send + 'static,
-    B: Body<Data = Bytes> + Send + 'static,
+    B: Body<Data = Bytes, Error: Send + 'static> + Send + 'static,
 {
     if request_cc.only_if_cached {
         return Ok(gateway_timeout(
@@ -1015,7 +1017,7 @@ const CODING: &str = "coding";
 
 /// The origin's response to a cache miss: stored on its way to the client when it may be.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn store_or_pass<B: http_body::Body>(
+pub(crate) fn store_or_pass<B>(
     shared: &Arc<Shared>,
     key: CacheKey,
     method: &Method,
@@ -1025,14 +1027,17 @@ pub(crate) fn store_or_pass<B: http_body::Body>(
     response: Response<B>,
     guard: Option<crate::flight::LeaderGuard>,
     status: CacheStatus,
-) -> (Out<B>, Stored) {
+) -> (Out<B>, Stored)
+where
+    B: Body<Data = Bytes, Error: Send + 'static> + Send + 'static,
+{
     store_or_pass_with(
         shared, key, method, request, requested, received, response, guard, status, None,
     )
 }
 
 #[allow(clippy::too_many_arguments)]
-fn store_or_pass_with<B: http_body::Body>(
+fn store_or_pass_with<B>(
     shared: &Arc<Shared>,
     key: CacheKey,
     method: &Method,
@@ -1043,7 +1048,10 @@ fn store_or_pass_with<B: http_body::Body>(
     guard: Option<crate::flight::LeaderGuard>,
     mut status: CacheStatus,
     override_ttl: Option<Duration>,
-) -> (Out<B>, Stored) {
+) -> (Out<B>, Stored)
+where
+    B: Body<Data = Bytes, Error: Send + 'static> + Send + 'static,
+{
     let (mut parts, body) = response.into_parts();
     status.fwd_status = Some(parts.status.as_u16());
     let tags = tags(&parts.headers);
@@ -1149,18 +1157,21 @@ fn store_or_pass_with<B: http_body::Body>(
                 landing: None,
                 held: None,
             };
-            if http_body::Body::is_end_stream(&body) {
+            if Body::is_end_stream(&body) {
                 capture.store_now();
                 return (
                     Response::from_parts(parts, ResponseBody::inner(CaptureBody::pass(body))),
                     Stored::Kept,
                 );
             }
+            // A flight's leader: the cache reads the body for its waiters.
+            let body = if capture.guard.is_some() {
+                CaptureBody::pumped(body, capture)
+            } else {
+                CaptureBody::capture(body, capture)
+            };
             (
-                Response::from_parts(
-                    parts,
-                    ResponseBody::inner(CaptureBody::capture(body, capture)),
-                ),
+                Response::from_parts(parts, ResponseBody::inner(body)),
                 Stored::Kept,
             )
         }

@@ -87,8 +87,14 @@
 //!   instance's clock with the storing instance's: clock skew between instances blurs them
 //!   by as much. Invalidation by key and by unsafe methods deletes the Redis entry and so
 //!   reaches every instance (and every memory tier).
-//! - A leader whose client reads its body slowly holds its waiters up to `leader_timeout`;
-//!   they then go to the origin on their own.
+//! - A flight's response is read into the store by the cache (a task per leader), not at
+//!   its client's pace: a leader whose client reads slowly, or not at all, delays no
+//!   waiter beyond the origin's own time; a leader that goes away before its response
+//!   hands the flight to a waiter. Waiters still go to the origin on their own after
+//!   `leader_timeout` when the origin itself is that slow.
+//! - Bytes held for responses on their way into the store are bounded by
+//!   [`max_in_flight_bytes`](CacheLayerBuilder::max_in_flight_bytes) (32 MiB): past it,
+//!   responses stream through uncached at their clients' pace.
 //! - Ranges (RFC 9110 §14) are served from a fresh stored `200`: one range as a `206`,
 //!   several as `multipart/byteranges` (at most 16), none satisfiable as `416`, `If-Range`
 //!   compared strongly. A range asked of a response not stored, stale or revalidated goes

@@ -12,7 +12,14 @@ pub const STORED: &str = "parapet_cache_stored_total";
 pub const STORE_ERRORS: &str = "parapet_cache_store_errors_total";
 /// Counter: requests answered while another request fetched the same variant.
 pub const COLLAPSED: &str = "parapet_cache_collapsed_total";
+/// Counter: responses that streamed through uncached because the bytes in flight reached
+/// the layer's `max_in_flight_bytes`.
+pub const IN_FLIGHT_FULL: &str = "parapet_cache_in_flight_full_total";
 
 pub(crate) fn request(result: &'static str) {
     metrics::counter!(REQUESTS, "result" => result).increment(1);
+}
+
+pub(crate) fn in_flight_full() {
+    metrics::counter!(IN_FLIGHT_FULL).increment(1);
 }

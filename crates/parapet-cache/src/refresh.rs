@@ -26,7 +26,7 @@ pub(crate) fn spawn<S, ReqBody, B>(
 ) where
     S: Origin<ReqBody, B>,
     ReqBody: Send + 'static,
-    B: Body<Data = Bytes> + Send + 'static,
+    B: Body<Data = Bytes, Error: Send + 'static> + Send + 'static,
 {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;

@@ -46,7 +46,7 @@ where
     S::Future: Send + 'static,
     S::Error: Send + 'static,
     ReqBody: Send + 'static,
-    B: Body<Data = Bytes> + Send + 'static,
+    B: Body<Data = Bytes, Error: Send + 'static> + Send + 'static,
 {
     type Response = Response<parapet_core::ResponseBody<CaptureBody<B>>>;
     type Error = S::Error;

@@ -49,6 +49,9 @@ pub(crate) struct Shared {
     /// The trusted proxies whose forwarding fields are keyed (see `forwarded_key`).
     pub forwarded_by: Option<ClientIp>,
     pub max_body_bytes: usize,
+    /// The bound on bytes copied for responses being stored, and the count now.
+    pub max_in_flight_bytes: usize,
+    pub in_flight: std::sync::atomic::AtomicUsize,
     pub max_variants: usize,
     pub default_ttl: Option<Duration>,
     pub heuristic: Option<Heuristic>,
