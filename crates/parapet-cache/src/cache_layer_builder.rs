@@ -232,7 +232,9 @@ impl CacheLayerBuilder {
         self
     }
 
-    /// The most variants (`Vary`) kept per URL; the oldest leaves first. Default: 16.
+    /// The most variants (`Vary`) kept per URL. Past it the least used variant leaves
+    /// (counted per hit, in memory and on Redis; the first stored among equals), so that
+    /// junk values of a `Vary`'d field go before the variants clients use. Default: 16.
     pub fn max_variants(mut self, variants: usize) -> Self {
         self.max_variants = variants;
         self

@@ -427,6 +427,48 @@ async fn vary_keeps_one_variant_per_combination(backend: Backend) {
     assert_eq!(origin.calls(), 2);
 }
 
+/// The `Vary` cap keeps the variants clients use: an attacker's junk values leave first.
+/// (Before: the first stored, the one in use, left first in memory, and on Redis the 17th
+/// variant dropped every other.)
+async fn the_vary_cap_keeps_the_variants_in_use(backend: Backend) {
+    let origin = Origin::new();
+    origin.respond_with(|req| {
+        let lang = req
+            .headers()
+            .get("accept-language")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        common::response(
+            200,
+            &[
+                ("cache-control".into(), "max-age=60".into()),
+                ("vary".into(), "Accept-Language".into()),
+            ],
+            lang.into(),
+        )
+    });
+    let (svc, _, _) = cache(backend, &origin, |b| b.max_variants(4)).await;
+    let lang = |l: &str| get("http://a.example/").header("accept-language", l);
+    for lang_in_use in ["en", "fr"] {
+        for _ in 0..5 {
+            send(&svc, lang(lang_in_use)).await;
+        }
+    }
+    for i in 0..20 {
+        send(&svc, lang(&format!("junk{i}"))).await;
+    }
+    for lang_in_use in ["en", "fr"] {
+        let got = send(&svc, lang(lang_in_use)).await;
+        assert!(got.is_hit(), "{lang_in_use}: {}", got.cache_status());
+        assert_eq!(got.body, lang_in_use);
+    }
+    assert_eq!(origin.calls(), 22, "two variants in use, twenty junk");
+    assert!(
+        !send(&svc, lang("junk0")).await.is_hit(),
+        "the cap holds: early junk is gone"
+    );
+}
+
 async fn a_304_updates_the_stored_headers(backend: Backend) {
     // §3.2, §4.3.4
     let origin = Origin::new();
@@ -1156,6 +1198,7 @@ on_every_store!(
     request_directives_are_honoured,
     only_if_cached_gets_504_without_a_usable_response,
     vary_keeps_one_variant_per_combination,
+    the_vary_cap_keeps_the_variants_in_use,
     a_304_updates_the_stored_headers,
     a_304_for_another_representation_is_not_applied,
     client_validators_are_answered_from_the_cache,

@@ -247,6 +247,36 @@ async fn the_memory_bound_holds_however_many_keys() {
     );
 }
 
+/// Eviction is by use: a scan of one-off URLs through a full store evicts one-off URLs,
+/// not the entry clients keep asking for. (Before: nearest expiry first, which with one
+/// lifetime for all is the oldest stored, the one in use.)
+#[tokio::test]
+async fn eviction_keeps_what_is_used() {
+    let store = Arc::new(MemoryStore::new(64 << 10));
+    let origin = Origin::new();
+    origin.answer(
+        200,
+        &[("cache-control", "public, max-age=600")],
+        &"x".repeat(1000),
+    );
+    let (svc, _, _) = cache(Backend::Memory, &origin, {
+        let store = Arc::clone(&store);
+        move |b| b.store(store)
+    })
+    .await;
+    for i in 0..300 {
+        // The page in use, asked for between every few one-off URLs.
+        if i % 10 == 0 {
+            let hot = fetch(&svc, "http://a.example/hot").await;
+            assert!(i == 0 || hot.is_hit(), "{i}: {}", hot.cache_status());
+        }
+        fetch(&svc, &format!("http://a.example/once/{i}")).await;
+    }
+    assert!(store.evicted() > 0, "the scan filled the store");
+    assert!(fetch(&svc, "http://a.example/hot").await.is_hit());
+    assert!(store.bytes() <= store.capacity());
+}
+
 /// A body of `left` bytes in 64 KiB chunks, made on the fly.
 struct Endless {
     left: usize,

@@ -44,8 +44,9 @@ pub trait CacheStore: Send + Sync + 'static {
     /// The stored variant of `key` that matches `request`.
     fn lookup(&self, key: &CacheKey, request: &HeaderMap, now: SystemTime) -> StoreCall<Lookup>;
 
-    /// Stores `response`, replacing the variant it matches; the oldest variant leaves when
-    /// the resource would hold more than `max_variants`.
+    /// Stores `response`, replacing the variant it matches; a variant (the least used, in
+    /// the stores of this crate) leaves when the resource would hold more than
+    /// `max_variants`.
     fn put(
         &self,
         response: Arc<StoredResponse>,

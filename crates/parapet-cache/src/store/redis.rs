@@ -20,6 +20,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 /// round trip; the memo is emptied when full.
 const MEMO_CAPACITY: usize = 10_000;
 
+static HIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("hit.lua")));
 static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("put.lua")));
 static REMOVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("remove.lua")));
 static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("release.lua")));
@@ -38,8 +39,10 @@ const PURGE_RECORDS_MS: u64 = 366 * 86_400_000;
 /// - **A hit is one round trip** (`HMGET` of the `Vary` names and the variant this instance
 ///   expects): each instance remembers the `Vary` names of the resources it has seen; a
 ///   resource it has not seen costs a second `HGET` the first time when it has a `Vary`.
-/// - A store is one `EVALSHA` that replaces the variant, drops older variants when the
-///   `Vary` names change or there are more than `max_variants`, and sets the key's TTL to
+///   A hit on a resource that varies is an `EVALSHA` instead, which also counts the use
+///   (field `u<tag>`).
+/// - A store is one `EVALSHA` that replaces the variant, drops every variant when the
+///   `Vary` names change and the least used ones past `max_variants`, and sets the key's TTL to
 ///   the longest time any variant may still be used (freshness plus stale windows). Every
 ///   key has a TTL. A removal (`DEL`) is announced on `{prefix}:cache:changes` by the
 ///   script that makes it, for the memory tiers of [`TieredStore`](super::TieredStore)s.
@@ -236,6 +239,11 @@ fn variant_field(keyspace: &Keyspace, values: &[Box<[u8]>]) -> String {
     format!("d{}", keyspace.tag(&crate::vary::encode(values)))
 }
 
+/// The field counting a variant's hits: `u<tag>` for `d<tag>`.
+fn use_field(field: &str) -> String {
+    format!("u{}", field.get(1..).unwrap_or_default())
+}
+
 fn found(blob: Option<Vec<u8>>, key: &CacheKey, names: &[HeaderName], now: SystemTime) -> Lookup {
     match blob.and_then(|b| decode(b, key)) {
         Some(response) if response.expires() > now => Lookup::Hit(Arc::new(response)),
@@ -258,10 +266,16 @@ impl CacheStore for RedisStore {
         let key = key.clone();
         let request = request.clone();
         StoreCall::boxed(async move {
-            let mut hmget = Command::new("HMGET");
-            hmget.arg(&redis_key).arg("v").arg(&field);
-            let (spec_bytes, blob): (Option<Vec<u8>>, Option<Vec<u8>>) =
-                store.redis.query(&hmget).await?;
+            let (spec_bytes, blob): (Option<Vec<u8>>, Option<Vec<u8>>) = if guess.is_empty() {
+                let mut hmget = Command::new("HMGET");
+                hmget.arg(&redis_key).arg("v").arg(&field);
+                store.redis.query(&hmget).await?
+            } else {
+                // A resource that varies: the hit counts for its variant.
+                let mut hit = HIT.call(1);
+                hit.key(&redis_key).arg(&field).arg(use_field(&field));
+                store.redis.eval(&hit).await?
+            };
             let Some(spec_bytes) = spec_bytes else {
                 return Ok(Lookup::Miss);
             };

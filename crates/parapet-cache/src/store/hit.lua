@@ -1,0 +1,8 @@
+-- Reads one variant of a cached resource that varies, and counts the use: when the
+-- resource holds too many variants, the least used leave first (put.lua).
+-- KEYS[1]: the resource's hash.  ARGV[1]: the variant's field.  ARGV[2]: its count field.
+local got = redis.call('HMGET', KEYS[1], 'v', ARGV[1])
+if got[2] then
+  redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
+end
+return got
