@@ -278,6 +278,24 @@ async fn two_tiers_serve_from_memory_and_hear_every_removal() {
         "memory hits cost no round trip"
     );
 
+    // A new response stored by A replaces B's memory copy too. (Before: B kept serving
+    // the old one from memory until it expired.)
+    origin.answer(200, &[("cache-control", "public, max-age=60")], "y");
+    let refreshed = send(
+        &a,
+        get("http://a.example/p").header("cache-control", "no-cache"),
+    )
+    .await;
+    assert_eq!(refreshed.body, "y");
+    assert!(
+        eventually(Duration::from_secs(2), async || {
+            let got = fetch(&b, "http://a.example/p").await;
+            got.is_hit() && got.body == "y"
+        })
+        .await,
+        "B serves what A stored"
+    );
+
     // A's DELETE removes the Redis entry and B's memory copy.
     send(&a, http::Request::delete("http://a.example/p")).await;
     assert!(

@@ -1,6 +1,7 @@
 -- Stores one variant of a cached resource.
 -- KEYS[1]: the resource's hash.
--- ARGV: vary names, variant field, encoded response, TTL (ms), most variants.
+-- ARGV: vary names, variant field, encoded response, TTL (ms), most variants, the channel,
+-- the canonical key.
 -- Fields: 'v' (the Vary names), 'd<tag>' (a variant), 'u<tag>' (its count of hits),
 -- 's<tag>' (when it was stored, in the resource's count of stores 'n').
 local spec = redis.call('HGET', KEYS[1], 'v')
@@ -50,4 +51,7 @@ local ttl = tonumber(ARGV[4])
 if redis.call('PTTL', KEYS[1]) < ttl then
   redis.call('PEXPIRE', KEYS[1], ttl)
 end
+-- Announced like a removal, in the same script: every memory tier drops its older copy
+-- (the next hit there reads this one from Redis).
+redis.call('PUBLISH', ARGV[6], ARGV[7])
 return 1

@@ -44,8 +44,10 @@ const PURGE_RECORDS_MS: u64 = 366 * 86_400_000;
 /// - A store is one `EVALSHA` that replaces the variant, drops every variant when the
 ///   `Vary` names change and the least used ones past `max_variants`, and sets the key's TTL to
 ///   the longest time any variant may still be used (freshness plus stale windows). Every
-///   key has a TTL. A removal (`DEL`) is announced on `{prefix}:cache:changes` by the
-///   script that makes it, for the memory tiers of [`TieredStore`](super::TieredStore)s.
+///   key has a TTL. A removal (`DEL`) and a store are announced on
+///   `{prefix}:cache:changes` by the script that makes them, for the memory tiers of
+///   [`TieredStore`](super::TieredStore)s: each drops its copy of the resource, older than
+///   what Redis now holds.
 /// - Ages are computed from the instances' clocks, like any HTTP cache's: instances with
 ///   skewed clocks disagree on an entry's age by their skew.
 ///
@@ -311,7 +313,9 @@ impl CacheStore for RedisStore {
             .arg(&field)
             .arg(encode(&response))
             .arg(ttl_ms)
-            .arg(max_variants);
+            .arg(max_variants)
+            .arg(self.channel())
+            .arg(response.key.as_bytes());
         let redis = self.redis.clone();
         StoreCall::boxed(async move {
             let _: i64 = redis.eval(&call).await?;

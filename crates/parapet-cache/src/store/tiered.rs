@@ -26,8 +26,10 @@ const MEMORY_VARIANTS: usize = 16;
 /// restarting, a partition — every lookup goes to Redis, and after a resubscription the
 /// memory tier starts empty, so it never serves an entry whose removal it may have missed.
 ///
-/// A new response stored by one instance is not announced: another instance's memory copy
-/// of an older response stays until its own expiry, as any HTTP cache's would.
+/// A store is announced the same way: every instance (the storing one too) drops its
+/// memory copy of the resource, older than what Redis now holds, and its next hit reads
+/// the new one from Redis once. A store therefore costs each instance that serves the
+/// resource one more round trip.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
