@@ -82,7 +82,14 @@ fn request(i: u32) -> Request<Full<Bytes>> {
 async fn parapet(sizes: &Arc<Vec<usize>>, capacity: usize, trace: &[u32], warm: usize) -> u64 {
     let sizes = Arc::clone(sizes);
     let origin = tower::service_fn(move |req: Request<Full<Bytes>>| {
-        let i: usize = req.uri().path().rsplit('/').next().unwrap().parse().unwrap();
+        let i: usize = req
+            .uri()
+            .path()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         let body = Bytes::from_static(&BODY[..sizes[i]]);
         async move {
             let mut response = Response::new(Full::new(body));
@@ -163,7 +170,14 @@ async fn weights(sizes: &Arc<Vec<usize>>) -> Vec<u32> {
     let all = Arc::new(MemoryStore::new(usize::MAX >> 1));
     let sizes_for_origin = Arc::clone(sizes);
     let origin = tower::service_fn(move |req: Request<Full<Bytes>>| {
-        let i: usize = req.uri().path().rsplit('/').next().unwrap().parse().unwrap();
+        let i: usize = req
+            .uri()
+            .path()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         let body = Bytes::from_static(&BODY[..sizes_for_origin[i]]);
         async move {
             let mut response = Response::new(Full::new(body));

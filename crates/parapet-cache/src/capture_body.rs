@@ -260,8 +260,7 @@ where
 {
     let mut body = Box::pin(body);
     loop {
-        if capture.shared.in_flight.load(Ordering::Relaxed) >= capture.shared.max_in_flight_bytes
-        {
+        if capture.shared.in_flight.load(Ordering::Relaxed) >= capture.shared.max_in_flight_bytes {
             // Nothing more is read ahead of the client: it reads the rest at its own pace.
             crate::metrics::in_flight_full();
             capture.give_up(Refusal::Full);

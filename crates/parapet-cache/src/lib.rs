@@ -83,10 +83,13 @@
 //! - Prefix and tag purges are records kept by every instance (a purge is one record, so
 //!   nothing is scanned): on a [`RedisStore`] or [`TieredStore`] they are also kept in
 //!   Redis and announced on the fan-out, so every instance applies them within milliseconds
-//!   and an instance that (re)subscribes reads them back. They compare the purging
-//!   instance's clock with the storing instance's: clock skew between instances blurs them
-//!   by as much. Invalidation by key and by unsafe methods deletes the Redis entry and so
-//!   reaches every instance (and every memory tier).
+//!   and an instance that (re)subscribes reads them back. A purge shared through Redis is
+//!   dated by Redis's clock (`TIME`, in the script that records it) and each instance
+//!   converts it to its own clock (offset measured with `TIME` at each (re)subscription),
+//!   so a purging instance's skew does not purge too much or too little elsewhere.
+//!   Invalidation by key and by unsafe methods deletes the Redis entry and so reaches every
+//!   instance (and every memory tier); so does a store (every memory tier drops its older
+//!   copy).
 //! - A flight's response is read into the store by the cache (a task per leader), not at
 //!   its client's pace: a leader whose client reads slowly, or not at all, delays no
 //!   waiter beyond the origin's own time; a leader that goes away before its response

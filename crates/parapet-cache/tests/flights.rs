@@ -112,7 +112,10 @@ async fn a_leader_that_does_not_read_delays_no_waiter() {
     for waiter in waiters {
         let (len, waited) = waiter.await.unwrap();
         assert_eq!(len, MIB);
-        assert!(waited < Duration::from_secs(1), "a waiter waited {waited:?}");
+        assert!(
+            waited < Duration::from_secs(1),
+            "a waiter waited {waited:?}"
+        );
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1, "one origin call");
     // The leader's client still gets every byte when it reads at last.
@@ -184,7 +187,10 @@ async fn bytes_in_flight_are_bounded() {
         in_flight <= 4 * MIB + 2 * (64 << 10),
         "{in_flight} bytes in flight"
     );
-    assert!(grown < 24 * MIB, "RSS grew {grown} bytes for 64 silent clients");
+    assert!(
+        grown < 24 * MIB,
+        "RSS grew {grown} bytes for 64 silent clients"
+    );
     for response in held {
         assert_eq!(read_all(response.into_body()).await, MIB, "nothing lost");
     }

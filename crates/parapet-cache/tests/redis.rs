@@ -62,7 +62,10 @@ async fn a_hit_is_one_round_trip_and_every_key_has_a_ttl() {
     );
     // After: one EVALSHA, which reads the variant and counts the use (its HMGET and
     // HINCRBY run inside the script, in the same round trip).
-    let (evalsha, hget) = (server.command_calls("evalsha"), server.command_calls("hget"));
+    let (evalsha, hget) = (
+        server.command_calls("evalsha"),
+        server.command_calls("hget"),
+    );
     assert!(send(&instance_b, lang()).await.is_hit());
     assert_eq!(server.command_calls("evalsha") - evalsha, 1);
     assert_eq!(server.command_calls("hget"), hget);
@@ -389,6 +392,55 @@ async fn purges_reach_every_instance_and_late_joiners() {
         .await,
         "C read the tag purge at start"
     );
+}
+
+/// A purge is dated by Redis's clock, not the purging instance's: an instance whose clock
+/// runs an hour ahead does not make the others purge what they store after it. (Before:
+/// every response stored on B in the next hour was purged on arrival.)
+#[tokio::test]
+async fn a_purge_is_dated_by_redis_not_by_the_purging_clock() {
+    let origin = Origin::new();
+    origin.answer(200, &[("cache-control", "public, max-age=600")], "x");
+    let prefix = KeyPrefix::new("skew").unwrap();
+    let store = || async {
+        let handle = RedisHandle::builder(RedisServer::shared().url().as_str())
+            .build()
+            .await
+            .unwrap();
+        RedisStore::new(handle).unwrap().prefix(prefix.clone())
+    };
+    let ahead = parapet_core::ManualClock::new();
+    let (_, layer_a) = common::cache_over(
+        &origin,
+        CacheLayer::builder()
+            .clock(ahead.clone())
+            .store(store().await)
+            .build()
+            .unwrap(),
+    );
+    // A's clock is read from its build on: an hour ahead of B's from now.
+    ahead.advance(Duration::from_secs(3600));
+    let (b, _) = common::cache_over(
+        &origin,
+        CacheLayer::builder().store(store().await).build().unwrap(),
+    );
+    fetch(&b, "http://a.example/p/1").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    layer_a.handle().purge_prefix("/p").await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(1), async || !fetch(
+            &b,
+            "http://a.example/p/1"
+        )
+        .await
+        .is_hit())
+        .await,
+        "B heard the purge"
+    );
+    // Stored again after the purge: kept.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    fetch(&b, "http://a.example/p/2").await;
+    assert!(fetch(&b, "http://a.example/p/2").await.is_hit());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

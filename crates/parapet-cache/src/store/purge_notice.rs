@@ -12,7 +12,8 @@ pub struct PurgeNotice {
     pub name: String,
     /// Stale instead of gone.
     pub soft: bool,
-    /// When it was made (the making instance's clock).
+    /// When it was made: in this process's clock (a notice heard from Redis carries Redis's
+    /// time, converted by the store).
     pub at: SystemTime,
 }
 
@@ -22,7 +23,8 @@ impl PurgeNotice {
         format!("{}:{}", if self.prefix { 'p' } else { 't' }, self.name)
     }
 
-    /// The value kept with it: `<µs since the epoch>:<h|s>`.
+    /// The value kept with it: `<µs since the epoch>:<h|s>` (written by `purge.lua`).
+    #[cfg(test)]
     pub(crate) fn value(&self) -> String {
         let micros = self
             .at
@@ -58,7 +60,8 @@ impl PurgeNotice {
     }
 
     /// The announcement: `P<field>=<value>` (removals announce a canonical key, which
-    /// starts with `G`).
+    /// starts with `G`; written by `purge.lua`).
+    #[cfg(test)]
     pub(crate) fn message(&self) -> String {
         format!("P{}={}", self.field(), self.value())
     }

@@ -1,6 +1,7 @@
 //! Responses in Redis (standalone or Cluster), shared by every instance.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -136,9 +137,9 @@ impl RedisStore {
         self.keyspace.name(KIND, "purges")
     }
 
-    /// Reads every recorded purge into `feed`, in a task.
-    pub(crate) fn load_purges(&self, feed: PurgeFeed) {
-        load_purges(self.redis.clone(), self.purges_key(), feed);
+    /// Reads every recorded purge into `feeds`, in a task.
+    pub(crate) fn load_purges(&self, feeds: Feeds) {
+        load_purges(self.redis.clone(), self.purges_key(), feeds);
     }
 
     fn remember(&self, redis_key: &str, names: Arc<[HeaderName]>) {
@@ -153,21 +154,36 @@ impl RedisStore {
     }
 }
 
-/// The purge feeds of every layer built on one store.
+/// The purge feeds of every layer built on one store, and how far Redis's clock is ahead
+/// of this process's: purges are recorded in Redis time (one clock for every instance) and
+/// fed in this process's.
 #[derive(Clone, Default)]
-pub(crate) struct Feeds(Arc<Mutex<Vec<PurgeFeed>>>);
+pub(crate) struct Feeds {
+    feeds: Arc<Mutex<Vec<PurgeFeed>>>,
+    /// Redis's clock minus this process's system clock, in µs (0 until measured).
+    offset: Arc<AtomicI64>,
+}
 
 impl Feeds {
     pub(crate) fn add(&self, feed: PurgeFeed) {
-        self.0
+        self.feeds
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(feed);
     }
 
-    pub(crate) fn feed(&self, notice: PurgeNotice) {
+    /// Feeds a notice heard from Redis (its time is Redis's) to every layer.
+    pub(crate) fn feed(&self, mut notice: PurgeNotice) {
+        let offset = self.offset.load(Ordering::Relaxed);
+        let shift = Duration::from_micros(offset.unsigned_abs());
+        notice.at = if offset >= 0 {
+            notice.at.checked_sub(shift)
+        } else {
+            notice.at.checked_add(shift)
+        }
+        .unwrap_or(notice.at);
         let feeds = self
-            .0
+            .feeds
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
@@ -177,18 +193,30 @@ impl Feeds {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.0.lock().map(|f| f.is_empty()).unwrap_or(true)
-    }
-
-    /// One feed that calls them all.
-    pub(crate) fn as_feed(&self) -> PurgeFeed {
-        let feeds = self.clone();
-        Arc::new(move |notice| feeds.feed(notice))
+        self.feeds.lock().map(|f| f.is_empty()).unwrap_or(true)
     }
 }
 
-/// Reads every purge recorded under `key` into `feed`, in a task, retrying a few times.
-fn load_purges(redis: RedisHandle, key: String, feed: PurgeFeed) {
+/// Redis's clock minus this process's, in µs: `TIME` against the midpoint of the call.
+async fn clock_offset(redis: &RedisHandle) -> Option<i64> {
+    let micros = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .ok()
+            .and_then(|d| i64::try_from(d.as_micros()).ok())
+    };
+    let before = micros(SystemTime::now())?;
+    let time: Vec<String> = redis.query(&Command::new("TIME")).await.ok()?;
+    let after = micros(SystemTime::now())?;
+    let (secs, us) = (
+        time.first()?.parse::<i64>().ok()?,
+        time.get(1)?.parse::<i64>().ok()?,
+    );
+    Some(secs * 1_000_000 + us - (before + after) / 2)
+}
+
+/// Measures the clock offset, then reads every purge recorded under `key` into `feeds`, in
+/// a task, retrying a few times.
+fn load_purges(redis: RedisHandle, key: String, feeds: Feeds) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
@@ -199,6 +227,9 @@ fn load_purges(redis: RedisHandle, key: String, feed: PurgeFeed) {
         // disconnected must not stay missed until the next resubscription.
         let mut pause = std::time::Duration::from_millis(100);
         let flat = loop {
+            if let Some(offset) = clock_offset(&redis).await {
+                feeds.offset.store(offset, Ordering::Relaxed);
+            }
             match redis.query::<Vec<Vec<u8>>>(&all).await {
                 Ok(flat) => break flat,
                 Err(_) if pause <= std::time::Duration::from_millis(1600) => {
@@ -210,7 +241,7 @@ fn load_purges(redis: RedisHandle, key: String, feed: PurgeFeed) {
         };
         for pair in flat.chunks_exact(2) {
             if let Some(notice) = PurgeNotice::parse(&pair[0], &pair[1]) {
-                feed(notice);
+                feeds.feed(notice);
             }
         }
     });
@@ -339,10 +370,9 @@ impl CacheStore for RedisStore {
         let mut call = PURGE.call(1);
         call.key(self.purges_key())
             .arg(notice.field())
-            .arg(notice.value())
+            .arg(if notice.soft { "s" } else { "h" })
             .arg(PURGE_RECORDS_MS)
             .arg(self.channel())
-            .arg(notice.message())
             .arg(crate::purge::MAX_RECORDS);
         let redis = self.redis.clone();
         StoreCall::boxed(async move {
@@ -393,13 +423,13 @@ impl CacheStore for RedisStore {
                     }
                 }
                 // Announcements may have been missed: read the records again.
-                Event::Resync => load_purges(redis.clone(), key.clone(), feeds.as_feed()),
+                Event::Resync => load_purges(redis.clone(), key.clone(), feeds.clone()),
                 _ => {}
             })
         });
         listener.start();
         // A resubscription may have passed before this feed was added.
-        self.load_purges(self.purge_feeds.as_feed());
+        self.load_purges(self.purge_feeds.clone());
     }
 
     fn clear(&self) -> StoreCall<()> {

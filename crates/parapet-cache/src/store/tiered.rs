@@ -78,7 +78,7 @@ impl TieredStore {
                 Event::Resync => {
                     let _ = tier.clear().now_or_later();
                     if !feed.is_empty() {
-                        remote.load_purges(feed.as_feed());
+                        remote.load_purges(feed.clone());
                     }
                 }
                 _ => {}
@@ -216,9 +216,10 @@ impl CacheStore for TieredStore {
     }
 
     fn listen_for_purges(&self, feed: PurgeFeed) {
-        self.purges.add(Arc::clone(&feed));
-        // The first resubscription may have passed already: read the records now.
-        self.redis.load_purges(feed);
+        self.purges.add(feed);
+        // The first resubscription may have passed already: read the records now (every
+        // feed hears them again; a purge applied twice is applied once).
+        self.redis.load_purges(self.purges.clone());
     }
 }
 
