@@ -359,8 +359,18 @@ impl Shared {
             let explicit = has_explicit_freshness(response, &cc);
             let heuristic_allowed =
                 self.heuristic.is_some() && !needs_explicit_freshness(request, status);
+            // §3, §5.2.2.4: a `no-cache` response with a validator and no lifetime may be
+            // stored when its status allows storing at all; it is stale at once and
+            // revalidated on every use (a `304` is cheap), kept for `keep` after.
+            let validator = response.contains_key(http::header::ETAG)
+                || response.contains_key(http::header::LAST_MODIFIED);
+            let revalidate_only = cc.no_cache == Fields::All
+                && validator
+                && crate::policy::is_heuristically_cacheable(status)
+                && !needs_explicit_freshness(request, status);
             freshness_lifetime(status, response, &cc, received, heuristic)
                 .filter(|_| explicit || heuristic_allowed)
+                .or_else(|| revalidate_only.then_some(Duration::ZERO))
         };
         let lifetime = lifetime
             .or(override_ttl)

@@ -1,7 +1,7 @@
 //! `Vary` (RFC 9110 §12.5.5, RFC 9111 §4.1): which request fields select a stored variant,
 //! and their canonical values.
 
-use http::header::{ACCEPT_ENCODING, VARY};
+use http::header::{ACCEPT_ENCODING, ACCEPT_LANGUAGE, CONTENT_LANGUAGE, VARY};
 use http::{HeaderMap, HeaderName};
 
 /// The most fields one `Vary` may name; a response naming more is not stored.
@@ -42,7 +42,8 @@ pub(crate) fn encode(values: &[Box<[u8]>]) -> Vec<u8> {
 
 /// The request's canonical value of each field: lines joined by `,`, whitespace around
 /// members dropped, so that formatting alone does not split variants. `Accept-Encoding` is
-/// folded to the codings a cache can tell apart (RFC 9110 §12.5.3).
+/// folded to the codings a cache can tell apart (RFC 9110 §12.5.3); `Accept-Language` is
+/// lowercased with its weights rewritten (see [`accept_language`]).
 pub(crate) fn values(request: &HeaderMap, names: &[HeaderName]) -> Vec<Box<[u8]>> {
     names.iter().map(|name| value(request, name)).collect()
 }
@@ -52,6 +53,11 @@ pub(crate) fn value(request: &HeaderMap, name: &HeaderName) -> Box<[u8]> {
         && let Some(folded) = accept_encoding(request)
     {
         return folded.as_bytes().into();
+    }
+    if name == ACCEPT_LANGUAGE
+        && let Some(canonical) = accept_language(request)
+    {
+        return canonical.into_bytes().into();
     }
     let mut out = Vec::new();
     for line in request.get_all(name) {
@@ -67,6 +73,80 @@ pub(crate) fn value(request: &HeaderMap, name: &HeaderName) -> Box<[u8]> {
         }
     }
     out.into()
+}
+
+/// `Accept-Language` in canonical form: language ranges lowercased (RFC 4647 §2: they are
+/// case-insensitive), weights read case-insensitively and written back shortest (`q=1`
+/// dropped), ranges ordered by weight, heaviest first, keeping the order of equal weights
+/// (which many servers read as a preference: `en, de` and `de, en` stay two variants).
+/// `None` when a weight cannot be read (the value is then kept as sent).
+fn accept_language(request: &HeaderMap) -> Option<String> {
+    let mut ranges: Vec<(String, u16)> = Vec::new();
+    for line in request.get_all(ACCEPT_LANGUAGE) {
+        for member in line.to_str().ok()?.split(',') {
+            let mut params = member.split(';');
+            let range = params.next().unwrap_or("").trim().to_ascii_lowercase();
+            if range.is_empty() {
+                continue;
+            }
+            let mut weight = 1000;
+            for param in params {
+                let (name, value) = param.split_once('=')?;
+                if !name.trim().eq_ignore_ascii_case("q") {
+                    return None;
+                }
+                let q: f32 = value.trim().parse().ok()?;
+                if !(0.0..=1.0).contains(&q) {
+                    return None;
+                }
+                weight = (q * 1000.0).round() as u16;
+            }
+            ranges.push((range, weight));
+        }
+    }
+    // Stable: equal weights keep their order.
+    ranges.sort_by_key(|r| std::cmp::Reverse(r.1));
+    let mut out = String::new();
+    for (range, weight) in ranges {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(&range);
+        match weight {
+            1000.. => {}
+            0 => out.push_str(";q=0"),
+            w => {
+                out.push_str(";q=0.");
+                out.push_str(format!("{w:03}").trim_end_matches('0'));
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Whether a stored variant selected by `Accept-Language` suits a request all the same:
+/// its `Content-Language` (one language) is the request's first choice — the heaviest
+/// range, first among equals — so any origin that serves a client's first choice when it
+/// has it (it had this one) would answer this one (RFC 9110 §12.5.4).
+pub(crate) fn first_choice_served(request: &HeaderMap, response: &HeaderMap) -> bool {
+    let mut lines = response.get_all(CONTENT_LANGUAGE).iter();
+    let (Some(language), None) = (lines.next(), lines.next()) else {
+        return false;
+    };
+    let Ok(language) = language.to_str() else {
+        return false;
+    };
+    let language = language.trim();
+    if language.contains(',') || language.is_empty() {
+        return false;
+    }
+    // The heaviest range, unless even that one is refused (`q=0`).
+    let Some(canonical) = accept_language(request) else {
+        return false;
+    };
+    let top = canonical.split(',').next().unwrap_or("");
+    let (asked, weight) = top.split_once(';').unwrap_or((top, ""));
+    weight != "q=0" && !asked.is_empty() && asked.eq_ignore_ascii_case(language)
 }
 
 /// Whether the coding of a response (its `Content-Encoding`) is one the request's folded

@@ -311,6 +311,67 @@ async fn no_cache_is_stored_but_revalidated_before_each_reuse(backend: Backend) 
     );
 }
 
+async fn no_cache_without_a_lifetime_is_stored_for_revalidation(backend: Backend) {
+    // §3 (a 200 may be stored), §5.2.2.4: stale at once, validated before each reuse.
+    let origin = Origin::new();
+    origin.answer(
+        200,
+        &[("cache-control", "no-cache"), ("etag", "\"v1\"")],
+        "body",
+    );
+    let (svc, _, _) = cache(backend, &origin, |b| b).await;
+    let first = fetch(&svc, "http://a.example/").await;
+    assert!(
+        first.cache_status().contains("stored"),
+        "{}",
+        first.cache_status()
+    );
+    origin.answer(304, &[("etag", "\"v1\"")], "");
+    let second = fetch(&svc, "http://a.example/").await;
+    assert_eq!(origin.last_seen()["if-none-match"], "\"v1\"");
+    assert_eq!((second.status, &second.body[..]), (200, &b"body"[..]));
+    // Without a validator there is nothing to revalidate with: not stored.
+    origin.answer(200, &[("cache-control", "no-cache")], "plain");
+    let plain = fetch(&svc, "http://a.example/plain").await;
+    assert!(
+        !plain.cache_status().contains("stored"),
+        "{}",
+        plain.cache_status()
+    );
+}
+
+async fn accept_language_is_compared_in_canonical_form(backend: Backend) {
+    // RFC 9110 §12.5.4, RFC 4647 §2: ranges are case-insensitive; whitespace and `q=1`
+    // say nothing. The order of equal weights is kept: many servers read it as a choice.
+    let origin = Origin::new();
+    origin.respond_with(|req| {
+        let lang = req
+            .headers()
+            .get("accept-language")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        common::response(
+            200,
+            &[
+                ("cache-control".into(), "max-age=60".into()),
+                ("vary".into(), "Accept-Language".into()),
+            ],
+            lang.into(),
+        )
+    });
+    let (svc, _, _) = cache(backend, &origin, |b| b).await;
+    let lang = |l: &str| get("http://a.example/").header("accept-language", l);
+    send(&svc, lang("en, de;q=0.5")).await;
+    for same in ["EN,De;Q=0.5", "  en ;q=1.0 ,   de;q=0.50", "de;q=0.5, en"] {
+        assert!(send(&svc, lang(same)).await.is_hit(), "{same}");
+    }
+    send(&svc, lang("en, de")).await;
+    assert!(
+        !send(&svc, lang("de, en")).await.is_hit(),
+        "another first choice is another variant"
+    );
+}
+
 async fn no_cache_with_field_names_strips_them_from_the_stored_copy(backend: Backend) {
     let origin = Origin::new();
     origin.answer(
@@ -1199,6 +1260,8 @@ on_every_store!(
     only_if_cached_gets_504_without_a_usable_response,
     vary_keeps_one_variant_per_combination,
     the_vary_cap_keeps_the_variants_in_use,
+    no_cache_without_a_lifetime_is_stored_for_revalidation,
+    accept_language_is_compared_in_canonical_form,
     a_304_updates_the_stored_headers,
     a_304_for_another_representation_is_not_applied,
     client_validators_are_answered_from_the_cache,
@@ -1218,3 +1281,28 @@ on_every_store!(
     ranges_are_served_from_a_stored_response,
     a_response_without_a_body_is_stored,
 );
+
+/// A variant whose `Content-Language` is the request's first choice serves it, whatever
+/// else the request lists (RFC 9110 §12.5.4). In memory, where variants are compared one by
+/// one; a Redis store finds variants by their canonical values only.
+#[tokio::test]
+async fn a_stored_language_serves_requests_that_prefer_it() {
+    let origin = Origin::new();
+    origin.answer(
+        200,
+        &[
+            ("cache-control", "max-age=60"),
+            ("vary", "Accept-Language"),
+            ("content-language", "de"),
+        ],
+        "Hallo",
+    );
+    let (svc, _, _) = cache(Backend::Memory, &origin, |b| b).await;
+    let lang = |l: &str| get("http://a.example/").header("accept-language", l);
+    send(&svc, lang("en, de")).await;
+    let hit = send(&svc, lang("fr;q=0.5, de;q=1.0")).await;
+    assert!(hit.is_hit(), "{}", hit.cache_status());
+    for other in ["fr, de", "de;q=0, en", "*"] {
+        assert!(!send(&svc, lang(other)).await.is_hit(), "{other}");
+    }
+}
