@@ -1,30 +1,21 @@
 //! The body of a response that passes through the cache: streamed to the client untouched,
 //! and, when the response may be stored, copied on the way up to a byte limit.
 //!
-//! A flight's leader does not read its own response for the others: the cache does. Its
-//! response body is read by a task (the pump) into the copy and handed to the leader's
-//! client through a channel, so that a client that reads slowly, or not at all, delays no
-//! waiter beyond the origin's own time. The channel holds the same buffers as the copy
-//! (reference-counted [`Bytes`]), so it costs no second copy; once the copy gives up (too
-//! big, the in-flight bound reached, trailers), the rest of the body goes to the client as
-//! it is, read at the client's pace.
+//! A flight's leader's response is read by the cache itself: see [`crate::pump`].
 
-use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
 use parapet_core::StoreCall;
 use pin_project_lite::pin_project;
-use tokio::sync::mpsc;
 
 use crate::StoredResponse;
 use crate::flight::LeaderGuard;
+use crate::pump::Pumped;
 use crate::shared::Shared;
 
 pin_project! {
@@ -50,65 +41,9 @@ pin_project! {
     }
 }
 
-/// What the pump hands the client.
-enum Piece<B> {
-    /// A frame, its bytes counted in flight until the client takes it (or goes away).
-    Frame(Frame<Bytes>, Held),
-    /// The origin body's error (its `Error` type, boxed to keep `CaptureBody` free of
-    /// bounds).
-    Failed(Box<dyn Any + Send>),
-    /// The copy gave up: the rest of the body, for the client to read itself.
-    Rest(Pin<Box<B>>),
-}
-
-/// The client's end of a pumped body.
-struct Pumped<B> {
-    pieces: mpsc::UnboundedReceiver<Piece<B>>,
-    rest: Option<Pin<Box<B>>>,
-    hint: SizeHint,
-}
-
-/// Bytes counted in the layer's in-flight total while this lives.
-struct Held {
-    shared: Arc<Shared>,
-    n: usize,
-}
-
-impl Held {
-    /// Counts `n` bytes if they fit under the bound.
-    fn take(shared: &Arc<Shared>, n: usize) -> Option<Self> {
-        let before = shared.in_flight.fetch_add(n, Ordering::Relaxed);
-        let held = Self::from_counted(shared, n);
-        if before + n > shared.max_in_flight_bytes {
-            crate::metrics::in_flight_full();
-            return None;
-        }
-        Some(held)
-    }
-
-    /// Counts `n` bytes already read.
-    fn count(shared: &Arc<Shared>, n: usize) -> Self {
-        shared.in_flight.fetch_add(n, Ordering::Relaxed);
-        Self::from_counted(shared, n)
-    }
-
-    fn from_counted(shared: &Arc<Shared>, n: usize) -> Self {
-        Self {
-            shared: Arc::clone(shared),
-            n,
-        }
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.shared.in_flight.fetch_sub(self.n, Ordering::Relaxed);
-    }
-}
-
 /// Why a copy stopped short.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Refusal {
+pub(crate) enum Refusal {
     /// Over `max_body_bytes`, or trailers: the response itself cannot be stored.
     Unstorable,
     /// The in-flight bound was reached: nothing is said of the response.
@@ -135,14 +70,14 @@ pub(crate) struct Capture {
 
 impl Drop for Capture {
     fn drop(&mut self) {
-        self.shared.in_flight.fetch_sub(self.len, Ordering::Relaxed);
+        self.shared.release(self.len);
     }
 }
 
 impl Capture {
     /// Copies the frame's data if it fits under the body and in-flight bounds; when it
     /// does not (or the frame is trailers), the capture must give up for the reason given.
-    fn accept(&mut self, frame: &Frame<Bytes>) -> Result<(), Refusal> {
+    pub(crate) fn accept(&mut self, frame: &Frame<Bytes>) -> Result<(), Refusal> {
         let Some(data) = frame.data_ref() else {
             return Err(Refusal::Unstorable);
         };
@@ -151,7 +86,10 @@ impl Capture {
             return Err(Refusal::Unstorable);
         }
         // Counted from now until the capture ends (see `Drop`).
-        std::mem::forget(Held::take(&self.shared, n).ok_or(Refusal::Full)?);
+        if !self.shared.reserve(n) {
+            crate::metrics::in_flight_full();
+            return Err(Refusal::Full);
+        }
         self.len += n;
         self.chunks.push(data.clone());
         Ok(())
@@ -196,15 +134,16 @@ impl Capture {
         done
     }
 
-    /// Stores the copy and lands the flight, waiting for a remote store to answer.
-    async fn finish(mut self: Box<Self>) {
-        if self.start() {
-            return;
-        }
+    /// Stores the copy and lands the flight, waiting for a remote store to answer; the
+    /// body as stored.
+    pub(crate) async fn finish(&mut self) -> Bytes {
+        self.start();
+        let body = self.template.body.clone();
         if let Some(call) = self.pending.take() {
             let result = call.await;
             self.settle(result);
         }
+        body
     }
 
     /// Stores a response whose body is already over (a `204`, an empty body): nothing will
@@ -239,96 +178,13 @@ impl Capture {
 
     /// Stops copying. An unstorable response marks its variant hit-for-miss; a copy cut
     /// short by the in-flight bound marks nothing (the next miss may store it).
-    fn give_up(mut self: Box<Self>, why: Refusal) {
+    pub(crate) fn give_up(mut self: Box<Self>, why: Refusal) {
         if let Some(guard) = self.guard.take() {
             let marker = match why {
                 Refusal::Unstorable => self.shared.hit_for_miss,
                 Refusal::Full => std::time::Duration::ZERO,
             };
             guard.not_stored(self.shared.micros(), marker);
-        }
-    }
-}
-
-/// Reads `body` into `capture`, handing each frame to the client through `to_client`,
-/// whether or not the client reads (or is still there): the copy is for the waiters too.
-/// A frame not yet taken by the client counts in flight apart from the copy (after the
-/// store, the stored copy and the client's unread frames are two sets of buffers).
-async fn pump<B>(body: B, mut capture: Box<Capture>, to_client: mpsc::UnboundedSender<Piece<B>>)
-where
-    B: Body<Data = Bytes, Error: Send + 'static> + Send + 'static,
-{
-    let mut body = Box::pin(body);
-    loop {
-        if capture.shared.in_flight.load(Ordering::Relaxed) >= capture.shared.max_in_flight_bytes {
-            // Nothing more is read ahead of the client: it reads the rest at its own pace.
-            crate::metrics::in_flight_full();
-            capture.give_up(Refusal::Full);
-            let _ = to_client.send(Piece::Rest(body));
-            return;
-        }
-        let frame = match body.frame().await {
-            None => return capture.finish().await,
-            Some(Ok(frame)) => frame,
-            Some(Err(error)) => {
-                capture.give_up(Refusal::Unstorable);
-                let _ = to_client.send(Piece::Failed(Box::new(error)));
-                return;
-            }
-        };
-        // Read under the bound: the client's share is counted whatever the copy does.
-        let n = frame.data_ref().map_or(0, Bytes::len);
-        let held = Held::count(&capture.shared, n);
-        let refused = capture.accept(&frame).err();
-        if let Some(why) = refused {
-            // The client reads the rest itself, at its own pace.
-            capture.give_up(why);
-            if to_client.send(Piece::Frame(frame, held)).is_ok() {
-                let _ = to_client.send(Piece::Rest(body));
-            }
-            return;
-        }
-        if body.is_end_stream() {
-            // A body that knows its length (hyper stops polling once it is sent) ends with
-            // its last data frame, which goes to the client once the copy is stored.
-            capture.finish().await;
-            let _ = to_client.send(Piece::Frame(frame, held));
-            return;
-        }
-        // A client gone makes the send fail; the copy goes on.
-        let _ = to_client.send(Piece::Frame(frame, held));
-    }
-}
-
-impl<B> Pumped<B>
-where
-    B: Body<Data = Bytes, Error: 'static>,
-{
-    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        loop {
-            if let Some(rest) = self.rest.as_mut() {
-                return rest.as_mut().poll_frame(cx);
-            }
-            match ready!(self.pieces.poll_recv(cx)) {
-                None => return Poll::Ready(None),
-                Some(Piece::Frame(frame, _held)) => {
-                    if let Some(data) = frame.data_ref() {
-                        let n = data.len() as u64;
-                        let mut hint = SizeHint::new();
-                        hint.set_lower(self.hint.lower().saturating_sub(n));
-                        if let Some(upper) = self.hint.upper() {
-                            hint.set_upper(upper.saturating_sub(n));
-                        }
-                        self.hint = hint;
-                    }
-                    return Poll::Ready(Some(Ok(frame)));
-                }
-                // The pump sends its body's own error type: the downcast cannot fail.
-                Some(Piece::Failed(error)) => {
-                    return Poll::Ready(error.downcast::<B::Error>().ok().map(|e| Err(*e)));
-                }
-                Some(Piece::Rest(body)) => self.rest = Some(body),
-            }
         }
     }
 }
@@ -354,21 +210,14 @@ impl<B> CaptureBody<B> {
     where
         B: Body<Data = Bytes, Error: Send + 'static> + Send + 'static,
     {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return Self::capture(body, capture);
-        };
-        let hint = body.size_hint();
-        let (to_client, pieces) = mpsc::unbounded_channel();
-        runtime.spawn(pump(body, Box::new(capture), to_client));
-        Self {
-            source: Source::Pumped {
-                pumped: Pumped {
-                    pieces,
-                    rest: None,
-                    hint,
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => Self {
+                source: Source::Pumped {
+                    pumped: Pumped::start(&runtime, body, capture),
                 },
+                capture: None,
             },
-            capture: None,
+            Err(_) => Self::capture(body, capture),
         }
     }
 }
@@ -463,7 +312,7 @@ where
 
     fn is_end_stream(&self) -> bool {
         match &self.source {
-            Source::Pumped { pumped } => pumped.rest.as_ref().is_some_and(|r| r.is_end_stream()),
+            Source::Pumped { pumped } => pumped.is_end_stream(),
             // Report the end only once the copy is stored (`poll_frame` returned `None`).
             Source::Origin { body } => self.capture.is_none() && body.is_end_stream(),
         }
@@ -471,10 +320,7 @@ where
 
     fn size_hint(&self) -> SizeHint {
         match &self.source {
-            Source::Pumped { pumped } => match &pumped.rest {
-                Some(rest) => rest.size_hint(),
-                None => pumped.hint,
-            },
+            Source::Pumped { pumped } => pumped.size_hint(),
             Source::Origin { body } => body.size_hint(),
         }
     }

@@ -28,7 +28,7 @@ pub(crate) enum Landing {
     Stored(Arc<StoredResponse>),
     /// The leader's response could not be stored.
     NotStored,
-    /// The leader went away before its response arrived (its client closed the
+    /// The leader went away before the origin answered (its client closed the
     /// connection): a waiter takes the flight over.
     Abandoned,
 }
@@ -98,6 +98,7 @@ impl Flights {
             flights: Arc::clone(self),
             h,
             landed: false,
+            answered: false,
             on_land: None,
         })
     }
@@ -120,13 +121,17 @@ impl Flights {
     }
 }
 
-/// The leader's duty: report how its flight ended. Dropped without a report (the client
-/// went away before the response), it lands as [`Landing::Abandoned`]: one waiter takes
-/// the flight over, the others wait for it.
+/// The leader's duty: report how its flight ended. Dropped without a report before the
+/// origin answered (the client went away), it lands as [`Landing::Abandoned`]: one waiter
+/// takes the flight over, the others wait for it. Dropped after an answer it lands as
+/// [`Landing::NotStored`], with no hit-for-miss marker.
 pub(crate) struct LeaderGuard {
     flights: Arc<Flights>,
     h: u64,
     landed: bool,
+    /// The origin answered (or failed, or timed out): a guard dropped after this lands as
+    /// not stored, not abandoned.
+    answered: bool,
     /// Called once the flight has landed, however: releases a distributed lease.
     on_land: Option<Box<dyn FnOnce() + Send + Sync>>,
 }
@@ -143,6 +148,11 @@ impl LeaderGuard {
     /// Runs `f` when the flight lands (stored, not stored, or abandoned).
     pub(crate) fn on_land(&mut self, f: impl FnOnce() + Send + Sync + 'static) {
         self.on_land = Some(Box::new(f));
+    }
+
+    /// The origin call is over, however it went.
+    pub(crate) fn answered(&mut self) {
+        self.answered = true;
     }
 
     /// The response was storable (and stored, unless the store failed).
@@ -168,7 +178,15 @@ impl LeaderGuard {
 impl Drop for LeaderGuard {
     fn drop(&mut self) {
         if !self.landed {
-            self.flights.land(self.h, Landing::Abandoned);
+            // Gone before the origin answered: the request was dropped (its client went
+            // away), and a waiter takes over. After an answer (an error, a timeout, an
+            // answer not stored), waiters go on their own.
+            let landing = if self.answered {
+                Landing::NotStored
+            } else {
+                Landing::Abandoned
+            };
+            self.flights.land(self.h, landing);
         }
         if let Some(release) = self.on_land.take() {
             release();
@@ -225,6 +243,28 @@ mod tests {
         assert!(
             matches!(flights.board(h, 10), Role::Leader(_)),
             "marker expired"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_leader_dropped_after_an_answer_is_not_stored() {
+        let flights = Arc::new(Flights::new(10, 100));
+        let h = flights.hash(b"k");
+        let Role::Leader(mut guard) = flights.board(h, 0) else {
+            panic!("leader")
+        };
+        let Role::Waiter(w) = flights.board(h, 0) else {
+            panic!("waiter")
+        };
+        guard.answered();
+        drop(guard);
+        assert!(matches!(
+            wait(w, Duration::from_secs(1)).await,
+            Some(Landing::NotStored)
+        ));
+        assert!(
+            matches!(flights.board(h, 0), Role::Leader(_)),
+            "no hit-for-miss marker"
         );
     }
 

@@ -462,9 +462,12 @@ where
         return Ok(pass(&shared, response, Some(status)));
     }
     let may_serve_on_error = !fresh && may_be_stale && stale_by <= stored.rules.if_error;
-    // Concurrent revalidations of one variant collapse like misses.
-    let may_lead =
-        method == Method::GET && !request.headers().contains_key(http::header::AUTHORIZATION);
+    // Concurrent revalidations of one variant collapse like misses, unless the entry says
+    // `no-cache`: what the leader refreshes could serve no waiter without another
+    // validation, so waiting for it would only delay them.
+    let may_lead = method == Method::GET
+        && !stored.rules.no_cache
+        && !request.headers().contains_key(http::header::AUTHORIZATION);
     let status = CacheStatus::forward(fwd);
     let guard = match board(
         &shared,
@@ -505,7 +508,7 @@ async fn revalidate<S, ReqBody, B>(
     fwd: Forward,
     may_serve_on_error: bool,
     now: SystemTime,
-    guard: Option<LeaderGuard>,
+    mut guard: Option<LeaderGuard>,
 ) -> Result<Out<B>, S::Error>
 where
     S: Origin<ReqBody, B>,
@@ -522,6 +525,9 @@ where
         (true, Some(limit)) => tokio::time::timeout(limit, call).await.ok(),
         _ => Some(call.await),
     };
+    if let Some(guard) = guard.as_mut() {
+        guard.answered();
+    }
     let stale = |detail| {
         shared.counter(|c| &c.stale_hits);
         metrics::request("stale");
@@ -951,7 +957,7 @@ where
         && !headers.contains_key(IF_MODIFIED_SINCE)
         && !headers.contains_key(http::header::AUTHORIZATION)
         && !request_cc.no_store;
-    let (guard, status) = match board(
+    let (mut guard, status) = match board(
         &shared,
         &key,
         request.headers(),
@@ -976,7 +982,11 @@ where
         .and_then(|o| o.default_ttl);
     let requested = shared.now();
     let personal = Personal::of(request.extensions_mut());
-    let mut response = inner.call(request).await?;
+    let answer = inner.call(request).await;
+    if let Some(guard) = guard.as_mut() {
+        guard.answered();
+    }
+    let mut response = answer?;
     personal.carry(&mut response);
     let received = shared.now();
     if request_cc.no_store {

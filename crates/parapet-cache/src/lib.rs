@@ -136,6 +136,7 @@ mod key;
 mod layer;
 pub mod metrics;
 pub mod policy;
+mod pump;
 mod purge;
 mod query_key;
 mod ranges;

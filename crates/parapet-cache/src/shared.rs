@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -95,6 +96,30 @@ pub(crate) struct Plan {
 }
 
 impl Shared {
+    /// Counts `n` more bytes in flight if they fit under the bound.
+    pub(crate) fn reserve(&self, n: usize) -> bool {
+        let before = self.in_flight.fetch_add(n, Ordering::Relaxed);
+        if before + n > self.max_in_flight_bytes {
+            self.in_flight.fetch_sub(n, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Counts `n` more bytes in flight, read already.
+    pub(crate) fn hold(&self, n: usize) {
+        self.in_flight.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn release(&self, n: usize) {
+        self.in_flight.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// No room left for bytes in flight.
+    pub(crate) fn in_flight_full(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) >= self.max_in_flight_bytes
+    }
+
     pub(crate) fn micros(&self) -> i64 {
         i64::try_from(self.clock.now_micros()).unwrap_or(i64::MAX)
     }

@@ -69,17 +69,12 @@ impl StoredResponse {
     }
 
     /// Whether this variant matches a request's `Vary`-named fields (RFC 9111 §4.1), in
-    /// their canonical forms; an `Accept-Language` also matches when the stored
-    /// `Content-Language` is the request's first choice (RFC 9110 §12.5.4).
+    /// their canonical forms.
     pub fn matches(&self, request: &HeaderMap) -> bool {
         self.vary
             .iter()
             .zip(&self.vary_values)
-            .all(|(name, stored)| {
-                crate::vary::value(request, name) == *stored
-                    || (*name == http::header::ACCEPT_LANGUAGE
-                        && crate::vary::first_choice_served(request, &self.headers))
-            })
+            .all(|(name, stored)| crate::vary::value(request, name) == *stored)
     }
 
     /// Whether this and `other` are the same variant of the same resource.

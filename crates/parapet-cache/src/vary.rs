@@ -1,7 +1,7 @@
 //! `Vary` (RFC 9110 §12.5.5, RFC 9111 §4.1): which request fields select a stored variant,
 //! and their canonical values.
 
-use http::header::{ACCEPT_ENCODING, ACCEPT_LANGUAGE, CONTENT_LANGUAGE, VARY};
+use http::header::{ACCEPT_ENCODING, ACCEPT_LANGUAGE, VARY};
 use http::{HeaderMap, HeaderName};
 
 /// The most fields one `Vary` may name; a response naming more is not stored.
@@ -122,31 +122,6 @@ fn accept_language(request: &HeaderMap) -> Option<String> {
         }
     }
     Some(out)
-}
-
-/// Whether a stored variant selected by `Accept-Language` suits a request all the same:
-/// its `Content-Language` (one language) is the request's first choice — the heaviest
-/// range, first among equals — so any origin that serves a client's first choice when it
-/// has it (it had this one) would answer this one (RFC 9110 §12.5.4).
-pub(crate) fn first_choice_served(request: &HeaderMap, response: &HeaderMap) -> bool {
-    let mut lines = response.get_all(CONTENT_LANGUAGE).iter();
-    let (Some(language), None) = (lines.next(), lines.next()) else {
-        return false;
-    };
-    let Ok(language) = language.to_str() else {
-        return false;
-    };
-    let language = language.trim();
-    if language.contains(',') || language.is_empty() {
-        return false;
-    }
-    // The heaviest range, unless even that one is refused (`q=0`).
-    let Some(canonical) = accept_language(request) else {
-        return false;
-    };
-    let top = canonical.split(',').next().unwrap_or("");
-    let (asked, weight) = top.split_once(';').unwrap_or((top, ""));
-    weight != "q=0" && !asked.is_empty() && asked.eq_ignore_ascii_case(language)
 }
 
 /// Whether the coding of a response (its `Content-Encoding`) is one the request's folded

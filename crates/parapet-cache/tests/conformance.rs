@@ -1281,28 +1281,3 @@ on_every_store!(
     ranges_are_served_from_a_stored_response,
     a_response_without_a_body_is_stored,
 );
-
-/// A variant whose `Content-Language` is the request's first choice serves it, whatever
-/// else the request lists (RFC 9110 §12.5.4). In memory, where variants are compared one by
-/// one; a Redis store finds variants by their canonical values only.
-#[tokio::test]
-async fn a_stored_language_serves_requests_that_prefer_it() {
-    let origin = Origin::new();
-    origin.answer(
-        200,
-        &[
-            ("cache-control", "max-age=60"),
-            ("vary", "Accept-Language"),
-            ("content-language", "de"),
-        ],
-        "Hallo",
-    );
-    let (svc, _, _) = cache(Backend::Memory, &origin, |b| b).await;
-    let lang = |l: &str| get("http://a.example/").header("accept-language", l);
-    send(&svc, lang("en, de")).await;
-    let hit = send(&svc, lang("fr;q=0.5, de;q=1.0")).await;
-    assert!(hit.is_hit(), "{}", hit.cache_status());
-    for other in ["fr, de", "de;q=0, en", "*"] {
-        assert!(!send(&svc, lang(other)).await.is_hit(), "{other}");
-    }
-}

@@ -201,3 +201,80 @@ async fn bytes_in_flight_are_bounded() {
         "some stored under the bound, the rest streamed: {stored}"
     );
 }
+
+/// One frame, then nothing ever again.
+struct Stalls {
+    sent: bool,
+}
+
+impl Body for Stalls {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.sent {
+            return Poll::Pending;
+        }
+        self.sent = true;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b's'; 1000])))))
+    }
+}
+
+/// An origin that stalls after its first frame, and a leader's client that goes away: the
+/// cache's reader gives up after `leader_timeout` instead of waiting for nobody forever,
+/// and what it held is released.
+#[tokio::test(start_paused = true)]
+async fn a_stalled_origin_keeps_no_reader_alive_for_nobody() {
+    let layer = CacheLayer::builder()
+        .leader_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let cache = layer.handle();
+    let svc = layer.layer(tower::service_fn(|_req: Request<Full<Bytes>>| async {
+        let mut response = Response::new(Stalls { sent: false });
+        response
+            .headers_mut()
+            .insert("cache-control", "public, max-age=60".parse().unwrap());
+        Ok::<_, Infallible>(response)
+    }));
+    let response = svc.oneshot(get("/stalls")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        cache.in_flight_bytes(),
+        1000,
+        "the copy holds the first frame"
+    );
+    drop(response);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(cache.in_flight_bytes(), 0, "the reader gave up");
+}
+
+/// A client that reads nothing of a stored answer holds its unread bytes in flight until it
+/// reads them; they are released as it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unread_bytes_count_until_read() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let layer = CacheLayer::new();
+    let cache = layer.handle();
+    let svc = layer.layer(origin(MIB, Duration::ZERO, &calls));
+    let held = svc.clone().oneshot(get("/unread")).await.unwrap();
+    // Stored (a second request is a hit), the first client having read nothing.
+    let hit = svc.clone().oneshot(get("/unread")).await.unwrap();
+    assert!(
+        hit.headers()["cache-status"]
+            .to_str()
+            .unwrap()
+            .contains("hit")
+    );
+    // The copy's count passes to the client's unread bytes once the reader is done.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while cache.in_flight_bytes() != MIB && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(cache.in_flight_bytes(), MIB, "the unread answer counts");
+    assert_eq!(read_all(held.into_body()).await, MIB);
+    assert_eq!(cache.in_flight_bytes(), 0);
+}

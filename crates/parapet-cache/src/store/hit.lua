@@ -3,6 +3,7 @@
 -- KEYS[1]: the resource's hash.  ARGV[1]: the variant's field.  ARGV[2]: its count field.
 local got = redis.call('HMGET', KEYS[1], 'v', ARGV[1])
 if got[2] then
-  redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
+  -- Best effort: a Redis out of memory (noeviction) refuses the count, not the hit.
+  redis.pcall('HINCRBY', KEYS[1], ARGV[2], 1)
 end
 return got

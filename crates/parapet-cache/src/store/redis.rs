@@ -25,6 +25,9 @@ static HIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("hit.lu
 static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("put.lua")));
 static REMOVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("remove.lua")));
 static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("release.lua")));
+/// Redis's clock, read on the node that holds the purge records (on a Cluster, the node
+/// whose clock dates the purges).
+static CLOCK: LazyLock<Script> = LazyLock::new(|| Script::new("return redis.call('TIME')"));
 static PURGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("purge.lua")));
 /// How long purge records are kept in Redis after the last one: longer than anything is
 /// stored.
@@ -45,10 +48,13 @@ const PURGE_RECORDS_MS: u64 = 366 * 86_400_000;
 /// - A store is one `EVALSHA` that replaces the variant, drops every variant when the
 ///   `Vary` names change and the least used ones past `max_variants`, and sets the key's TTL to
 ///   the longest time any variant may still be used (freshness plus stale windows). Every
-///   key has a TTL. A removal (`DEL`) and a store are announced on
-///   `{prefix}:cache:changes` by the script that makes them, for the memory tiers of
-///   [`TieredStore`](super::TieredStore)s: each drops its copy of the resource, older than
-///   what Redis now holds.
+///   key has a TTL. A removal (`DEL`) and a store that replaces a stored variant are
+///   announced on `{prefix}:cache:changes` by the script that makes them, for the memory
+///   tiers of [`TieredStore`](super::TieredStore)s: each other instance drops its copy of
+///   the resource, older than what Redis now holds.
+/// - A hit on a resource that varies counts its use (best effort: refused by a full Redis,
+///   the count is skipped, not the hit); the counts are halved every four rounds of
+///   `max_variants` stores.
 /// - Ages are computed from the instances' clocks, like any HTTP cache's: instances with
 ///   skewed clocks disagree on an entry's age by their skew.
 ///
@@ -68,6 +74,8 @@ pub struct RedisStore {
     memo: Arc<Mutex<HashMap<String, Arc<[HeaderName]>>>>,
     purge_listener: Arc<OnceLock<FanOut>>,
     purge_feeds: Feeds,
+    /// This store (and its clones) in store announcements, so that a tier ignores its own.
+    instance: u64,
 }
 
 impl RedisStore {
@@ -81,6 +89,7 @@ impl RedisStore {
             memo: Arc::default(),
             purge_listener: Arc::default(),
             purge_feeds: Feeds::default(),
+            instance: crate::shared::random_u64(),
         })
     }
 
@@ -126,6 +135,29 @@ impl RedisStore {
     /// The channel removals are announced on: `{prefix}:cache:changes`.
     pub(crate) fn channel(&self) -> String {
         self.keyspace.name(KIND, "changes")
+    }
+
+    /// What a store that replaces a variant announces: `S`, this store's instance in 16
+    /// hex digits, the canonical key. (An instance that does not know the form reads it as
+    /// a removal of a key it does not hold: nothing.)
+    fn store_announcement(&self, key: &CacheKey) -> Vec<u8> {
+        let mut message = format!("S{:016x}", self.instance).into_bytes();
+        message.extend_from_slice(key.as_bytes());
+        message
+    }
+
+    /// The canonical key a store announcement from another instance names; `None` for one
+    /// of this store's own, or for another kind of message.
+    pub(crate) fn stored_elsewhere<'m>(&self, message: &'m [u8]) -> Option<&'m [u8]> {
+        let rest = message.strip_prefix(b"S")?;
+        let (instance, key) = (rest.get(..16)?, rest.get(16..)?);
+        let instance = u64::from_str_radix(std::str::from_utf8(instance).ok()?, 16).ok()?;
+        (instance != self.instance).then_some(key)
+    }
+
+    /// Whether a message is a store announcement of this store's own.
+    pub(crate) fn is_own_store(&self, message: &[u8]) -> bool {
+        message.starts_with(b"S") && self.stored_elsewhere(message).is_none()
     }
 
     pub(crate) fn handle(&self) -> &RedisHandle {
@@ -197,15 +229,18 @@ impl Feeds {
     }
 }
 
-/// Redis's clock minus this process's, in µs: `TIME` against the midpoint of the call.
-async fn clock_offset(redis: &RedisHandle) -> Option<i64> {
+/// Redis's clock minus this process's, in µs: `TIME` on the node of `key` against the
+/// midpoint of the call.
+async fn clock_offset(redis: &RedisHandle, key: &str) -> Option<i64> {
     let micros = |t: SystemTime| {
         t.duration_since(SystemTime::UNIX_EPOCH)
             .ok()
             .and_then(|d| i64::try_from(d.as_micros()).ok())
     };
     let before = micros(SystemTime::now())?;
-    let time: Vec<String> = redis.query(&Command::new("TIME")).await.ok()?;
+    let mut clock = CLOCK.call(1);
+    clock.key(key);
+    let time: Vec<String> = redis.eval(&clock).await.ok()?;
     let after = micros(SystemTime::now())?;
     let (secs, us) = (
         time.first()?.parse::<i64>().ok()?,
@@ -221,13 +256,13 @@ fn load_purges(redis: RedisHandle, key: String, feeds: Feeds) {
         return;
     };
     let mut all = Command::new("HGETALL");
-    all.arg(key);
+    all.arg(&key);
     runtime.spawn(async move {
         // A failed read is retried (0.1, 0.2, 0.4, 0.8, 1.6 s): purges missed while
         // disconnected must not stay missed until the next resubscription.
         let mut pause = std::time::Duration::from_millis(100);
         let flat = loop {
-            if let Some(offset) = clock_offset(&redis).await {
+            if let Some(offset) = clock_offset(&redis, &key).await {
                 feeds.offset.store(offset, Ordering::Relaxed);
             }
             match redis.query::<Vec<Vec<u8>>>(&all).await {
@@ -346,7 +381,7 @@ impl CacheStore for RedisStore {
             .arg(ttl_ms)
             .arg(max_variants)
             .arg(self.channel())
-            .arg(response.key.as_bytes());
+            .arg(self.store_announcement(&response.key));
         let redis = self.redis.clone();
         StoreCall::boxed(async move {
             let _: i64 = redis.eval(&call).await?;
@@ -445,5 +480,37 @@ impl std::fmt::Debug for RedisStore {
             .field("redis", &self.redis.target())
             .field("prefix", &self.keyspace.prefix().as_str())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A notice heard from Redis is dated by Redis's clock: with Redis 5 s ahead of this
+    /// process, it is fed 5 s earlier in this process's clock (and 5 s later when behind).
+    #[test]
+    fn notices_from_redis_are_converted_to_this_clock() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        for (offset, expected) in [
+            (5_000_000, at - Duration::from_secs(5)),
+            (-5_000_000, at + Duration::from_secs(5)),
+            (0, at),
+        ] {
+            let feeds = Feeds::default();
+            feeds.offset.store(offset, Ordering::Relaxed);
+            let heard = Arc::new(Mutex::new(Vec::new()));
+            let sink = Arc::clone(&heard);
+            feeds.add(Arc::new(move |notice: PurgeNotice| {
+                sink.lock().unwrap().push(notice.at);
+            }));
+            feeds.feed(PurgeNotice {
+                prefix: true,
+                name: "/a".into(),
+                soft: false,
+                at,
+            });
+            assert_eq!(*heard.lock().unwrap(), [expected], "offset {offset}");
+        }
     }
 }

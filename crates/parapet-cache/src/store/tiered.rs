@@ -26,10 +26,9 @@ const MEMORY_VARIANTS: usize = 16;
 /// restarting, a partition — every lookup goes to Redis, and after a resubscription the
 /// memory tier starts empty, so it never serves an entry whose removal it may have missed.
 ///
-/// A store is announced the same way: every instance (the storing one too) drops its
-/// memory copy of the resource, older than what Redis now holds, and its next hit reads
-/// the new one from Redis once. A store therefore costs each instance that serves the
-/// resource one more round trip.
+/// A store that replaces a variant is announced the same way: every other instance drops
+/// its memory copy of the resource, older than what Redis now holds, and its next hit
+/// reads the new one from Redis once (the storing instance keeps its own new copy).
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -65,13 +64,19 @@ impl TieredStore {
             redis.clone(),
         );
         let changes = FanOut::new(redis.handle(), redis.channel(), move |event| {
+            // This instance's own stores change nothing it holds in memory.
+            if let Event::Message(message) = &event
+                && remote.is_own_store(message)
+            {
+                return;
+            }
             count.fetch_add(1, Ordering::AcqRel);
             match event {
                 Event::Message(message) => match PurgeNotice::from_message(message) {
                     Some(notice) => {
                         feed.feed(notice);
                     }
-                    None => tier.remove_bytes(message),
+                    None => tier.remove_bytes(remote.stored_elsewhere(message).unwrap_or(message)),
                 },
                 // Announcements may have been missed: nothing in memory can be trusted,
                 // and purges are read again.
