@@ -88,7 +88,11 @@ fn main() {
             .env("SLOW_CASE", which)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let line = String::from_utf8_lossy(&out.stdout);
         let f: Vec<&str> = line.split_whitespace().collect();
         report.push_str(&format!("| {label} | {} | {} |\n", f[0], f[1]));

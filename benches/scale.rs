@@ -6,7 +6,8 @@
 //! Each case runs in a process of its own (so that memory freed by one case and kept by the
 //! allocator does not hide the next): it fills the store with N units through the public
 //! API (the layer, where a unit is made by a request), then runs `SCALE_OPS` operations
-//! (default 200,000) on units drawn at random among the N, from 32 tasks on 2 threads, and
+//! (default 200,000) on units drawn at random among the N, from 32 tasks on 2 threads for
+//! Redis and 2 for memory (`SCALE_TASKS`; see `tasks`), and
 //! reports operations per second, p50 and p99 latency, and bytes per unit (process RSS for
 //! memory, `INFO memory`'s `used_memory` for Redis, read once the units are made; for
 //! 1,000 units the process's fixed costs dominate the RSS figure). Sessions are read through a random
@@ -43,7 +44,6 @@ use tower_parapet::session::{Session, SessionLayer};
 
 use harness::env;
 
-const TASKS: usize = 32;
 const SECRET: &[u8] = b"scale-bench-secret-of-thirty-two-bytes!";
 const COOKIE_SAMPLE: usize = 50_000;
 
@@ -75,20 +75,34 @@ fn next(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// How many tasks run operations at once: `SCALE_TASKS`, or 32 on Redis (round trips
+/// overlap) and 2 in memory (one per thread: with more, a task's measured latency is mostly
+/// its wait behind the others — tokio lets a task run up to 128 ready operations before it
+/// yields — not the operation).
+fn tasks() -> usize {
+    let default = if std::env::var("SCALE_REDIS").is_ok() {
+        32
+    } else {
+        2
+    };
+    env("SCALE_TASKS", default) as usize
+}
+
 /// Runs `f(i)` for every i in 0..n from 32 tasks.
 async fn fill<F, Fut>(n: usize, f: F)
 where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()> + Send,
 {
-    let tasks: Vec<_> = (0..TASKS)
+    let width = tasks();
+    let tasks: Vec<_> = (0..width)
         .map(|t| {
             let f = f.clone();
             tokio::spawn(async move {
                 let mut i = t;
                 while i < n {
                     f(i).await;
-                    i += TASKS;
+                    i += width;
                 }
             })
         })
@@ -105,13 +119,14 @@ where
     Fut: Future<Output = ()> + Send,
 {
     let started = Instant::now();
-    let tasks: Vec<_> = (0..TASKS)
+    let width = tasks();
+    let tasks: Vec<_> = (0..width)
         .map(|t| {
             let f = f.clone();
             tokio::spawn(async move {
                 let mut seed = 0x5eed ^ (t as u64) << 32;
-                let mut took = Vec::with_capacity(ops / TASKS);
-                for _ in 0..ops / TASKS {
+                let mut took = Vec::with_capacity(ops / width);
+                for _ in 0..ops / width {
                     let unit = (next(&mut seed) % n as u64) as usize;
                     let at = Instant::now();
                     f(unit).await;
@@ -463,11 +478,14 @@ fn main() {
             continue;
         }
         for &n in &sizes {
-            let out = std::process::Command::new(std::env::current_exe().unwrap())
+            let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+            command
                 .arg("--bench")
-                .env("SCALE_CASE", format!("{case}:{n}"))
-                .output()
-                .unwrap();
+                .env("SCALE_CASE", format!("{case}:{n}"));
+            if name.contains("Redis") {
+                command.env("SCALE_REDIS", "1");
+            }
+            let out = command.output().unwrap();
             assert!(
                 out.status.success(),
                 "{name} at {n}: {}",
