@@ -90,7 +90,9 @@ enum Record {
 }
 
 struct Data {
-    fields: HashMap<String, Bytes>,
+    /// As the store returned them: a session holds few fields, and a read looks one up, so
+    /// a list searched in order costs less than building a map on every load.
+    fields: Vec<(String, Bytes)>,
     user: Option<String>,
     /// How long ago the id was issued, by the store's clock, when it was read.
     age: Duration,
@@ -152,7 +154,9 @@ impl Session {
     pub async fn keys(&self) -> Result<Vec<String>, SessionError> {
         let state = self.loaded().await?;
         let mut names: Vec<String> = match &state.record {
-            Record::Present(data) if !state.clear => data.fields.keys().cloned().collect(),
+            Record::Present(data) if !state.clear => {
+                data.fields.iter().map(|(name, _)| name.clone()).collect()
+            }
             _ => Vec::new(),
         };
         names.retain(|name| !state.changes.contains_key(name));
@@ -230,8 +234,7 @@ impl Session {
         match shared.call("incr", call).await? {
             Incremented::Value(value) => {
                 if let Record::Present(data) = &mut state.record {
-                    data.fields
-                        .insert(name.to_owned(), Bytes::from(value.to_string()));
+                    data.set(name, Bytes::from(value.to_string()));
                 }
                 Ok(value)
             }
@@ -307,7 +310,7 @@ impl Session {
         state.id = Some(id);
         state.key = Some(key);
         state.record = Record::Present(Data {
-            fields: carried,
+            fields: carried.into_iter().collect(),
             user: Some(user.to_owned()),
             age: Duration::ZERO,
         });
@@ -613,7 +616,7 @@ impl Session {
             Some(loaded) => {
                 state.key = Some(loaded.key);
                 state.record = Record::Present(Data {
-                    fields: loaded.fields.into_iter().collect(),
+                    fields: loaded.fields,
                     user: loaded.user,
                     age: loaded
                         .now
@@ -645,7 +648,7 @@ impl State {
             return change.as_ref();
         }
         match &self.record {
-            Record::Present(data) if !self.clear => data.fields.get(name),
+            Record::Present(data) if !self.clear => data.get(name),
             _ => None,
         }
     }
@@ -682,7 +685,7 @@ impl State {
             Record::Present(data)
                 if !self.clear && data.user.as_deref().is_none_or(|u| u == user) =>
             {
-                data.fields.clone()
+                data.fields.iter().cloned().collect()
             }
             _ => HashMap::new(),
         };
@@ -728,16 +731,25 @@ impl State {
 }
 
 impl Data {
+    fn get(&self, name: &str) -> Option<&Bytes> {
+        self.fields.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    fn set(&mut self, name: &str, value: Bytes) {
+        match self.fields.iter_mut().find(|(n, _)| n == name) {
+            Some((_, v)) => *v = value,
+            None => self.fields.push((name.to_owned(), value)),
+        }
+    }
+
     fn apply(&mut self, changes: &Changes) {
         if changes.clear {
             self.fields.clear();
         }
         for (name, value) in &changes.set {
-            self.fields.insert(name.clone(), value.clone());
+            self.set(name, value.clone());
         }
-        for name in &changes.remove {
-            self.fields.remove(name);
-        }
+        self.fields.retain(|(n, _)| !changes.remove.contains(n));
     }
 }
 
