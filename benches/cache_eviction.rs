@@ -250,5 +250,11 @@ fn main() {
         ours_secs * 1e6 / requests as f64
     ));
     print!("{report}");
-    let _ = std::fs::write("target/cache-eviction-report.md", &report);
+    let _ = std::fs::write(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/cache-eviction-report.md"
+        ),
+        &report,
+    );
 }

@@ -98,5 +98,11 @@ fn main() {
         report.push_str(&format!("| {label} | {} | {} |\n", f[0], f[1]));
     }
     print!("{report}");
-    let _ = std::fs::write("target/cache-slow-clients-report.md", &report);
+    let _ = std::fs::write(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/cache-slow-clients-report.md"
+        ),
+        &report,
+    );
 }

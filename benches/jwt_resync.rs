@@ -252,5 +252,11 @@ fn main() {
         ));
     });
     println!("\n{report}");
-    let _ = std::fs::write("target/jwt-resync-report.md", &report);
+    let _ = std::fs::write(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/jwt-resync-report.md"
+        ),
+        &report,
+    );
 }

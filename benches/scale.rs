@@ -502,5 +502,8 @@ fn main() {
         }
     }
     println!("\n{report}");
-    let _ = std::fs::write("target/scale-report.md", &report);
+    let _ = std::fs::write(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../target/scale-report.md"),
+        &report,
+    );
 }

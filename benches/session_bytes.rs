@@ -113,5 +113,11 @@ fn main() {
         ));
     }
     println!("\n{report}");
-    let _ = std::fs::write("target/session-bytes-report.md", &report);
+    let _ = std::fs::write(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/session-bytes-report.md"
+        ),
+        &report,
+    );
 }

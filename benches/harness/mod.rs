@@ -253,6 +253,8 @@ pub fn publish(path: &str, rounds: usize, secs: u64, conns: u64, what: &str, tab
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!("\n{header}{table}");
+    // Relative to the workspace (a bench runs in its package's directory).
+    let path = format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"));
     let _ = std::fs::write(path, format!("{header}{table}"));
 }
 
