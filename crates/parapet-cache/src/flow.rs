@@ -155,7 +155,7 @@ fn gateway_timeout<B>(status: CacheStatus) -> Out<B> {
 pub(crate) fn fast_hit<ReqBody, B>(shared: &Shared, request: &Request<ReqBody>) -> Option<Out<B>> {
     // Checked first, so a remote store pays nothing here. XFetch needs the inner service
     // for its refreshes: the general path.
-    if !shared.store.is_in_process() || shared.early_refresh > 0.0 {
+    if !shared.store.answers_at_once() || shared.early_refresh > 0.0 {
         return None;
     }
     let headers = request.headers();
@@ -167,9 +167,8 @@ pub(crate) fn fast_hit<ReqBody, B>(shared: &Shared, request: &Request<ReqBody>) 
     }
     let key = shared.key_of(request)?;
     let now = shared.now();
-    let Ok(Ok(Lookup::Hit(stored))) = shared.store.lookup(&key, headers, now).now_or_later() else {
-        return None;
-    };
+    // A store in this process, or a tier of one (a remote store says `None` at once).
+    let stored = shared.store.hit_at_once(&key, headers, now)?;
     if !usable(shared, &stored, now) {
         return None;
     }

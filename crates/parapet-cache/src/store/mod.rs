@@ -94,6 +94,32 @@ pub trait CacheStore: Send + Sync + 'static {
     fn is_in_process(&self) -> bool {
         false
     }
+
+    /// Whether [`hit_at_once`](Self::hit_at_once) may find anything (checked first, so
+    /// that a store without memory of its own costs nothing there). Default: the same as
+    /// [`is_in_process`](Self::is_in_process).
+    fn answers_at_once(&self) -> bool {
+        self.is_in_process()
+    }
+
+    /// A stored variant this store can give at once, from this process's memory, without
+    /// waiting or failing; `None` when it cannot tell without a call (the layer then takes
+    /// its general path). Default: the lookup's answer for an in-process store, `None`
+    /// otherwise; [`TieredStore`] answers from its memory tier.
+    fn hit_at_once(
+        &self,
+        key: &CacheKey,
+        request: &HeaderMap,
+        now: SystemTime,
+    ) -> Option<Arc<StoredResponse>> {
+        if !self.is_in_process() {
+            return None;
+        }
+        match self.lookup(key, request, now).now_or_later() {
+            Ok(Ok(Lookup::Hit(hit))) => Some(hit),
+            _ => None,
+        }
+    }
 }
 
 impl<T: CacheStore> CacheStore for Arc<T> {
@@ -120,6 +146,19 @@ impl<T: CacheStore> CacheStore for Arc<T> {
 
     fn is_in_process(&self) -> bool {
         (**self).is_in_process()
+    }
+
+    fn answers_at_once(&self) -> bool {
+        (**self).answers_at_once()
+    }
+
+    fn hit_at_once(
+        &self,
+        key: &CacheKey,
+        request: &HeaderMap,
+        now: SystemTime,
+    ) -> Option<Arc<StoredResponse>> {
+        (**self).hit_at_once(key, request, now)
     }
 
     fn announce_purge(&self, notice: &PurgeNotice) -> StoreCall<()> {

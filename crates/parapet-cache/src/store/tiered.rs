@@ -135,6 +135,23 @@ impl TieredStore {
 }
 
 impl CacheStore for TieredStore {
+    fn answers_at_once(&self) -> bool {
+        true
+    }
+
+    /// A memory-tier hit, while the fan-out is current (as `lookup` itself serves one).
+    fn hit_at_once(
+        &self,
+        key: &CacheKey,
+        request: &HeaderMap,
+        now: SystemTime,
+    ) -> Option<Arc<StoredResponse>> {
+        if !self.changes.is_current() {
+            return None;
+        }
+        self.memory.hit_at_once(key, request, now)
+    }
+
     fn lookup(&self, key: &CacheKey, request: &HeaderMap, now: SystemTime) -> StoreCall<Lookup> {
         let in_sync = self.changes.is_current();
         if in_sync
