@@ -77,19 +77,26 @@ fn request(i: u32) -> Request<Full<Bytes>> {
     Request::get(url(i)).body(Full::new(Bytes::new())).unwrap()
 }
 
-/// Runs the trace through a `CacheLayer` on a `MemoryStore` of `capacity` bytes; returns
-/// the hits after warm-up.
-async fn parapet(sizes: &Arc<Vec<usize>>, capacity: usize, trace: &[u32], warm: usize) -> u64 {
+/// The origin: URL `…/item/<i>` answers `sizes[i]` bytes, fresh for a day.
+fn origin(
+    sizes: &Arc<Vec<usize>>,
+) -> impl tower::Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Send + 'static,
+> + Clone
++ Send
++ 'static {
     let sizes = Arc::clone(sizes);
-    let origin = tower::service_fn(move |req: Request<Full<Bytes>>| {
+    tower::service_fn(move |req: Request<Full<Bytes>>| {
         let i: usize = req
             .uri()
             .path()
             .rsplit('/')
             .next()
-            .unwrap()
-            .parse()
-            .unwrap();
+            .and_then(|i| i.parse().ok())
+            .unwrap_or(0);
         let body = Bytes::from_static(&BODY[..sizes[i]]);
         async move {
             let mut response = Response::new(Full::new(body));
@@ -98,7 +105,13 @@ async fn parapet(sizes: &Arc<Vec<usize>>, capacity: usize, trace: &[u32], warm: 
                 .insert("cache-control", "public, max-age=86400".parse().unwrap());
             Ok::<_, Infallible>(response)
         }
-    });
+    })
+}
+
+/// Runs the trace through a `CacheLayer` on a `MemoryStore` of `capacity` bytes; returns
+/// the hits after warm-up.
+async fn parapet(sizes: &Arc<Vec<usize>>, capacity: usize, trace: &[u32], warm: usize) -> u64 {
+    let origin = origin(sizes);
     let layer = CacheLayer::builder()
         .store(MemoryStore::new(capacity))
         .build()
@@ -168,25 +181,7 @@ fn oldest_first(weights: &[u32], capacity: usize, trace: &[u32], warm: usize) ->
 /// Each URL's weight as the memory store counts it, read back from a store that keeps all.
 async fn weights(sizes: &Arc<Vec<usize>>) -> Vec<u32> {
     let all = Arc::new(MemoryStore::new(usize::MAX >> 1));
-    let sizes_for_origin = Arc::clone(sizes);
-    let origin = tower::service_fn(move |req: Request<Full<Bytes>>| {
-        let i: usize = req
-            .uri()
-            .path()
-            .rsplit('/')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        let body = Bytes::from_static(&BODY[..sizes_for_origin[i]]);
-        async move {
-            let mut response = Response::new(Full::new(body));
-            response
-                .headers_mut()
-                .insert("cache-control", "public, max-age=86400".parse().unwrap());
-            Ok::<_, Infallible>(response)
-        }
-    });
+    let origin = origin(sizes);
     let svc = CacheLayer::builder()
         .store(Arc::clone(&all))
         .build()

@@ -26,16 +26,6 @@ use tower_parapet::cache::CacheLayer;
 
 use harness::{env, runtime, serve};
 
-fn rss() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
-}
-
 async fn case(bound: Option<usize>, clients: usize) -> (f64, f64) {
     let mut builder = CacheLayer::builder();
     if let Some(bound) = bound {
@@ -52,7 +42,7 @@ async fn case(bound: Option<usize>, clients: usize) -> (f64, f64) {
         })
         .layer(layer);
     let addr = serve(app).await;
-    let before = rss();
+    let before = harness::rss();
     let mut held = Vec::with_capacity(clients);
     for i in 0..clients {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -61,7 +51,7 @@ async fn case(bound: Option<usize>, clients: usize) -> (f64, f64) {
         held.push(stream);
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let grown = rss().saturating_sub(before) as f64 / f64::from(1 << 20);
+    let grown = harness::rss().saturating_sub(before) as f64 / f64::from(1 << 20);
     let in_flight = cache.in_flight_bytes() as f64 / f64::from(1 << 20);
     drop(held);
     (grown, in_flight)

@@ -47,16 +47,6 @@ use harness::env;
 const SECRET: &[u8] = b"scale-bench-secret-of-thirty-two-bytes!";
 const COOKIE_SAMPLE: usize = 50_000;
 
-fn rss() -> i64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: i64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
-}
-
 fn used_memory(server: &RedisServer) -> i64 {
     server
         .command(&["INFO", "memory"])
@@ -379,7 +369,11 @@ const CASES: [&str; 7] = [
 async fn run(case: usize, n: usize, ops: usize) {
     let on_redis = CASES[case].contains("Redis");
     let server = on_redis.then(RedisServer::start);
-    let probe = || server.as_ref().map_or_else(rss, used_memory);
+    let probe = || {
+        server
+            .as_ref()
+            .map_or_else(|| harness::rss() as i64, used_memory)
+    };
     let memory: &Probe<'_> = &probe;
     let before = memory();
     let (per_s, p50, p99, held) = match case {

@@ -6,6 +6,9 @@
 //! `cargo bench -p parapet-benches --bench session`
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench fails loudly
 
+#[path = "session_routes.rs"]
+mod session_routes;
+
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -15,49 +18,10 @@ use axum::routing::get;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Request;
 use tower::ServiceExt;
-use tower_parapet::session::{MemoryStore, Session, SessionLayer};
+use tower_parapet::session::{MemoryStore, SessionLayer};
 use tower_sessions::{MemoryStore as TsMemoryStore, SessionManagerLayer};
 
-fn parapet_routes() -> Router {
-    Router::new()
-        .route(
-            "/login",
-            get(|s: Session| async move {
-                s.insert("user", &"someone").await.unwrap();
-                "ok"
-            }),
-        )
-        .route("/untouched", get(|| async { "hello" }))
-        .route(
-            "/read",
-            get(|s: Session| async move {
-                let user: Option<String> = s.get("user").await.unwrap();
-                assert!(user.is_some());
-                "hello"
-            }),
-        )
-}
-
-fn tower_sessions_routes() -> Router {
-    use tower_sessions::Session;
-    Router::new()
-        .route(
-            "/login",
-            get(|s: Session| async move {
-                s.insert("user", "someone").await.unwrap();
-                "ok"
-            }),
-        )
-        .route("/untouched", get(|| async { "hello" }))
-        .route(
-            "/read",
-            get(|s: Session| async move {
-                let user: Option<String> = s.get("user").await.unwrap();
-                assert!(user.is_some());
-                "hello"
-            }),
-        )
-}
+use session_routes::{parapet_routes, tower_sessions_routes};
 
 fn request(path: &str, cookie: &str) -> Request<Body> {
     let mut request = Request::get(path).header("user-agent", "bench/1.0");

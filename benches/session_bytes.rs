@@ -21,17 +21,6 @@ use tower_parapet::session::{MemoryStore, Session, SessionLayer};
 
 use harness::{env, runtime};
 
-/// Resident bytes of this process, from `/proc/self/statm` (Linux).
-fn rss() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
-}
-
 /// Bytes of RSS per session for `n` sessions, each holding `fields` fields of a JSON string
 /// of `value_bytes` characters.
 async fn per_session(n: usize, fields: usize, value_bytes: usize) -> (f64, usize) {
@@ -53,7 +42,7 @@ async fn per_session(n: usize, fields: usize, value_bytes: usize) -> (f64, usize
         )
         .layer(layer);
     let value = "x".repeat(value_bytes);
-    let before = rss();
+    let before = harness::rss();
     for _ in 0..n {
         let request = Request::post("/fill")
             .body(Body::from(value.clone()))
@@ -61,7 +50,7 @@ async fn per_session(n: usize, fields: usize, value_bytes: usize) -> (f64, usize
         let response = app.clone().oneshot(request).await.unwrap();
         assert_eq!(response.status(), 200);
     }
-    let after = rss();
+    let after = harness::rss();
     assert_eq!(store.anonymous_len(), n, "every session is held");
     let per = after.saturating_sub(before) as f64 / n as f64;
     (per, value_bytes * fields)

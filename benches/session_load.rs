@@ -21,76 +21,23 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::get;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use parapet_testkit::RedisServer;
 use tower_parapet::core::RedisHandle;
-use tower_parapet::session::{RedisStore, Session, SessionLayer};
+use tower_parapet::session::{RedisStore, SessionLayer};
 use tower_sessions::{MemoryStore as TsMemoryStore, SessionManagerLayer};
 use tower_sessions_redis_store::RedisStore as TsRedisStore;
 use tower_sessions_redis_store::fred::prelude::{ClientLike, Config, Pool};
 
+#[path = "session_routes.rs"]
+mod session_routes;
+
+use session_routes::{parapet_routes, tower_sessions_routes};
+
 use harness::{Paired, Settings, load_with, median, only, publish, redis_commands, runtime, serve};
-
-/// The routes, on parapet's `Session`.
-fn parapet_routes() -> Router {
-    Router::new()
-        .route(
-            "/login",
-            get(|s: Session| async move {
-                s.insert("user", "someone").await.unwrap();
-                "ok"
-            }),
-        )
-        .route("/untouched", get(|| async { "hello" }))
-        .route(
-            "/read",
-            get(|s: Session| async move {
-                let user: Option<String> = s.get("user").await.unwrap();
-                assert!(user.is_some(), "the session was found");
-                "hello"
-            }),
-        )
-        .route(
-            "/write",
-            get(|s: Session| async move {
-                s.insert("n", &1).await.unwrap();
-                "hello"
-            }),
-        )
-}
-
-/// The same routes on tower-sessions' `Session`.
-fn tower_sessions_routes() -> Router {
-    use tower_sessions::Session;
-    Router::new()
-        .route(
-            "/login",
-            get(|s: Session| async move {
-                s.insert("user", "someone").await.unwrap();
-                "ok"
-            }),
-        )
-        .route("/untouched", get(|| async { "hello" }))
-        .route(
-            "/read",
-            get(|s: Session| async move {
-                let user: Option<String> = s.get("user").await.unwrap();
-                assert!(user.is_some(), "the session was found");
-                "hello"
-            }),
-        )
-        .route(
-            "/write",
-            get(|s: Session| async move {
-                s.insert("n", 1).await.unwrap();
-                "hello"
-            }),
-        )
-}
 
 /// A session of its own for each connection: `GET /login` and the cookie it sets.
 async fn sessions(addr: SocketAddr, n: u64) -> Vec<String> {

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example ratelimit                      # in-memory, port 3000
-//! REDIS_URL=redis://127.0.0.1:6379 PORT=3001 cargo run --release --example ratelimit
+//! REDIS_URL=redis://127.0.0.1:6379 PORT=3100 cargo run --release --example ratelimit
 //! ```
 //!
 //! | variable | meaning | default |

@@ -13,6 +13,18 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 
 /// A number from the environment, or `default`.
+/// Resident bytes of this process, from `/proc/self/statm` (Linux; 0 elsewhere).
+#[allow(dead_code)] // not every harness measures memory
+pub fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
 pub fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()

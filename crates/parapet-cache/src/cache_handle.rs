@@ -87,7 +87,8 @@ impl CacheHandle {
         self.shared.counters.snapshot()
     }
 
-    /// The bytes copied right now for responses on their way into the store (bounded by
+    /// The bytes held right now for responses on their way into the store, and for stored
+    /// answers their leaders' clients have not read yet (bounded by
     /// [`max_in_flight_bytes`](crate::CacheLayerBuilder::max_in_flight_bytes)).
     pub fn in_flight_bytes(&self) -> usize {
         self.shared

@@ -224,7 +224,7 @@ impl CacheLayerBuilder {
     /// too-big one does (with no hit-for-miss marker), so that many slow clients asking for
     /// large cacheable responses cannot grow memory past the store's bound plus this one.
     /// The check comes before each read from the origin: one frame per response being read
-    /// at that moment may pass it. Read the current figure with
+    /// at that moment may pass it. At least `max_body_bytes` (checked by `build`). Read the current figure with
     /// [`CacheHandle::in_flight_bytes`](crate::CacheHandle::in_flight_bytes); each refusal
     /// counts in `parapet_cache_in_flight_full_total`. Default: 32 MiB.
     pub fn max_in_flight_bytes(mut self, bytes: usize) -> Self {
@@ -234,7 +234,9 @@ impl CacheLayerBuilder {
 
     /// The most variants (`Vary`) kept per URL. Past it the least used variant leaves
     /// (counted per hit, in memory and on Redis; the first stored among equals), so that
-    /// junk values of a `Vary`'d field go before the variants clients use. Default: 16.
+    /// junk values of a `Vary`'d field go before the variants clients use. With a
+    /// [`TieredStore`](crate::TieredStore), hits served from the memory tier count in
+    /// memory only: Redis's counts see the hits that reached it. Default: 16.
     pub fn max_variants(mut self, variants: usize) -> Self {
         self.max_variants = variants;
         self
@@ -379,6 +381,13 @@ impl CacheLayerBuilder {
         }
         if self.refresh_tasks == 0 {
             return Err(ConfigError("refresh_tasks must be at least 1".into()));
+        }
+        if self.max_in_flight_bytes < self.max_body_bytes {
+            // No response as large as max_body_bytes could ever be stored.
+            return Err(ConfigError(format!(
+                "max_in_flight_bytes ({}) must be at least max_body_bytes ({})",
+                self.max_in_flight_bytes, self.max_body_bytes
+            )));
         }
         if let Some(wait) = self.lease_wait
             && wait >= self.leader_timeout

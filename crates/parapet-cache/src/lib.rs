@@ -86,10 +86,12 @@
 //!   and an instance that (re)subscribes reads them back. A purge shared through Redis is
 //!   dated by Redis's clock (`TIME`, in the script that records it) and each instance
 //!   converts it to its own clock (offset measured with `TIME` at each (re)subscription),
-//!   so a purging instance's skew does not purge too much or too little elsewhere.
+//!   so a purging instance's skew does not purge too much or too little elsewhere; a
+//!   storing instance's skew still blurs what it stored by as much (a purge is compared
+//!   with the time a response arrived, by the clock of the instance that stored it).
 //!   Invalidation by key and by unsafe methods deletes the Redis entry and so reaches every
-//!   instance (and every memory tier); so does a store (every memory tier drops its older
-//!   copy).
+//!   instance (and every memory tier); a store that replaces a variant stored in Redis is
+//!   announced too, and every other instance's memory tier drops its older copy.
 //! - A flight's response is read into the store by the cache (a task per leader), not at
 //!   its client's pace: a leader whose client reads slowly, or not at all, delays no
 //!   waiter beyond the origin's own time; a leader that goes away before its response

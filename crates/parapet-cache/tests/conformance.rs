@@ -344,21 +344,7 @@ async fn accept_language_is_compared_in_canonical_form(backend: Backend) {
     // RFC 9110 §12.5.4, RFC 4647 §2: ranges are case-insensitive; whitespace and `q=1`
     // say nothing. The order of equal weights is kept: many servers read it as a choice.
     let origin = Origin::new();
-    origin.respond_with(|req| {
-        let lang = req
-            .headers()
-            .get("accept-language")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        common::response(
-            200,
-            &[
-                ("cache-control".into(), "max-age=60".into()),
-                ("vary".into(), "Accept-Language".into()),
-            ],
-            lang.into(),
-        )
-    });
+    echo_accept_language(&origin);
     let (svc, _, _) = cache(backend, &origin, |b| b).await;
     let lang = |l: &str| get("http://a.example/").header("accept-language", l);
     send(&svc, lang("en, de;q=0.5")).await;
@@ -454,9 +440,8 @@ async fn only_if_cached_gets_504_without_a_usable_response(backend: Backend) {
     assert!(send(&svc, only()).await.is_hit());
 }
 
-async fn vary_keeps_one_variant_per_combination(backend: Backend) {
-    // §4.1
-    let origin = Origin::new();
+/// The origin answers with the request's `Accept-Language`, varying on it, fresh 60 s.
+fn echo_accept_language(origin: &Origin) {
     origin.respond_with(|req| {
         let lang = req
             .headers()
@@ -472,6 +457,12 @@ async fn vary_keeps_one_variant_per_combination(backend: Backend) {
             lang.into(),
         )
     });
+}
+
+async fn vary_keeps_one_variant_per_combination(backend: Backend) {
+    // §4.1
+    let origin = Origin::new();
+    echo_accept_language(&origin);
     let (svc, _, _) = cache(backend, &origin, |b| b).await;
     let lang = |l: &str| get("http://a.example/").header("accept-language", l);
     assert_eq!(send(&svc, lang("en")).await.body, "en");
@@ -493,21 +484,7 @@ async fn vary_keeps_one_variant_per_combination(backend: Backend) {
 /// variant dropped every other.)
 async fn the_vary_cap_keeps_the_variants_in_use(backend: Backend) {
     let origin = Origin::new();
-    origin.respond_with(|req| {
-        let lang = req
-            .headers()
-            .get("accept-language")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        common::response(
-            200,
-            &[
-                ("cache-control".into(), "max-age=60".into()),
-                ("vary".into(), "Accept-Language".into()),
-            ],
-            lang.into(),
-        )
-    });
+    echo_accept_language(&origin);
     let (svc, _, _) = cache(backend, &origin, |b| b.max_variants(4)).await;
     let lang = |l: &str| get("http://a.example/").header("accept-language", l);
     for lang_in_use in ["en", "fr"] {

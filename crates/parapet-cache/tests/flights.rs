@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
+mod common;
+
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,9 +23,10 @@ use tower::{Layer, Service, ServiceExt};
 const MIB: usize = 1 << 20;
 
 /// `left` bytes in 64 KiB chunks, each chunk a fresh allocation (so that what is held
-/// shows in the process's memory).
+/// shows in the process's memory); then the end, or, with `then_stall`, nothing ever again.
 struct Chunks {
     left: usize,
+    then_stall: bool,
 }
 
 impl Body for Chunks {
@@ -35,7 +38,11 @@ impl Body for Chunks {
         _: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         if self.left == 0 {
-            return Poll::Ready(None);
+            return if self.then_stall {
+                Poll::Pending
+            } else {
+                Poll::Ready(None)
+            };
         }
         let n = self.left.min(64 << 10);
         self.left -= n;
@@ -62,7 +69,10 @@ fn origin(
         calls.fetch_add(1, Ordering::SeqCst);
         async move {
             tokio::time::sleep(delay).await;
-            let mut response = Response::new(Chunks { left: size });
+            let mut response = Response::new(Chunks {
+                left: size,
+                then_stall: false,
+            });
             response
                 .headers_mut()
                 .insert("cache-control", "public, max-age=60".parse().unwrap());
@@ -151,12 +161,6 @@ async fn a_leader_that_goes_away_hands_its_flight_to_a_waiter() {
     );
 }
 
-fn rss_bytes() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4096
-}
-
 /// 64 clients each ask for a different 1 MiB cacheable answer and read nothing: the bytes
 /// read from the origin and not yet stored or read stay under `max_in_flight_bytes`
 /// (4 MiB), and the process grows by no more than that plus the store's bound (8 MiB), with
@@ -172,7 +176,7 @@ async fn bytes_in_flight_are_bounded() {
         .unwrap();
     let cache = layer.handle();
     let svc = layer.layer(origin(MIB, Duration::ZERO, &calls));
-    let before = rss_bytes();
+    let before = common::rss_bytes();
     let mut held = Vec::new();
     for i in 0..64 {
         held.push(svc.clone().oneshot(get(&format!("/{i}"))).await.unwrap());
@@ -180,7 +184,7 @@ async fn bytes_in_flight_are_bounded() {
     // Give the cache's readers time to read whatever they may.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let in_flight = cache.in_flight_bytes();
-    let grown = rss_bytes().saturating_sub(before);
+    let grown = common::rss_bytes().saturating_sub(before);
     // The check comes before each read: a frame (64 KiB here) read as the bound is reached,
     // on each of the two worker threads, may pass it.
     assert!(
@@ -202,27 +206,6 @@ async fn bytes_in_flight_are_bounded() {
     );
 }
 
-/// One frame, then nothing ever again.
-struct Stalls {
-    sent: bool,
-}
-
-impl Body for Stalls {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if self.sent {
-            return Poll::Pending;
-        }
-        self.sent = true;
-        Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b's'; 1000])))))
-    }
-}
-
 /// An origin that stalls after its first frame, and a leader's client that goes away: the
 /// cache's reader gives up after `leader_timeout` instead of waiting for nobody forever,
 /// and what it held is released.
@@ -234,7 +217,10 @@ async fn a_stalled_origin_keeps_no_reader_alive_for_nobody() {
         .unwrap();
     let cache = layer.handle();
     let svc = layer.layer(tower::service_fn(|_req: Request<Full<Bytes>>| async {
-        let mut response = Response::new(Stalls { sent: false });
+        let mut response = Response::new(Chunks {
+            left: 1000,
+            then_stall: true,
+        });
         response
             .headers_mut()
             .insert("cache-control", "public, max-age=60".parse().unwrap());
@@ -277,4 +263,26 @@ async fn unread_bytes_count_until_read() {
     assert_eq!(cache.in_flight_bytes(), MIB, "the unread answer counts");
     assert_eq!(read_all(held.into_body()).await, MIB);
     assert_eq!(cache.in_flight_bytes(), 0);
+}
+
+/// A bound under `max_body_bytes` would keep every large answer out of the store: refused.
+#[test]
+fn the_in_flight_bound_holds_at_least_one_body() {
+    let built = CacheLayer::builder()
+        .max_body_bytes(MIB)
+        .max_in_flight_bytes(MIB - 1)
+        .build();
+    assert!(
+        built
+            .unwrap_err()
+            .to_string()
+            .contains("must be at least max_body_bytes")
+    );
+    assert!(
+        CacheLayer::builder()
+            .max_body_bytes(MIB)
+            .max_in_flight_bytes(MIB)
+            .build()
+            .is_ok()
+    );
 }

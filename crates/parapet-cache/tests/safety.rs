@@ -217,8 +217,8 @@ async fn a_huge_vary_is_not_stored() {
     assert!(got.cache_status().ends_with("detail=vary-too-large"));
 }
 
-#[tokio::test]
-async fn the_memory_bound_holds_however_many_keys() {
+/// A 64 KiB memory store in front of an origin answering 1,000 bytes, fresh 10 minutes.
+async fn small_store() -> (Arc<MemoryStore>, common::Svc) {
     let store = Arc::new(MemoryStore::new(64 << 10));
     let origin = Origin::new();
     origin.answer(
@@ -231,6 +231,12 @@ async fn the_memory_bound_holds_however_many_keys() {
         move |b| b.store(store)
     })
     .await;
+    (store, svc)
+}
+
+#[tokio::test]
+async fn the_memory_bound_holds_however_many_keys() {
+    let (store, svc) = small_store().await;
     for i in 0..1000 {
         fetch(&svc, &format!("http://a.example/{i}")).await;
         assert!(
@@ -252,18 +258,7 @@ async fn the_memory_bound_holds_however_many_keys() {
 /// lifetime for all is the oldest stored, the one in use.)
 #[tokio::test]
 async fn eviction_keeps_what_is_used() {
-    let store = Arc::new(MemoryStore::new(64 << 10));
-    let origin = Origin::new();
-    origin.answer(
-        200,
-        &[("cache-control", "public, max-age=600")],
-        &"x".repeat(1000),
-    );
-    let (svc, _, _) = cache(Backend::Memory, &origin, {
-        let store = Arc::clone(&store);
-        move |b| b.store(store)
-    })
-    .await;
+    let (store, svc) = small_store().await;
     for i in 0..300 {
         // The page in use, asked for between every few one-off URLs.
         if i % 10 == 0 {
@@ -300,12 +295,6 @@ impl Body for Endless {
     }
 }
 
-fn rss_bytes() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4096
-}
-
 #[tokio::test]
 async fn a_gigabyte_streams_through_in_a_few_mebibytes() {
     for cache_control in ["private", "public, max-age=60"] {
@@ -322,7 +311,7 @@ async fn a_gigabyte_streams_through_in_a_few_mebibytes() {
                 Ok::<_, Infallible>(response)
             },
         ));
-        let before = rss_bytes();
+        let before = common::rss_bytes();
         let response = svc
             .oneshot(
                 get("http://a.example/big")
@@ -337,7 +326,7 @@ async fn a_gigabyte_streams_through_in_a_few_mebibytes() {
             total += frame.unwrap().into_data().map(|d| d.len()).unwrap_or(0);
         }
         assert_eq!(total, 1 << 30);
-        let grown = rss_bytes().saturating_sub(before);
+        let grown = common::rss_bytes().saturating_sub(before);
         assert!(grown < 8 << 20, "{cache_control}: RSS grew {grown} bytes");
     }
 }

@@ -3,6 +3,11 @@
 -- The purge's time is Redis's (one clock for every instance; each converts it to its own).
 -- KEYS[1]: the hash of purge records.
 -- ARGV: field, how ('h' or 's'), the records' lifetime (ms), the channel, the most records.
+-- Writes after TIME replicate by their effects (the default from Redis 5; asked for on
+-- older ones, where the call exists).
+if redis.replicate_commands then
+  redis.replicate_commands()
+end
 local now = redis.call('TIME')
 local value = now[1] .. string.format('%06d', tonumber(now[2])) .. ':' .. ARGV[2]
 -- At most ARGV[5] records: past it they collapse into the empty prefix (every path),

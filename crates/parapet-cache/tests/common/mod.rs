@@ -236,3 +236,10 @@ pub async fn send(service: &Svc, request: http::request::Builder) -> Got {
 pub async fn fetch(service: &Svc, uri: &str) -> Got {
     send(service, get(uri)).await
 }
+
+/// Resident bytes of this process, from `/proc/self/statm` (Linux).
+pub fn rss_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
