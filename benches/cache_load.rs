@@ -2,7 +2,9 @@
 //! `Cache-Control: public, max-age=600`, served in this process and loaded over loopback by
 //! keep-alive HTTP/1.1 connections — bare (the baseline), and behind parapet's cache (memory
 //! and Redis), tower-http-cache and http-cache-tower-server (moka). Every cached variant is
-//! a hit on every request after the warm-up.
+//! a hit on every request after the warm-up. The Redis floor is the same route answering
+//! the same 1 KiB read from Redis with one `GET` per request, on the same kind of
+//! connection: what a Redis hit cannot beat.
 //!
 //! Each variant runs between two runs of the baseline and is quoted as a ratio to their
 //! mean; rounds repeat the sequence and the median ratio is reported. For the Redis variant,
@@ -35,7 +37,7 @@ use parapet_testkit::RedisServer;
 use sync_wrapper::SyncWrapper;
 use tower::ServiceBuilder;
 use tower_parapet::cache::{CacheLayer, MemoryStore, RedisStore, TieredStore};
-use tower_parapet::core::RedisHandle;
+use tower_parapet::core::{Command, RedisHandle};
 
 use harness::{Paired, Settings, load, median, only, publish, runtime, serve};
 
@@ -134,11 +136,39 @@ fn http_cache_tower_server(calls: Arc<AtomicU64>) -> Router {
 /// Builds one variant's app around the call counter (and a Redis store, for those on Redis).
 type MakeApp = fn(Arc<AtomicU64>, Option<RedisStore>) -> Router;
 
+/// The floor: the route answers the 1 KiB body it reads from Redis, one `GET` per request.
+async fn one_get(redis: RedisHandle) -> Router {
+    let mut set = Command::new("SET");
+    set.arg("floor:body").arg(vec![b'x'; 1024]);
+    let _: () = redis.query(&set).await.unwrap();
+    Router::new().route(
+        PATH,
+        get(move || {
+            let redis = redis.clone();
+            async move {
+                let mut get = Command::new("GET");
+                get.arg("floor:body");
+                let body: Vec<u8> = redis.query(&get).await.unwrap();
+                (
+                    [
+                        ("cache-control", "public, max-age=600"),
+                        ("content-type", "application/json"),
+                    ],
+                    Bytes::from(body),
+                )
+            }
+        }),
+    )
+}
+
 struct Variant {
     name: &'static str,
     addr: std::net::SocketAddr,
     calls: Arc<AtomicU64>,
-    redis: bool,
+    /// The Redis command counted per request, if any.
+    counted: Option<&'static str>,
+    /// Its handler runs on every request (the floor), not a cache hit.
+    floor: bool,
 }
 
 fn main() {
@@ -157,7 +187,7 @@ fn main() {
             .build()
             .await
             .unwrap();
-        let store = RedisStore::new(redis)
+        let store = RedisStore::new(redis.clone())
             .unwrap()
             .timeout(Duration::from_secs(1))
             .unwrap();
@@ -196,9 +226,17 @@ fn main() {
                 name,
                 addr: serve(app).await,
                 calls,
-                redis,
+                counted: redis.then_some("hmget"),
+                floor: false,
             });
         }
+        v.push(Variant {
+            name: "floor: the handler reads the 1 KiB from Redis (one GET)",
+            addr: serve(one_get(redis.clone()).await).await,
+            calls: Arc::new(AtomicU64::new(0)),
+            counted: Some("get"),
+            floor: true,
+        });
         v
     });
     // LOAD_ONLY=substring (or a|b) keeps the baseline and the variants whose name contains it.
@@ -222,7 +260,7 @@ fn main() {
         || per_sec(client_rt.block_on(load(PATH, baseline, conns, run))),
         |i| {
             let variant = &variants[i];
-            let hmget = redis_server.command_calls("hmget");
+            let before = variant.counted.map(|c| redis_server.command_calls(c));
             let (ok, limited, other) = client_rt.block_on(load(PATH, variant.addr, conns, run));
             assert_eq!(
                 (limited, other),
@@ -230,8 +268,8 @@ fn main() {
                 "{}: statuses other than 200",
                 variant.name
             );
-            if variant.redis {
-                let calls = redis_server.command_calls("hmget") - hmget;
+            if let (Some(counted), Some(before)) = (variant.counted, before) {
+                let calls = redis_server.command_calls(counted) - before;
                 commands
                     .entry(i)
                     .or_default()
@@ -240,7 +278,7 @@ fn main() {
             ok as f64 / run.as_secs_f64()
         },
     );
-    for (variant, warm) in variants.iter().zip(warm).skip(1) {
+    for (variant, warm) in variants.iter().zip(warm).skip(1).filter(|(v, _)| !v.floor) {
         assert_eq!(
             variant.calls.load(Ordering::Relaxed),
             warm,
