@@ -2,8 +2,8 @@
 
 use std::borrow::Cow;
 
-use http::HeaderMap;
 use http::header::COOKIE;
+use http::{HeaderMap, HeaderValue};
 
 /// Every `Cookie` line of `headers` as text, for a cookie parser. A line with a byte that
 /// is not ASCII is read with each such byte replaced by U+FFFD rather than skipped: one odd
@@ -26,23 +26,26 @@ use http::header::COOKIE;
 /// assert!(!line.trim().starts_with("session"));
 /// ```
 pub fn cookie_lines(headers: &HeaderMap) -> impl Iterator<Item = Cow<'_, str>> {
-    headers.get_all(COOKIE).iter().map(|line| {
-        if line.as_bytes().is_ascii() {
-            // Visible ASCII and tabs: the field's own check lets nothing else through.
-            Cow::Borrowed(line.to_str().unwrap_or_default())
-        } else {
-            Cow::Owned(
-                line.as_bytes()
-                    .iter()
-                    .map(|&b| {
-                        if b.is_ascii() {
-                            char::from(b)
-                        } else {
-                            '\u{fffd}'
-                        }
-                    })
-                    .collect(),
-            )
-        }
-    })
+    headers.get_all(COOKIE).iter().map(cookie_line)
+}
+
+/// One `Cookie` line as text, read as [`cookie_lines`] reads each.
+pub fn cookie_line(line: &HeaderValue) -> Cow<'_, str> {
+    if line.as_bytes().is_ascii() {
+        // Visible ASCII and tabs: the field's own check lets nothing else through.
+        Cow::Borrowed(line.to_str().unwrap_or_default())
+    } else {
+        Cow::Owned(
+            line.as_bytes()
+                .iter()
+                .map(|&b| {
+                    if b.is_ascii() {
+                        char::from(b)
+                    } else {
+                        '\u{fffd}'
+                    }
+                })
+                .collect(),
+        )
+    }
 }

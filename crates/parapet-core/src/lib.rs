@@ -91,7 +91,7 @@ pub use address::{ClientIp, ClientIpError, ForwardedHeader, PeerIp};
 pub use body::ResponseBody;
 pub use breaker::{Breaker, Permit};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use cookie_lines::cookie_lines;
+pub use cookie_lines::{cookie_line, cookie_lines};
 pub use error::{ConfigError, SharedCall, SharedFailure, StoreError};
 pub use failure_log::FailureLog;
 pub use fanout::FanOut;

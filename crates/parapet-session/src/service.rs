@@ -7,6 +7,7 @@ use http::{Request, Response};
 use parapet_core::{Personal, RequestHead};
 use tower_service::Service;
 
+use crate::session::RequestCookie;
 use crate::shared::Shared;
 use crate::{ResponseFuture, Session};
 
@@ -36,7 +37,14 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let shared = &self.shared;
-        let id = shared.cookie_id(request.headers());
+        // The cookie is read when a handler asks for the session, not before: an untouched
+        // request only keeps its (one, usually) `Cookie` line.
+        let mut lines = request.headers().get_all(http::header::COOKIE).iter();
+        let id = match (lines.next(), lines.next()) {
+            (None, _) => RequestCookie::Absent,
+            (Some(line), None) => RequestCookie::Line(line.clone()),
+            _ => RequestCookie::Parsed(shared.cookie_id(request.headers())),
+        };
         let ip = shared.client(&RequestHead::of(&request));
         let user_agent = Shared::user_agent(request.headers());
         let personal = Personal::of(request.extensions_mut());

@@ -54,11 +54,21 @@ pub struct Session {
     inner: Arc<Inner>,
 }
 
+/// The session cookie a request came with, read only when a handler asks.
+pub(crate) enum RequestCookie {
+    Absent,
+    /// One `Cookie` line, not parsed yet.
+    Line(HeaderValue),
+    /// Several lines (rare): parsed at once.
+    Parsed(Option<SessionId>),
+}
+
 struct Inner {
     shared: Arc<Shared>,
     used: AtomicBool,
-    /// The request came with a well-formed session id.
-    has_id: bool,
+    cookie: RequestCookie,
+    /// The well-formed session id the request came with, once read.
+    request_id: std::sync::OnceLock<Option<SessionId>>,
     /// The request's mark, set with `used`: what the handler answers depends on the session,
     /// so no cache, on either side of this layer, may store it.
     personal: Personal,
@@ -68,6 +78,8 @@ struct Inner {
 }
 
 struct State {
+    /// `id` was set from the request's cookie (on the first use).
+    started: bool,
     /// The id the client holds, or was given during this request.
     id: Option<SessionId>,
     /// Where the session's record is: the id's key, or where a rotation moved it.
@@ -115,7 +127,7 @@ pub(crate) struct Flushed {
 impl Session {
     pub(crate) fn new(
         shared: Arc<Shared>,
-        id: Option<SessionId>,
+        cookie: RequestCookie,
         ip: Option<IpAddr>,
         user_agent: Option<HeaderValue>,
         personal: Personal,
@@ -124,12 +136,14 @@ impl Session {
             inner: Arc::new(Inner {
                 shared,
                 used: AtomicBool::new(false),
-                has_id: id.is_some(),
+                cookie,
+                request_id: std::sync::OnceLock::new(),
                 personal,
                 ip,
                 user_agent,
                 state: Mutex::new(State {
-                    id,
+                    started: false,
+                    id: None,
                     key: None,
                     record: Record::Unknown,
                     changes: BTreeMap::new(),
@@ -390,7 +404,30 @@ impl Session {
     /// The request came with a well-formed session id (it may still be unknown to the
     /// store). Without one there is nothing to read.
     pub(crate) fn has_id(&self) -> bool {
-        self.inner.has_id
+        self.request_id().is_some()
+    }
+
+    /// The well-formed session id of the request's cookie, read on the first call.
+    fn request_id(&self) -> Option<&SessionId> {
+        let inner = &self.inner;
+        inner
+            .request_id
+            .get_or_init(|| match &inner.cookie {
+                RequestCookie::Absent => None,
+                RequestCookie::Line(line) => inner.shared.cookie_id_in(std::iter::once(line)),
+                RequestCookie::Parsed(id) => id.clone(),
+            })
+            .as_ref()
+    }
+
+    /// The state, its id set from the request's cookie on the first use.
+    async fn state(&self) -> MutexGuard<'_, State> {
+        let mut state = self.inner.state.lock().await;
+        if !state.started {
+            state.started = true;
+            state.id = self.request_id().cloned();
+        }
+        state
     }
 
     pub(crate) fn was_used(&self) -> bool {
@@ -406,7 +443,7 @@ impl Session {
     /// rotating the id first when periodic rotation is due, and says what the response
     /// needs: the cookie to set or remove, and the error to answer with instead.
     pub(crate) async fn flush(&self, write: bool) -> Flushed {
-        let mut state = self.inner.state.lock().await;
+        let mut state = self.state().await;
         let shared = &*self.inner.shared;
         if !write {
             state.changes.clear();
@@ -593,7 +630,7 @@ impl Session {
     async fn lock(&self) -> MutexGuard<'_, State> {
         self.inner.used.store(true, Ordering::Relaxed);
         self.inner.personal.mark(PersonalInput::Session);
-        self.inner.state.lock().await
+        self.state().await
     }
 
     /// The state, with the session read from the store if it was not yet.

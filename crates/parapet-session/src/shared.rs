@@ -52,8 +52,17 @@ impl Shared {
     /// well-formed id. Unparsable pairs and malformed values are skipped; a byte that is not
     /// ASCII is read as U+FFFD (`parapet_core::cookie_lines`), so it hides no other pair.
     pub(crate) fn cookie_id(&self, headers: &HeaderMap) -> Option<SessionId> {
+        self.cookie_id_in(headers.get_all(http::header::COOKIE).iter())
+    }
+
+    /// The session id among these `Cookie` lines.
+    pub(crate) fn cookie_id_in<'a>(
+        &self,
+        lines: impl Iterator<Item = &'a HeaderValue>,
+    ) -> Option<SessionId> {
         // A byte that is not ASCII in another cookie does not hide the session.
-        parapet_core::cookie_lines(headers)
+        lines
+            .map(parapet_core::cookie_line)
             .flat_map(Cookie::split_parse)
             .filter_map(Result::ok)
             .filter(|c| c.name() == self.cookie.name)
