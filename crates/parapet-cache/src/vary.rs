@@ -75,23 +75,23 @@ pub(crate) fn value(request: &HeaderMap, name: &HeaderName) -> Box<[u8]> {
     out.into()
 }
 
-/// `Accept-Language` in canonical form: language ranges lowercased (RFC 4647 §2: they are
-/// case-insensitive), weights read case-insensitively and written back shortest (`q=1`
-/// dropped), ranges ordered by weight, heaviest first, keeping the order of equal weights
-/// (which many servers read as a preference: `en, de` and `de, en` stay two variants).
-/// `None` when a weight cannot be read (the value is then kept as sent).
-fn accept_language(request: &HeaderMap) -> Option<String> {
-    let mut ranges: Vec<(String, u16)> = Vec::new();
-    for line in request.get_all(ACCEPT_LANGUAGE) {
+/// The members of every line of a weighted list field (RFC 9110 §12.4.2), lowercased, each
+/// with its weight in thousandths (1000 without one), in order; empty members skipped.
+/// `None` when a line cannot be read or a member has another parameter than a weight in
+/// 0..=1 (the value is then keyed as sent).
+fn weighted(request: &HeaderMap, name: &HeaderName) -> Option<Vec<(String, u16)>> {
+    let mut members = Vec::new();
+    for line in request.get_all(name) {
         for member in line.to_str().ok()?.split(',') {
             let mut params = member.split(';');
-            let range = params.next().unwrap_or("").trim().to_ascii_lowercase();
-            if range.is_empty() {
+            let token = params.next().unwrap_or("").trim().to_ascii_lowercase();
+            if token.is_empty() {
                 continue;
             }
             let mut weight = 1000;
             for param in params {
                 let (name, value) = param.split_once('=')?;
+                // RFC 9110 §12.4.2: the weight's `q` is case-insensitive.
                 if !name.trim().eq_ignore_ascii_case("q") {
                     return None;
                 }
@@ -101,9 +101,19 @@ fn accept_language(request: &HeaderMap) -> Option<String> {
                 }
                 weight = (q * 1000.0).round() as u16;
             }
-            ranges.push((range, weight));
+            members.push((token, weight));
         }
     }
+    Some(members)
+}
+
+/// `Accept-Language` in canonical form: language ranges lowercased (RFC 4647 §2: they are
+/// case-insensitive), weights read case-insensitively and written back shortest (`q=1`
+/// dropped), ranges ordered by weight, heaviest first, keeping the order of equal weights
+/// (which many servers read as a preference: `en, de` and `de, en` stay two variants).
+/// `None` when a weight cannot be read (the value is then kept as sent).
+fn accept_language(request: &HeaderMap) -> Option<String> {
+    let mut ranges = weighted(request, &ACCEPT_LANGUAGE)?;
     // Stable: equal weights keep their order.
     ranges.sort_by_key(|r| std::cmp::Reverse(r.1));
     let mut out = String::new();
@@ -162,36 +172,18 @@ fn accept_encoding(request: &HeaderMap) -> Option<&'static str> {
     // rest: an explicit `gzip;q=0` stands whatever `*` says (RFC 9110 §12.5.3).
     let mut named: [Option<bool>; 4] = [None; 4];
     let mut star: Option<bool> = None;
-    for line in request.get_all(ACCEPT_ENCODING) {
-        let Ok(line) = line.to_str() else {
-            return None;
-        };
-        for member in line.split(',') {
-            let mut params = member.split(';');
-            let coding = params.next().unwrap_or("").trim().to_ascii_lowercase();
-            // RFC 9110 §12.4.2: the weight's `q` is case-insensitive. A weight the cache
-            // cannot read keeps the value as sent.
-            let mut refused = false;
-            for param in params {
-                let (name, value) = param.split_once('=')?;
-                if name.trim().eq_ignore_ascii_case("q") {
-                    match value.trim().parse::<f32>() {
-                        Ok(q) if (0.0..=1.0).contains(&q) => refused |= q <= 0.0,
-                        _ => return None,
-                    }
-                }
-            }
-            let coding = if coding == "x-gzip" { "gzip" } else { &coding };
-            match coding {
-                "*" => star = Some(star.unwrap_or(true) && !refused),
-                "identity" | "" => {}
-                other => match KNOWN.iter().position(|k| *k == other) {
-                    // Named twice: refused if either says so.
-                    Some(i) => named[i] = Some(named[i].unwrap_or(true) && !refused),
-                    None if refused => {}
-                    None => return None,
-                },
-            }
+    for (coding, weight) in weighted(request, &ACCEPT_ENCODING)? {
+        let refused = weight == 0;
+        let coding = if coding == "x-gzip" { "gzip" } else { &coding };
+        match coding {
+            "*" => star = Some(star.unwrap_or(true) && !refused),
+            "identity" => {}
+            other => match KNOWN.iter().position(|k| *k == other) {
+                // Named twice: refused if either says so.
+                Some(i) => named[i] = Some(named[i].unwrap_or(true) && !refused),
+                None if refused => {}
+                None => return None,
+            },
         }
     }
     let accepted = named.map(|n| n.unwrap_or(star.unwrap_or(false)));
