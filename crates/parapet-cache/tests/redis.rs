@@ -103,13 +103,7 @@ async fn instances_share_responses_and_invalidations() {
     origin.answer(200, &[("cache-control", "public, max-age=60")], "shared");
     let (a, _, _) = cache(Backend::Redis, &origin, |b| b).await;
     let prefix = KeyPrefix::new("shared").unwrap();
-    let store = || async {
-        let handle = RedisHandle::builder(RedisServer::shared().url().as_str())
-            .build()
-            .await
-            .unwrap();
-        RedisStore::new(handle).unwrap().prefix(prefix.clone())
-    };
+    let store = || shared_store(&prefix);
     let (one, _, _) = common::cache_with_store(&origin, store().await).await;
     let (two, _, _) = common::cache_with_store(&origin, store().await).await;
     drop(a);
@@ -223,6 +217,23 @@ async fn redis_down_slow_or_restarted_never_reaches_the_client() {
 }
 
 /// Polls `cond` every 20 ms for up to `limit`.
+/// A store on the shared Redis under `prefix`, on a connection of its own.
+async fn shared_store(prefix: &KeyPrefix) -> RedisStore {
+    let handle = RedisHandle::builder(RedisServer::shared().url().as_str())
+        .build()
+        .await
+        .unwrap();
+    RedisStore::new(handle).unwrap().prefix(prefix.clone())
+}
+
+/// Whether `uri` stops being a hit on `svc` within a second (a purge heard).
+async fn purged(svc: &common::Svc, uri: &str) -> bool {
+    eventually(Duration::from_secs(1), async || {
+        !fetch(svc, uri).await.is_hit()
+    })
+    .await
+}
+
 async fn eventually(limit: Duration, mut cond: impl AsyncFnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
@@ -343,13 +354,7 @@ async fn purges_reach_every_instance_and_late_joiners() {
         "x",
     );
     let prefix = KeyPrefix::new("purges").unwrap();
-    let store = || async {
-        let handle = RedisHandle::builder(RedisServer::shared().url().as_str())
-            .build()
-            .await
-            .unwrap();
-        RedisStore::new(handle).unwrap().prefix(prefix.clone())
-    };
+    let store = || shared_store(&prefix);
     let (a, layer_a) = common::cache_over(
         &origin,
         CacheLayer::builder().store(store().await).build().unwrap(),
@@ -365,13 +370,7 @@ async fn purges_reach_every_instance_and_late_joiners() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     layer_a.handle().purge_prefix("/products").await.unwrap();
     assert!(
-        eventually(Duration::from_secs(1), async || !fetch(
-            &b,
-            "http://a.example/products/1"
-        )
-        .await
-        .is_hit())
-        .await,
+        purged(&b, "http://a.example/products/1").await,
         "B heard the purge"
     );
     assert!(fetch(&b, "http://a.example/other").await.is_hit());
@@ -404,13 +403,7 @@ async fn a_purge_is_dated_by_redis_not_by_the_purging_clock() {
     let origin = Origin::new();
     origin.answer(200, &[("cache-control", "public, max-age=600")], "x");
     let prefix = KeyPrefix::new("skew").unwrap();
-    let store = || async {
-        let handle = RedisHandle::builder(RedisServer::shared().url().as_str())
-            .build()
-            .await
-            .unwrap();
-        RedisStore::new(handle).unwrap().prefix(prefix.clone())
-    };
+    let store = || shared_store(&prefix);
     let ahead = parapet_core::ManualClock::new();
     let (_, layer_a) = common::cache_over(
         &origin,
@@ -430,13 +423,7 @@ async fn a_purge_is_dated_by_redis_not_by_the_purging_clock() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     layer_a.handle().purge_prefix("/p").await.unwrap();
     assert!(
-        eventually(Duration::from_secs(1), async || !fetch(
-            &b,
-            "http://a.example/p/1"
-        )
-        .await
-        .is_hit())
-        .await,
+        purged(&b, "http://a.example/p/1").await,
         "B heard the purge"
     );
     // Stored again after the purge: kept.
@@ -589,13 +576,7 @@ async fn every_layer_on_one_store_hears_purges() {
     purger.handle().purge_prefix("/").await.unwrap();
     for (svc, path) in [(&one, "/a"), (&two, "/b")] {
         assert!(
-            eventually(Duration::from_secs(1), async || !fetch(
-                svc,
-                &format!("http://a.example{path}")
-            )
-            .await
-            .is_hit())
-            .await,
+            purged(svc, &format!("http://a.example{path}")).await,
             "{path}"
         );
     }
