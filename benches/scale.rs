@@ -137,14 +137,6 @@ where
     (all.len() as f64 / secs, pct(0.50), pct(0.99))
 }
 
-async fn redis(server: &RedisServer) -> RedisHandle {
-    RedisHandle::builder(server.url().as_str())
-        .timeout(Duration::from_secs(2))
-        .build()
-        .await
-        .unwrap()
-}
-
 /// Memory in use now: the process's RSS, or Redis's `used_memory`.
 type Probe<'a> = dyn Fn() -> i64 + 'a;
 
@@ -181,12 +173,13 @@ async fn ratelimit(
 
 /// Cache: a hit per entry (1 KiB bodies).
 async fn cache(
-    layer: CacheLayer,
+    store: impl tower_parapet::cache::CacheStore,
     n: usize,
     ops: usize,
     memory: &Probe<'_>,
 ) -> (f64, f64, f64, i64) {
     static BODY: [u8; 1024] = [b'c'; 1024];
+    let layer = CacheLayer::builder().store(store).build().unwrap();
     let origin = tower::service_fn(|_req: Request<Full<Bytes>>| async {
         let mut response = Response::new(Full::new(Bytes::from_static(&BODY)));
         response
@@ -220,11 +213,15 @@ async fn cache(
 /// Sessions: each made by a request that stores one field (a 200-byte string), then read
 /// by requests carrying its cookie.
 async fn sessions(
-    layer: SessionLayer,
+    store: impl tower_parapet::session::SessionStore,
     n: usize,
     ops: usize,
     memory: &Probe<'_>,
 ) -> (f64, f64, f64, i64) {
+    let layer = SessionLayer::builder()
+        .store(Arc::new(store))
+        .build()
+        .unwrap();
     let app = Router::new()
         .route(
             "/fill",
@@ -375,27 +372,27 @@ async fn run(case: usize, n: usize, ops: usize) {
             .map_or_else(|| harness::rss() as i64, used_memory)
     };
     let memory: &Probe<'_> = &probe;
+    let redis = || async {
+        let server = server.as_ref().expect("a Redis case has a server");
+        RedisHandle::builder(server.url().as_str())
+            .timeout(Duration::from_secs(2))
+            .build()
+            .await
+            .unwrap()
+    };
     let before = memory();
     let (per_s, p50, p99, held) = match case {
         0 => {
-            ratelimit(
-                Arc::new(tower_parapet::ratelimit::MemoryStore::new(2 * n)),
-                n,
-                ops,
-                memory,
-            )
-            .await
+            let store = tower_parapet::ratelimit::MemoryStore::new(2 * n);
+            ratelimit(Arc::new(store), n, ops, memory).await
         }
         1 => {
-            let store =
-                tower_parapet::ratelimit::RedisStore::new(redis(server.as_ref().unwrap()).await)
-                    .unwrap();
+            let store = tower_parapet::ratelimit::RedisStore::new(redis().await).unwrap();
             ratelimit(Arc::new(store), n, ops, memory).await
         }
         2 => {
-            let store = tower_parapet::cache::MemoryStore::new(4 << 30);
             cache(
-                CacheLayer::builder().store(store).build().unwrap(),
+                tower_parapet::cache::MemoryStore::new(4 << 30),
                 n,
                 ops,
                 memory,
@@ -403,45 +400,18 @@ async fn run(case: usize, n: usize, ops: usize) {
             .await
         }
         3 => {
-            let store =
-                tower_parapet::cache::RedisStore::new(redis(server.as_ref().unwrap()).await)
-                    .unwrap();
-            cache(
-                CacheLayer::builder().store(store).build().unwrap(),
-                n,
-                ops,
-                memory,
-            )
-            .await
+            let store = tower_parapet::cache::RedisStore::new(redis().await).unwrap();
+            cache(store, n, ops, memory).await
         }
         4 => {
             let store = tower_parapet::session::MemoryStore::new().anonymous_capacity(2 * n);
-            sessions(
-                SessionLayer::builder()
-                    .store(Arc::new(store))
-                    .build()
-                    .unwrap(),
-                n,
-                ops,
-                memory,
-            )
-            .await
+            sessions(store, n, ops, memory).await
         }
         5 => {
-            let store =
-                tower_parapet::session::RedisStore::new(redis(server.as_ref().unwrap()).await)
-                    .unwrap()
-                    .anonymous_budget(2 * n);
-            sessions(
-                SessionLayer::builder()
-                    .store(Arc::new(store))
-                    .build()
-                    .unwrap(),
-                n,
-                ops,
-                memory,
-            )
-            .await
+            let store = tower_parapet::session::RedisStore::new(redis().await)
+                .unwrap()
+                .anonymous_budget(2 * n);
+            sessions(store, n, ops, memory).await
         }
         _ => revocations(n, ops, memory).await,
     };
