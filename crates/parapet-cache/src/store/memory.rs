@@ -85,9 +85,13 @@ impl Resource {
     }
 }
 
-/// One more use, saturating (a count past four billion says nothing more).
+/// One more use, up to about two billion (more says nothing more): one plain add on a hit,
+/// no compare-and-swap loop; concurrent hits past the cap overshoot it by a few, far from
+/// wrapping.
 fn count(uses: &AtomicU32) {
-    let _ = uses.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1));
+    if uses.load(Ordering::Relaxed) < 1 << 31 {
+        uses.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Halves a count (aging).
