@@ -6,7 +6,7 @@
 //! copy (reference-counted [`Bytes`]): no second copy while the copy is made, and the copy
 //! alone is counted in flight. Once the copy is stored, whatever the client has not taken
 //! yet is replaced by one slice of the stored body, and those bytes count in flight until
-//! the client takes them (or goes away): a client that does not read holds its share of
+//! the client sends them on (or goes away): a client that does not read holds its share of
 //! `max_in_flight_bytes`, so that many such clients cannot grow memory past the bounds
 //! (with the bound reached, new answers stream through uncached at their clients' pace;
 //! hits are unaffected). When the copy gives up (too big, the bound reached, trailers), the
@@ -26,6 +26,9 @@ use http_body_util::BodyExt;
 use crate::capture_body::{Capture, Refusal};
 use crate::shared::Shared;
 
+/// The largest frame handed over from a stored copy.
+const FRAME: usize = 64 << 10;
+
 /// What the pump hands the client.
 enum Piece<B> {
     Frame(Frame<Bytes>),
@@ -40,6 +43,9 @@ struct State<B> {
     pieces: VecDeque<Piece<B>>,
     /// Data bytes the client has taken.
     taken: usize,
+    /// Those of the last frame taken: still counted in flight, since the client (hyper's
+    /// write buffer) may hold them unsent until it asks for the next frame.
+    last_taken: usize,
     /// Data bytes handed over.
     given: usize,
     /// Nothing more will come.
@@ -97,7 +103,13 @@ impl<B> Handoff<B> {
             let rest = body.slice_ref(rest);
             state.given = state.taken + rest.len();
             state.held = Some(Held::count(shared, rest.len()));
-            state.pieces.push_back(Piece::Frame(Frame::data(rest)));
+            // In frames of at most 64 KiB: a client that takes one and does not send it on
+            // leaves the rest counted (one whole frame would leave the body uncounted in
+            // the client's write buffer).
+            for start in (0..rest.len()).step_by(FRAME) {
+                let end = (start + FRAME).min(rest.len());
+                state.pieces.push_back(Piece::Frame(Frame::data(rest.slice(start..end))));
+            }
         }
     }
 
@@ -137,7 +149,7 @@ impl Held {
         }
     }
 
-    /// `n` of them taken by the client: no longer counted.
+    /// `n` of them sent on by the client: no longer counted.
     fn taken(&mut self, n: usize) {
         let n = n.min(self.n);
         self.n -= n;
@@ -178,6 +190,7 @@ impl<B> Pumped<B> {
             state: Mutex::new(State {
                 pieces: VecDeque::new(),
                 taken: 0,
+                last_taken: 0,
                 given: 0,
                 done: false,
                 gone: false,
@@ -222,6 +235,11 @@ impl<B> Pumped<B> {
                 return rest.as_mut().poll_frame(cx);
             }
             let mut state = self.handoff.lock();
+            // Asking again means the frame taken last has gone on.
+            let sent = std::mem::take(&mut state.last_taken);
+            if let Some(held) = state.held.as_mut() {
+                held.taken(sent);
+            }
             let Some(piece) = state.pieces.pop_front() else {
                 if state.done {
                     return Poll::Ready(None);
@@ -234,9 +252,7 @@ impl<B> Pumped<B> {
                     if let Some(data) = frame.data_ref() {
                         let n = data.len();
                         state.taken += n;
-                        if let Some(held) = state.held.as_mut() {
-                            held.taken(n);
-                        }
+                        state.last_taken = n;
                         let mut hint = SizeHint::new();
                         hint.set_lower(self.hint.lower().saturating_sub(n as u64));
                         if let Some(upper) = self.hint.upper() {
