@@ -108,7 +108,9 @@ impl<B> Handoff<B> {
             // the client's write buffer).
             for start in (0..rest.len()).step_by(FRAME) {
                 let end = (start + FRAME).min(rest.len());
-                state.pieces.push_back(Piece::Frame(Frame::data(rest.slice(start..end))));
+                state
+                    .pieces
+                    .push_back(Piece::Frame(Frame::data(rest.slice(start..end))));
             }
         }
     }

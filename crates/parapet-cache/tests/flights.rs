@@ -265,7 +265,11 @@ async fn unread_bytes_count_until_read() {
     // frames are at most 64 KiB, so a client cannot take the whole answer in one.
     let mut body = std::pin::pin!(held.into_body());
     let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
-    assert!(first.len() <= 64 << 10, "{} bytes in one frame", first.len());
+    assert!(
+        first.len() <= 64 << 10,
+        "{} bytes in one frame",
+        first.len()
+    );
     assert_eq!(cache.in_flight_bytes(), MIB);
     assert_eq!(first.len() + read_all(body).await, MIB);
     assert_eq!(cache.in_flight_bytes(), 0);
