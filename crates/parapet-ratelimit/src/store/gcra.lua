@@ -28,11 +28,18 @@
 -- every argument is read once, and the string keys (allow, ban, GCRA and fixed-window
 -- states) go through a table of the batch: each is read at most once per call (a hot key's
 -- decisions in one batch make one MGET between them) and written once at the end, with the
--- expiry of its last state. Nothing else runs while the script does, so this decides
+-- expiry of its last state; a sliding window's sorted set is counted once per call and
+-- written once at its end. Nothing else runs while the script does, so this decides
 -- exactly as reading and writing each decision's keys in turn would.
 
 -- Each string key's value in this call: a number, or false when the key does not exist.
 local values = {}
+-- Each sliding window's sorted set read in this call: `stored`, its cells in the window
+-- when first read; `since`, the window's exclusive start (ZCOUNT's syntax); `span`;
+-- `added`, the cells this call admits (all stamped `now`), and `cells`, their
+-- score/member list, written when the call ends. A hot key's decisions in one batch make
+-- one ZCOUNT and one write between them, not four commands each.
+local windows = {}
 -- The keys charged in this call (a set), written when the call ends.
 local charged = {}
 
@@ -63,6 +70,19 @@ end
 local function charge(key, state)
   values[key] = state
   charged[key] = true
+end
+
+-- The sliding window `key` of `span` as this call sees it (read on first use).
+local function window(key, span)
+  local w = windows[key]
+  if w == nil then
+    -- (string.format: Lua's own number-to-string keeps only 14 digits)
+    local since = string.format('(%d', now - span)
+    w = {stored = redis.call('ZCOUNT', key, since, '+inf'), since = since, span = span,
+         added = 0, cells = {}}
+    windows[key] = w
+  end
+  return w
 end
 
 local function floordiv(a, b)
@@ -121,18 +141,18 @@ local function decide(k, n, a)
     local kind, span, burst = st[o + 1], st[o + 2], st[o + 3]
     local before, new, over
     if kind == 2 then
-      -- The cells in the window (now - window, now]; refused until the kth oldest leaves
-      -- (at most a window away, should the clock have stepped back). Read only: the cells
-      -- that left are dropped when the key is next charged.
-      -- (string.format: Lua's own number-to-string keeps only 14 digits)
-      local since = string.format('(%d', now - span)
-      local count = redis.call('ZCOUNT', KEYS[k + 2 + i], since, '+inf')
+      -- The cells in the window (now - window, now], those this call admitted included;
+      -- refused until the kth oldest leaves (at most a window away, should the clock have
+      -- stepped back; a cell this call admitted leaves a window from now). Read only: the
+      -- cells that left are dropped when the call that charges the key ends.
+      local w = window(KEYS[k + 2 + i], span)
+      local count = w.stored + w.added
       over = 0
       if count + cost > burst then
         local kth = count + cost - burst
         over = span
-        if kth <= count then
-          local oldest = redis.call('ZRANGEBYSCORE', KEYS[k + 2 + i], since, '+inf', 'WITHSCORES', 'LIMIT', kth - 1, 1)
+        if kth <= w.stored then
+          local oldest = redis.call('ZRANGEBYSCORE', KEYS[k + 2 + i], w.since, '+inf', 'WITHSCORES', 'LIMIT', kth - 1, 1)
           over = tonumber(oldest[2]) + span - now
           if over > span then over = span end
           if over < 1 then over = 1 end
@@ -170,7 +190,7 @@ local function decide(k, n, a)
 
   local allowed = retry <= 0
   local reply = {allowed and 0 or 1, retry}
-  -- The string keys this decision charges, applied once it cannot fail any more.
+  -- The keys this decision charges, applied once it cannot fail any more.
   local staged = {}
   for i = 1, n do
     local o = 8 * (i - 1)
@@ -183,22 +203,10 @@ local function decide(k, n, a)
     if kind == 2 then
       local reset = 0
       if is_charged and cost > 0 then
-        -- Drop the cells that left, add one member per cell: `now.index`, with indexes above
-        -- every cell still in the window (zero-padded, as rates stay below 10^5), so members
-        -- are unique; the key lives until the newest cell leaves.
-        redis.call('ZREMRANGEBYSCORE', key, '-inf', now - span)
-        -- (ZADD in chunks of 500 cells: unpack cannot spread more than ~8,000 values)
-        local j = 0
-        while j < cost do
-          local members = {}
-          for m = j, math.min(j + 500, cost) - 1 do
-            members[#members + 1] = now
-            members[#members + 1] = string.format('%d.%05d', now, st[o + 5] + m)
-          end
-          redis.call('ZADD', key, unpack(members))
-          j = j + 500
-        end
-        redis.call('PEXPIRE', key, floordiv(span + 999, 1000) + ttl_pad)
+        staged[#staged + 1] = i
+        reset = span
+      elseif windows[key].added > 0 then
+        -- The newest cell is one this call admitted.
         reset = span
       elseif st[o + 5] > 0 then
         local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
@@ -222,7 +230,25 @@ local function decide(k, n, a)
   end
   for j = 1, #staged do
     local i = staged[j]
-    charge(KEYS[k + 2 + i], st[8 * (i - 1) + 6])
+    local o = 8 * (i - 1)
+    if st[o + 1] == 2 then
+      -- One member per cell: `now.index`, with indexes above every cell still in the
+      -- window (zero-padded, as rates stay below 10^5), so members are unique.
+      local w = windows[KEYS[k + 2 + i]]
+      -- (the score as text made once: Redis formats a Lua number with %.17g, slowly)
+      local cells, stamp = w.cells, w.stamp
+      if stamp == nil then
+        stamp = string.format('%d', now)
+        w.stamp = stamp
+      end
+      for m = 0, cost - 1 do
+        cells[#cells + 1] = stamp
+        cells[#cells + 1] = string.format('%s.%05d', stamp, st[o + 5] + m)
+      end
+      w.added = w.added + cost
+    else
+      charge(KEYS[k + 2 + i], st[o + 6])
+    end
   end
   return reply
 end
@@ -292,5 +318,17 @@ for key in pairs(charged) do
   local state = values[key]
   -- A charged state lies after now (GCRA: by cost x interval; a window: its end).
   redis.call('SET', key, state, 'PX', floordiv(state - now + 999, 1000) + ttl_pad)
+end
+-- Each charged sliding window once: drop the cells that left, add this call's, and keep the
+-- key until its newest cell leaves.
+for key, w in pairs(windows) do
+  if w.added > 0 then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - w.span)
+    -- (ZADD in chunks of 500 cells: unpack cannot spread more than ~8,000 values)
+    for first = 1, #w.cells, 1000 do
+      redis.call('ZADD', key, unpack(w.cells, first, math.min(first + 999, #w.cells)))
+    end
+    redis.call('PEXPIRE', key, floordiv(w.span + 999, 1000) + ttl_pad)
+  end
 end
 return replies
