@@ -16,14 +16,21 @@ use tokio::net::TcpStream;
 
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nhost: test\r\n\r\n";
 
+/// The size of `/big`: more than loopback's socket buffers hold, so a client that reads
+/// nothing stalls the server's writes.
+const BIG: usize = 64 << 20;
+
 fn app() -> Router {
-    Router::new().route("/", get(|| async { "hello" })).route(
-        "/slow",
-        get(|| async {
-            tokio::time::sleep(Duration::from_millis(400)).await;
-            "done"
-        }),
-    )
+    Router::new()
+        .route("/", get(|| async { "hello" }))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                "done"
+            }),
+        )
+        .route("/big", get(|| async { vec![b'x'; BIG] }))
 }
 
 async fn start(limits: server::Limits) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
@@ -75,6 +82,7 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
 fn limits(header_read_ms: u64, max_connections: usize) -> server::Limits {
     server::Limits {
         header_read: Duration::from_millis(header_read_ms),
+        write_stall: Duration::from_secs(10),
         max_connections,
         max_connections_per_ip: max_connections,
     }
@@ -169,4 +177,52 @@ async fn one_client_cannot_hold_every_connection() {
     let mut again = TcpStream::connect(addr).await.unwrap();
     again.write_all(REQUEST).await.unwrap();
     assert!(read_head(&mut again).await.starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected() {
+    let (addr, _stop) = start(server::Limits {
+        write_stall: Duration::from_millis(300),
+        ..limits(10_000, 16)
+    })
+    .await;
+
+    // Asks for 64 MiB and reads nothing for longer than the stall timeout.
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    silent
+        .write_all(b"GET /big HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // What the socket buffers held, then the end: the server gave up on the response.
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match silent.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the connection stayed open");
+    assert!(got < BIG, "the whole response arrived: {got} bytes");
+
+    // A client that reads its response whole, at its own pace, gets it all.
+    let mut reader = TcpStream::connect(addr).await.unwrap();
+    reader
+        .write_all(b"GET /big HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut all = 0usize;
+    loop {
+        match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => all += n,
+        }
+        // Slow, but never silent for 300 ms.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(all > BIG, "a reading client lost its response: {all} bytes");
 }

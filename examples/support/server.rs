@@ -4,6 +4,11 @@
 //! - **Header-read timeout** (10 s): a client that sends its request head slowly, or keeps
 //!   an idle keep-alive connection open without sending the next one, is disconnected
 //!   (hyper starts the timer when a connection waits for a request head).
+//! - **Write stall timeout** (15 s): a client that stops reading its response (so that
+//!   the server's writes make no progress for that long) is disconnected, and what its
+//!   response held (a stored answer's share of the cache's in-flight bytes, say) is
+//!   freed. A slow reader that keeps reading is not: every write that makes progress
+//!   restarts the clock (as nginx's `send_timeout`).
 //! - **Connection limits** (1,024 in all, 128 per client address): past the first, new
 //!   connections wait in the listen backlog until one closes, so a flood of connections
 //!   cannot take all memory or file descriptors; past the second, a client's new
@@ -19,8 +24,11 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -30,13 +38,18 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Semaphore;
+use tokio::time::Sleep;
 
 /// The limits of [`serve`].
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// How long a request head may take, counted from when the connection waits for one.
     pub header_read: Duration,
+    /// How long a write may make no progress (the client reads nothing) before the
+    /// connection is closed.
+    pub write_stall: Duration,
     /// Connections served at once.
     pub max_connections: usize,
     /// Connections served at once from one client address.
@@ -47,6 +60,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             header_read: Duration::from_secs(10),
+            write_stall: Duration::from_secs(15),
             max_connections: 1_024,
             max_connections_per_ip: 128,
         }
@@ -112,8 +126,10 @@ where
                     .insert(ConnectInfo::<SocketAddr>(peer));
                 request
             });
-        let connection =
-            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let connection = builder.serve_connection(
+            TokioIo::new(WriteStall::new(stream, limits.write_stall)),
+            TowerToHyperService::new(service),
+        );
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
@@ -167,5 +183,88 @@ impl Drop for PerIp {
                 map.remove(&self.ip);
             }
         }
+    }
+}
+
+/// A connection whose writes fail with `TimedOut` once one has made no progress for
+/// `limit`: hyper then closes the connection and drops the response it was sending.
+struct WriteStall<T> {
+    inner: T,
+    limit: Duration,
+    /// Running while a write (or flush) is pending; cleared by any progress.
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl<T> WriteStall<T> {
+    fn new(inner: T, limit: Duration) -> Self {
+        Self {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// `poll` is the inner write's result: progress clears the clock, `Pending` starts or
+    /// checks it.
+    fn watch<R>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let limit = self.limit;
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client read nothing of its response for the write stall timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for WriteStall<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for WriteStall<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.watch(cx, poll)
     }
 }

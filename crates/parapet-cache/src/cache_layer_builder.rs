@@ -226,7 +226,10 @@ impl CacheLayerBuilder {
     /// The check comes before each read from the origin: one frame per response being read
     /// at that moment may pass it. At least `max_body_bytes` (checked by `build`). Read the current figure with
     /// [`CacheHandle::in_flight_bytes`](crate::CacheHandle::in_flight_bytes); each refusal
-    /// counts in `parapet_cache_in_flight_full_total`. Default: 32 MiB.
+    /// counts in `parapet_cache_in_flight_full_total`. A client that stops reading keeps
+    /// its share until its connection ends: give the server a write stall timeout (the
+    /// examples' server closes a connection whose writes make no progress for 15 s).
+    /// Default: 32 MiB.
     pub fn max_in_flight_bytes(mut self, bytes: usize) -> Self {
         self.max_in_flight_bytes = bytes;
         self
