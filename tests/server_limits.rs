@@ -16,9 +16,9 @@ use tokio::net::TcpStream;
 
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nhost: test\r\n\r\n";
 
-/// The size of `/big`: more than loopback's socket buffers hold, so a client that reads
-/// nothing stalls the server's writes.
-const BIG: usize = 64 << 20;
+/// The size of `/big`: more than the socket buffers between the server and a client with
+/// a small receive buffer hold, so a client that reads nothing stalls the server's writes.
+const BIG: usize = 16 << 20;
 
 fn app() -> Router {
     Router::new()
@@ -179,50 +179,65 @@ async fn one_client_cannot_hold_every_connection() {
     assert!(read_head(&mut again).await.starts_with("HTTP/1.1 200"));
 }
 
-#[tokio::test]
+/// A connection to `addr` with a small receive buffer (the kernel's smallest above 16 KiB).
+async fn small_window(addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 << 10).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// Reads until the server closes (or 10 s pass): the bytes read, and whether it closed.
+async fn read_to_close(stream: &mut TcpStream, pause: Duration) -> (usize, bool) {
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 64 << 10];
+    let closed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+            tokio::time::sleep(pause).await;
+        }
+    })
+    .await
+    .is_ok();
+    (got, closed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_disconnected() {
     let (addr, _stop) = start(server::Limits {
         write_stall: Duration::from_millis(300),
         ..limits(10_000, 16)
     })
     .await;
-
-    // Asks for 64 MiB and reads nothing for longer than the stall timeout.
-    let mut silent = TcpStream::connect(addr).await.unwrap();
+    // Asks for 16 MiB and reads nothing for ten times the stall timeout.
+    let mut silent = small_window(addr).await;
     silent
         .write_all(b"GET /big HTTP/1.1\r\nhost: test\r\n\r\n")
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     // What the socket buffers held, then the end: the server gave up on the response.
-    let mut got = 0usize;
-    let mut buf = vec![0u8; 1 << 20];
-    let ended = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match silent.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got += n,
-            }
-        }
+    let (got, closed) = read_to_close(&mut silent, Duration::ZERO).await;
+    assert!(closed, "the connection stayed open");
+    assert!(got < BIG, "the whole response arrived: {got} bytes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reads_slowly_gets_its_whole_response() {
+    let (addr, _stop) = start(server::Limits {
+        write_stall: Duration::from_secs(2),
+        ..limits(10_000, 16)
     })
     .await;
-    assert!(ended.is_ok(), "the connection stayed open");
-    assert!(got < BIG, "the whole response arrived: {got} bytes");
-
-    // A client that reads its response whole, at its own pace, gets it all.
-    let mut reader = TcpStream::connect(addr).await.unwrap();
+    // 64 KiB at a time, a pause after each: about 2 s for the 16 MiB, never silent for 2 s.
+    let mut reader = small_window(addr).await;
     reader
         .write_all(b"GET /big HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
         .await
         .unwrap();
-    let mut all = 0usize;
-    loop {
-        match reader.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => all += n,
-        }
-        // Slow, but never silent for 300 ms.
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let (all, closed) = read_to_close(&mut reader, Duration::from_millis(5)).await;
+    assert!(closed, "the response did not end");
     assert!(all > BIG, "a reading client lost its response: {all} bytes");
 }

@@ -4,11 +4,13 @@
 //! - **Header-read timeout** (10 s): a client that sends its request head slowly, or keeps
 //!   an idle keep-alive connection open without sending the next one, is disconnected
 //!   (hyper starts the timer when a connection waits for a request head).
-//! - **Write stall timeout** (15 s): a client that stops reading its response (so that
-//!   the server's writes make no progress for that long) is disconnected, and what its
-//!   response held (a stored answer's share of the cache's in-flight bytes, say) is
-//!   freed. A slow reader that keeps reading is not: every write that makes progress
-//!   restarts the clock (as nginx's `send_timeout`).
+//! - **Write stall timeout** (60 s, nginx's `send_timeout`): a client that stops reading
+//!   its response (so that the server's writes make no progress for that long) is
+//!   disconnected, and what its response held (a stored answer's share of the cache's
+//!   in-flight bytes, say) is freed. A slow reader that keeps reading is not: every write
+//!   that makes progress restarts the clock. (The kernel reports a socket writable again
+//!   only once part of its send buffer has drained, up to a few MiB: a client reading
+//!   slower than about a send buffer per timeout looks silent. Hence a whole minute.)
 //! - **Connection limits** (1,024 in all, 128 per client address): past the first, new
 //!   connections wait in the listen backlog until one closes, so a flood of connections
 //!   cannot take all memory or file descriptors; past the second, a client's new
@@ -40,7 +42,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Semaphore;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 /// The limits of [`serve`].
 #[derive(Debug, Clone, Copy)]
@@ -60,7 +62,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             header_read: Duration::from_secs(10),
-            write_stall: Duration::from_secs(15),
+            write_stall: Duration::from_secs(60),
             max_connections: 1_024,
             max_connections_per_ip: 128,
         }
@@ -191,8 +193,11 @@ impl Drop for PerIp {
 struct WriteStall<T> {
     inner: T,
     limit: Duration,
-    /// Running while a write (or flush) is pending; cleared by any progress.
-    stalled: Option<Pin<Box<Sleep>>>,
+    /// The clock of a pending write (or flush): one timer per connection, reset each time
+    /// a write starts waiting.
+    clock: Pin<Box<Sleep>>,
+    /// Whether `clock` runs: a write is pending and none has made progress since.
+    running: bool,
 }
 
 impl<T> WriteStall<T> {
@@ -200,22 +205,24 @@ impl<T> WriteStall<T> {
         Self {
             inner,
             limit,
-            stalled: None,
+            clock: Box::pin(tokio::time::sleep(limit)),
+            running: false,
         }
     }
 
-    /// `poll` is the inner write's result: progress clears the clock, `Pending` starts or
-    /// checks it.
+    /// `poll` is the inner write's result: progress stops the clock, `Pending` starts or
+    /// checks it. Once it has run out, every pending write fails until one makes progress
+    /// (hyper closes the connection at the first failure).
     fn watch<R>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
         if poll.is_ready() {
-            self.stalled = None;
+            self.running = false;
             return poll;
         }
-        let limit = self.limit;
-        let sleep = self
-            .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-        match sleep.as_mut().poll(cx) {
+        if !self.running {
+            self.clock.as_mut().reset(Instant::now() + self.limit);
+            self.running = true;
+        }
+        match self.clock.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "the client read nothing of its response for the write stall timeout",

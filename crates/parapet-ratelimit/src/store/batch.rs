@@ -104,15 +104,29 @@ impl Waiting {
     }
 }
 
-/// Decides `calls` in one script call, in order (all of one `now`).
+/// Decides `calls` in one script call, in order (all of one `now`). Calls of one form (the
+/// same keys and numbers: a hot key's) are sent once, and each decision names its form.
 pub(super) async fn send(
     redis: &RedisHandle,
     calls: &[&Call],
 ) -> Result<Vec<Vec<i64>>, StoreError> {
-    let keys = calls.iter().map(|c| c.keys.len()).sum();
-    let mut script = GCRA.call(keys);
+    // Each form's first call, and each call's form (from 0).
+    let mut forms: Vec<&Call> = Vec::new();
+    let mut form_of = Vec::with_capacity(calls.len());
     for call in calls {
-        for key in &call.keys {
+        let same = |f: &&Call| f.keys == call.keys && f.args == call.args;
+        form_of.push(match forms.iter().position(same) {
+            Some(f) => f,
+            None => {
+                forms.push(call);
+                forms.len() - 1
+            }
+        });
+    }
+    let keys = forms.iter().map(|c| c.keys.len()).sum();
+    let mut script = GCRA.call(keys);
+    for form in &forms {
+        for key in &form.keys {
             script.key(key.as_str());
         }
     }
@@ -121,18 +135,54 @@ pub(super) async fn send(
         Some(now) => script.arg(now),
         None => script.arg(""),
     };
-    for call in calls {
-        for &arg in &call.args {
+    script.arg(forms.len());
+    for form in &forms {
+        for &arg in &form.args {
             script.arg(arg);
         }
     }
-    let replies: Vec<Vec<i64>> = redis.eval(&script).await?;
-    if replies.len() == calls.len() {
-        Ok(replies)
-    } else {
-        Err(StoreError::UnexpectedReply(
+    if forms.len() < calls.len() {
+        for &f in &form_of {
+            script.arg(f + 1);
+        }
+    }
+    let mut replies: Vec<Vec<i64>> = redis.eval(&script).await?;
+    if replies.len() != calls.len() {
+        return Err(StoreError::UnexpectedReply(
             "rate-limit batch reply of the wrong length",
-        ))
+        ));
+    }
+    for (reply, call) in replies.iter_mut().zip(calls) {
+        if let [code] = reply[..] {
+            *reply = expand(code, &call.args)?;
+        }
+    }
+    Ok(replies)
+}
+
+/// The whole reply of a decision of one enforced GCRA policy that `gcra.lua` answered in
+/// short (`4 × (tat after the decision − now) + status`), from the decision's numbers `args`
+/// (`[1, cost, 0, interval, burst]`): the same integers `decide_one_gcra` would send.
+fn expand(code: i64, args: &[i64]) -> Result<Vec<i64>, StoreError> {
+    let bad = || StoreError::UnexpectedReply("rate-limit short reply of the wrong shape");
+    let &[1, cost, 0, interval, burst] = args else {
+        return Err(bad());
+    };
+    if code < 0 || interval <= 0 {
+        return Err(bad());
+    }
+    let (tat, status) = (code >> 2, code & 3);
+    let limit = interval.checked_mul(burst).ok_or_else(bad)?;
+    // Admission keeps tat - now within [0, limit], so both divisions are of numbers >= 0,
+    // where Lua's floor division and Rust's agree.
+    let remaining = (limit - tat).div_euclid(interval);
+    match status {
+        0 => Ok(vec![0, 0, remaining, tat, tat - limit]),
+        1 => {
+            let over = tat + cost * interval - limit;
+            Ok(vec![1, over, remaining, tat, over])
+        }
+        _ => Err(bad()),
     }
 }
 
@@ -280,5 +330,25 @@ async fn answer(redis: &RedisHandle, batch: Vec<Queued>) {
                 let _ = queued.reply.send(Err(error));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expand;
+
+    #[test]
+    fn a_short_reply_expands_to_the_scripts_long_one() {
+        // Interval 10 us, burst 5 (limit 50), cost 2.
+        let args = [1, 2, 0, 10, 5];
+        // Allowed, tat 20 us ahead of now: 3 cells left, reset in 20, 30 under the limit.
+        assert_eq!(expand(4 * 20, &args).unwrap(), vec![0, 0, 3, 20, -30]);
+        // Limited, tat 45 us ahead: over by 45 + 2 x 10 - 50 = 15.
+        assert_eq!(expand(4 * 45 + 1, &args).unwrap(), vec![1, 15, 0, 45, 15]);
+        // Anything else is an unexpected reply, never a guess.
+        assert!(expand(-4, &args).is_err());
+        assert!(expand(4 * 20 + 2, &args).is_err());
+        assert!(expand(4 * 20, &[1, 2, 1, 10, 5]).is_err());
+        assert!(expand(4 * 20, &[1, 2, 0, 0, 5]).is_err());
     }
 }

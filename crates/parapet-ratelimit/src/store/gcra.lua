@@ -2,21 +2,28 @@
 -- nothing, in one call. Decisions run in order, at one `now`. Mirrors src/limits/gcra.rs
 -- line for line; property tests check that both decide alike.
 --
--- KEYS, per decision: the subject's allow entry, its ban entry (each holds its end, us),
+-- A decision's form is its keys and numbers; decisions of one form (a hot key's, asked
+-- for together) are sent once, and each decision names its form.
+-- KEYS, per form: the subject's allow entry, its ban entry (each holds its end, us),
 --           then one key per policy (all keys of a decision share the subject's {hash tag};
 --           on Cluster every decision of a batch has the same tag)
 -- ARGV[1]  the number of decisions      ARGV[2]  '' (use Redis TIME) or a test clock's now
--- ARGV[3..], per decision: the number of policies n, the cost (0 = read only), then per
+-- ARGV[3]  the number of forms F
+-- ARGV[4..], per form: the number of policies n, the cost (0 = read only), then per
 --           policy three numbers:
 --           the algorithm: 0 GCRA (key: the tat), 1 fixed window (key: `window end +
 --           count`), 2 sliding window (key: a sorted set of the admitted cells' stamps);
 --           the span: GCRA's interval, or the window's length (us);
 --           the burst (the cells a window admits): negative for a shadow policy, decided
 --           and reported, never refusing, charged only when the request fits in it
+--           then, when F is below the number of decisions, each decision's form (from 1)
 --
 -- Reply: one array per decision: {status, retry_after_us, then per policy: remaining,
 -- reset_after_us, over_us}; status 0 allowed, 1 limited, 2 banned (retry_after = ban's
 -- remaining), 3 allow-listed, -1 failed (a key of another type: this decision only).
+-- A decision of one enforced GCRA policy, allowed or limited, is answered in short:
+-- {4 x (its tat after the decision - now) + status}, from which the caller, knowing cost,
+-- interval and burst, works out the rest (every integer of a reply costs Redis time).
 -- Out of memory ends the call with Redis's error (no decision could write).
 --
 -- Numbers stay below 2^53 (policies span at most ten years), so Lua doubles are exact.
@@ -72,7 +79,9 @@ local function charge(key, state)
   charged[key] = true
 end
 
--- The sliding window `key` of `span` as this call sees it (read on first use).
+-- The sliding window `key` of `span` as this call sees it (read on first use). A key is
+-- one policy's, and a policy's key names its span and burst (limits/policy.rs), so every
+-- decision of the call that reaches the key agrees on `span`.
 local function window(key, span)
   local w = windows[key]
   if w == nil then
@@ -253,6 +262,10 @@ local function decide(k, n, a)
   return reply
 end
 
+-- A short reply's time stays below this, so that 4 x time + status is exact (2^50 us: 35
+-- years; policies span at most ten).
+local SHORT = 1125899906842624
+
 -- The most common decision, one enforced GCRA policy, in fewer steps (the same numbers as
 -- `decide`; the differential tests hold both to src/limits/gcra.rs, single and batched).
 local function decide_one_gcra(k, a)
@@ -278,24 +291,39 @@ local function decide_one_gcra(k, a)
   local new = tat + cost * interval
   local over = new - now - limit
   if over > 0 then
+    -- (short: retry = over, remaining and reset follow from tat - now; see the header)
+    if tat - now < SHORT then return {4 * (tat - now) + 1} end
     return {1, over, floordiv(limit - (tat - now), interval), tat - now, over}
   end
   if cost > 0 then
     charge(kp, new)
   end
+  if new - now < SHORT then return {4 * (new - now)} end
   return {0, 0, floordiv(limit - (new - now), interval), new - now, over}
 end
 
-local replies = {}
-local k, p = 0, 3
-for d = 1, tonumber(ARGV[1]) do
+-- Each form's first key (an offset in KEYS) and first number (its n, in ARGV).
+local decisions, forms = tonumber(ARGV[1]), tonumber(ARGV[3])
+local form_key, form_arg = {}, {}
+local k, p = 0, 4
+for f = 1, forms do
+  form_key[f], form_arg[f] = k, p
   local n = tonumber(ARGV[p])
+  k, p = k + 2 + n, p + 2 + 3 * n
+end
+
+local replies = {}
+for d = 1, decisions do
+  local f = d
+  if forms < decisions then f = tonumber(ARGV[p + d - 1]) end
+  local k, a = form_key[f], form_arg[f]
+  local n = tonumber(ARGV[a])
   -- One policy, algorithm 0, a positive (enforced) burst.
   local ok, reply
-  if n == 1 and ARGV[p + 2] == '0' and tonumber(ARGV[p + 4]) > 0 then
-    ok, reply = pcall(decide_one_gcra, k, p + 1)
+  if n == 1 and ARGV[a + 2] == '0' and tonumber(ARGV[a + 4]) > 0 then
+    ok, reply = pcall(decide_one_gcra, k, a + 1)
   else
-    ok, reply = pcall(decide, k, n, p + 1)
+    ok, reply = pcall(decide, k, n, a + 1)
   end
   if not ok then
     -- Out of memory refuses every write: the whole call fails with Redis's own error.
@@ -309,7 +337,6 @@ for d = 1, tonumber(ARGV[1]) do
     reply = {-1, 0}
   end
   replies[d] = reply
-  k, p = k + 2 + n, p + 2 + 3 * n
 end
 -- Each charged key once, with its last state; it lives exactly as long as it differs from
 -- no key: ceil((state - now) / 1 ms), plus now.lua's `ttl_pad` under a test clock. (Out of
