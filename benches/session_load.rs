@@ -68,6 +68,40 @@ struct Variant {
     redis: bool,
 }
 
+/// A floor of a Redis-backed read: the route makes one `GET` on parapet's handle (one
+/// redis-rs multiplexed connection) and nothing else.
+fn floor_redis_rs(redis: RedisHandle) -> Router {
+    Router::new().route(
+        "/read",
+        axum::routing::get(move || {
+            let redis = redis.clone();
+            async move {
+                let mut get = tower_parapet::core::Command::new("GET");
+                get.arg("bench:floor");
+                let value: Option<Vec<u8>> = redis.query(&get).await.unwrap();
+                assert!(value.is_some(), "the floor's value is there");
+                "hello"
+            }
+        }),
+    )
+}
+
+/// The same floor on tower-sessions' Redis client: fred's pool of 6.
+fn floor_fred(pool: Pool) -> Router {
+    use tower_sessions_redis_store::fred::prelude::KeysInterface;
+    Router::new().route(
+        "/read",
+        axum::routing::get(move || {
+            let pool = pool.clone();
+            async move {
+                let value: Option<Vec<u8>> = pool.get("bench:floor").await.unwrap();
+                assert!(value.is_some(), "the floor's value is there");
+                "hello"
+            }
+        }),
+    )
+}
+
 fn main() {
     let Settings {
         secs,
@@ -84,6 +118,7 @@ fn main() {
             .build()
             .await
             .unwrap();
+        let floor_handle = redis.clone();
         let parapet_redis = RedisStore::new(redis)
             .unwrap()
             .timeout(Duration::from_secs(1))
@@ -91,6 +126,10 @@ fn main() {
         let pool = Pool::new(Config::from_url(&url).unwrap(), None, None, None, 6).unwrap();
         let _connection = pool.connect();
         pool.wait_for_connect().await.unwrap();
+        // What the floors read: 200 bytes, about a small session's record.
+        let mut set = tower_parapet::core::Command::new("SET");
+        set.arg("bench:floor").arg("x".repeat(200));
+        let _: () = floor_handle.query(&set).await.unwrap();
         let apps: Vec<(&str, Router, bool)> = vec![
             ("baseline: no session layer", parapet_routes(), false),
             (
@@ -116,20 +155,29 @@ fn main() {
             ),
             (
                 "tower-sessions redis (fred pool of 6)",
-                tower_sessions_routes().layer(SessionManagerLayer::new(TsRedisStore::new(pool))),
+                tower_sessions_routes()
+                    .layer(SessionManagerLayer::new(TsRedisStore::new(pool.clone()))),
                 true,
             ),
+            (
+                "floor: one GET by parapet's handle (redis-rs)",
+                floor_redis_rs(floor_handle),
+                true,
+            ),
+            ("floor: one GET by fred (pool of 6)", floor_fred(pool), true),
         ];
         let mut variants = Vec::new();
         for (name, app, redis) in apps {
             let addr = serve(app).await;
             let baseline = name.starts_with("baseline");
-            let cookies = if baseline {
+            let floor = name.starts_with("floor");
+            let cookies = if baseline || floor {
                 Vec::new()
             } else {
                 sessions(addr, conns).await
             };
             let paths: &[&'static str] = match (baseline, redis) {
+                _ if floor => &["/read"],
                 (true, _) => &["/untouched"],
                 (false, false) => &["/untouched", "/read", "/write"],
                 (false, true) => &["/read", "/write"],
