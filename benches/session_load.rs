@@ -37,7 +37,10 @@ mod session_routes;
 
 use session_routes::{parapet_routes, tower_sessions_routes};
 
-use harness::{Paired, Settings, load_with, median, only, publish, redis_commands, runtime, serve};
+use harness::{
+    Paired, Settings, load_with, median, only, process_cpu_seconds, publish, redis_commands,
+    runtime, serve,
+};
 
 /// A session of its own for each connection: `GET /login` and the cookie it sets.
 async fn sessions(addr: SocketAddr, n: u64) -> Vec<String> {
@@ -208,6 +211,7 @@ fn main() {
     let baseline = &variants[0];
     let mut per_request: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     let mut redis_cpu: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    let mut app_cpu: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     let paired = Paired::run(
         rounds,
         variants.len(),
@@ -220,8 +224,13 @@ fn main() {
             let v = &variants[i];
             let before = redis_commands(&redis_server);
             let cpu = redis_server.cpu_seconds();
+            let app = process_cpu_seconds();
             let (ok, limited, other) =
                 client_rt.block_on(load_with(v.path, v.addr, conns, run, &v.cookies));
+            app_cpu
+                .entry(i)
+                .or_default()
+                .push((process_cpu_seconds() - app) * 1e6 / ok as f64);
             assert_eq!(
                 (limited, other),
                 (0, 0),
@@ -241,7 +250,7 @@ fn main() {
         },
     );
     let mut report = String::from(
-        "| variant | req/s (median) | × baseline (median of paired ratios) | min–max ratio | Redis commands / request | Redis CPU µs / request |\n|---|---:|---:|---:|---:|---:|\n",
+        "| variant | req/s (median) | × baseline (median of paired ratios) | min–max ratio | Redis commands / request | Redis CPU µs / request | app CPU µs / request (client and server) |\n|---|---:|---:|---:|---:|---:|---:|\n",
     );
     for (i, v) in variants.iter().enumerate() {
         let (rps, ratio, lo, hi) = paired.summary(i);
@@ -251,9 +260,12 @@ fn main() {
         let cpu = redis_cpu
             .get(&i)
             .map_or("–".to_owned(), |c| format!("{:.1}", median(c.clone())));
+        let app = app_cpu
+            .get(&i)
+            .map_or("–".to_owned(), |c| format!("{:.1}", median(c.clone())));
         report.push_str(&format!(
-            "| {} | {:.0} | {:.3} | {:.3}–{:.3} | {} | {} |\n",
-            v.name, rps, ratio, lo, hi, cmds, cpu
+            "| {} | {:.0} | {:.3} | {:.3}–{:.3} | {} | {} | {} |\n",
+            v.name, rps, ratio, lo, hi, cmds, cpu, app
         ));
     }
     publish(
