@@ -9,6 +9,7 @@
 //! | variable | meaning | default |
 //! |---|---|---|
 //! | `HOST`, `PORT` | where to listen (`0.0.0.0` for every interface) | `127.0.0.1`, 3000 |
+//! | `LIMIT` | requests per minute per client (1 to 10,000,000) | 100 |
 //! | `ALGORITHM` | how the 100 per minute are counted: `gcra` (a burst of 100, then one every 600 ms), `sliding` (never more than 100 in any 60 s) or `fixed` (100 per minute of the clock) | `gcra` |
 //! | `REDIS_URL` | share limits through this Redis (it must be running: the example checks at start and exits if it cannot reach it) | in-memory |
 //! | `TRUSTED_PROXIES` | comma-separated CIDRs of your load balancers / proxies: the client is then read from `FORWARDED_HEADER`, right to left | clients connect directly |
@@ -48,6 +49,8 @@ pub struct Config {
     pub key_secret: Option<String>,
     /// `ALGORITHM`.
     pub algorithm: Option<String>,
+    /// `LIMIT`.
+    pub limit: Option<String>,
 }
 
 impl Config {
@@ -66,6 +69,7 @@ impl Config {
             forwarded_header: var("FORWARDED_HEADER"),
             key_secret: var("KEY_SECRET"),
             algorithm: var("ALGORITHM"),
+            limit: var("LIMIT"),
         }
     }
 }
@@ -78,8 +82,19 @@ pub async fn app(config: &Config) -> Result<Router, Box<dyn Error>> {
             .parse()
             .map_err(|e| format!("ALGORITHM={name:?}: {e}"))?,
     };
+    let per_minute: u32 = match &config.limit {
+        None => 100,
+        Some(text) => text
+            .parse()
+            .ok()
+            .filter(|n| (1..=10_000_000).contains(n))
+            .ok_or_else(|| format!("LIMIT={text:?}: a whole number from 1 to 10,000,000"))?,
+    };
     let mut limit = RateLimitLayer::builder()
-        .policy("minute", Quota::per_minute(100).with_algorithm(algorithm))
+        .policy(
+            "minute",
+            Quota::per_minute(per_minute).with_algorithm(algorithm),
+        )
         // RateLimit-Policy / RateLimit fields on every response (off by default).
         .headers(HeaderStyle::Ietf);
     if config.trusted_proxies.is_empty() {

@@ -167,6 +167,27 @@ async fn axum_example_algorithms() {
     assert!(error.to_string().contains("ALGORITHM"), "{error}");
 }
 
+/// `LIMIT` sets the requests per minute (the 6th of 5 is refused); a value that is not
+/// one fails at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_example_limit() {
+    let config = axum_example::Config {
+        limit: Some("5".to_owned()),
+        ..Default::default()
+    };
+    let addr = axum_instance_with(&config).await;
+    let (admitted, _, _) = until_refused(async |_| get(addr, "/api/products").await, 200).await;
+    assert_eq!(admitted, 5);
+    for bad in ["0", "-1", "ten", "10000001"] {
+        let config = axum_example::Config {
+            limit: Some(bad.to_owned()),
+            ..Default::default()
+        };
+        let error = axum_example::app(&config).await.expect_err("refused");
+        assert!(error.to_string().contains("LIMIT"), "{bad}: {error}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn axum_example_two_instances_one_redis() {
     let redis = RedisServer::start();

@@ -238,3 +238,39 @@ async fn a_hand_written_state_fails_no_call() {
         }
     }
 }
+
+/// A GCRA state that is not a whole number (written by hand, or corrupted) counts as no
+/// state: the decision is made afresh, never misread as a refusal (its short reply would not
+/// be a whole number), and the decisions that share its call are unaffected.
+#[tokio::test]
+async fn a_state_that_is_not_a_whole_number_counts_as_none() {
+    let server = RedisServer::start();
+    let store = RedisStore::new(redis(server.url()).await).unwrap();
+    let minute = set(&[("minute", Quota::per_minute(3))]);
+    let odd = Subject::new("batch", "odd");
+    let first = store.check(&odd, &minute, 1).await.unwrap();
+    assert_eq!(first.states[0].remaining, 2);
+    let keys = server.command(&["KEYS", "parapet:rl:*minute*"]);
+    let key = keys
+        .lines()
+        .find(|l| l.starts_with("parapet:"))
+        .unwrap()
+        .to_owned();
+    // A quarter of a microsecond after the stored state: 4 x (tat - now) would be a
+    // fraction, which Redis cuts to an integer (a status the script never meant).
+    let state: f64 = server.command(&["GET", &key]).trim().parse().unwrap();
+    server.command(&["SET", &key, &format!("{:.2}", state + 0.25), "PX", "60000"]);
+    let other = Subject::new("batch", "other");
+    let checks = [
+        store.check(&odd, &minute, 1),
+        store.check(&other, &minute, 1),
+    ];
+    for check in checks {
+        let decision = check.await.unwrap();
+        assert_eq!(decision.outcome, Outcome::Allowed);
+        assert_eq!(
+            decision.states[0].remaining, 2,
+            "decided as a first request"
+        );
+    }
+}

@@ -104,12 +104,10 @@ impl Waiting {
     }
 }
 
-/// Decides `calls` in one script call, in order (all of one `now`). Calls of one form (the
-/// same keys and numbers: a hot key's) are sent once, and each decision names its form.
-pub(super) async fn send(
-    redis: &RedisHandle,
-    calls: &[&Call],
-) -> Result<Vec<Vec<i64>>, StoreError> {
+/// Decides `calls` in one script call, in order (all of one `now`): each decision's reply,
+/// or the call's failure. Calls of one form (the same keys and numbers: a hot key's) are
+/// sent once, and each decision names its form.
+pub(super) async fn send(redis: &RedisHandle, calls: &[&Call]) -> Result<Vec<Reply>, StoreError> {
     // Each form's first call, and each call's form (from 0).
     let mut forms: Vec<&Call> = Vec::new();
     let mut form_of = Vec::with_capacity(calls.len());
@@ -146,18 +144,21 @@ pub(super) async fn send(
             script.arg(f + 1);
         }
     }
-    let mut replies: Vec<Vec<i64>> = redis.eval(&script).await?;
+    let replies: Vec<Vec<i64>> = redis.eval(&script).await?;
     if replies.len() != calls.len() {
         return Err(StoreError::UnexpectedReply(
             "rate-limit batch reply of the wrong length",
         ));
     }
-    for (reply, call) in replies.iter_mut().zip(calls) {
-        if let [code] = reply[..] {
-            *reply = expand(code, &call.args)?;
-        }
-    }
-    Ok(replies)
+    // A short reply that cannot be read fails its own decision, not the batch's others.
+    Ok(replies
+        .into_iter()
+        .zip(calls)
+        .map(|(reply, call)| match reply[..] {
+            [code] => expand(code, &call.args),
+            _ => Ok(reply),
+        })
+        .collect())
 }
 
 /// The whole reply of a decision of one enforced GCRA policy that `gcra.lua` answered in
@@ -168,18 +169,24 @@ fn expand(code: i64, args: &[i64]) -> Result<Vec<i64>, StoreError> {
     let &[1, cost, 0, interval, burst] = args else {
         return Err(bad());
     };
-    if code < 0 || interval <= 0 {
+    if code < 0 || interval <= 0 || burst <= 0 || cost < 0 {
         return Err(bad());
     }
     let (tat, status) = (code >> 2, code & 3);
     let limit = interval.checked_mul(burst).ok_or_else(bad)?;
-    // Admission keeps tat - now within [0, limit], so both divisions are of numbers >= 0,
-    // where Lua's floor division and Rust's agree.
+    // Admission keeps tat - now within [0, limit]; a reply outside it is not the script's.
+    if tat > limit {
+        return Err(bad());
+    }
     let remaining = (limit - tat).div_euclid(interval);
     match status {
         0 => Ok(vec![0, 0, remaining, tat, tat - limit]),
         1 => {
-            let over = tat + cost * interval - limit;
+            let over = cost
+                .checked_mul(interval)
+                .and_then(|c| c.checked_add(tat))
+                .ok_or_else(bad)?
+                - limit;
             Ok(vec![1, over, remaining, tat, over])
         }
         _ => Err(bad()),
@@ -321,7 +328,7 @@ async fn answer(redis: &RedisHandle, batch: Vec<Queued>) {
     match replies {
         Ok(replies) => {
             for (queued, reply) in batch.into_iter().zip(replies) {
-                let _ = queued.reply.send(Ok(reply));
+                let _ = queued.reply.send(reply);
             }
         }
         Err(error) => {
@@ -350,5 +357,7 @@ mod tests {
         assert!(expand(4 * 20 + 2, &args).is_err());
         assert!(expand(4 * 20, &[1, 2, 1, 10, 5]).is_err());
         assert!(expand(4 * 20, &[1, 2, 0, 0, 5]).is_err());
+        // A time past the limit (interval x burst = 50) is no reply of the script's.
+        assert!(expand(4 * 51, &args).is_err());
     }
 }

@@ -51,11 +51,14 @@ local windows = {}
 local charged = {}
 
 -- A stored state, or false for none. Every state this script writes is an integer below
--- 2^53; anything else (a value written by hand: not a number, inf, nan, out of range) counts
--- as no state, so it can neither fail the call nor make a state without a positive expiry.
+-- 2^53; anything else (a value written by hand: not a number, a fraction, inf, nan, out of
+-- range) counts as no state, so it can neither fail the call nor make a state without a
+-- positive expiry, nor a short reply that is not a whole number.
 local function number(v)
   local x = v and tonumber(v)
-  if x and x == x and x > -9007199254740992 and x < 9007199254740992 then return x end
+  if x and x == math.floor(x) and x > -9007199254740992 and x < 9007199254740992 then
+    return x
+  end
   return false
 end
 
@@ -317,6 +320,7 @@ for d = 1, decisions do
   local f = d
   if forms < decisions then f = tonumber(ARGV[p + d - 1]) end
   local k, a = form_key[f], form_arg[f]
+  if a == nil then return redis.error_reply('ERR rate-limit batch: no form ' .. tostring(f)) end
   local n = tonumber(ARGV[a])
   -- One policy, algorithm 0, a positive (enforced) burst.
   local ok, reply

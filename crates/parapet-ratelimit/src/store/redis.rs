@@ -294,8 +294,8 @@ impl RateLimitStore for RedisStore {
         };
         let redis = self.redis.clone();
         StoreCall::boxed(async move {
-            let replies = batch::send(&redis, &[&call]).await?;
-            parse_reply(&replies[0], n)
+            let mut replies = batch::send(&redis, &[&call]).await?;
+            parse_reply(&replies.swap_remove(0)?, n)
         })
     }
 
