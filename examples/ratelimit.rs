@@ -9,7 +9,7 @@
 //! | variable | meaning | default |
 //! |---|---|---|
 //! | `HOST`, `PORT` | where to listen (`0.0.0.0` for every interface) | `127.0.0.1`, 3000 |
-//! | `LIMIT` | requests per minute per client (1 to 10,000,000) | 100 |
+//! | `LIMIT` | requests per minute per client (1 to 10,000,000; a sliding window logs each request, so at most 10,000) | 100 |
 //! | `ALGORITHM` | how the 100 per minute are counted: `gcra` (a burst of 100, then one every 600 ms), `sliding` (never more than 100 in any 60 s) or `fixed` (100 per minute of the clock) | `gcra` |
 //! | `REDIS_URL` | share limits through this Redis (it must be running: the example checks at start and exits if it cannot reach it) | in-memory |
 //! | `TRUSTED_PROXIES` | comma-separated CIDRs of your load balancers / proxies: the client is then read from `FORWARDED_HEADER`, right to left | clients connect directly |
