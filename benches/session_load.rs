@@ -89,6 +89,24 @@ fn floor_redis_rs(redis: RedisHandle) -> Router {
     )
 }
 
+/// A floor of a read of a whole session hash: one `HGETALL` of 8 fields (16 reply
+/// elements) on parapet's handle, the reply read as parapet's session store reads it.
+fn floor_hgetall(redis: RedisHandle) -> Router {
+    Router::new().route(
+        "/read",
+        axum::routing::get(move || {
+            let redis = redis.clone();
+            async move {
+                let mut get = tower_parapet::core::Command::new("HGETALL");
+                get.arg("bench:floor:hash");
+                let fields: Vec<Vec<u8>> = redis.query(&get).await.unwrap();
+                assert_eq!(fields.len(), 16, "the floor's hash is there");
+                "hello"
+            }
+        }),
+    )
+}
+
 /// The same floor on tower-sessions' Redis client: fred's pool of 6.
 fn floor_fred(pool: Pool) -> Router {
     use tower_sessions_redis_store::fred::prelude::KeysInterface;
@@ -133,6 +151,22 @@ fn main() {
         let mut set = tower_parapet::core::Command::new("SET");
         set.arg("bench:floor").arg("x".repeat(200));
         let _: () = floor_handle.query(&set).await.unwrap();
+        // And a hash shaped like a session of this bench: 8 fields, about 200 bytes.
+        let mut hset = tower_parapet::core::Command::new("HSET");
+        hset.arg("bench:floor:hash");
+        for (field, value) in [
+            ("m:created", "1796663870749"),
+            ("m:rot", "1796663870749"),
+            ("m:abs", "1796707070749"),
+            ("m:seen", "1796663870749"),
+            ("m:bytes", "80"),
+            ("m:ip", "127.0.0.1"),
+            ("m:ua", "bench"),
+            ("d:user", "\"someone\""),
+        ] {
+            hset.arg(field).arg(value);
+        }
+        let _: () = floor_handle.query(&hset).await.unwrap();
         let apps: Vec<(&str, Router, bool)> = vec![
             ("baseline: no session layer", parapet_routes(), false),
             (
@@ -164,10 +198,15 @@ fn main() {
             ),
             (
                 "floor: one GET by parapet's handle (redis-rs)",
-                floor_redis_rs(floor_handle),
+                floor_redis_rs(floor_handle.clone()),
                 true,
             ),
             ("floor: one GET by fred (pool of 6)", floor_fred(pool), true),
+            (
+                "floor: one HGETALL of 8 fields by parapet's handle",
+                floor_hgetall(floor_handle.clone()),
+                true,
+            ),
         ];
         let mut variants = Vec::new();
         for (name, app, redis) in apps {
