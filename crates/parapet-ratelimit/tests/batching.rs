@@ -9,6 +9,15 @@ use parapet_testkit::RedisServer;
 
 use common::{redis, set};
 
+/// The Redis key of the only subject decided so far on policy `minute`.
+fn minute_key(server: &RedisServer) -> String {
+    let keys = server.command(&["KEYS", "parapet:rl:*minute*"]);
+    keys.lines()
+        .find(|l| l.starts_with("parapet:"))
+        .unwrap()
+        .to_owned()
+}
+
 /// One subject's sliding-window key holds a string (someone wrote it by hand), so the
 /// script's sorted-set commands fail on it: its decisions fail, and the decisions queued
 /// with it, before and after, are made as if it were not there.
@@ -20,12 +29,7 @@ async fn a_failing_decision_fails_alone() {
     let minute = set(&[("minute", Quota::per_minute(2).sliding_window())]);
     let poisoned = Subject::new("batch", "poisoned");
     store.check(&poisoned, &minute, 1).await.unwrap();
-    let keys = server.command(&["KEYS", "parapet:rl:*minute*"]);
-    let key = keys
-        .lines()
-        .find(|l| l.starts_with("parapet:"))
-        .unwrap()
-        .to_owned();
+    let key = minute_key(&server);
     server.command(&["DEL", &key]);
     server.command(&["SET", &key, "not a sorted set"]);
     let calls = server.command_calls("evalsha");
@@ -250,12 +254,7 @@ async fn a_state_that_is_not_a_whole_number_counts_as_none() {
     let odd = Subject::new("batch", "odd");
     let first = store.check(&odd, &minute, 1).await.unwrap();
     assert_eq!(first.states[0].remaining, 2);
-    let keys = server.command(&["KEYS", "parapet:rl:*minute*"]);
-    let key = keys
-        .lines()
-        .find(|l| l.starts_with("parapet:"))
-        .unwrap()
-        .to_owned();
+    let key = minute_key(&server);
     // A quarter of a microsecond after the stored state: 4 x (tat - now) would be a
     // fraction, which Redis cuts to an integer (a status the script never meant).
     let state: f64 = server.command(&["GET", &key]).trim().parse().unwrap();
