@@ -90,19 +90,26 @@ impl<B> Handoff<B> {
     }
 
     /// The copy is stored as `body`: what the client has not taken comes from it now, and
-    /// counts in flight until taken.
-    fn stored(&self, body: &Bytes, shared: &Arc<Shared>) {
+    /// counts in flight until taken. The copy's count (`copy` bytes) becomes the client's in
+    /// one step, so the total never shows both, nor neither.
+    fn stored(&self, body: &Bytes, shared: &Arc<Shared>, copy: usize) {
         let mut state = self.lock();
         if state.gone {
+            shared.release(copy);
             return;
         }
         state
             .pieces
             .retain(|piece| !matches!(piece, Piece::Frame(frame) if frame.is_data()));
-        if let Some(rest) = body.get(state.taken..).filter(|rest| !rest.is_empty()) {
-            let rest = body.slice_ref(rest);
+        let rest = body
+            .get(state.taken..)
+            .filter(|rest| !rest.is_empty())
+            .map(|rest| body.slice_ref(rest));
+        // The unread rest, and the frame taken last (not yet sent on, see `last_taken`).
+        let counted = rest.as_ref().map_or(0, Bytes::len) + state.last_taken;
+        state.held = Some(Held::transfer(shared, copy, counted));
+        if let Some(rest) = rest {
             state.given = state.taken + rest.len();
-            state.held = Some(Held::count(shared, rest.len()));
             // In frames of at most 64 KiB: a client that takes one and does not send it on
             // leaves the rest counted (one whole frame would leave the body uncounted in
             // the client's write buffer).
@@ -122,7 +129,8 @@ impl<B> Handoff<B> {
         if state.gone {
             return;
         }
-        let unread = state.given - state.taken;
+        // (and the frame taken last, not yet sent on: see `last_taken`)
+        let unread = state.given - state.taken + state.last_taken;
         state.held = Some(Held::count(shared, unread));
     }
 
@@ -144,7 +152,16 @@ struct Held {
 
 impl Held {
     fn count(shared: &Arc<Shared>, n: usize) -> Self {
-        shared.hold(n);
+        Self::transfer(shared, 0, n)
+    }
+
+    /// `n` bytes counted in place of `from` already counted, in one change of the total.
+    fn transfer(shared: &Arc<Shared>, from: usize, n: usize) -> Self {
+        if n >= from {
+            shared.hold(n - from);
+        } else {
+            shared.release(from - n);
+        }
         Self {
             shared: Arc::clone(shared),
             n,
@@ -292,11 +309,14 @@ impl<B> Drop for Pumped<B> {
 /// client reads (or is still there): the copy is for the waiters too. A read that waits
 /// longer than `leader_timeout` with the client gone ends it (an origin that stalls keeps
 /// no task alive for nobody).
-async fn pump<B>(body: B, mut capture: Box<Capture>, handoff: Arc<Handoff<B>>)
+async fn pump<B>(body: B, capture: Box<Capture>, handoff: Arc<Handoff<B>>)
 where
     B: Body<Data = Bytes, Error: Send + 'static> + Send + 'static,
 {
     let _closing = Closing(Arc::clone(&handoff));
+    // Declared after `_closing`, so dropped before it: the copy's count is gone before the
+    // client can see the end of its body.
+    let mut capture = capture;
     let shared = Arc::clone(&capture.shared);
     let mut body = Box::pin(body);
     loop {
@@ -318,8 +338,8 @@ where
         let frame = match frame {
             None => {
                 let stored = capture.finish().await;
-                // Counted for the client before the copy's count goes with the capture.
-                handoff.stored(&stored, &shared);
+                let copy = std::mem::take(&mut capture.len);
+                handoff.stored(&stored, &shared, copy);
                 return;
             }
             Some(Ok(frame)) => frame,
@@ -343,8 +363,8 @@ where
             // A body that knows its length (hyper stops polling once it is sent) ends with
             // its last data frame: the client gets it from the stored copy, once stored.
             let stored = capture.finish().await;
-            // Counted for the client before the copy's count goes with the capture.
-            handoff.stored(&stored, &shared);
+            let copy = std::mem::take(&mut capture.len);
+            handoff.stored(&stored, &shared, copy);
             return;
         }
         // A client gone makes this a no-op; the copy goes on.
