@@ -161,33 +161,43 @@ pub(super) async fn send(redis: &RedisHandle, calls: &[&Call]) -> Result<Vec<Rep
         .collect())
 }
 
-/// The whole reply of a decision of one enforced GCRA policy that `gcra.lua` answered in
-/// short (`4 × (tat after the decision − now) + status`), from the decision's numbers `args`
-/// (`[1, cost, 0, interval, burst]`): the same integers `decide_one_gcra` would send.
+/// The whole reply of a decision that `gcra.lua` answered in short, from the decision's
+/// numbers `args` (`[1, cost, algorithm, span, burst]`): the same integers the script's
+/// long form would carry. One enforced GCRA policy (algorithm 0): `4 × (tat after the
+/// decision − now) + status`, allowed or limited. One enforced sliding window (algorithm
+/// 2), admitted with cells added: `4 × (cells in the window after it)`.
 fn expand(code: i64, args: &[i64]) -> Result<Vec<i64>, StoreError> {
     let bad = || StoreError::UnexpectedReply("rate-limit short reply of the wrong shape");
-    let &[1, cost, 0, interval, burst] = args else {
+    let &[1, cost, algorithm, span, burst] = args else {
         return Err(bad());
     };
-    if code < 0 || interval <= 0 || burst <= 0 || cost < 0 {
+    if code < 0 || span <= 0 || burst <= 0 || cost < 0 {
         return Err(bad());
     }
-    let (tat, status) = (code >> 2, code & 3);
-    let limit = interval.checked_mul(burst).ok_or_else(bad)?;
-    // Admission keeps tat - now within [0, limit]; a reply outside it is not the script's.
-    if tat > limit {
-        return Err(bad());
-    }
-    let remaining = (limit - tat).div_euclid(interval);
-    match status {
-        0 => Ok(vec![0, 0, remaining, tat, tat - limit]),
-        1 => {
+    let (value, status) = (code >> 2, code & 3);
+    match (algorithm, status) {
+        (0, 0 | 1) => {
+            let (interval, tat) = (span, value);
+            let limit = interval.checked_mul(burst).ok_or_else(bad)?;
+            // Admission keeps tat - now within [0, limit]; a reply outside it is not the
+            // script's.
+            if tat > limit {
+                return Err(bad());
+            }
+            let remaining = (limit - tat).div_euclid(interval);
+            if status == 0 {
+                return Ok(vec![0, 0, remaining, tat, tat - limit]);
+            }
             let over = cost
                 .checked_mul(interval)
                 .and_then(|c| c.checked_add(tat))
                 .ok_or_else(bad)?
                 - limit;
             Ok(vec![1, over, remaining, tat, over])
+        }
+        // Admitted: the cells after it fit the burst, and the newest leaves a window from now.
+        (2, 0) if cost > 0 && (cost..=burst).contains(&value) => {
+            Ok(vec![0, 0, burst - value, span, 0])
         }
         _ => Err(bad()),
     }
@@ -359,5 +369,24 @@ mod tests {
         assert!(expand(4 * 20, &[1, 2, 0, 0, 5]).is_err());
         // A time past the limit (interval x burst = 50) is no reply of the script's.
         assert!(expand(4 * 51, &args).is_err());
+        // A sliding window of 1 s holding at most 5 cells, cost 2, admitted with 4 cells
+        // in it after: 1 cell left, the newest leaves in 1 s, nothing over.
+        let sliding = [1, 2, 2, 1_000_000, 5];
+        assert_eq!(
+            expand(4 * 4, &sliding).unwrap(),
+            vec![0, 0, 1, 1_000_000, 0]
+        );
+        assert!(
+            expand(4 * 6, &sliding).is_err(),
+            "more cells than the burst"
+        );
+        assert!(
+            expand(4 * 4 + 1, &sliding).is_err(),
+            "only admissions are short"
+        );
+        assert!(
+            expand(4 * 4, &[1, 0, 2, 1_000_000, 5]).is_err(),
+            "no cells added"
+        );
     }
 }

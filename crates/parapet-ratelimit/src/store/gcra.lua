@@ -23,7 +23,9 @@
 -- remaining), 3 allow-listed, -1 failed (a key of another type: this decision only).
 -- A decision of one enforced GCRA policy, allowed or limited, is answered in short:
 -- {4 x (its tat after the decision - now) + status}, from which the caller, knowing cost,
--- interval and burst, works out the rest (every integer of a reply costs Redis time).
+-- interval and burst, works out the rest (every integer of a reply costs Redis time); so is
+-- an admitted decision of one enforced sliding window that adds cells: {4 x (the cells in
+-- the window after it)}.
 -- Out of memory ends the call with Redis's error (no decision could write).
 --
 -- Numbers stay below 2^53 (policies span at most ten years), so Lua doubles are exact.
@@ -97,6 +99,48 @@ local function window(key, span)
   return w
 end
 
+-- Admits `cost` cells into window `w`, whose count before them is `count`: one member per
+-- cell, `now.index`, with indexes above every cell still in the window (zero-padded, as
+-- rates stay below 10^5), so members are unique; written when the call ends.
+local function admit(w, count, cost)
+  -- (the score as text made once: Redis formats a Lua number with %.17g, slowly)
+  local cells, stamp = w.cells, w.stamp
+  if stamp == nil then
+    stamp = string.format('%d', now)
+    w.stamp = stamp
+  end
+  for m = 0, cost - 1 do
+    cells[#cells + 1] = stamp
+    cells[#cells + 1] = string.format('%s.%05d', stamp, count + m)
+  end
+  w.added = w.added + cost
+end
+
+-- Until a window's newest cell leaves: a window from now if this call admitted one, else
+-- from its newest stored cell (none: 0).
+local function window_reset(key, w, count, span)
+  if w.added > 0 then
+    return span
+  elseif count > 0 then
+    local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+    return tonumber(newest[2]) + span - now
+  end
+  return 0
+end
+
+-- Until the kth oldest cell of window `w` leaves (at most a window away, should the clock
+-- have stepped back; a cell this call admitted leaves a window from now).
+local function window_over(key, w, kth, span)
+  if kth > w.stored then
+    return span
+  end
+  local oldest = redis.call('ZRANGEBYSCORE', key, w.since, '+inf', 'WITHSCORES', 'LIMIT', kth - 1, 1)
+  local over = tonumber(oldest[2]) + span - now
+  if over > span then over = span end
+  if over < 1 then over = 1 end
+  return over
+end
+
 local function floordiv(a, b)
   local q = math.floor(a / b)
   if q * b > a then
@@ -161,14 +205,7 @@ local function decide(k, n, a)
       local count = w.stored + w.added
       over = 0
       if count + cost > burst then
-        local kth = count + cost - burst
-        over = span
-        if kth <= w.stored then
-          local oldest = redis.call('ZRANGEBYSCORE', KEYS[k + 2 + i], w.since, '+inf', 'WITHSCORES', 'LIMIT', kth - 1, 1)
-          over = tonumber(oldest[2]) + span - now
-          if over > span then over = span end
-          if over < 1 then over = 1 end
-        end
+        over = window_over(KEYS[k + 2 + i], w, count + cost - burst, span)
       end
       before, new = count, count + cost
     elseif kind == 1 then
@@ -213,16 +250,12 @@ local function decide(k, n, a)
     if is_charged then after = st[o + 6] end
     local key = KEYS[k + 2 + i]
     if kind == 2 then
-      local reset = 0
+      local reset
       if is_charged and cost > 0 then
         staged[#staged + 1] = i
         reset = span
-      elseif windows[key].added > 0 then
-        -- The newest cell is one this call admitted.
-        reset = span
-      elseif st[o + 5] > 0 then
-        local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-        reset = tonumber(newest[2]) + span - now
+      else
+        reset = window_reset(key, windows[key], st[o + 5], span)
       end
       reply[3 * i] = burst - after
       reply[3 * i + 1] = reset
@@ -244,20 +277,7 @@ local function decide(k, n, a)
     local i = staged[j]
     local o = 8 * (i - 1)
     if st[o + 1] == 2 then
-      -- One member per cell: `now.index`, with indexes above every cell still in the
-      -- window (zero-padded, as rates stay below 10^5), so members are unique.
-      local w = windows[KEYS[k + 2 + i]]
-      -- (the score as text made once: Redis formats a Lua number with %.17g, slowly)
-      local cells, stamp = w.cells, w.stamp
-      if stamp == nil then
-        stamp = string.format('%d', now)
-        w.stamp = stamp
-      end
-      for m = 0, cost - 1 do
-        cells[#cells + 1] = stamp
-        cells[#cells + 1] = string.format('%s.%05d', stamp, st[o + 5] + m)
-      end
-      w.added = w.added + cost
+      admit(windows[KEYS[k + 2 + i]], st[o + 5], cost)
     else
       charge(KEYS[k + 2 + i], st[o + 6])
     end
@@ -305,6 +325,36 @@ local function decide_one_gcra(k, a)
   return {0, 0, floordiv(limit - (new - now), interval), new - now, over}
 end
 
+-- One enforced sliding-window policy, in fewer steps (the same numbers as `decide`). An
+-- admitted decision that adds cells is answered in short: {4 x (cells in the window after
+-- it)}, the rest following from the burst and the window (see `batch::expand`).
+local function decide_one_sliding(k, a)
+  local cost, span, burst = tonumber(ARGV[a]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  local ka, kb, key = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+  local allow, ban = values[ka], values[kb]
+  if allow == nil or ban == nil then
+    load({ka, kb})
+    allow, ban = values[ka], values[kb]
+  end
+  if allow and allow > now then
+    return {3, 0}
+  end
+  if ban and ban > now then
+    return {2, ban - now}
+  end
+  local w = window(key, span)
+  local count = w.stored + w.added
+  if count + cost > burst then
+    local over = window_over(key, w, count + cost - burst, span)
+    return {1, over, burst - count, window_reset(key, w, count, span), over}
+  end
+  if cost > 0 then
+    admit(w, count, cost)
+    return {4 * (count + cost)}
+  end
+  return {0, 0, burst - count, window_reset(key, w, count, span), 0}
+end
+
 -- Each form's first key (an offset in KEYS) and first number (its n, in ARGV).
 local decisions, forms = tonumber(ARGV[1]), tonumber(ARGV[3])
 local form_key, form_arg = {}, {}
@@ -322,10 +372,12 @@ for d = 1, decisions do
   local k, a = form_key[f], form_arg[f]
   if a == nil then return redis.error_reply('ERR rate-limit batch: no form ' .. tostring(f)) end
   local n = tonumber(ARGV[a])
-  -- One policy, algorithm 0, a positive (enforced) burst.
+  -- One policy with a positive (enforced) burst: GCRA (algorithm 0) or a sliding window (2).
   local ok, reply
   if n == 1 and ARGV[a + 2] == '0' and tonumber(ARGV[a + 4]) > 0 then
     ok, reply = pcall(decide_one_gcra, k, a + 1)
+  elseif n == 1 and ARGV[a + 2] == '2' and tonumber(ARGV[a + 4]) > 0 then
+    ok, reply = pcall(decide_one_sliding, k, a + 1)
   else
     ok, reply = pcall(decide, k, n, a + 1)
   end
