@@ -380,6 +380,11 @@ mod tests {
             expand(4 * 6, &sliding).is_err(),
             "more cells than the burst"
         );
+        assert!(expand(4, &sliding).is_err(), "fewer cells than it added");
+        assert_eq!(
+            expand(4 * 5, &sliding).unwrap(),
+            vec![0, 0, 0, 1_000_000, 0]
+        );
         assert!(
             expand(4 * 4 + 1, &sliding).is_err(),
             "only admissions are short"

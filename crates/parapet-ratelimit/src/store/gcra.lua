@@ -373,10 +373,11 @@ for d = 1, decisions do
   if a == nil then return redis.error_reply('ERR rate-limit batch: no form ' .. tostring(f)) end
   local n = tonumber(ARGV[a])
   -- One policy with a positive (enforced) burst: GCRA (algorithm 0) or a sliding window (2).
+  local one = n == 1 and tonumber(ARGV[a + 4]) > 0 and ARGV[a + 2]
   local ok, reply
-  if n == 1 and ARGV[a + 2] == '0' and tonumber(ARGV[a + 4]) > 0 then
+  if one == '0' then
     ok, reply = pcall(decide_one_gcra, k, a + 1)
-  elseif n == 1 and ARGV[a + 2] == '2' and tonumber(ARGV[a + 4]) > 0 then
+  elseif one == '2' then
     ok, reply = pcall(decide_one_sliding, k, a + 1)
   else
     ok, reply = pcall(decide, k, n, a + 1)
