@@ -141,6 +141,23 @@ local function window_over(key, w, kth, span)
   return over
 end
 
+-- The reply for a subject allow-listed or banned now, or nil: its entries follow KEYS[k],
+-- read (with `more`, a key of the decision's, in the same MGET) unless read already.
+local function marked(k, more)
+  local ka, kb = KEYS[k + 1], KEYS[k + 2]
+  if values[ka] == nil or values[kb] == nil or (more and values[more] == nil) then
+    load({ka, kb, more})
+  end
+  local allow, ban = values[ka], values[kb]
+  if allow and allow > now then
+    return {3, 0}
+  end
+  if ban and ban > now then
+    return {2, ban - now}
+  end
+  return nil
+end
+
 local function floordiv(a, b)
   local q = math.floor(a / b)
   if q * b > a then
@@ -182,13 +199,9 @@ local function decide(k, n, a)
   else
     load({unpack(KEYS, k + 1, k + 2 + n)})
   end
-  local allow = values[KEYS[k + 1]]
-  if allow and allow > now then
-    return {3, 0}
-  end
-  local ban = values[KEYS[k + 2]]
-  if ban and ban > now then
-    return {2, ban - now}
+  local stop = marked(k)
+  if stop then
+    return stop
   end
 
   local retry = 0
@@ -293,18 +306,12 @@ local SHORT = 1125899906842624
 -- `decide`; the differential tests hold both to src/limits/gcra.rs, single and batched).
 local function decide_one_gcra(k, a)
   local cost, interval, burst = tonumber(ARGV[a]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  local ka, kb, kp = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
-  local allow, ban, s = values[ka], values[kb], values[kp]
-  if allow == nil or ban == nil or s == nil then
-    load({ka, kb, kp})
-    allow, ban, s = values[ka], values[kb], values[kp]
+  local kp = KEYS[k + 3]
+  local stop = marked(k, kp)
+  if stop then
+    return stop
   end
-  if allow and allow > now then
-    return {3, 0}
-  end
-  if ban and ban > now then
-    return {2, ban - now}
-  end
+  local s = values[kp]
   local limit = interval * burst
   local tat = now
   if s then
@@ -330,17 +337,10 @@ end
 -- it)}, the rest following from the burst and the window (see `batch::expand`).
 local function decide_one_sliding(k, a)
   local cost, span, burst = tonumber(ARGV[a]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  local ka, kb, key = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
-  local allow, ban = values[ka], values[kb]
-  if allow == nil or ban == nil then
-    load({ka, kb})
-    allow, ban = values[ka], values[kb]
-  end
-  if allow and allow > now then
-    return {3, 0}
-  end
-  if ban and ban > now then
-    return {2, ban - now}
+  local key = KEYS[k + 3]
+  local stop = marked(k)
+  if stop then
+    return stop
   end
   local w = window(key, span)
   local count = w.stored + w.added
