@@ -204,19 +204,26 @@ async fn read_to_close(stream: &mut TcpStream, pause: Duration) -> (usize, bool)
     (got, closed)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_that_stops_reading_is_disconnected() {
-    let (addr, _stop) = start(server::Limits {
-        write_stall: Duration::from_millis(300),
+/// A client with a small receive window that has asked a server whose write stall timeout
+/// is `write_stall` for `/big` (the server it keeps alive with the returned sender).
+async fn asking_for_big(write_stall: Duration) -> (TcpStream, tokio::sync::oneshot::Sender<()>) {
+    let (addr, stop) = start(server::Limits {
+        write_stall,
         ..limits(10_000, 16)
     })
     .await;
-    // Asks for 16 MiB and reads nothing for ten times the stall timeout.
-    let mut silent = small_window(addr).await;
-    silent
-        .write_all(b"GET /big HTTP/1.1\r\nhost: test\r\n\r\n")
+    let mut client = small_window(addr).await;
+    client
+        .write_all(b"GET /big HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
         .await
         .unwrap();
+    (client, stop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_disconnected() {
+    // Asks for 16 MiB and reads nothing for ten times the stall timeout.
+    let (mut silent, _stop) = asking_for_big(Duration::from_millis(300)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     // What the socket buffers held, then the end: the server gave up on the response.
     let (got, closed) = read_to_close(&mut silent, Duration::ZERO).await;
@@ -226,17 +233,8 @@ async fn a_client_that_stops_reading_is_disconnected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_reads_slowly_gets_its_whole_response() {
-    let (addr, _stop) = start(server::Limits {
-        write_stall: Duration::from_secs(2),
-        ..limits(10_000, 16)
-    })
-    .await;
     // 64 KiB at a time, a pause after each: about 2 s for the 16 MiB, never silent for 2 s.
-    let mut reader = small_window(addr).await;
-    reader
-        .write_all(b"GET /big HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    let (mut reader, _stop) = asking_for_big(Duration::from_secs(2)).await;
     let (all, closed) = read_to_close(&mut reader, Duration::from_millis(5)).await;
     assert!(closed, "the response did not end");
     assert!(all > BIG, "a reading client lost its response: {all} bytes");
