@@ -39,7 +39,7 @@ use tower::ServiceBuilder;
 use tower_parapet::cache::{CacheLayer, MemoryStore, RedisStore, TieredStore};
 use tower_parapet::core::{Command, RedisHandle};
 
-use harness::{Paired, Settings, load, median, only, publish, runtime, serve};
+use harness::{Paired, Settings, load, median, only, process_cpu_seconds, publish, runtime, serve};
 
 const PATH: &str = "/api/products";
 
@@ -136,19 +136,38 @@ fn http_cache_tower_server(calls: Arc<AtomicU64>) -> Router {
 /// Builds one variant's app around the call counter (and a Redis store, for those on Redis).
 type MakeApp = fn(Arc<AtomicU64>, Option<RedisStore>) -> Router;
 
-/// The floor: the route answers the 1 KiB body it reads from Redis, one `GET` per request.
-async fn one_get(redis: RedisHandle) -> Router {
+/// The floors: the route answers the 1 KiB body it reads from Redis, one command per
+/// request — a `GET` of a string, or an `HMGET` of two fields of a hash shaped like the
+/// store's entry (a short `v` field and the 1 KiB one), which has the hit's reply shape.
+async fn one_read(redis: RedisHandle, hmget: bool) -> Router {
     let mut set = Command::new("SET");
     set.arg("floor:body").arg(vec![b'x'; 1024]);
     let _: () = redis.query(&set).await.unwrap();
+    let mut hset = Command::new("HSET");
+    hset.arg("floor:hash")
+        .arg("v")
+        .arg("")
+        .arg("d0123456789abcdef0123456789abcdef")
+        .arg(vec![b'x'; 1024]);
+    let _: i64 = redis.query(&hset).await.unwrap();
     Router::new().route(
         PATH,
         get(move || {
             let redis = redis.clone();
             async move {
-                let mut get = Command::new("GET");
-                get.arg("floor:body");
-                let body: Vec<u8> = redis.query(&get).await.unwrap();
+                let body: Vec<u8> = if hmget {
+                    let mut read = Command::new("HMGET");
+                    read.arg("floor:hash")
+                        .arg("v")
+                        .arg("d0123456789abcdef0123456789abcdef");
+                    let (_, body): (Option<Vec<u8>>, Option<Vec<u8>>) =
+                        redis.query(&read).await.unwrap();
+                    body.unwrap()
+                } else {
+                    let mut read = Command::new("GET");
+                    read.arg("floor:body");
+                    redis.query(&read).await.unwrap()
+                };
                 (
                     [
                         ("cache-control", "public, max-age=600"),
@@ -232,9 +251,16 @@ fn main() {
         }
         v.push(Variant {
             name: "floor: the handler reads the 1 KiB from Redis (one GET)",
-            addr: serve(one_get(redis.clone()).await).await,
+            addr: serve(one_read(redis.clone(), false).await).await,
             calls: Arc::new(AtomicU64::new(0)),
             counted: Some("get"),
+            floor: true,
+        });
+        v.push(Variant {
+            name: "floor: the handler reads the 1 KiB with one HMGET of the store's shape",
+            addr: serve(one_read(redis.clone(), true).await).await,
+            calls: Arc::new(AtomicU64::new(0)),
+            counted: Some("hmget"),
             floor: true,
         });
         v
@@ -253,6 +279,8 @@ fn main() {
         .collect();
     let baseline = variants[0].addr;
     let mut commands: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    let mut redis_cpu: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    let mut app_cpu: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     let per_sec = |(ok, _, _): (u64, u64, u64)| ok as f64 / run.as_secs_f64();
     let paired = Paired::run(
         rounds,
@@ -261,7 +289,13 @@ fn main() {
         |i| {
             let variant = &variants[i];
             let before = variant.counted.map(|c| redis_server.command_calls(c));
+            let cpu = redis_server.cpu_seconds();
+            let app = process_cpu_seconds();
             let (ok, limited, other) = client_rt.block_on(load(PATH, variant.addr, conns, run));
+            app_cpu
+                .entry(i)
+                .or_default()
+                .push((process_cpu_seconds() - app) * 1e6 / ok as f64);
             assert_eq!(
                 (limited, other),
                 (0, 0),
@@ -274,6 +308,8 @@ fn main() {
                     .entry(i)
                     .or_default()
                     .push(calls as f64 / ok as f64);
+                let used = redis_server.cpu_seconds() - cpu;
+                redis_cpu.entry(i).or_default().push(used * 1e6 / ok as f64);
             }
             ok as f64 / run.as_secs_f64()
         },
@@ -287,16 +323,27 @@ fn main() {
         );
     }
     let mut report = String::from(
-        "| variant | req/s (median) | × baseline (median of paired ratios) | min–max ratio | Redis commands / request |\n|---|---:|---:|---:|---:|\n",
+        "| variant | req/s (median) | × baseline (median of paired ratios) | min–max ratio | Redis commands / request | Redis CPU µs / request | app CPU µs / request (client and server) |\n|---|---:|---:|---:|---:|---:|---:|\n",
     );
     for (i, variant) in variants.iter().enumerate() {
         let (rps, ratio, lo, hi) = paired.summary(i);
         let cmds = commands
             .get(&i)
             .map_or("–".to_owned(), |c| format!("{:.3}", median(c.clone())));
+        let per = |m: &BTreeMap<usize, Vec<f64>>| {
+            m.get(&i)
+                .map_or("–".to_owned(), |c| format!("{:.1}", median(c.clone())))
+        };
         report.push_str(&format!(
-            "| {} | {:.0} | {:.3} | {:.3}–{:.3} | {} |\n",
-            variant.name, rps, ratio, lo, hi, cmds
+            "| {} | {:.0} | {:.3} | {:.3}–{:.3} | {} | {} | {} |\n",
+            variant.name,
+            rps,
+            ratio,
+            lo,
+            hi,
+            cmds,
+            per(&redis_cpu),
+            per(&app_cpu)
         ));
     }
     publish(

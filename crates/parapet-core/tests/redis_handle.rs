@@ -24,6 +24,30 @@ async fn multiplexed_and_pool_answer() {
     assert_eq!(ping(&pool).await.unwrap(), "PONG");
 }
 
+/// Every caller moves a call's future at least once (into a box, into a task), so its size
+/// is paid on every call: a connection kind's state must not be held inline (deadpool's
+/// wait future alone is about 14 KB).
+#[tokio::test]
+async fn a_call_is_a_small_future_whatever_the_features() {
+    let server = RedisServer::start();
+    let handle = RedisHandle::builder(server.url()).build().await.unwrap();
+    let get = Command::new("GET");
+    let query = handle.query::<Option<Vec<u8>>>(&get);
+    assert!(
+        std::mem::size_of_val(&query) <= 1024,
+        "{} bytes",
+        std::mem::size_of_val(&query)
+    );
+    let script = Script::new("return 1");
+    let call = script.call(0);
+    let eval = handle.eval::<i64>(&call);
+    assert!(
+        std::mem::size_of_val(&eval) <= 1024,
+        "{} bytes",
+        std::mem::size_of_val(&eval)
+    );
+}
+
 #[tokio::test]
 async fn scripts_survive_script_flush() {
     let server = RedisServer::start();

@@ -40,8 +40,10 @@ impl Connection {
             #[cfg(feature = "cluster")]
             Self::Cluster(conn) => Live::Cluster(conn.clone()),
             #[cfg(feature = "pool")]
+            // Boxed: deadpool's wait future is about 14 KB, and held inline it would make
+            // every call's future that size, moved by every caller, pool or not.
             Self::Pool(pool) => Live::Pooled(
-                pool.get()
+                Box::pin(pool.get())
                     .await
                     .map_err(|e| StoreError::Pool(Box::new(e)))?,
             ),
