@@ -109,7 +109,12 @@ fn from_store<B>(
         *response.headers_mut() = headers;
         return response;
     }
-    let mut headers = stored.headers.clone();
+    // Built with room for the two fields added here: a clone of the stored map would be
+    // full, and grow (two reallocations) at the first of them.
+    let mut headers = HeaderMap::with_capacity(stored.headers.len() + 2);
+    for (name, value) in &stored.headers {
+        headers.append(name.clone(), value.clone());
+    }
     headers.insert(AGE, age);
     mark(&mut headers, status);
     let body = if method == Method::HEAD {
@@ -186,7 +191,7 @@ pub(crate) fn fast_hit<ReqBody, B>(shared: &Shared, request: &Request<ReqBody>) 
 /// `Shared::bad_host`), answered by the cache itself whatever the method.
 pub(crate) fn bad_host<B>(shared: &Shared, why: &'static str) -> Out<B> {
     shared.counter(|c| &c.bypassed);
-    metrics::request("bypass");
+    metrics::request(metrics::Outcome::Bypass);
     let mut problem = Problem::new(StatusCode::BAD_REQUEST, "bad Host")
         .string("detail", why)
         .into_response()
@@ -215,7 +220,7 @@ where
     let key = shared.key_of(&request);
     let (Some(key), None) = (key.clone(), bypass) else {
         shared.counter(|c| &c.bypassed);
-        metrics::request("bypass");
+        metrics::request(metrics::Outcome::Bypass);
         let status = bypass.unwrap_or(CacheStatus::forward(Forward::Bypass).detail("key"));
         let response = inner.call(request).await?;
         return Ok(pass(&shared, response, Some(status)));
@@ -290,7 +295,7 @@ where
         ));
     }
     shared.counter(|c| &c.bypassed);
-    metrics::request("bypass");
+    metrics::request(metrics::Outcome::Bypass);
     let response = inner.call(request).await?;
     Ok(pass(
         &shared,
@@ -415,7 +420,7 @@ where
         };
         if max_stale {
             shared.counter(|c| &c.stale_hits);
-            metrics::request("stale");
+            metrics::request(metrics::Outcome::Stale);
             return Ok(from_store(
                 &stored,
                 request.headers(),
@@ -426,7 +431,7 @@ where
         }
         if stale_by <= stored.rules.while_revalidate {
             shared.counter(|c| &c.stale_hits);
-            metrics::request("stale");
+            metrics::request(metrics::Outcome::Stale);
             let response = from_store(
                 &stored,
                 request.headers(),
@@ -529,7 +534,7 @@ where
     }
     let stale = |detail| {
         shared.counter(|c| &c.stale_hits);
-        metrics::request("stale");
+        metrics::request(metrics::Outcome::Stale);
         let ttl = ttl(&stored, stored.lifetime, now);
         let status = CacheStatus {
             fwd: Some(Forward::Stale),
@@ -610,7 +615,7 @@ where
             ..CacheStatus::forward(fwd)
         };
         shared.counter(|c| &c.revalidated);
-        metrics::request("revalidated");
+        metrics::request(metrics::Outcome::Revalidated);
         if let (Some(guard), Some(refreshed)) = (guard, &refreshed) {
             guard.stored(Arc::clone(refreshed));
         }
@@ -649,7 +654,7 @@ where
         }
     }
     shared.counter(|c| &c.misses);
-    metrics::request("miss");
+    metrics::request(metrics::Outcome::Miss);
     let status_code = response.status();
     let status = CacheStatus::forward(fwd);
     let (response, stored_as) = store_or_pass(
@@ -908,7 +913,7 @@ fn fresh_hit<B>(
     collapsed: bool,
 ) -> Out<B> {
     shared.counter(|c| &c.hits);
-    metrics::request("hit");
+    metrics::request(metrics::Outcome::Hit);
     if collapsed {
         shared.counter(|c| &c.collapsed);
         ::metrics::counter!(metrics::COLLAPSED).increment(1);
@@ -972,7 +977,7 @@ where
         Boarding::Fetch(guard, status) => (guard, status),
     };
     shared.counter(|c| &c.misses);
-    metrics::request("miss");
+    metrics::request(metrics::Outcome::Miss);
     let method = request.method().clone();
     let client = request.headers().clone();
     let override_ttl = request

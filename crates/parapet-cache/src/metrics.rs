@@ -16,8 +16,28 @@ pub const COLLAPSED: &str = "parapet_cache_collapsed_total";
 /// the layer's `max_in_flight_bytes`.
 pub const IN_FLIGHT_FULL: &str = "parapet_cache_in_flight_full_total";
 
-pub(crate) fn request(result: &'static str) {
-    metrics::counter!(REQUESTS, "result" => result).increment(1);
+/// A request's `result` label in [`REQUESTS`].
+#[derive(Clone, Copy)]
+pub(crate) enum Outcome {
+    Hit,
+    Stale,
+    Miss,
+    Revalidated,
+    Bypass,
+    Pass,
+}
+
+pub(crate) fn request(result: Outcome) {
+    // Literal labels make a static key: counting allocates nothing.
+    let counter = match result {
+        Outcome::Hit => metrics::counter!(REQUESTS, "result" => "hit"),
+        Outcome::Stale => metrics::counter!(REQUESTS, "result" => "stale"),
+        Outcome::Miss => metrics::counter!(REQUESTS, "result" => "miss"),
+        Outcome::Revalidated => metrics::counter!(REQUESTS, "result" => "revalidated"),
+        Outcome::Bypass => metrics::counter!(REQUESTS, "result" => "bypass"),
+        Outcome::Pass => metrics::counter!(REQUESTS, "result" => "pass"),
+    };
+    counter.increment(1);
 }
 
 pub(crate) fn in_flight_full() {

@@ -84,7 +84,7 @@ where
             return ResponseFuture::flow(Box::pin(serve(shared, inner, request)));
         }
         shared.counter(|c| &c.bypassed);
-        metrics::request("pass");
+        metrics::request(metrics::Outcome::Pass);
         let invalidate = if is_unsafe(method) {
             shared.key_of(&request)
         } else {

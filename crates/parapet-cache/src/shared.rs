@@ -246,7 +246,15 @@ impl Shared {
             self.store_failed(op, "circuit_open", &"circuit open after repeated failures");
             return None;
         }
-        match call().within(self.store_timeout).await {
+        // The deadline is awaited here, inside the request's own future, rather than with
+        // `StoreCall::within`, which would box the call a second time.
+        let result = match call().now_or_later() {
+            Ok(answer) => answer,
+            Err(pending) => tokio::time::timeout(self.store_timeout, pending)
+                .await
+                .unwrap_or(Err(StoreError::Timeout(self.store_timeout))),
+        };
+        match result {
             Ok(value) => {
                 self.breaker.success();
                 Some(value)

@@ -220,8 +220,9 @@ impl HashTag {
         }
     }
 
-    /// Appends `{32 hex digits}` (keys are built on every store call: no formatting machinery).
-    fn write_to(&self, out: &mut String) {
+    /// Appends `{32 hex digits}` to `out` (keys and fields are built on every store call:
+    /// no formatting machinery, no allocation of its own).
+    pub fn write_to(&self, out: &mut String) {
         out.reserve(34);
         out.push('{');
         self.push_hex(out);

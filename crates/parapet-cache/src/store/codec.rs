@@ -83,32 +83,40 @@ struct Reader {
 }
 
 impl Reader {
-    fn take(&mut self, n: usize) -> Option<Bytes> {
+    /// The next `n` bytes, borrowed: fixed fields and names are read without touching the
+    /// buffer's reference count.
+    fn raw(&mut self, n: usize) -> Option<&[u8]> {
         let end = self.at.checked_add(n)?;
         let bytes = self.data.get(self.at..end)?;
-        let _ = bytes;
-        let out = self.data.slice(self.at..end);
         self.at = end;
-        Some(out)
+        Some(bytes)
     }
     fn u8(&mut self) -> Option<u8> {
-        Some(self.take(1)?[0])
+        Some(self.raw(1)?[0])
     }
     fn u16(&mut self) -> Option<u16> {
-        let b = self.take(2)?;
-        Some(u16::from_be_bytes([b[0], b[1]]))
+        Some(u16::from_be_bytes(self.raw(2)?.try_into().ok()?))
     }
     fn u64(&mut self) -> Option<u64> {
-        let b = self.take(8)?;
-        Some(u64::from_be_bytes(b[..].try_into().ok()?))
+        Some(u64::from_be_bytes(self.raw(8)?.try_into().ok()?))
     }
     fn i64(&mut self) -> Option<i64> {
-        Some(i64::from_be_bytes(self.u64()?.to_be_bytes()))
+        Some(i64::from_be_bytes(self.raw(8)?.try_into().ok()?))
     }
-    fn str(&mut self) -> Option<Bytes> {
-        let b = self.take(4)?;
-        let n = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-        self.take(usize::try_from(n).ok()?)
+    fn len(&mut self) -> Option<usize> {
+        usize::try_from(u32::from_be_bytes(self.raw(4)?.try_into().ok()?)).ok()
+    }
+    /// A length-prefixed string, borrowed.
+    fn str(&mut self) -> Option<&[u8]> {
+        let n = self.len()?;
+        self.raw(n)
+    }
+    /// A length-prefixed string as a slice of the buffer (kept by what it is read into).
+    fn shared(&mut self) -> Option<Bytes> {
+        let n = self.len()?;
+        let start = self.at;
+        self.raw(n)?;
+        Some(self.data.slice(start..self.at))
     }
     fn duration(&mut self) -> Option<Duration> {
         Some(Duration::from_micros(self.u64()?))
@@ -140,20 +148,20 @@ pub(crate) fn decode(data: Vec<u8>, key: &CacheKey) -> Option<StoredResponse> {
     let mut vary = Vec::new();
     let mut vary_values = Vec::new();
     for _ in 0..r.u16()? {
-        vary.push(HeaderName::from_bytes(&r.str()?).ok()?);
-        vary_values.push(Box::from(&r.str()?[..]));
+        vary.push(HeaderName::from_bytes(r.str()?).ok()?);
+        vary_values.push(Box::from(r.str()?));
     }
     let mut tags = Vec::new();
     for _ in 0..r.u16()? {
-        tags.push(String::from_utf8(r.str()?.to_vec()).ok()?);
+        tags.push(String::from(std::str::from_utf8(r.str()?).ok()?));
     }
     let count = r.u16()?;
     // Each field takes at least 8 bytes: a damaged count cannot ask for a huge map.
     let room = (r.data.len() - r.at.min(r.data.len())) / 8;
     let mut headers = HeaderMap::try_with_capacity(usize::from(count).min(room)).ok()?;
     for _ in 0..count {
-        let name = HeaderName::from_bytes(&r.str()?).ok()?;
-        let value = HeaderValue::from_maybe_shared(r.str()?).ok()?;
+        let name = HeaderName::from_bytes(r.str()?).ok()?;
+        let value = HeaderValue::from_maybe_shared(r.shared()?).ok()?;
         headers.append(name, value);
     }
     let body = r.data.slice(r.at..);

@@ -304,7 +304,12 @@ fn parse_spec(spec: &[u8]) -> Option<Arc<[HeaderName]>> {
 /// The field of the variant selected by these values: a hash of them, so request values
 /// of any size make a 34-byte field.
 fn variant_field(keyspace: &Keyspace, values: &[Box<[u8]>]) -> String {
-    format!("d{}", keyspace.tag(&crate::vary::encode(values)))
+    let mut field = String::with_capacity(35);
+    field.push('d');
+    keyspace
+        .tag(&crate::vary::encode(values))
+        .write_to(&mut field);
+    field
 }
 
 /// The field counting a variant's hits: `u<tag>` for `d<tag>`.
