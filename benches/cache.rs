@@ -1,11 +1,11 @@
-//! Criterion benches of the response cache's hit path in memory: 1 KiB and 128 KiB bodies
+//! Criterion benches of the response cache's hit path: in memory, 1 KiB and 128 KiB bodies
 //! (a hit hands out the stored `Bytes` without copying, so both should cost alike), the
 //! same handler without the cache as the baseline, and the cost the cache adds to a
 //! response it does not store. On Redis: a hit, and the floor it is held to — the same
 //! handler answering the 1 KiB it reads with one `HMGET` of a hash shaped like the store's
 //! entry (the hit's reply shape).
 //!
-//! `cargo bench -p parapet-benches --bench cache`
+//! `cargo bench -p parapet-benches --bench cache` (starts a `redis-server` for the Redis pair)
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench fails loudly
 
 use std::convert::Infallible;
@@ -115,7 +115,9 @@ fn hmget_handler(
         let redis = redis.clone();
         async move {
             let mut read = Command::new("HMGET");
-            read.arg("floor:hash").arg("v").arg("d0123456789abcdef");
+            read.arg("floor:hash")
+                .arg("v")
+                .arg("d{0123456789abcdef0123456789abcdef}");
             let (_, body): (Option<Vec<u8>>, Option<Vec<u8>>) = redis.query(&read).await.unwrap();
             let mut response = Response::new(Full::new(Bytes::from(body.unwrap())));
             response
@@ -142,7 +144,7 @@ fn redis_hits(c: &mut Criterion) {
     hset.arg("floor:hash")
         .arg("v")
         .arg("")
-        .arg("d0123456789abcdef")
+        .arg("d{0123456789abcdef0123456789abcdef}")
         .arg(vec![b'x'; 1 << 10]);
     let _: i64 = runtime.block_on(redis.query(&hset)).unwrap();
     let mut group = c.benchmark_group("cache_hit");

@@ -147,7 +147,7 @@ async fn one_read(redis: RedisHandle, hmget: bool) -> Router {
     hset.arg("floor:hash")
         .arg("v")
         .arg("")
-        .arg("d0123456789abcdef0123456789abcdef")
+        .arg("d{0123456789abcdef0123456789abcdef}")
         .arg(vec![b'x'; 1024]);
     let _: i64 = redis.query(&hset).await.unwrap();
     Router::new().route(
@@ -159,7 +159,7 @@ async fn one_read(redis: RedisHandle, hmget: bool) -> Router {
                     let mut read = Command::new("HMGET");
                     read.arg("floor:hash")
                         .arg("v")
-                        .arg("d0123456789abcdef0123456789abcdef");
+                        .arg("d{0123456789abcdef0123456789abcdef}");
                     let (_, body): (Option<Vec<u8>>, Option<Vec<u8>>) =
                         redis.query(&read).await.unwrap();
                     body.unwrap()

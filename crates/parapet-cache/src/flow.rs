@@ -43,7 +43,8 @@ where
 
 /// Adds this cache's `Cache-Status` member after any from caches nearer the origin.
 fn mark(headers: &mut HeaderMap, status: CacheStatus) {
-    headers.append(crate::CACHE_STATUS, status.to_header());
+    // Only a map at http's limit of names refuses it: the response goes without.
+    let _ = headers.try_append(crate::CACHE_STATUS, status.to_header());
 }
 
 /// The origin's response, passed on untouched but for `Cache-Status` and the fields meant
@@ -109,20 +110,24 @@ fn from_store<B>(
         *response.headers_mut() = headers;
         return response;
     }
-    // Built with room for the two fields added here: a clone of the stored map would be
-    // full, and grow (two reallocations) at the first of them.
-    let mut headers = HeaderMap::with_capacity(stored.headers.len() + 2);
+    // Built with room for the fields added here (Age, Cache-Status, a HEAD's length): a
+    // clone of the stored map would be full, and grow at the first of them. Capacity counts
+    // names, not values; a map at http's limit keeps the stored fields that fit.
+    let mut headers =
+        HeaderMap::try_with_capacity(stored.headers.keys_len() + 3).unwrap_or_default();
     for (name, value) in &stored.headers {
-        headers.append(name.clone(), value.clone());
+        if headers.try_append(name.clone(), value.clone()).is_err() {
+            break;
+        }
     }
-    headers.insert(AGE, age);
+    let _ = headers.try_insert(AGE, age);
     mark(&mut headers, status);
     let body = if method == Method::HEAD {
         // The GET's length, which an empty HEAD body would otherwise replace.
         if !headers.contains_key(http::header::CONTENT_LENGTH) {
             let mut buf = itoa::Buffer::new();
             if let Ok(length) = HeaderValue::from_str(buf.format(stored.body.len())) {
-                headers.insert(http::header::CONTENT_LENGTH, length);
+                let _ = headers.try_insert(http::header::CONTENT_LENGTH, length);
             }
         }
         ResponseBody::default()
@@ -1226,4 +1231,52 @@ pub(crate) fn invalidated_by<B>(
     }
     keys.push(key);
     keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stored::ReuseRules;
+
+    /// A stored response with `values` values of one field: one name in http's map, however
+    /// many values (a damaged or hostile store entry can hold that many).
+    fn stored_with(values: usize) -> StoredResponse {
+        let mut headers = HeaderMap::new();
+        for _ in 0..values {
+            headers.append("x-many", HeaderValue::from_static("v"));
+        }
+        let now = SystemTime::now();
+        StoredResponse {
+            key: crate::CacheKey::new("https", "a.example", "/x"),
+            status: StatusCode::OK,
+            headers,
+            body: Bytes::from_static(b"body"),
+            vary: Vec::new(),
+            vary_values: Vec::new(),
+            requested: now,
+            received: now,
+            lifetime: Duration::from_secs(60),
+            initial_age: Duration::ZERO,
+            rules: ReuseRules::default(),
+            tags: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_hit_keeps_every_stored_value_however_many() {
+        let stored = stored_with(30_000);
+        let now = SystemTime::now();
+        for method in [Method::GET, Method::HEAD] {
+            let response: Out<http_body_util::Empty<Bytes>> = from_store(
+                &stored,
+                &HeaderMap::new(),
+                &method,
+                now,
+                CacheStatus::hit(60),
+            );
+            assert_eq!(response.headers().get_all("x-many").iter().count(), 30_000);
+            assert!(response.headers().contains_key(AGE));
+            assert!(response.headers().contains_key(crate::CACHE_STATUS));
+        }
+    }
 }

@@ -338,7 +338,11 @@ impl Shared {
     /// it only refuses writes, which then fail fast on their own. It neither counts toward
     /// the breaker nor resets its count of other failures.
     fn settle_failure(&self, error: &StoreError, micros: i64) {
-        if !matches!(error, StoreError::OutOfMemory(_)) {
+        // A full Redis, or a value the store refuses to take, says nothing of its health.
+        if !matches!(
+            error,
+            StoreError::OutOfMemory(_) | StoreError::InvalidArgument(_)
+        ) {
             self.breaker.failure(micros);
         }
     }

@@ -103,8 +103,9 @@ impl CacheStatus {
     }
 }
 
-/// A `Cache-Status` member being written: longer than any this cache writes (about 110
-/// bytes at most), so `push` never has to cut one.
+/// A `Cache-Status` member being written: longer than any this cache writes (117 bytes at
+/// most: every parameter, a five-digit status and the longest detail), so `push` never has
+/// to cut one.
 struct Field {
     bytes: [u8; 192],
     len: usize,
@@ -121,6 +122,10 @@ impl Default for Field {
 
 impl Field {
     fn push(&mut self, part: &str) {
+        debug_assert!(
+            self.len + part.len() <= self.bytes.len(),
+            "Cache-Status cut"
+        );
         let end = (self.len + part.len()).min(self.bytes.len());
         self.bytes[self.len..end].copy_from_slice(&part.as_bytes()[..end - self.len]);
         self.len = end;

@@ -196,7 +196,7 @@ impl Keyspace {
         key.push(':');
         key.push_str(kind);
         key.push(':');
-        tag.write_to(&mut key);
+        tag.push_braced(&mut key);
         if !suffix.is_empty() {
             key.push(':');
             key.push_str(suffix);
@@ -220,9 +220,18 @@ impl HashTag {
         }
     }
 
-    /// Appends `{32 hex digits}` to `out` (keys and fields are built on every store call:
-    /// no formatting machinery, no allocation of its own).
-    pub fn write_to(&self, out: &mut String) {
+    /// Appends `{32 hex digits}` to `out`, growing it only if it lacks the 34 bytes; the
+    /// braces make the tag a Redis Cluster hash tag when it is part of a key. Keys and
+    /// fields are built on every store call, so this skips the formatting machinery.
+    ///
+    /// ```
+    /// use parapet_core::HashTag;
+    ///
+    /// let mut field = String::from("d");
+    /// HashTag::of(b"abc").push_braced(&mut field);
+    /// assert_eq!(field, "d{ba7816bf8f01cfea414140de5dae2223}");
+    /// ```
+    pub fn push_braced(&self, out: &mut String) {
         out.reserve(34);
         out.push('{');
         self.push_hex(out);
@@ -233,7 +242,7 @@ impl HashTag {
 impl fmt::Display for HashTag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut text = String::new();
-        self.write_to(&mut text);
+        self.push_braced(&mut text);
         f.write_str(&text)
     }
 }

@@ -26,9 +26,10 @@ async fn multiplexed_and_pool_answer() {
 
 /// Every caller moves a call's future at least once (into a box, into a task), so its size
 /// is paid on every call: a connection kind's state must not be held inline (deadpool's
-/// wait future alone is about 14 KB).
+/// wait future alone is about 14 KB). `scripts/test` builds with every feature, the pool
+/// and Cluster kinds included.
 #[tokio::test]
-async fn a_call_is_a_small_future_whatever_the_features() {
+async fn a_call_is_a_small_future_with_every_connection_kind_built_in() {
     let server = RedisServer::start();
     let handle = RedisHandle::builder(server.url()).build().await.unwrap();
     let get = Command::new("GET");

@@ -38,7 +38,15 @@ fn duration_micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-pub(crate) fn encode(r: &StoredResponse) -> Vec<u8> {
+/// The stored form of `r`, or `None` if it has more header values, `Vary` fields or tags
+/// than a count of the format holds (65,535): such a response is not stored.
+pub(crate) fn encode(r: &StoredResponse) -> Option<Vec<u8>> {
+    let count = |n: usize| u16::try_from(n).ok();
+    let (vary, tags, fields) = (
+        count(r.vary.len())?,
+        count(r.tags.len())?,
+        count(r.headers.len())?,
+    );
     let head: usize = r
         .headers
         .iter()
@@ -59,22 +67,22 @@ pub(crate) fn encode(r: &StoredResponse) -> Vec<u8> {
     out.put_u64(duration_micros(r.rules.while_revalidate));
     out.put_u64(duration_micros(r.rules.if_error));
     out.put_u64(duration_micros(r.rules.keep));
-    out.put_u16(u16::try_from(r.vary.len()).unwrap_or(0));
+    out.put_u16(vary);
     for (name, value) in r.vary.iter().zip(&r.vary_values) {
         put_str(&mut out, name.as_str().as_bytes());
         put_str(&mut out, value);
     }
-    out.put_u16(u16::try_from(r.tags.len()).unwrap_or(0));
+    out.put_u16(tags);
     for tag in &r.tags {
         put_str(&mut out, tag.as_bytes());
     }
-    out.put_u16(u16::try_from(r.headers.len()).unwrap_or(0));
+    out.put_u16(fields);
     for (name, value) in &r.headers {
         put_str(&mut out, name.as_str().as_bytes());
         put_str(&mut out, value.as_bytes());
     }
     out.put_slice(&r.body);
-    out.to_vec()
+    Some(out.to_vec())
 }
 
 struct Reader {
@@ -162,7 +170,8 @@ pub(crate) fn decode(data: Vec<u8>, key: &CacheKey) -> Option<StoredResponse> {
     for _ in 0..count {
         let name = HeaderName::from_bytes(r.str()?).ok()?;
         let value = HeaderValue::from_maybe_shared(r.shared()?).ok()?;
-        headers.append(name, value);
+        // Defensive: the capacity taken above already refuses more names than fit.
+        headers.try_append(name, value).ok()?;
     }
     let body = r.data.slice(r.at..);
     let initial_age = StoredResponse::initial_age(&headers, requested, received);
@@ -213,7 +222,7 @@ mod tests {
             },
             tags: vec!["t1".into()],
         };
-        let bytes = encode(&original);
+        let bytes = encode(&original).unwrap();
         let back = decode(bytes.clone(), &key).unwrap();
         assert_eq!(back.status, original.status);
         assert_eq!(back.headers, original.headers);
@@ -244,10 +253,36 @@ mod tests {
             headers: HeaderMap::new(),
             body: Bytes::new(),
             ..original.clone()
-        });
+        })
+        .unwrap();
         let count_at = damaged.len() - 2;
         damaged[count_at..].copy_from_slice(&u16::MAX.to_be_bytes());
-        assert!(decode(damaged, &key).is_none());
+        assert!(decode(damaged.clone(), &key).is_none());
+        // More distinct names than http's map holds (a count fits 65,535): refused.
+        let mut crowded = damaged.clone();
+        let count_at = crowded.len() - 2;
+        crowded[count_at..].copy_from_slice(&30_000u16.to_be_bytes());
+        for i in 0..30_000u32 {
+            let name = format!("x-{i}");
+            crowded.extend_from_slice(&u32::try_from(name.len()).unwrap().to_be_bytes());
+            crowded.extend_from_slice(name.as_bytes());
+            crowded.extend_from_slice(&1u32.to_be_bytes());
+            crowded.push(b'v');
+        }
+        assert!(decode(crowded, &key).is_none());
+        // More values than a count holds: not encoded (once, the count was cut to 0 and
+        // the fields read back as the body).
+        let mut many = HeaderMap::new();
+        for _ in 0..70_000 {
+            many.append("x-many", HeaderValue::from_static("v"));
+        }
+        assert!(
+            encode(&StoredResponse {
+                headers: many,
+                ..original.clone()
+            })
+            .is_none()
+        );
         for cut in [0, 1, 10, 40, 90] {
             assert!(
                 decode(bytes[..cut].to_vec(), &key).is_none(),

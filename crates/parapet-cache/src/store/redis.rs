@@ -302,13 +302,13 @@ fn parse_spec(spec: &[u8]) -> Option<Arc<[HeaderName]>> {
 }
 
 /// The field of the variant selected by these values: a hash of them, so request values
-/// of any size make a 34-byte field.
+/// of any size make a 35-byte field (`d{…}`).
 fn variant_field(keyspace: &Keyspace, values: &[Box<[u8]>]) -> String {
     let mut field = String::with_capacity(35);
     field.push('d');
     keyspace
         .tag(&crate::vary::encode(values))
-        .write_to(&mut field);
+        .push_braced(&mut field);
     field
 }
 
@@ -373,6 +373,11 @@ impl CacheStore for RedisStore {
         max_variants: usize,
         now: SystemTime,
     ) -> StoreCall<()> {
+        let Some(blob) = encode(&response) else {
+            return StoreCall::ready(Err(StoreError::InvalidArgument(
+                "a response with more than 65,535 header values, Vary fields or tags",
+            )));
+        };
         let redis_key = self.redis_key(&response.key);
         let field = variant_field(&self.keyspace, &response.vary_values);
         let left = response.expires().duration_since(now).unwrap_or_default();
@@ -382,7 +387,7 @@ impl CacheStore for RedisStore {
         call.key(&redis_key)
             .arg(spec(&response.vary))
             .arg(&field)
-            .arg(encode(&response))
+            .arg(blob)
             .arg(ttl_ms)
             .arg(max_variants)
             .arg(self.channel())
