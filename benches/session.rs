@@ -1,9 +1,12 @@
 //! Criterion benches of one request through the session layer, in memory, without HTTP: an
 //! untouched request (the handler never asks for its session) and a read of one field, for
 //! parapet and tower-sessions (its `MemoryStore`), and the same router without a session
-//! layer as the baseline, each request carrying the cookie of an existing session.
+//! layer as the baseline, each request carrying the cookie of an existing session. On
+//! Redis: a read through parapet's `RedisStore`, beside the floor it is held to, a handler
+//! making one `HGETALL` of a hash shaped like the session (the read's reply shape).
 //!
-//! `cargo bench -p parapet-benches --bench session`
+//! `cargo bench -p parapet-benches --bench session` (starts a `redis-server` for the Redis
+//! pair)
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench fails loudly
 
 #[path = "session_routes.rs"]
@@ -17,8 +20,10 @@ use axum::body::Body;
 use axum::routing::get;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Request;
+use parapet_testkit::RedisServer;
 use tower::ServiceExt;
-use tower_parapet::session::{MemoryStore, SessionLayer};
+use tower_parapet::core::{Command, RedisHandle};
+use tower_parapet::session::{MemoryStore, RedisStore, SessionLayer};
 use tower_sessions::{MemoryStore as TsMemoryStore, SessionManagerLayer};
 
 use session_routes::{parapet_routes, tower_sessions_routes};
@@ -93,5 +98,67 @@ fn session_layer(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, session_layer);
+fn redis_read(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = RedisServer::start();
+    let redis = runtime
+        .block_on(RedisHandle::builder(server.url().as_str()).build())
+        .unwrap();
+    let parapet = parapet_routes().layer(
+        SessionLayer::builder()
+            .store(Arc::new(RedisStore::new(redis.clone()).unwrap()))
+            .build()
+            .unwrap(),
+    );
+    let cookie = runtime.block_on(login(&parapet));
+    // The session's hash as the store keeps it, under another key, for the floor.
+    let mut keys = Command::new("KEYS");
+    keys.arg("*");
+    let keys: Vec<String> = runtime.block_on(redis.query(&keys)).unwrap();
+    let hash = keys
+        .iter()
+        .find(|key| {
+            let mut kind = Command::new("TYPE");
+            kind.arg(key.as_str());
+            runtime.block_on(redis.query::<String>(&kind)).unwrap() == "hash"
+        })
+        .expect("the session's hash");
+    let mut copy = Command::new("COPY");
+    copy.arg(hash).arg("bench:floor:hash");
+    let _: i64 = runtime.block_on(redis.query(&copy)).unwrap();
+    let floor = Router::new().route(
+        "/read",
+        get(move || {
+            let redis = redis.clone();
+            async move {
+                let mut all = Command::new("HGETALL");
+                all.arg("bench:floor:hash");
+                let fields: Vec<Vec<u8>> = redis.query(&all).await.unwrap();
+                assert!(fields.len() >= 14, "the floor's hash is there");
+                "hello"
+            }
+        }),
+    );
+    let mut group = c.benchmark_group("session_redis");
+    for (name, app) in [
+        ("floor: one HGETALL/read", &floor),
+        ("parapet redis/read", &parapet),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let response = runtime
+                    .block_on(app.clone().oneshot(request("/read", &cookie)))
+                    .unwrap();
+                assert_eq!(response.status(), 200);
+                black_box(response)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, session_layer, redis_read);
 criterion_main!(benches);

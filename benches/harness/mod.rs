@@ -12,6 +12,12 @@ use http::{HeaderValue, Request};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 
+/// With `--features mimalloc`, every harness allocates through mimalloc (per-thread heaps,
+/// no arena lock shared between the runtime's threads): a diagnostic of allocation's cost.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A number from the environment, or `default`.
 /// Resident bytes of this process, from `/proc/self/statm` (Linux; 0 elsewhere).
 #[allow(dead_code)] // not every harness measures memory
