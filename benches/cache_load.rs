@@ -2,13 +2,15 @@
 //! `Cache-Control: public, max-age=600`, served in this process and loaded over loopback by
 //! keep-alive HTTP/1.1 connections — bare (the baseline), and behind parapet's cache (memory
 //! and Redis), tower-http-cache and http-cache-tower-server (moka). Every cached variant is
-//! a hit on every request after the warm-up. The Redis floor is the same route answering
-//! the same 1 KiB read from Redis with one `GET` per request, on the same kind of
-//! connection: what a Redis hit cannot beat.
+//! a hit on every request after the warm-up. The Redis floors are the same route answering
+//! the same 1 KiB read from Redis with one command per request, on the same kind of
+//! connection: a `GET` of a string, and an `HMGET` of a hash shaped like the store's entry
+//! (the hit's reply shape). What a Redis hit cannot beat.
 //!
 //! Each variant runs between two runs of the baseline and is quoted as a ratio to their
-//! mean; rounds repeat the sequence and the median ratio is reported. For the Redis variant,
-//! Redis's `INFO commandstats` gives commands per request.
+//! mean; rounds repeat the sequence and the median ratio is reported. Per request: Redis
+//! commands (`INFO commandstats`) and CPU (`INFO cpu`) for the Redis variants, and the
+//! process's CPU (client and server) for every variant.
 //!
 //! `cargo bench -p parapet-benches --bench cache_load` (env: `LOAD_SECS` per run, default 2; `LOAD_ROUNDS`,
 //! default 5; `LOAD_CONNS`, default 32; `LOAD_ONLY`, a substring of the variants to run besides

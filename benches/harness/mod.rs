@@ -12,13 +12,14 @@ use http::{HeaderValue, Request};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 
-/// With `--features mimalloc`, every harness allocates through mimalloc (per-thread heaps,
-/// no arena lock shared between the runtime's threads): a diagnostic of allocation's cost.
+/// With `--features mimalloc`, every harness built with this module (the load, scale and
+/// memory harnesses; not the criterion benches) allocates through mimalloc: per-thread
+/// heaps, no arena lock shared between the runtime's threads. A diagnostic of what
+/// allocation costs; the memory harnesses' RSS changes with it.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// A number from the environment, or `default`.
 /// Resident bytes of this process, from `/proc/self/statm` (Linux; 0 elsewhere).
 #[allow(dead_code)] // not every harness measures memory
 pub fn rss() -> u64 {
@@ -31,6 +32,7 @@ pub fn rss() -> u64 {
     pages * 4096
 }
 
+/// A number from the environment, or `default`.
 pub fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()

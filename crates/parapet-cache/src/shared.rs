@@ -335,8 +335,9 @@ impl Shared {
 
     /// A failed call opens the breaker after a few, but not an out-of-memory refusal: a
     /// full Redis still answers (reads work, and a `TieredStore`'s memory hits must go on),
-    /// it only refuses writes, which then fail fast on their own. It neither counts toward
-    /// the breaker nor resets its count of other failures.
+    /// it only refuses writes, which then fail fast on their own. Nor a value the store
+    /// refuses to take (`InvalidArgument`: a response too large for its format). Neither
+    /// counts toward the breaker nor resets its count of other failures.
     fn settle_failure(&self, error: &StoreError, micros: i64) {
         // A full Redis, or a value the store refuses to take, says nothing of its health.
         if !matches!(
