@@ -236,7 +236,7 @@ impl Shared {
 
     /// One store call through the breaker and within the store deadline: its value, or
     /// `None` when the breaker is open or the call failed (counted and logged).
-    async fn guarded<T: Send + 'static>(
+    async fn guarded<T>(
         &self,
         op: &'static str,
         call: impl FnOnce() -> parapet_core::StoreCall<T>,
@@ -246,15 +246,7 @@ impl Shared {
             self.store_failed(op, "circuit_open", &"circuit open after repeated failures");
             return None;
         }
-        // The deadline is awaited here, inside the request's own future, rather than with
-        // `StoreCall::within`, which would box the call a second time.
-        let result = match call().now_or_later() {
-            Ok(answer) => answer,
-            Err(pending) => tokio::time::timeout(self.store_timeout, pending)
-                .await
-                .unwrap_or(Err(StoreError::Timeout(self.store_timeout))),
-        };
-        match result {
+        match call().await_within(self.store_timeout).await {
             Ok(value) => {
                 self.breaker.success();
                 Some(value)

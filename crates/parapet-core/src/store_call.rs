@@ -33,19 +33,29 @@ impl<T> StoreCall<T> {
         Self(Kind::Boxed(Box::pin(future)))
     }
 
-    /// The same call with a deadline: an answer already known stays as it is (no
-    /// allocation); one still to come fails with [`StoreError::Timeout`] past `deadline`.
+    /// The same call with a deadline, as a call to hand on: an answer already known stays
+    /// as it is (no allocation); one still to come fails with [`StoreError::Timeout`] past
+    /// `deadline` (boxed once more). A caller that awaits at once uses
+    /// [`await_within`](Self::await_within).
     pub fn within(self, deadline: Duration) -> Self
     where
         T: Send + 'static,
     {
         match self.0 {
-            Kind::Boxed(call) => Self::boxed(async move {
-                tokio::time::timeout(deadline, call)
-                    .await
-                    .unwrap_or(Err(StoreError::Timeout(deadline)))
-            }),
+            Kind::Boxed(call) => Self::boxed(Self(Kind::Boxed(call)).await_within(deadline)),
             ready => Self(ready),
+        }
+    }
+
+    /// The answer within `deadline`, awaited in the caller's own future: the timer lives
+    /// there, so nothing is allocated. An answer already known is returned untimed; one
+    /// still to come fails with [`StoreError::Timeout`] past `deadline`.
+    pub async fn await_within(self, deadline: Duration) -> Result<T, StoreError> {
+        match self.now_or_later() {
+            Ok(answer) => answer,
+            Err(pending) => tokio::time::timeout(deadline, pending)
+                .await
+                .unwrap_or(Err(StoreError::Timeout(deadline))),
         }
     }
 
@@ -97,5 +107,10 @@ mod tests {
         assert_eq!(ready.now_or_later().unwrap().unwrap(), 7, "still ready");
         let slow = StoreCall::<u8>::boxed(std::future::pending()).within(Duration::from_millis(5));
         assert!(matches!(slow.await, Err(StoreError::Timeout(d)) if d == Duration::from_millis(5)));
+        let ready = StoreCall::ready(Ok(7)).await_within(Duration::ZERO).await;
+        assert_eq!(ready.unwrap(), 7, "a known answer is not timed");
+        let slow = StoreCall::<u8>::boxed(std::future::pending());
+        let late = slow.await_within(Duration::from_millis(5)).await;
+        assert!(matches!(late, Err(StoreError::Timeout(d)) if d == Duration::from_millis(5)));
     }
 }

@@ -37,12 +37,12 @@ pub(crate) struct CookieConfig {
 
 impl Shared {
     /// A store call with the layer's deadline; failures counted by operation.
-    pub(crate) async fn call<T: Send + 'static>(
+    pub(crate) async fn call<T>(
         &self,
         op: &'static str,
         call: StoreCall<T>,
     ) -> Result<T, SessionError> {
-        call.within(self.store_timeout)
+        call.await_within(self.store_timeout)
             .await
             .inspect_err(|e| crate::metrics::store_error(op, e))
             .map_err(SessionError::Store)
