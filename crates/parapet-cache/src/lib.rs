@@ -123,6 +123,8 @@
 //! - Memory store: our own byte-bounded map ([`MemoryStore`]); a general TTL cache (moka)
 //!   enforces its weight bound after the insert, in the background, and the bound here
 //!   holds at insert time.
+//! - `Cache-Status` values are written into a `smallvec` buffer on the stack (it would
+//!   spill to the heap rather than cut a longer one): one allocation per response for it.
 
 mod cache_handle;
 mod cache_layer_builder;

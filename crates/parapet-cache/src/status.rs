@@ -1,6 +1,7 @@
 //! The `Cache-Status` field (RFC 9211): what this cache did with a request.
 
 use http::HeaderValue;
+use smallvec::SmallVec;
 
 /// Why the request went forward (RFC 9211 §2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,70 +70,39 @@ impl CacheStatus {
 
     /// The field value: `parapet` and its parameters, in the grammar of RFC 8941 §3.1.2.
     pub(crate) fn to_header(self) -> HeaderValue {
-        // Written on the stack and copied once into the value: one allocation per response.
-        let mut out = Field::default();
-        out.push("parapet");
+        // Written on the stack (the longest member this cache writes is 117 bytes: every
+        // parameter, a five-digit status, the longest detail) and copied once into the value.
+        let mut out = SmallVec::<[u8; 128]>::new();
+        out.extend_from_slice(b"parapet");
         if self.hit {
-            out.push("; hit");
+            out.extend_from_slice(b"; hit");
         }
         if let Some(fwd) = self.fwd {
-            out.push("; fwd=");
-            out.push(fwd.token());
+            out.extend_from_slice(b"; fwd=");
+            out.extend_from_slice(fwd.token().as_bytes());
         }
         let mut buf = itoa::Buffer::new();
         if let Some(status) = self.fwd_status {
-            out.push("; fwd-status=");
-            out.push(buf.format(status));
+            out.extend_from_slice(b"; fwd-status=");
+            out.extend_from_slice(buf.format(status).as_bytes());
         }
         if let Some(ttl) = self.ttl {
-            out.push("; ttl=");
+            out.extend_from_slice(b"; ttl=");
             // sf-integer has at most 15 digits.
-            out.push(buf.format(ttl.clamp(-999_999_999_999_999, 999_999_999_999_999)));
+            let ttl = ttl.clamp(-999_999_999_999_999, 999_999_999_999_999);
+            out.extend_from_slice(buf.format(ttl).as_bytes());
         }
         if self.stored {
-            out.push("; stored");
+            out.extend_from_slice(b"; stored");
         }
         if self.collapsed {
-            out.push("; collapsed");
+            out.extend_from_slice(b"; collapsed");
         }
         if let Some(detail) = self.detail {
-            out.push("; detail=");
-            out.push(detail);
+            out.extend_from_slice(b"; detail=");
+            out.extend_from_slice(detail.as_bytes());
         }
-        HeaderValue::from_bytes(out.as_bytes()).unwrap_or(HeaderValue::from_static("parapet"))
-    }
-}
-
-/// A `Cache-Status` member being written: longer than any this cache writes (117 bytes at
-/// most: every parameter, a five-digit status and the longest detail), so `push` never has
-/// to cut one.
-struct Field {
-    bytes: [u8; 192],
-    len: usize,
-}
-
-impl Default for Field {
-    fn default() -> Self {
-        Self {
-            bytes: [0; 192],
-            len: 0,
-        }
-    }
-}
-
-impl Field {
-    fn push(&mut self, part: &str) {
-        debug_assert!(
-            self.len + part.len() <= self.bytes.len(),
-            "Cache-Status cut"
-        );
-        let end = (self.len + part.len()).min(self.bytes.len());
-        self.bytes[self.len..end].copy_from_slice(&part.as_bytes()[..end - self.len]);
-        self.len = end;
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..self.len]
+        HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static("parapet"))
     }
 }
 
