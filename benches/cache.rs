@@ -15,10 +15,14 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
-use parapet_testkit::RedisServer;
 use tower::{Service, ServiceExt};
 use tower_parapet::cache::{CacheLayer, RedisStore};
 use tower_parapet::core::{Command, RedisHandle};
+
+#[path = "bench_setup.rs"]
+mod bench_setup;
+
+use bench_setup::{current_thread, redis_on_current_thread};
 
 fn handler(
     body: Bytes,
@@ -33,17 +37,20 @@ fn handler(
 + 'static {
     tower::service_fn(move |_req: Request<Full<Bytes>>| {
         let body = body.clone();
-        async move {
-            let mut response = Response::new(Full::new(body));
-            response
-                .headers_mut()
-                .insert("cache-control", cache_control.parse().unwrap());
-            response
-                .headers_mut()
-                .insert("content-type", "application/json".parse().unwrap());
-            Ok::<_, Infallible>(response)
-        }
+        async move { Ok::<_, Infallible>(respond(body, cache_control)) }
     })
+}
+
+/// The handlers' answer: `body` as JSON with `cache_control`.
+fn respond(body: Bytes, cache_control: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    response
+        .headers_mut()
+        .insert("cache-control", cache_control.parse().unwrap());
+    response
+        .headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    response
 }
 
 fn request() -> Request<Full<Bytes>> {
@@ -55,10 +62,7 @@ fn request() -> Request<Full<Bytes>> {
 }
 
 fn hits(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = current_thread();
     let mut group = c.benchmark_group("cache_hit");
     for (name, size) in [("1KiB", 1 << 10), ("128KiB", 128 << 10)] {
         let body = Bytes::from(vec![b'x'; size]);
@@ -119,27 +123,13 @@ fn hmget_handler(
                 .arg("v")
                 .arg("d{0123456789abcdef0123456789abcdef}");
             let (_, body): (Option<Vec<u8>>, Option<Vec<u8>>) = redis.query(&read).await.unwrap();
-            let mut response = Response::new(Full::new(Bytes::from(body.unwrap())));
-            response
-                .headers_mut()
-                .insert("cache-control", "public, max-age=600".parse().unwrap());
-            response
-                .headers_mut()
-                .insert("content-type", "application/json".parse().unwrap());
-            Ok::<_, Infallible>(response)
+            Ok::<_, Infallible>(respond(Bytes::from(body.unwrap()), "public, max-age=600"))
         }
     })
 }
 
 fn redis_hits(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let server = RedisServer::start();
-    let redis = runtime
-        .block_on(RedisHandle::builder(server.url().as_str()).build())
-        .unwrap();
+    let (runtime, _server, redis) = redis_on_current_thread();
     let mut hset = Command::new("HSET");
     hset.arg("floor:hash")
         .arg("v")

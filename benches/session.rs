@@ -9,6 +9,8 @@
 //! pair)
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench fails loudly
 
+#[path = "bench_setup.rs"]
+mod bench_setup;
 #[path = "session_routes.rs"]
 mod session_routes;
 
@@ -20,13 +22,13 @@ use axum::body::Body;
 use axum::routing::get;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Request;
-use parapet_testkit::RedisServer;
 use tower::ServiceExt;
-use tower_parapet::core::{Command, RedisHandle};
+use tower_parapet::core::Command;
 use tower_parapet::session::{MemoryStore, RedisStore, SessionLayer};
 use tower_sessions::{MemoryStore as TsMemoryStore, SessionManagerLayer};
 
-use session_routes::{parapet_routes, tower_sessions_routes};
+use bench_setup::{current_thread, redis_on_current_thread};
+use session_routes::{floor_hgetall, parapet_routes, tower_sessions_routes};
 
 fn request(path: &str, cookie: &str) -> Request<Body> {
     let mut request = Request::get(path).header("user-agent", "bench/1.0");
@@ -43,10 +45,7 @@ async fn login(app: &Router) -> String {
 }
 
 fn session_layer(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = current_thread();
     let bare = Router::new().route("/untouched", get(|| async { "hello" }));
     let parapet = parapet_routes().layer(
         SessionLayer::builder()
@@ -99,14 +98,7 @@ fn session_layer(c: &mut Criterion) {
 }
 
 fn redis_read(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let server = RedisServer::start();
-    let redis = runtime
-        .block_on(RedisHandle::builder(server.url().as_str()).build())
-        .unwrap();
+    let (runtime, _server, redis) = redis_on_current_thread();
     let parapet = parapet_routes().layer(
         SessionLayer::builder()
             .store(Arc::new(RedisStore::new(redis.clone()).unwrap()))
@@ -129,19 +121,10 @@ fn redis_read(c: &mut Criterion) {
     let mut copy = Command::new("COPY");
     copy.arg(hash).arg("bench:floor:hash");
     let _: i64 = runtime.block_on(redis.query(&copy)).unwrap();
-    let floor = Router::new().route(
-        "/read",
-        get(move || {
-            let redis = redis.clone();
-            async move {
-                let mut all = Command::new("HGETALL");
-                all.arg("bench:floor:hash");
-                let fields: Vec<Vec<u8>> = redis.query(&all).await.unwrap();
-                assert!(fields.len() >= 14, "the floor's hash is there");
-                "hello"
-            }
-        }),
-    );
+    let mut len = Command::new("HLEN");
+    len.arg("bench:floor:hash");
+    let fields: usize = runtime.block_on(redis.query(&len)).unwrap();
+    let floor = floor_hgetall(redis, 2 * fields);
     let mut group = c.benchmark_group("session_redis");
     for (name, app) in [
         ("floor: one HGETALL/read", &floor),

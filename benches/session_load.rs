@@ -35,7 +35,7 @@ use tower_sessions_redis_store::fred::prelude::{ClientLike, Config, Pool};
 #[path = "session_routes.rs"]
 mod session_routes;
 
-use session_routes::{parapet_routes, tower_sessions_routes};
+use session_routes::{floor_hgetall, parapet_routes, tower_sessions_routes};
 
 use harness::{
     Paired, Settings, load_with, median, only, process_cpu_seconds, publish, redis_commands,
@@ -83,24 +83,6 @@ fn floor_redis_rs(redis: RedisHandle) -> Router {
                 get.arg("bench:floor");
                 let value: Option<Vec<u8>> = redis.query(&get).await.unwrap();
                 assert!(value.is_some(), "the floor's value is there");
-                "hello"
-            }
-        }),
-    )
-}
-
-/// A floor of a read of a whole session hash: one `HGETALL` of 8 fields (16 reply
-/// elements) on parapet's handle, the reply read as parapet's session store reads it.
-fn floor_hgetall(redis: RedisHandle) -> Router {
-    Router::new().route(
-        "/read",
-        axum::routing::get(move || {
-            let redis = redis.clone();
-            async move {
-                let mut get = tower_parapet::core::Command::new("HGETALL");
-                get.arg("bench:floor:hash");
-                let fields: Vec<Vec<u8>> = redis.query(&get).await.unwrap();
-                assert_eq!(fields.len(), 16, "the floor's hash is there");
                 "hello"
             }
         }),
@@ -204,7 +186,7 @@ fn main() {
             ("floor: one GET by fred (pool of 6)", floor_fred(pool), true),
             (
                 "floor: one HGETALL of 8 fields by parapet's handle",
-                floor_hgetall(floor_handle.clone()),
+                floor_hgetall(floor_handle.clone(), 16),
                 true,
             ),
         ];
