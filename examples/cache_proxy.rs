@@ -17,6 +17,9 @@
 //! What the origin says is what happens: `Cache-Control: max-age=60` is cached for a
 //! minute, `private` or `Set-Cookie` never, `Vary` is honoured, `POST` invalidates, clients'
 //! `If-None-Match` get `304` from the cache, and an origin that is down is answered `502`.
+//! An origin's response head may carry up to 1,000 fields (hyper's client reads 100 by
+//! default); past that, or when the head cannot be read at all, the client gets `502` and
+//! the log says why.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // an example fails loudly
 
 use std::convert::Infallible;
@@ -71,6 +74,10 @@ fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     }
 }
 
+/// The most fields an origin's response head may carry (hyper's client default is 100,
+/// fewer than some frameworks and CDNs send).
+pub const MAX_UPSTREAM_FIELDS: usize = 1000;
+
 /// Forwards one request to `upstream`.
 async fn forward(
     client: Client<HttpConnector, Incoming>,
@@ -89,10 +96,21 @@ async fn forward(
             Ok(Response::from_parts(parts, Either::Left(body)))
         }
         Err(error) => {
-            tracing::warn!("upstream: {error}");
-            let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(
-                b"the upstream server cannot be reached\n",
-            ))));
+            // hyper-util's error says only which step failed; its sources say why.
+            let mut why = error.to_string();
+            let mut source = error.source();
+            while let Some(cause) = source {
+                why.push_str(": ");
+                why.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            tracing::warn!("upstream: {why}");
+            let body: &'static [u8] = if error.is_connect() {
+                b"the upstream server cannot be reached\n"
+            } else {
+                b"the upstream server's response could not be read\n"
+            };
+            let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(body))));
             *response.status_mut() = StatusCode::BAD_GATEWAY;
             Ok(response)
         }
@@ -124,7 +142,9 @@ pub async fn serve(
     upstream: Uri,
     cache: CacheLayer,
 ) -> std::io::Result<()> {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Incoming>();
+    let client = Client::builder(TokioExecutor::new())
+        .http1_max_headers(MAX_UPSTREAM_FIELDS)
+        .build_http::<Incoming>();
     let service = ServiceBuilder::new()
         .layer(cache)
         .service(tower::service_fn(move |request| {

@@ -177,3 +177,58 @@ async fn cache_proxy_answers_502_when_the_origin_is_down() {
     let (status, _) = request(proxy, "GET", "/", &[]).await;
     assert_eq!(status, 502);
 }
+
+/// An origin whose cacheable `/fields/{n}` answers with `n` values of one field.
+async fn many_fields_origin() -> SocketAddr {
+    let app = Router::new().route(
+        "/fields/{n}",
+        get(
+            |axum::extract::Path(n): axum::extract::Path<usize>| async move {
+                let mut headers = HeaderMap::new();
+                headers.insert("cache-control", "public, max-age=60".parse().unwrap());
+                for i in 0..n {
+                    headers.append("x-field", i.to_string().parse().unwrap());
+                }
+                (headers, "fields")
+            },
+        ),
+    );
+    serve(app).await
+}
+
+#[tokio::test]
+async fn cache_proxy_carries_a_long_response_head_and_says_why_it_cannot() {
+    let upstream = many_fields_origin().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = listener.local_addr().unwrap();
+    let cache = proxy_example::cache(None).await.unwrap();
+    let uri = format!("http://{upstream}").parse().unwrap();
+    tokio::spawn(proxy_example::serve(listener, uri, cache));
+    let count = |response: &str| {
+        response
+            .lines()
+            .filter(|l| l.starts_with("x-field: "))
+            .count()
+    };
+
+    // More fields than hyper's client reads by default (100), fewer than the proxy's limit:
+    // forwarded whole, then served whole from the cache.
+    let (status, first) = request(proxy, "GET", "/fields/300", &[]).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(count(&first), 300);
+    let (_, second) = request(proxy, "GET", "/fields/300", &[]).await;
+    assert!(
+        cache_status(&second).starts_with("parapet; hit"),
+        "{second}"
+    );
+    assert_eq!(count(&second), 300);
+
+    // Past the limit: 502, saying the answer could not be read (the origin is up).
+    let too_many = proxy_example::MAX_UPSTREAM_FIELDS + 100;
+    let (status, answer) = request(proxy, "GET", &format!("/fields/{too_many}"), &[]).await;
+    assert_eq!(status, 502);
+    assert!(
+        answer.ends_with("the upstream server's response could not be read\n"),
+        "{answer}"
+    );
+}
